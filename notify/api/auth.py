@@ -1,0 +1,36 @@
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from notify.tenants.models import ApiKey, Tenant, hash_api_key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <key>`. request.user is the tenant; request.auth the ApiKey."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Tenant, ApiKey] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        raw_key = raw_key.strip()
+        if scheme.lower() != self.keyword.lower() or not raw_key:
+            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
+        api_key = (
+            ApiKey.objects.select_related("tenant")
+            .filter(prefix=raw_key[: ApiKey.PREFIX_LENGTH], key_hash=hash_api_key(raw_key))
+            .first()
+        )
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if api_key.is_revoked:
+            raise exceptions.AuthenticationFailed("API key revoked.")
+        if not api_key.tenant.is_active:
+            raise exceptions.AuthenticationFailed("Tenant disabled.")
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        return api_key.tenant, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword

@@ -1,0 +1,115 @@
+"""Views for /v2/messages: thin, one per operation, nested input/output serializers."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notify.api.errors import error_body
+from notify.messaging import selectors
+from notify.messaging.models import Channel, Message
+from notify.messaging.services import IdempotencyConflict, MessageDraft, create_message
+
+SUPPORTED_CHANNELS = [Channel.EMAIL]
+MAX_BODY_CHARS = 1_000_000
+
+
+class MessageEventOutput(serializers.Serializer):
+    status = serializers.CharField()
+    detail = serializers.CharField()
+    at = serializers.DateTimeField(source="created_at")
+
+
+class MessageOutput(serializers.Serializer):
+    id = serializers.CharField()
+    status = serializers.CharField()
+    channel = serializers.CharField()
+    to = serializers.CharField(source="recipient")
+    subject = serializers.CharField()
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField()
+    delivered_at = serializers.DateTimeField()
+    failed_at = serializers.DateTimeField()
+    events = MessageEventOutput(many=True)
+
+
+def _no_line_breaks(value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise serializers.ValidationError("Must not contain line breaks.")
+
+
+class MessageCreate(APIView):
+    class InputSerializer(serializers.Serializer):
+        channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
+        to = serializers.EmailField(max_length=254)
+        subject = serializers.CharField(max_length=998, validators=[_no_line_breaks])
+        body = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=MAX_BODY_CHARS,
+            trim_whitespace=False,
+        )
+        html = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=MAX_BODY_CHARS,
+            trim_whitespace=False,
+        )
+
+        def validate(self, attrs: dict) -> dict:
+            if not attrs["body"] and not attrs["html"]:
+                raise ValidationError({"body": ["Give `body` or `html`."]})
+            return attrs
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: MessageOutput},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        summary="Send a message",
+    )
+    def post(self, request: Request) -> Response:
+        idempotency_key = request.headers.get("Idempotency-Key", "")
+        if len(idempotency_key) > 255:
+            raise ValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        draft = MessageDraft(
+            channel=fields["channel"],
+            recipient=fields["to"],
+            subject=fields["subject"],
+            body=fields["body"],
+            html=fields["html"],
+        )
+        try:
+            message, _ = create_message(
+                tenant=request.user, draft=draft, idempotency_key=idempotency_key
+            )
+        except IdempotencyConflict:
+            return Response(
+                error_body(
+                    "idempotency_conflict",
+                    "This Idempotency-Key was already used for a different request.",
+                ),
+                status=status.HTTP_409_CONFLICT,
+            )
+        message = selectors.get_message(request.user, message.id)
+        return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageDetail(APIView):
+    @extend_schema(responses={200: MessageOutput}, summary="A message, its status and events")
+    def get(self, request: Request, message_id: str) -> Response:
+        message: Message | None = selectors.get_message(request.user, message_id)
+        if message is None:
+            raise NotFound("Message not found.")
+        return Response(MessageOutput(message).data)

@@ -1,0 +1,51 @@
+"""Transport contract, after healthchecks' transports: one class per channel; a failure says
+whether trying again can help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from notify.messaging.models import Message
+
+
+class TransportError(Exception):
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class SendResult:
+    detail: str
+    # True when the provider's acceptance is the last word we will get (SMTP's 250 after DATA);
+    # False when a delivery receipt is still to come.
+    delivered: bool = False
+    provider_message_id: str = ""
+
+
+class Transport:
+    channel: ClassVar[str]
+
+    def send(self, message: Message) -> SendResult:
+        raise NotImplementedError
+
+
+_registry: dict[str, type[Transport]] = {}
+
+
+def register(transport_class: type[Transport]) -> type[Transport]:
+    _registry[transport_class.channel] = transport_class
+    return transport_class
+
+
+def get_transport(channel: str) -> Transport:
+    # Importing the modules registers their transports.
+    from notify.channels import email  # noqa: F401
+
+    try:
+        return _registry[channel]()
+    except KeyError:
+        raise TransportError(f"no transport for channel {channel!r}", permanent=True) from None

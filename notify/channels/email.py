@@ -1,0 +1,51 @@
+import smtplib
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from notify.channels.base import SendResult, Transport, TransportError, register
+from notify.messaging.models import Message
+
+
+def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    # 5xx is the server's final word; 4xx (greylisting, full mailbox, throttling) may pass later.
+    return TransportError(f"{what}: {code} {text}".strip(), permanent=500 <= code < 600)
+
+
+@register
+class EmailTransport(Transport):
+    channel = "email"
+
+    def send(self, message: Message) -> SendResult:
+        mail = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[message.recipient],
+            headers={"X-Notify-Message-Id": message.id},
+        )
+        if message.html:
+            if message.body:
+                mail.attach_alternative(message.html, "text/html")
+            else:
+                mail.body = message.html
+                mail.content_subtype = "html"
+        connection = get_connection(fail_silently=False)
+        try:
+            sent = connection.send_messages([mail])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            raise _smtp_error(code, text, "recipient refused") from exc
+        except smtplib.SMTPSenderRefused as exc:
+            raise _smtp_error(exc.smtp_code, exc.smtp_error, "sender refused") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise _smtp_error(exc.smtp_code, exc.smtp_error, "SMTP error") from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            raise TransportError(f"SMTP server unreachable: {exc}", permanent=False) from exc
+        if sent != 1:
+            raise TransportError("SMTP backend accepted no message", permanent=False)
+        host = getattr(connection, "host", "")
+        port = getattr(connection, "port", "")
+        return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)

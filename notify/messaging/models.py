@@ -1,0 +1,96 @@
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from notify.tenants.models import Tenant
+from notify.tenants.scoping import TenantScopedQuerySet
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.CANCELLED})
+
+
+class Origin(models.TextChoices):
+    V2 = "v2", "API v2"
+    LEGACY = "legacy", "Legacy API"
+
+
+class Message(models.Model):
+    """One message to one recipient. Its id has the legacy 18-digit shape (see ids.py)."""
+
+    id = models.CharField(primary_key=True, max_length=18, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="messages")
+    batch_id = models.CharField(max_length=18, blank=True, default="", db_index=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.CharField(max_length=320)
+    subject = models.TextField(blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    html = models.TextField(blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    # Fingerprint of the request that created the message, to tell a retry from a key reuse.
+    request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="message_unique_idempotency_key_per_tenant",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class MessageEvent(models.Model):
+    """The message's timeline: every status change, with when and why."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=16, choices=MessageStatus.choices)
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.status}"
+
+
+class IdCounter(models.Model):
+    """Shared ID counter for databases without sequences (SQLite); PostgreSQL uses a SEQUENCE."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    value = models.BigIntegerField(default=0)

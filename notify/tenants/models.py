@@ -1,0 +1,86 @@
+import hashlib
+import secrets
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from notify.tenants.crypto import EncryptedTextField
+
+
+class Tenant(models.Model):
+    """A customer of the platform; in the legacy gateway, an *app*."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Legacy identity: tenants keep their app_key/app_secret through the migration.
+    app_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The legacy MD5 signature needs the secret itself, so it is encrypted, not hashed.
+    app_secret = EncryptedTextField(blank=True, default="")
+    sign_name = models.CharField(max_length=32, blank=True, default="")
+    callback_url = models.URLField(max_length=500, blank=True, default="")
+    qps_limit = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    # The v2 API authenticates a tenant (not a Django user); DRF's IsAuthenticated asks this.
+    is_authenticated = True
+
+
+def hash_api_key(raw_key: str) -> str:
+    # Keys are 190+ bits of randomness, so a fast hash is enough (no brute force possible).
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A v2 API key. Only its hash is stored; `prefix` identifies it in lists and logs."""
+
+    PREFIX_LENGTH = 12
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, default="default")
+    prefix = models.CharField(max_length=PREFIX_LENGTH, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.tenant.slug})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @classmethod
+    def generate(cls, tenant: Tenant, name: str = "default") -> tuple["ApiKey", str]:
+        """Creates a key and returns it with the raw key, which is never shown again."""
+        raw = "nk_" + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            tenant=tenant, name=name, prefix=raw[: cls.PREFIX_LENGTH], key_hash=hash_api_key(raw)
+        )
+        return key, raw
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
