@@ -94,3 +94,6 @@ class IdCounter(models.Model):
 
     name = models.CharField(primary_key=True, max_length=32)
     value = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

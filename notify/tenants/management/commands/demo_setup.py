@@ -47,7 +47,7 @@ Notify is starting.
 Send a test message:
   curl -s -X POST {base_url}/v2/messages \\
     -H 'Authorization: Bearer {raw_key}' -H 'Content-Type: application/json' \\
-    -d '{{"channel": "email", "to": "someone@example.com", "subject": "Hello", "body": "It works."}}'
+    -d '{{"channel": "email", "to": "someone@example.com", "subject": "Hi", "body": "It works."}}'
 Then: curl -s -H 'Authorization: Bearer {raw_key}' {base_url}/v2/messages/<id>
 """
         )

@@ -1,0 +1,189 @@
+import pytest
+
+from notify.messaging.models import Message, MessageEvent, MessageStatus
+
+VALID_EMAIL = {"channel": "email", "to": "ana@example.com", "subject": "Hello", "body": "Hi Ana"}
+
+
+def post_message(client, payload=None, **headers):  # noqa: ANN001, ANN201
+    return client.post("/v2/messages", payload or VALID_EMAIL, format="json", **headers)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def test_post_message__no_api_key__401_and_nothing_stored(anonymous_client, db):
+    # When
+    response = post_message(anonymous_client)
+    # Then
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert Message.objects.count() == 0
+
+
+def test_post_message__unknown_api_key__401(anonymous_client, tenant):
+    anonymous_client.credentials(HTTP_AUTHORIZATION="Bearer nk_thisisnotakey_0000000000000000")
+    response = post_message(anonymous_client)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_post_message__wrong_scheme__401(anonymous_client, tenant_with_key):
+    anonymous_client.credentials(HTTP_AUTHORIZATION=f"Token {tenant_with_key[1]}")
+    assert post_message(anonymous_client).status_code == 401
+
+
+def test_post_message__revoked_key__401(anonymous_client, revoked_key):
+    anonymous_client.credentials(HTTP_AUTHORIZATION=f"Bearer {revoked_key}")
+    response = post_message(anonymous_client)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_get_message__revoked_key__401(anonymous_client, revoked_key):
+    anonymous_client.credentials(HTTP_AUTHORIZATION=f"Bearer {revoked_key}")
+    assert anonymous_client.get("/v2/messages/261121000000500001").status_code == 401
+
+
+def test_post_message__disabled_tenant__401(api_client, tenant):
+    tenant.status = tenant.Status.DISABLED
+    tenant.save()
+    assert post_message(api_client).status_code == 401
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+def test_post_message__valid_email__202_queued_and_delivery_queued_after_commit(
+    api_client, tenant, django_capture_on_commit_callbacks, monkeypatch
+):
+    # Given
+    queued: list[str] = []
+    monkeypatch.setattr(
+        "notify.messaging.services.enqueue_delivery", lambda mid, countdown=None: queued.append(mid)
+    )
+    # When
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = post_message(api_client)
+        # Then: nothing is queued before the row is committed
+        assert queued == []
+    for callback in callbacks:
+        callback()
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["channel"] == "email"
+    assert body["to"] == "ana@example.com"
+    assert len(body["id"]) == 18 and body["id"].isdigit()
+    assert queued == [body["id"]]
+    message = Message.objects.get(pk=body["id"])
+    assert message.tenant == tenant
+    assert message.origin == "v2"
+    assert [e.status for e in MessageEvent.objects.filter(message=message)] == ["queued"]
+
+
+def test_post_message__html_only__accepted(api_client):
+    payload = {"channel": "email", "to": "a@example.com", "subject": "S", "html": "<b>hi</b>"}
+    response = post_message(api_client, payload)
+    assert response.status_code == 202
+    assert Message.objects.get(pk=response.json()["id"]).html == "<b>hi</b>"
+
+
+@pytest.mark.parametrize(
+    ("payload", "bad_fields"),
+    [
+        ({}, {"channel", "to", "subject"}),
+        ({**VALID_EMAIL, "to": "not-an-address"}, {"to"}),
+        ({**VALID_EMAIL, "channel": "fax"}, {"channel"}),
+        ({**VALID_EMAIL, "subject": ""}, {"subject"}),
+        ({**VALID_EMAIL, "subject": "a\r\nBcc: victim@example.com"}, {"subject"}),
+        ({**VALID_EMAIL, "body": "", "html": ""}, {"body"}),
+        ({**VALID_EMAIL, "to": ["a@example.com"]}, {"to"}),
+        ({**VALID_EMAIL, "body": "nul\x00byte"}, {"body"}),
+        ({**VALID_EMAIL, "subject": "x" * 999}, {"subject"}),
+    ],
+)
+def test_post_message__invalid_field__400_naming_each_field_and_nothing_stored(
+    api_client, payload, bad_fields
+):
+    # When
+    response = api_client.post("/v2/messages", payload, format="json")
+    # Then
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert set(error["fields"]) == bad_fields
+    assert Message.objects.count() == 0
+
+
+def test_post_message__malformed_json__400_in_api_format(api_client):
+    response = api_client.post("/v2/messages", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_post_message__json_array_body__400(api_client):
+    response = api_client.post("/v2/messages", [VALID_EMAIL], format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_post_message__same_idempotency_key_twice__one_message_same_answer(api_client):
+    # When
+    first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-42")
+    second = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-42")
+    # Then
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert Message.objects.count() == 1
+
+
+def test_post_message__idempotency_key_reused_for_other_request__409(api_client):
+    post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-42")
+    response = post_message(
+        api_client, {**VALID_EMAIL, "to": "bob@example.com"}, HTTP_IDEMPOTENCY_KEY="order-42"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_conflict"
+    assert Message.objects.count() == 1
+
+
+def test_post_message__same_key_two_tenants__independent(api_client, other_tenant_client):
+    first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="k1")
+    second = post_message(other_tenant_client, HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.json()["id"] != second.json()["id"]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def test_get_message__own_message__status_and_events(api_client):
+    message_id = post_message(api_client).json()["id"]
+    response = api_client.get(f"/v2/messages/{message_id}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == message_id
+    assert body["status"] == MessageStatus.QUEUED
+    assert [event["status"] for event in body["events"]] == ["queued"]
+
+
+def test_get_message__other_tenants_message__404(api_client, other_tenant_client):
+    # Given a message of the first tenant
+    message_id = post_message(api_client).json()["id"]
+    # When the second tenant asks for it
+    response = other_tenant_client.get(f"/v2/messages/{message_id}")
+    # Then it does not exist for them
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("message_id", ["261121000000500001", "abc", "1" * 40])
+def test_get_message__unknown_or_malformed_id__404(api_client, message_id):
+    assert api_client.get(f"/v2/messages/{message_id}").status_code == 404
+
+
+def test_openapi_schema__served__lists_message_paths(anonymous_client, db):
+    response = anonymous_client.get("/v2/schema?format=json")
+    assert response.status_code == 200
+    assert "/v2/messages" in response.json()["paths"]

@@ -1,0 +1,86 @@
+import socket
+
+import pytest
+from rest_framework.test import APIClient
+
+from notify.celery import app as celery_app
+from notify.tenants.models import ApiKey, Tenant
+from notify.tenants.services import create_tenant
+from tests.smtp import SmtpServer
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(self, address):  # noqa: ANN001, ANN202
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (
+        host.startswith("127.") or host in ("localhost", "::1") or self.family == socket.AF_UNIX
+    ):
+        raise RuntimeError(f"outbound network blocked in tests: {address!r}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _block_outbound_network():
+    socket.socket.connect = _loopback_only_connect
+    yield
+    socket.socket.connect = _real_connect
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _in_memory_broker():
+    # Tests in this process publish to memory; e2e tests give their worker process the real broker.
+    celery_app.conf.broker_url = "memory://"
+    celery_app.conf.broker_transport_options = {}
+    yield
+
+
+@pytest.fixture
+def tenant_with_key(db) -> tuple[Tenant, str]:  # noqa: ANN001
+    return create_tenant("acme", name="Acme")
+
+
+@pytest.fixture
+def tenant(tenant_with_key) -> Tenant:  # noqa: ANN001
+    return tenant_with_key[0]
+
+
+@pytest.fixture
+def api_client(tenant_with_key) -> APIClient:  # noqa: ANN001
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tenant_with_key[1]}")
+    return client
+
+
+@pytest.fixture
+def other_tenant_client(db) -> APIClient:  # noqa: ANN001
+    """The second persona: another tenant, who must never see the first one's data."""
+    _, raw_key = create_tenant("globex", name="Globex")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def smtp_server(settings):  # noqa: ANN001, ANN201
+    with SmtpServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        yield server
+
+
+@pytest.fixture
+def revoked_key(tenant) -> str:  # noqa: ANN001
+    key, raw = ApiKey.generate(tenant, name="old")
+    key.revoke()
+    return raw

@@ -1,0 +1,133 @@
+"""Real processes: a web server and a Celery worker, both on the test database and the real
+broker (Redis when REDIS_URL is set), and an aiosmtpd server on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from tests.smtp import SmtpServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = quote(db["USER"] or "")
+        if db["PASSWORD"]:
+            auth += ":" + quote(db["PASSWORD"])
+        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    raise RuntimeError(f"e2e tests do not support {connection.vendor}")
+
+
+@dataclass
+class Platform:
+    base_url: str
+    smtp: SmtpServer
+    logs: list[Path]
+
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition"):  # noqa: ANN001, ANN201
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        tails = "\n".join(f"--- {log}\n{log.read_text()[-3000:]}" for log in self.logs)
+        raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.fixture(scope="module")
+def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Platform]:  # noqa: ANN001
+    """Started once per module: the processes outlive each test's data, which is flushed."""
+    tmp_path = tmp_path_factory.mktemp("platform")
+    with django_db_blocker.unblock():
+        database_url = test_database_url()
+    with SmtpServer() as smtp:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            # A queue of its own, so no task left in a shared Redis by an earlier run is taken.
+            "CELERY_TASK_DEFAULT_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+            "EMAIL_URL": smtp.url,
+            "NOTIFY_RETRY_DELAYS": "1,1",
+            "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
+            "DEBUG": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        port = free_port()
+        web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
+        commands = [
+            (
+                [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+                web_log,
+            ),
+            (
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "notify",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "--loglevel",
+                    "INFO",
+                    "--hostname",
+                    f"e2e-{port}@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                worker_log,
+            ),
+        ]
+        processes = []
+        try:
+            for command, log in commands:
+                handle = log.open("w")
+                processes.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+                    )
+                )
+            running = Platform(f"http://127.0.0.1:{port}", smtp, [web_log, worker_log])
+            running.wait_for(lambda: _healthy(running.base_url), timeout=60, what="/healthz 200")
+            yield running
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        return requests.get(f"{base_url}/healthz", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def platform(transactional_db, running_platform) -> Platform:  # noqa: ANN001
+    running_platform.smtp.received.clear()
+    return running_platform

@@ -1,0 +1,183 @@
+import pytest
+
+from notify.messaging import services
+from notify.messaging.models import Message, MessageStatus
+from notify.messaging.services import MessageDraft, create_message
+from notify.messaging.tasks import deliver_message
+
+
+@pytest.fixture
+def queued_retries(monkeypatch) -> list[tuple[str, float | None]]:  # noqa: ANN001
+    calls: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(
+        services, "enqueue_delivery", lambda mid, countdown=None: calls.append((mid, countdown))
+    )
+    return calls
+
+
+@pytest.fixture
+def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
+    """Runs the delivery service like the task does, including what it queues on commit."""
+
+    def run(message_id: str) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.deliver(message_id)
+
+    return run
+
+
+def make_email(tenant, to="ana@example.com", subject="Your code") -> Message:  # noqa: ANN001
+    message, _ = create_message(
+        tenant=tenant,
+        draft=MessageDraft(channel="email", recipient=to, subject=subject, body="Code: 123456"),
+    )
+    return message
+
+
+def statuses(message: Message) -> list[str]:
+    return list(message.events.order_by("created_at", "id").values_list("status", flat=True))
+
+
+def test_deliver__smtp_accepts__mail_arrives_and_message_delivered(
+    tenant, smtp_server, queued_retries
+):
+    # Given
+    message = make_email(tenant)
+    # When
+    deliver_message.apply(args=[message.id])
+    # Then
+    assert len(smtp_server.received) == 1
+    mail = smtp_server.received[0]
+    assert mail.rcpt_tos == ["ana@example.com"]
+    assert mail.subject == "Your code"
+    assert mail.message["X-Notify-Message-Id"] == message.id
+    assert "Code: 123456" in mail.message.get_content()
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert message.attempts == 1
+    assert message.sent_at is not None and message.delivered_at is not None
+    assert statuses(message) == ["queued", "sending", "sent", "delivered"]
+
+
+def test_deliver__task_delivered_twice__one_mail(tenant, smtp_server, queued_retries):
+    # Given
+    message = make_email(tenant)
+    # When the broker hands the same task over twice
+    deliver_message.apply(args=[message.id])
+    deliver_message.apply(args=[message.id])
+    # Then
+    assert len(smtp_server.received) == 1
+    message.refresh_from_db()
+    assert message.attempts == 1
+
+
+def test_deliver__message_already_sending__not_sent_again(
+    deliver, tenant, smtp_server, queued_retries
+):
+    # Given a message another worker has claimed
+    message = make_email(tenant)
+    Message.objects.filter(pk=message.id).update(status=MessageStatus.SENDING)
+    # When
+    deliver(message.id)
+    # Then
+    assert smtp_server.received == []
+
+
+def test_deliver__html_message__sent_as_html(deliver, tenant, smtp_server, queued_retries):
+    message, _ = create_message(
+        tenant=tenant,
+        draft=MessageDraft(
+            channel="email", recipient="a@example.com", subject="S", html="<b>x</b>"
+        ),
+    )
+    deliver(message.id)
+    mail = smtp_server.received[0].message
+    assert mail.get_content_type() == "text/html"
+    assert "<b>x</b>" in mail.get_content()
+
+
+def test_deliver__recipient_refused_permanently__failed_with_reason_no_retry(
+    deliver, tenant, smtp_server, queued_retries
+):
+    # Given
+    message = make_email(tenant, to="reject-me@example.com")
+    # When
+    deliver(message.id)
+    # Then
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert "550" in message.error and "mailbox does not exist" in message.error
+    assert message.failed_at is not None
+    assert statuses(message) == ["queued", "sending", "failed"]
+    assert smtp_server.received == []
+    assert queued_retries == []
+
+
+def test_deliver__recipient_refused_temporarily__requeued_with_backoff(
+    deliver, tenant, smtp_server, queued_retries, settings
+):
+    # Given
+    settings.NOTIFY_RETRY_DELAYS = [7, 70]
+    message = make_email(tenant, to="busy-mailbox@example.com")
+    # When
+    deliver(message.id)
+    # Then it waits and tries again
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED
+    assert "451" in message.error
+    assert message.next_attempt_at is not None
+    assert queued_retries[-1] == (message.id, 7)
+    # When the second try fails too, the wait grows
+    deliver(message.id)
+    message.refresh_from_db()
+    assert queued_retries[-1] == (message.id, 70)
+    assert message.attempts == 2
+    # When the last try fails, the message fails
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.error.startswith("gave up after 3 attempts")
+    assert statuses(message) == [
+        "queued",
+        "sending",
+        "queued",
+        "sending",
+        "queued",
+        "sending",
+        "failed",
+    ]
+
+
+def test_deliver__smtp_server_down__temporary_failure_retried(
+    deliver, tenant, settings, queued_retries
+):
+    # Given no server listens on the configured port
+    from tests.smtp import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    settings.NOTIFY_RETRY_DELAYS = [5]
+    message = make_email(tenant)
+    # When
+    deliver(message.id)
+    # Then
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED
+    assert "unreachable" in message.error
+    assert queued_retries[-1] == (message.id, 5)
+
+
+def test_deliver__temporary_failure_then_success__delivered_once(
+    deliver, tenant, smtp_server, queued_retries, settings
+):
+    # Given a first try that hit a temporary refusal
+    settings.NOTIFY_RETRY_DELAYS = [1]
+    message = make_email(tenant, to="busy@example.com")
+    deliver(message.id)
+    # When the mailbox frees up and the retry runs
+    Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
+    deliver(message.id)
+    # Then
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert len(smtp_server.received) == 1
