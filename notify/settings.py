@@ -95,6 +95,10 @@ USE_I18N = True
 USE_TZ = True
 # Legacy IDs and legacy answers use this wall clock (SPEC: Asia/Shanghai).
 LEGACY_TIME_ZONE = "Asia/Shanghai"
+# The legacy gateway's export (apps/templates/messages/samples .jsonl).
+LEGACY_DATA_DIR = Path(
+    env.str("LEGACY_DATA_DIR", default=str(BASE_DIR.parent / "shared" / "legacy" / "data"))
+)
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

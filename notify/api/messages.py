@@ -11,6 +11,11 @@ from notify.api.errors import error_body
 from notify.messaging import selectors
 from notify.messaging.models import Channel, Message
 from notify.messaging.services import IdempotencyConflict, MessageDraft, create_message
+from notify.tenants.models import Tenant
+from templates_store import selectors as template_selectors
+from templates_store import services as template_services
+from templates_store.models import Template
+from templates_store.velocity.engine import TemplateRenderError
 
 SUPPORTED_CHANNELS = [Channel.EMAIL]
 MAX_BODY_CHARS = 1_000_000
@@ -43,11 +48,49 @@ def _no_line_breaks(value: str) -> None:
         raise serializers.ValidationError("Must not contain line breaks.")
 
 
+def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
+    """Renders the tenant's template now: the message keeps exactly what was sent."""
+    template = template_selectors.get_template(tenant, fields["template"])
+    if template is None or template.channel != fields["channel"]:
+        raise ValidationError({"template": [f"No {fields['channel']} template with this key."]})
+    if template.status == Template.Status.REJECTED:
+        raise ValidationError({"template": ["This template was rejected."]})
+    try:
+        rendered = template_services.render_template(template, fields["data"], fields["locale"])
+    except template_services.TemplateError as exc:
+        raise ValidationError({"template": [str(exc)]}) from exc
+    except TemplateRenderError as exc:
+        raise ValidationError({"data": [f"The template cannot be rendered: {exc}"]}) from exc
+    subject = fields["subject"] or rendered.subject
+    _no_line_breaks_in_rendered(subject)
+    html_body = template.autoescape and template.channel == Channel.EMAIL
+    return MessageDraft(
+        channel=fields["channel"],
+        recipient=fields["to"],
+        subject=subject,
+        body="" if html_body else rendered.body,
+        html=rendered.body if html_body else "",
+        params={
+            "template": template.key,
+            "version": rendered.version.number,
+            "locale": rendered.version.locale,
+            "data": fields["data"],
+        },
+    )
+
+
+def _no_line_breaks_in_rendered(subject: str) -> None:
+    if "\r" in subject or "\n" in subject:
+        raise ValidationError({"data": ["The rendered subject contains a line break."]})
+
+
 class MessageCreate(APIView):
     class InputSerializer(serializers.Serializer):
         channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
         to = serializers.EmailField(max_length=254)
-        subject = serializers.CharField(max_length=998, validators=[_no_line_breaks])
+        subject = serializers.CharField(
+            max_length=998, validators=[_no_line_breaks], required=False, default=""
+        )
         body = serializers.CharField(
             required=False,
             allow_blank=True,
@@ -63,9 +106,22 @@ class MessageCreate(APIView):
             trim_whitespace=False,
         )
 
+        template = serializers.SlugField(max_length=100, required=False)
+        data = serializers.DictField(required=False, default=dict)
+        locale = serializers.CharField(max_length=35, required=False, default="")
+
         def validate(self, attrs: dict) -> dict:
+            if "template" in attrs:
+                if attrs["body"] or attrs["html"]:
+                    raise ValidationError({"template": ["Give `template` or a body, not both."]})
+                return attrs
+            errors = {}
+            if not attrs["subject"]:
+                errors["subject"] = ["This field is required."]
             if not attrs["body"] and not attrs["html"]:
-                raise ValidationError({"body": ["Give `body` or `html`."]})
+                errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
+            if errors:
+                raise ValidationError(errors)
             return attrs
 
     @extend_schema(
@@ -83,13 +139,16 @@ class MessageCreate(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
-        draft = MessageDraft(
-            channel=fields["channel"],
-            recipient=fields["to"],
-            subject=fields["subject"],
-            body=fields["body"],
-            html=fields["html"],
-        )
+        if "template" in fields:
+            draft = draft_from_template(request.user, fields)
+        else:
+            draft = MessageDraft(
+                channel=fields["channel"],
+                recipient=fields["to"],
+                subject=fields["subject"],
+                body=fields["body"],
+                html=fields["html"],
+            )
         try:
             message, _ = create_message(
                 tenant=request.user, draft=draft, idempotency_key=idempotency_key

@@ -1,11 +1,27 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from notify.api import templates
 from notify.api.messages import MessageCreate, MessageDetail
 
 urlpatterns = [
     path("messages", MessageCreate.as_view(), name="message-create"),
     path("messages/<str:message_id>", MessageDetail.as_view(), name="message-detail"),
+    path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
+    path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
+    path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),
+    path(
+        "templates/<slug:key>/versions",
+        templates.VersionListCreate.as_view(),
+        name="template-versions",
+    ),
+    path(
+        "templates/<slug:key>/versions/<int:number>/publish",
+        templates.VersionPublish.as_view(),
+        name="template-version-publish",
+    ),
+    path("templates/<slug:key>/rollback", templates.TemplateRollback.as_view(), name="rollback"),
+    path("templates/<slug:key>/render", templates.TemplateRender.as_view(), name="render"),
     path(
         "schema",
         SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),

@@ -93,7 +93,8 @@ def test_post_message__html_only__accepted(api_client):
 @pytest.mark.parametrize(
     ("payload", "bad_fields"),
     [
-        ({}, {"channel", "to", "subject"}),
+        ({}, {"channel", "to"}),
+        ({"channel": "email", "to": "a@example.com", "body": "no subject"}, {"subject"}),
         ({**VALID_EMAIL, "to": "not-an-address"}, {"to"}),
         ({**VALID_EMAIL, "channel": "fax"}, {"channel"}),
         ({**VALID_EMAIL, "subject": ""}, {"subject"}),

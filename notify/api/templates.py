@@ -1,0 +1,270 @@
+"""Views for /v2/templates: CRUD for templates and versions, render preview, Velocity conversion."""
+
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notify.api.errors import error_body
+from templates_store import selectors, services
+from templates_store.models import Template, TemplateChannel
+from templates_store.velocity.converter import convert
+from templates_store.velocity.engine import TemplateRenderError, TemplateSecurityError
+
+MAX_SOURCE_CHARS = 200_000
+
+
+def render_error_response(exc: TemplateRenderError) -> Response:
+    code = "template_security_error" if isinstance(exc, TemplateSecurityError) else "render_error"
+    return Response(error_body(code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+
+
+def source_field(**kwargs: object) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=MAX_SOURCE_CHARS, trim_whitespace=False, allow_blank=True, **kwargs
+    )
+
+
+def check_sources(attrs: dict, autoescape: bool) -> None:
+    errors = {}
+    for field in ("subject", "body"):
+        try:
+            services.check_source(attrs.get(field, ""), autoescape)
+        except TemplateRenderError as exc:
+            errors[field] = [str(exc)]
+    if errors:
+        raise ValidationError(errors)
+
+
+def get_template_or_404(request: Request, key: str) -> Template:
+    template = selectors.get_template(request.user, key)
+    if template is None:
+        raise NotFound("Template not found.")
+    return template
+
+
+class VersionOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    locale = serializers.CharField()
+    subject = serializers.CharField()
+    body = serializers.CharField()
+    engine = serializers.CharField()
+    published = serializers.BooleanField()
+    published_at = serializers.DateTimeField()
+    conversion_status = serializers.CharField()
+    conversion_report = serializers.JSONField()
+    verified_cases = serializers.IntegerField()
+    mismatches = serializers.IntegerField()
+    created_by = serializers.CharField(source="created_by_label")
+    created_at = serializers.DateTimeField()
+
+
+class TemplateOutput(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    channel = serializers.CharField()
+    params = serializers.ListField(child=serializers.CharField())
+    status = serializers.CharField()
+    autoescape = serializers.BooleanField()
+    legacy_tpl_id = serializers.CharField()
+    published_versions = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_published_versions(self, template: Template) -> dict[str, int]:
+        return {v.locale: v.number for v in template.versions.all() if v.published}
+
+
+RESERVED_KEYS = {"convert"}
+
+
+def _not_reserved(key: str) -> None:
+    if key in RESERVED_KEYS:
+        raise serializers.ValidationError(f"'{key}' is reserved.")
+
+
+class TemplateListCreate(APIView):
+    class InputSerializer(serializers.Serializer):
+        key = serializers.SlugField(max_length=100, validators=[_not_reserved])
+        name = serializers.CharField(max_length=200, required=False, default="")
+        channel = serializers.ChoiceField(choices=TemplateChannel.choices)
+        params = serializers.ListField(
+            child=serializers.CharField(max_length=100), required=False, default=list
+        )
+        subject = source_field(required=False, default="")
+        body = source_field()
+        locale = serializers.CharField(max_length=35, required=False, default="")
+        autoescape = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(responses={200: TemplateOutput(many=True)}, summary="List templates")
+    def get(self, request: Request) -> Response:
+        templates = selectors.list_templates(request.user).prefetch_related("versions")
+        return Response(TemplateOutput(templates, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: TemplateOutput}, summary="Create")
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        autoescape = fields["autoescape"]
+        if autoescape is None:
+            autoescape = fields["channel"] == TemplateChannel.EMAIL
+        check_sources(fields, autoescape)
+        if selectors.get_template(request.user, fields["key"]) is not None:
+            raise ValidationError({"key": ["A template with this key exists."]})
+        try:
+            with transaction.atomic():
+                template = services.create_template(
+                    tenant=request.user, **{**fields, "autoescape": autoescape}, actor="api"
+                )
+        except IntegrityError:
+            raise ValidationError({"key": ["A template with this key exists."]}) from None
+        return Response(TemplateOutput(template).data, status=status.HTTP_201_CREATED)
+
+
+class TemplateDetail(APIView):
+    class UpdateSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        params = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+        status = serializers.ChoiceField(choices=Template.Status.choices, required=False)
+        autoescape = serializers.BooleanField(required=False)
+
+    @extend_schema(responses={200: TemplateOutput}, summary="A template")
+    def get(self, request: Request, key: str) -> Response:
+        return Response(TemplateOutput(get_template_or_404(request, key)).data)
+
+    @extend_schema(request=UpdateSerializer, responses={200: TemplateOutput}, summary="Update")
+    def patch(self, request: Request, key: str) -> Response:
+        template = get_template_or_404(request, key)
+        serializer = self.UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        for field, value in serializer.validated_data.items():
+            setattr(template, field, value)
+        template.save()
+        return Response(TemplateOutput(template).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a template and its versions")
+    def delete(self, request: Request, key: str) -> Response:
+        get_template_or_404(request, key).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class VersionListCreate(APIView):
+    class InputSerializer(serializers.Serializer):
+        subject = source_field(required=False, default="")
+        body = source_field()
+        locale = serializers.CharField(max_length=35, required=False, default="")
+        publish = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(responses={200: VersionOutput(many=True)}, summary="List versions")
+    def get(self, request: Request, key: str) -> Response:
+        template = get_template_or_404(request, key)
+        return Response(VersionOutput(template.versions.all(), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: VersionOutput}, summary="Add version")
+    def post(self, request: Request, key: str) -> Response:
+        template = get_template_or_404(request, key)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        check_sources(fields, template.autoescape)
+        version = services.add_version(template, **fields, actor="api")
+        return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionPublish(APIView):
+    @extend_schema(request=None, responses={200: VersionOutput}, summary="Publish a version")
+    def post(self, request: Request, key: str, number: int) -> Response:
+        template = get_template_or_404(request, key)
+        version = selectors.get_version(template, number, request.query_params.get("locale", ""))
+        if version is None:
+            raise NotFound("Version not found.")
+        try:
+            services.publish_version(version, actor="api")
+        except services.TemplateError as exc:
+            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        return Response(VersionOutput(version).data)
+
+
+class TemplateRollback(APIView):
+    class InputSerializer(serializers.Serializer):
+        locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses={200: VersionOutput}, summary="Roll back")
+    def post(self, request: Request, key: str) -> Response:
+        template = get_template_or_404(request, key)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            version = services.rollback(template, **serializer.validated_data, actor="api")
+        except services.TemplateError as exc:
+            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        return Response(VersionOutput(version).data)
+
+
+class RenderOutput(serializers.Serializer):
+    subject = serializers.CharField()
+    body = serializers.CharField()
+    version = serializers.IntegerField()
+    locale = serializers.CharField()
+
+
+class TemplateRender(APIView):
+    class InputSerializer(serializers.Serializer):
+        data = serializers.DictField(required=False, default=dict)
+        locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
+        version = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(request=InputSerializer, responses={200: RenderOutput}, summary="Preview")
+    def post(self, request: Request, key: str) -> Response:
+        template = get_template_or_404(request, key)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        try:
+            if "version" in fields:
+                version = selectors.get_version(template, fields["version"], fields["locale"])
+                if version is None:
+                    raise NotFound("Version not found.")
+                subject, body = services.render_version(
+                    version, fields["data"], autoescape=template.autoescape
+                )
+            else:
+                rendered = services.render_template(template, fields["data"], fields["locale"])
+                version, subject, body = rendered.version, rendered.subject, rendered.body
+        except services.TemplateError as exc:
+            return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        except TemplateRenderError as exc:
+            return render_error_response(exc)
+        output = {
+            "subject": subject,
+            "body": body,
+            "version": version.number,
+            "locale": version.locale,
+        }
+        return Response(RenderOutput(output).data)
+
+
+class TemplateConvert(APIView):
+    class InputSerializer(serializers.Serializer):
+        source = serializers.CharField(max_length=MAX_SOURCE_CHARS, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        jinja = serializers.CharField(allow_null=True)
+        status = serializers.CharField()
+        issues = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer}, summary="Velocity to Jinja2"
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        conversion = convert(serializer.validated_data["source"])
+        report = conversion.to_dict()
+        return Response(
+            {"jinja": conversion.source, "status": conversion.status, "issues": report["issues"]}
+        )

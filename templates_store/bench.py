@@ -1,0 +1,33 @@
+"""`make bench`: render throughput of converted templates on the new engine against airspeed
+(the old engine), same templates, same data, same run. Printed as a ratio."""
+
+import os
+import sys
+from pathlib import Path
+
+from templates_store.velocity.bench_render import benchmark, load_legacy_data
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "legacy" / "data"
+
+
+def main(argv: list[str]) -> int:
+    rounds = int(argv[1]) if len(argv) > 1 else 20
+    data_dir = Path(os.environ.get("LEGACY_DATA_DIR", DEFAULT_DATA))
+    templates, samples = load_legacy_data(data_dir)
+    result = benchmark(templates, samples, rounds=rounds)
+    print(
+        f"template render benchmark: {len(templates)} templates, {len(samples)} samples, "
+        f"{rounds} rounds, {int(result['renders'])} renders per engine"
+    )
+    print(
+        f"  airspeed (legacy) : {result['airspeed_per_second']:>12,.0f} renders/s  (baseline 1.00x)"
+    )
+    print(
+        f"  jinja2 (converted): {result['engine_per_second']:>12,.0f} renders/s  "
+        f"({result['ratio']:.2f}x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

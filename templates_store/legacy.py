@@ -1,0 +1,270 @@
+"""Bringing the legacy gateway's templates over: read its export, convert each Velocity
+template, verify the conversion against the old engine on every known parameter set, and store
+the result as a new version (published only once approved)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from notify.tenants.models import Tenant
+from templates_store import services
+from templates_store.models import Template, TemplateVersion
+from templates_store.velocity.converter import convert
+from templates_store.velocity.verifier import verify
+
+CHANNELS = {"sms": "sms", "mail": "email", "push": "push"}
+TEMPLATE_STATUS = {
+    0: Template.Status.DRAFT,
+    1: Template.Status.APPROVED,
+    2: Template.Status.REJECTED,
+}
+STATUS_RANK = {"exact": 0, "exact_with_warnings": 1, "needs_review": 2}
+MAX_STORED_CASES = 60
+SIGN_PREFIX = re.compile(r"^【[^】]*】")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@dataclass
+class LegacyExport:
+    apps: list[dict[str, Any]]
+    templates: list[dict[str, Any]]
+    samples: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, directory: Path) -> LegacyExport:
+        return cls(
+            apps=read_jsonl(directory / "apps.jsonl"),
+            templates=read_jsonl(directory / "templates.jsonl"),
+            samples=read_jsonl(directory / "samples.jsonl"),
+            messages=read_jsonl(directory / "messages.jsonl"),
+        )
+
+    def cases_by_template(self) -> dict[str, list[dict[str, Any]]]:
+        """Every known parameter set of each template: the samples, then the real `tpl_params`
+        of every historical message (each distinct set once)."""
+        cases: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        seen: dict[str, set[str]] = defaultdict(set)
+        rows = [("sample", s.get("tpl_id", ""), s.get("params"), "") for s in self.samples] + [
+            ("message", m.get("tpl_id", ""), m.get("tpl_params"), m.get("msg_id", ""))
+            for m in self.messages
+        ]
+        for origin, tpl_id, params, ref in rows:
+            if not tpl_id or not isinstance(params, dict):
+                continue
+            fingerprint = json.dumps(params, sort_keys=True, ensure_ascii=False)
+            if fingerprint in seen[tpl_id]:
+                continue
+            seen[tpl_id].add(fingerprint)
+            cases[tpl_id].append({"origin": origin, "ref": ref, "params": params})
+        return cases
+
+
+def tenant_slug(app: dict[str, Any]) -> str:
+    # `ak_shop_7f3a9c21d4e8b605` → `shop`; names are often not ASCII.
+    key = app["app_key"]
+    parts = key.split("_")
+    core = "-".join(parts[1:-1]) if len(parts) > 2 else key
+    return slugify(core) or slugify(key) or "app"
+
+
+@transaction.atomic
+def import_apps(apps: Iterable[dict[str, Any]]) -> dict[str, Tenant]:
+    """Creates or updates one tenant per legacy app, keeping its app_key and app_secret."""
+    tenants = {}
+    for app in apps:
+        tenant = Tenant.objects.filter(app_key=app["app_key"]).first()
+        if tenant is None:
+            slug, suffix = tenant_slug(app), 1
+            while Tenant.objects.filter(slug=slug).exists():
+                suffix += 1
+                slug = f"{tenant_slug(app)}-{suffix}"
+            tenant = Tenant(slug=slug, app_key=app["app_key"])
+        tenant.name = app.get("name") or tenant.slug
+        tenant.app_secret = app.get("app_secret", "")
+        tenant.status = (
+            Tenant.Status.ACTIVE if app.get("status", 1) == 1 else Tenant.Status.DISABLED
+        )
+        tenant.sign_name = app.get("sign_name", "")
+        tenant.callback_url = app.get("callback_url", "")
+        tenant.qps_limit = app.get("qps_limit") or 200
+        tenant.save()
+        tenants[app["app_key"]] = tenant
+    return tenants
+
+
+@dataclass
+class FieldResult:
+    status: str
+    issues: list[dict[str, Any]]
+    differences: list[dict[str, Any]]
+
+
+@dataclass
+class ConversionOutcome:
+    tpl_id: str
+    tenant: str
+    channel: str
+    status: str
+    cases: int
+    mismatches: int
+    version: int | None
+    approved: bool
+    differences: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def convert_and_verify(
+    source: str, channel: str, cases: list[dict[str, Any]]
+) -> tuple[str | None, FieldResult]:
+    if not source:
+        return "", FieldResult("exact", [], [])
+    conversion = convert(source, channel=channel)
+    differences = verify(source, conversion, [case["params"] for case in cases])
+    return conversion.source, FieldResult(
+        conversion.status,
+        conversion.to_dict()["issues"],
+        [
+            {
+                **difference.to_dict(),
+                "origin": cases[difference.case_index]["origin"],
+                "ref": cases[difference.case_index]["ref"],
+            }
+            for difference in differences
+        ],
+    )
+
+
+@transaction.atomic
+def convert_template(
+    row: dict[str, Any], tenant: Tenant, cases: list[dict[str, Any]], *, approve: bool = True
+) -> ConversionOutcome:
+    """Upserts the template of a legacy row and stores a verified conversion as a new version
+    when its legacy source changed. Exact conversions with no difference on any case are
+    approved and published when `approve` is set; the others wait for review."""
+    legacy_channel = row.get("channel", "")
+    channel = CHANNELS.get(legacy_channel, legacy_channel)
+    template, _ = Template.objects.get_or_create(
+        tenant=tenant,
+        legacy_tpl_id=row["tpl_id"],
+        defaults={"key": slugify(row["tpl_id"]) or row["tpl_id"].lower(), "channel": channel},
+    )
+    template.name = row.get("name", "") or template.key
+    template.channel = channel
+    template.params = [p for p in (row.get("params") or "").split(",") if p]
+    template.status = TEMPLATE_STATUS.get(row.get("status"), Template.Status.DRAFT)
+    template.autoescape = False  # the legacy engine escaped nothing
+    template.save()
+
+    legacy_subject, legacy_body = row.get("subject") or "", row.get("content") or ""
+    subject, subject_result = convert_and_verify(legacy_subject, legacy_channel, cases)
+    body, body_result = convert_and_verify(legacy_body, legacy_channel, cases)
+    status = max(subject_result.status, body_result.status, key=STATUS_RANK.__getitem__)
+    if subject is None or body is None:
+        status = "needs_review"
+    differences = [
+        {**d, "field": name}
+        for name, result in (("subject", subject_result), ("body", body_result))
+        for d in result.differences
+    ]
+    issues = [
+        {**issue, "field": name}
+        for name, result in (("subject", subject_result), ("body", body_result))
+        for issue in result.issues
+    ]
+    report = {
+        "status": status,
+        "issues": issues,
+        "differences": differences[:50],
+        "cases": cases[:MAX_STORED_CASES],
+    }
+    mismatched_cases = len({d["case_index"] for d in differences})
+
+    latest = template.versions.filter(locale="").order_by("-number").first()
+    if (
+        latest is not None
+        and latest.legacy_subject == legacy_subject
+        and latest.legacy_body == legacy_body
+        and latest.subject == (subject or "")
+        and latest.body == (body or "")
+    ):
+        version = latest
+        TemplateVersion.objects.filter(pk=version.pk).update(
+            conversion_status=status,
+            conversion_report=report,
+            verified_cases=len(cases),
+            mismatches=mismatched_cases,
+        )
+        version.refresh_from_db()
+    else:
+        version = services.add_version(
+            template,
+            subject=subject or "",
+            body=body or "",
+            actor="legacy import",
+            legacy_subject=legacy_subject,
+            legacy_body=legacy_body,
+            conversion_status=status,
+            conversion_report=report,
+            verified_cases=len(cases),
+            mismatches=mismatched_cases,
+        )
+    approved = version.conversion_approved_at is not None
+    if approve and not approved and status != "needs_review" and not mismatched_cases and cases:
+        services.approve_conversion(version, actor="legacy import")
+        approved = True
+    return ConversionOutcome(
+        tpl_id=row["tpl_id"],
+        tenant=tenant.slug,
+        channel=channel,
+        status=status,
+        cases=len(cases),
+        mismatches=mismatched_cases,
+        version=version.number,
+        approved=approved,
+        differences=differences,
+        issues=issues,
+    )
+
+
+def convert_export(
+    export: LegacyExport,
+    *,
+    tenant_slug_filter: str | None = None,
+    approve: bool = True,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda rows: rows,
+) -> list[ConversionOutcome]:
+    tenants = import_apps(export.apps)
+    cases = export.cases_by_template()
+    outcomes = []
+    for row in progress(export.templates):
+        tenant = tenants.get(row.get("app_key", ""))
+        if tenant is None or (tenant_slug_filter and tenant.slug != tenant_slug_filter):
+            continue
+        outcomes.append(
+            convert_template(row, tenant, cases.get(row["tpl_id"], []), approve=approve)
+        )
+    return outcomes
+
+
+def strip_sign(content: str) -> str:
+    """SMS as sent carries `【sign】` before the rendered template."""
+    return SIGN_PREFIX.sub("", content, count=1)

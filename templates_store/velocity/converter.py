@@ -1,0 +1,766 @@
+"""Velocity (airspeed 0.7.1) to Jinja2 converter.
+
+`convert(source)` parses the legacy text with parser.py (airspeed's grammar) and emits a
+Jinja template for `engine.Engine(autoescape=False)` that renders byte for byte what
+airspeed rendered.  Velocity's evaluation model (a namespace chain, null references that
+render their own source, Java shims, non-short-circuit `&&`) is kept through the helper
+filters of runtime.py.  What cannot be carried over exactly is reported with
+status "needs_review"; the converter never silently changes what a template renders.
+
+CLI: `python -m templates_store.velocity.converter [FILE]` (stdin without FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .parser import (
+    BinOp,
+    Comment,
+    DefineDef,
+    DictLit,
+    Evaluate,
+    Foreach,
+    If,
+    Include,
+    IndexStep,
+    InterpStr,
+    ListLit,
+    Lit,
+    MacroCall,
+    MacroDef,
+    NameStep,
+    Node,
+    RangeLit,
+    Reference,
+    RefExpr,
+    RefValue,
+    Set,
+    Stop,
+    Text,
+    Unary,
+    VelocitySyntaxError,
+    line_col,
+    parse,
+)
+
+__all__ = ["convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
+
+EXACT = "exact"
+EXACT_WITH_WARNINGS = "exact_with_warnings"
+NEEDS_REVIEW = "needs_review"
+
+# Python methods that change their object: evaluation order then matters.
+MUTATING_METHODS = frozenset(
+    {
+        "add",
+        "put",
+        "putAll",
+        "set",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "popitem",
+        "remove",
+        "clear",
+        "update",
+        "setdefault",
+        "sort",
+        "reverse",
+        "discard",
+    }
+)
+SHIM_NAMES = frozenset(
+    {
+        "length",
+        "replaceAll",
+        "startsWith",
+        "matches",
+        "contains",
+        "size",
+        "get",
+        "add",
+        "set",
+        "isEmpty",
+        "keySet",
+        "put",
+        "putAll",
+        "toString",
+    }
+)
+# Names that exist as methods on some JSON value type: they may resolve at run time.
+PYTHON_METHODS = frozenset(
+    name
+    for tp in (str, list, dict, int, float, bool)
+    for name in dir(tp)
+    if not name.startswith("_")
+)
+# A missing dict key with one of these names resolves to a bound method in airspeed.
+DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | frozenset(
+    {"isEmpty", "keySet", "put", "putAll", "toString"}
+)
+FOREACH_KEYS = frozenset({"count", "index", "hasNext", "first", "last"})
+
+
+@dataclass
+class Issue:
+    line: int
+    column: int
+    construct: str
+    message: str
+    severity: str  # "warning" | "error"
+
+
+@dataclass
+class Conversion:
+    source: str | None
+    status: str
+    issues: list[Issue] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            "issues": [asdict(issue) for issue in self.issues],
+        }
+
+
+def jinja_string(value: str) -> str:
+    """A Jinja string literal for `value` (Jinja decodes literals with unicode-escape)."""
+    out = ["'"]
+    for ch in value:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "'":
+            out.append("\\'")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append("'")
+    return "".join(out)
+
+
+def jinja_text(text: str, final: bool = False) -> str:
+    """Template data that Jinja outputs unchanged.
+
+    Jinja would read `{{`, `{%`, `{#` as tags and turns `\\r` into `\\n`; a `{` at the end of
+    a chunk is also escaped since the next chunk may be a tag.
+    """
+    out = []
+    run_start = 0
+    n = len(text)
+    for i, ch in enumerate(text):
+        if ch == "\r":
+            out.append(text[run_start:i])
+            out.append("{{ '\\r' }}")
+            run_start = i + 1
+        elif ch == "{" and (i + 1 == n and not final or i + 1 < n and text[i + 1] in "{%#\r"):
+            out.append(text[run_start:i])
+            out.append("{{ '{' }}")
+            run_start = i + 1
+    out.append(text[run_start:])
+    return "".join(out)
+
+
+class _Emitter:
+    def __init__(self, source: str, channel: str | None) -> None:
+        self.source = source
+        self.channel = channel
+        self.issues: list[Issue] = []
+        self.hoisted: list[str] = []
+        self.counter = 0
+        self.define_names: set[str] = set()
+        self.pos_override: int | None = None
+        self.warned_output = False
+        self._seen: set[tuple[int, str]] = set()
+
+    # -- reporting ----------------------------------------------------------
+    def issue(self, pos: int, construct: str, message: str, severity: str) -> None:
+        if self.pos_override is not None:
+            pos = self.pos_override
+        key = (pos, construct)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        line, column = line_col(self.source, pos)
+        self.issues.append(Issue(line, column, construct, message, severity))
+
+    def review(self, pos: int, construct: str, message: str) -> None:
+        self.issue(pos, construct, message, "error")
+
+    def warn(self, pos: int, construct: str, message: str) -> None:
+        self.issue(pos, construct, message, "warning")
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    # -- analysis -------------------------------------------------------------
+    def collect_defines(self, nodes: list[Node]) -> None:
+        for node in walk_nodes(nodes):
+            if isinstance(node, DefineDef):
+                self.define_names.add(node.name)
+
+    def pure(self, value: Any) -> bool:
+        """Evaluating `value` can neither fail nor change anything (so it may be eager)."""
+        if isinstance(value, Lit):
+            return True
+        if isinstance(value, RefValue):
+            return self.pure_ref(value.ref.expr)
+        if isinstance(value, InterpStr):
+            return all(
+                isinstance(n, (Text, Comment))
+                or isinstance(n, Reference)
+                and self.pure_ref(n.expr)
+                and (n.alternate is None or self.pure(n.alternate))
+                for n in value.block
+            )
+        if isinstance(value, ListLit):
+            return all(self.pure(v) for v in value.items)
+        if isinstance(value, DictLit):
+            return all(
+                isinstance(k, Lit) and not isinstance(k.value, (list, dict)) and self.pure(v)
+                for k, v in value.pairs
+            )
+        if isinstance(value, RangeLit):
+            return (
+                isinstance(value.low, Lit)
+                and isinstance(value.high, Lit)
+                and isinstance(value.low.value, int)
+                and isinstance(value.high.value, int)
+            )
+        if isinstance(value, Unary):
+            return self.pure(value.value)
+        return False
+
+    def pure_ref(self, expr: RefExpr | None) -> bool:
+        if expr is None:
+            return False
+        first = expr.steps[0]
+        if first.name in self.define_names:
+            return False
+        for step in expr.steps:
+            if isinstance(step, IndexStep) or step.params is not None:
+                return False
+            if step.name.startswith("_") and step is not first:
+                return False
+            if step.index is not None and not (
+                isinstance(step.index, Lit) and isinstance(step.index.value, int)
+            ):
+                return False
+        return True
+
+    def effects(self, value: Any) -> bool:
+        """Evaluating `value` may change data another operand reads."""
+        for node in walk_values(value):
+            if isinstance(node, RefExpr):
+                if node.steps[0].name in self.define_names or node.steps[0].params is not None:
+                    return True
+                for step in node.steps[1:]:
+                    if (
+                        isinstance(step, NameStep)
+                        and step.params is not None
+                        and step.name in MUTATING_METHODS
+                    ):
+                        return True
+            elif isinstance(node, InterpStr) and any(
+                not isinstance(n, (Text, Comment, Reference)) for n in node.block
+            ):
+                return True
+        return False
+
+    # -- templates --------------------------------------------------------------
+    def block(self, nodes: list[Node], ns: str, depth: int) -> list[tuple[str, str]]:
+        pieces: list[tuple[str, str]] = []
+        for node in nodes:
+            self.statement(node, ns, depth, pieces)
+        return pieces
+
+    def statement(self, node: Node, ns: str, depth: int, out: list[tuple[str, str]]) -> None:
+        if isinstance(node, Text):
+            out.append(("text", node.text))
+        elif isinstance(node, Comment):
+            pass
+        elif isinstance(node, Reference):
+            self.output_reference(node, ns, out)
+        elif isinstance(node, If):
+            for i, (cond, body) in enumerate(node.branches):
+                keyword = "if" if i == 0 else "elif"
+                out.append(("code", f"{{% {keyword} {self.expr(cond, ns, node.start)} %}}"))
+                out.extend(self.block(body, ns, depth))
+            if node.else_block is not None:
+                out.append(("code", "{% else %}"))
+                out.extend(self.block(node.else_block, ns, depth))
+            out.append(("code", "{% endif %}"))
+        elif isinstance(node, Set):
+            value = self.expr(node.value, ns, node.start)
+            if len(node.terms) == 1:
+                out.append(
+                    ("code", f"{{% do {ns}|vset({jinja_string(node.terms[0])}, {value}) %}}")
+                )
+            else:
+                terms = "[" + ", ".join(jinja_string(t) for t in node.terms) + "]"
+                out.append(("code", f"{{% do {ns}|vsetp({terms}, {value}) %}}"))
+        elif isinstance(node, Foreach):
+            inner = f"_v{depth + 1}"
+            iterable = self.expr(node.iterable, ns, node.start)
+            out.append(
+                (
+                    "code",
+                    f"{{% for {inner} in {ns}|vfor({jinja_string(node.var)}, {iterable}) %}}",
+                )
+            )
+            out.extend(self.block(node.block, inner, depth + 1))
+            out.append(("code", "{% endfor %}"))
+        elif isinstance(node, Include):
+            self.warn(
+                node.start,
+                f"#{node.kind}",
+                f"#{node.kind} always failed in the legacy gateway (no loader): kept failing",
+            )
+            name = self.expr(node.name, ns, node.start)
+            message = jinja_string(f"#{node.kind} is not supported (no template loader)")
+            out.append(("code", f"{{% do {message}|vraise({name}) %}}"))
+        elif isinstance(node, (MacroDef, DefineDef)):
+            macro = self.function(node)
+            args = "[" + ", ".join(jinja_string(a) for a in node.args) + "]"
+            helper = "vdefmacro" if isinstance(node, MacroDef) else "vdefine"
+            out.append(
+                ("code", f"{{% do {ns}|{helper}({jinja_string(node.name)}, {macro}, {args}) %}}")
+            )
+        elif isinstance(node, Stop):
+            out.append(("code", f"{{{{ {ns}|vstop }}}}"))
+        elif isinstance(node, Evaluate):
+            self.warn(
+                node.start,
+                "#evaluate",
+                "#evaluate converts and renders its text at run time",
+            )
+            out.append(
+                ("code", f"{{{{ {ns}|vevaluate({self.expr(node.value, ns, node.start)}) }}}}")
+            )
+        elif isinstance(node, MacroCall):
+            args = "[" + ", ".join(self.expr(a, ns, node.start) for a in node.args) + "]"
+            out.append(("code", f"{{{{ {ns}|vmacro({jinja_string(node.name)}, {args}) }}}}"))
+        else:  # pragma: no cover - parser produces nothing else
+            raise TypeError(node)
+
+    def function(self, node: MacroDef | DefineDef) -> str:
+        name = self.fresh("_m" if isinstance(node, MacroDef) else "_d")
+        body = finalize(self.block(node.block, "_v", 0), final=False)
+        self.hoisted.append(f"{{% macro {name}(_v) %}}{body}{{% endmacro %}}")
+        return name
+
+    def output_reference(self, node: Reference, ns: str, out: list[tuple[str, str]]) -> None:
+        if node.expr is None:
+            if node.alternate is not None:
+                out.append(("code", f"{{{{ {self.expr(node.alternate, ns, node.start)}|vs }}}}"))
+            else:
+                out.append(("text", node.source))
+            return
+        self.note_output(node)
+        value = self.ref_expr(node.expr, ns, node.start)
+        if node.alternate is not None:
+            if self.pure(node.alternate):
+                alt = self.expr(node.alternate, ns, node.start)
+                out.append(("code", f"{{{{ {value}|valt({alt}) }}}}"))
+            else:
+                # the default is only evaluated when the value is null
+                alt = self.expr(node.alternate, ns, node.start)
+                tmp = self.fresh("_t")
+                out.append(("code", f"{{% set {tmp} = {value} %}}"))
+                out.append(("code", f"{{{{ ({alt})|vs if {tmp} is none else {tmp}|vs }}}}"))
+        elif node.silent:
+            out.append(("code", f"{{{{ {value}|vq }}}}"))
+        elif (
+            len(node.expr.steps) == 1
+            and node.expr.steps[0].params is None
+            and (node.expr.steps[0].index is None)
+        ):
+            name = jinja_string(node.expr.steps[0].name)
+            out.append(("code", f"{{{{ {ns}|vno({name}, {jinja_string(node.source)}) }}}}"))
+        else:
+            out.append(("code", f"{{{{ {value}|vo({jinja_string(node.source)}) }}}}"))
+
+    def note_output(self, node: Reference) -> None:
+        if self.warned_output:
+            return
+        self.warned_output = True
+        if self.channel in (None, "mail"):
+            self.warn(
+                node.start,
+                "unescaped_output",
+                "the template outputs parameter values unescaped (legacy behaviour, kept: "
+                "render with autoescape off); in a mail the output carries unescaped input",
+            )
+
+    # -- expressions ----------------------------------------------------------------
+    def expr(self, value: Any, ns: str, pos: int) -> str:
+        if isinstance(value, Lit):
+            return literal(value.value)
+        if isinstance(value, RefValue):
+            if value.ref.expr is None:
+                # airspeed calls a missing calculate(): a TypeError at render time
+                return f"({jinja_string('invalid reference ' + value.ref.source)}|vraise)"
+            return self.ref_expr(value.ref.expr, ns, value.start)
+        if isinstance(value, InterpStr):
+            return self.interpolated(value, ns)
+        if isinstance(value, ListLit):
+            return "[" + ", ".join(self.expr(v, ns, pos) for v in value.items) + "]"
+        if isinstance(value, RangeLit):
+            low = self.expr(value.low, ns, pos)
+            high = self.expr(value.high, ns, pos)
+            return f"({low}|vrange({high}))"
+        if isinstance(value, DictLit):
+            pairs = ", ".join(
+                f"{self.expr(k, ns, pos)}: {self.expr(v, ns, pos)}" for k, v in value.pairs
+            )
+            return "{" + pairs + "}"
+        if isinstance(value, Unary):
+            return f"(not {self.expr(value.value, ns, pos)})"
+        if isinstance(value, BinOp):
+            if (self.effects(value.left) and not isinstance(value.right, Lit)) or (
+                self.effects(value.right) and not isinstance(value.left, Lit)
+            ):
+                self.review(
+                    value.start,
+                    "evaluation_order",
+                    "an operand changes data the other operand reads; airspeed evaluates "
+                    "the right operand first",
+                )
+            left = self.expr(value.left, ns, pos)
+            right = self.expr(value.right, ns, pos)
+            if value.op == "and":
+                return f"({left}|vand({right}))"
+            if value.op == "or":
+                return f"({left}|vor({right}))"
+            op = "//" if value.op == "/" else value.op
+            return f"({left} {op} {right})"
+        raise TypeError(value)  # pragma: no cover
+
+    def interpolated(self, value: InterpStr, ns: str) -> str:
+        saved = self.pos_override
+        self.pos_override = value.start if saved is None else saved
+        try:
+            simple = all(isinstance(n, (Text, Comment, Reference)) for n in value.block)
+            if simple and self.pure(value):
+                parts = []
+                for node in value.block:
+                    if isinstance(node, Text):
+                        parts.append(jinja_string(node.text))
+                    elif isinstance(node, Reference):
+                        pieces: list[tuple[str, str]] = []
+                        self.output_reference(node, ns, pieces)
+                        for kind, text in pieces:
+                            if kind == "text":
+                                parts.append(jinja_string(text))
+                            else:
+                                parts.append("(" + text[3:-3] + ")")
+                if not parts:
+                    return "''"
+                if len(parts) == 1:
+                    return f"({parts[0]}|vs)"
+                return "(" + " ~ ".join(parts) + ")"
+            name = self.fresh("_s")
+            body = finalize(self.block(value.block, "_v", 0), final=False)
+            self.hoisted.append(f"{{% macro {name}(_v) %}}{body}{{% endmacro %}}")
+            return f"({ns}|vblock({name}))"
+        finally:
+            self.pos_override = saved
+
+    def ref_expr(self, expr: RefExpr, ns: str, pos: int) -> str:
+        steps = expr.steps
+        first = steps[0]
+        if first.params is not None:
+            self.check_args(first.params, pos)
+            code = f"{ns}|vnc({jinja_string(first.name)}, {self.args(first.params, ns, pos)})"
+        elif first.index is not None:
+            self.check_index(first.index, pos)
+            code = f"{ns}|vni({jinja_string(first.name)}, {self.expr(first.index, ns, pos)})"
+        else:
+            code = f"{ns}|vn({jinja_string(first.name)})"
+        for i, step in enumerate(steps[1:], start=1):
+            if isinstance(step, IndexStep):
+                if not isinstance(step.index, Lit):
+                    self.review(
+                        pos,
+                        "index_expression",
+                        "airspeed evaluates this index against the indexed value, "
+                        "not the template namespace",
+                    )
+                code = f"{code}|vi({self.expr(step.index, ns, pos)})"
+                continue
+            name = step.name
+            if name.startswith("_"):
+                self.review(
+                    pos,
+                    "unsafe_name",
+                    f"'{name}' (a Python internal) is refused by the sandbox; legacy rendered it",
+                )
+            if step.params is not None:
+                self.check_args(step.params, pos)
+                if name not in PYTHON_METHODS and name not in SHIM_NAMES:
+                    self.warn(
+                        pos,
+                        "java_method",
+                        f"'{name}()' is not supported by the legacy engine: the reference "
+                        "rendered literally, kept for byte compatibility",
+                    )
+                code = f"{code}|vc({jinja_string(name)}, {self.args(step.params, ns, pos)})"
+            elif step.index is not None:
+                self.check_index(step.index, pos)
+                code = f"{code}|vpi({jinja_string(name)}, {self.expr(step.index, ns, pos)})"
+            else:
+                prev = steps[i - 1]
+                looped = (
+                    i == 1
+                    and isinstance(prev, NameStep)
+                    and prev.name == "foreach"
+                    and name in FOREACH_KEYS
+                )
+                if name in DICT_METHOD_NAMES and not looped:
+                    self.warn(
+                        pos,
+                        "dict_method_key",
+                        f"'.{name}' names a dict method: when the key is missing the legacy "
+                        "engine rendered a bound method (non-deterministic)",
+                    )
+                code = f"{code}|vp({jinja_string(name)})"
+        return code
+
+    def args(self, params: list[Any], ns: str, pos: int) -> str:
+        return "[" + ", ".join(self.expr(p, ns, pos) for p in params) + "]"
+
+    def check_args(self, params: list[Any], pos: int) -> None:
+        if not all(self.pure(p) for p in params):
+            self.review(
+                pos,
+                "lazy_argument",
+                "airspeed skips evaluating these arguments when the method is missing; "
+                "they are evaluated eagerly here",
+            )
+
+    def check_index(self, index: Any, pos: int) -> None:
+        if not self.pure(index):
+            self.review(
+                pos,
+                "lazy_index",
+                "airspeed skips evaluating this index when the value is null; "
+                "it is evaluated eagerly here",
+            )
+
+    def check_recursion(self, nodes: list[Node]) -> None:
+        calls: dict[str, set[str]] = {}
+        where: dict[str, int] = {}
+        for node in walk_nodes(nodes):
+            if isinstance(node, MacroDef):
+                key = node.name.lower()
+                where.setdefault(key, node.start)
+                calls.setdefault(key, set()).update(
+                    n.name for n in walk_nodes(node.block) if isinstance(n, MacroCall)
+                )
+            elif isinstance(node, DefineDef):
+                for value in walk_nodes(node.block):
+                    refs = [value.expr] if isinstance(value, Reference) else []
+                    if any(r is not None and r.steps[0].name == node.name for r in refs):
+                        self.review(node.start, "recursion", "a #define that renders itself")
+        for start in calls:
+            seen: set[str] = set()
+            stack = list(calls[start])
+            while stack:
+                current = stack.pop()
+                if current == start:
+                    self.review(
+                        where[start],
+                        "recursion",
+                        "recursive macro: airspeed's failure depth (Python's recursion limit) "
+                        "cannot be reproduced exactly",
+                    )
+                    break
+                if current in seen:
+                    continue
+                seen.add(current)
+                stack.extend(calls.get(current, ()))
+
+
+def literal(value: Any) -> str:
+    if value is None:
+        return "none"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return f"({value})" if value < 0 else str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        return f"({text})" if text.startswith("-") else text
+    if isinstance(value, str):
+        return jinja_string(value)
+    raise TypeError(value)  # pragma: no cover
+
+
+def finalize(pieces: list[tuple[str, str]], final: bool = True) -> str:
+    out: list[str] = []
+    text: list[str] = []
+    for kind, value in pieces:
+        if kind == "text":
+            text.append(value)
+            continue
+        if text:
+            out.append(jinja_text("".join(text)))
+            text = []
+        out.append(value)
+    if text:
+        out.append(jinja_text("".join(text), final=final))
+    return "".join(out)
+
+
+def walk_nodes(nodes: list[Node]) -> Any:
+    """All statement nodes, depth first, including those inside interpolated strings."""
+    for node in nodes:
+        yield node
+        if isinstance(node, If):
+            for cond, body in node.branches:
+                yield from _values_nodes(cond)
+                yield from walk_nodes(body)
+            if node.else_block:
+                yield from walk_nodes(node.else_block)
+        elif isinstance(node, Foreach):
+            yield from _values_nodes(node.iterable)
+            yield from walk_nodes(node.block)
+        elif isinstance(node, (MacroDef, DefineDef)):
+            yield from walk_nodes(node.block)
+        elif isinstance(node, Set):
+            yield from _values_nodes(node.value)
+        elif isinstance(node, MacroCall):
+            for arg in node.args:
+                yield from _values_nodes(arg)
+        elif isinstance(node, Reference):
+            if node.expr is not None:
+                yield from _values_nodes(node.expr)
+            if node.alternate is not None:
+                yield from _values_nodes(node.alternate)
+        elif isinstance(node, (Evaluate,)):
+            yield from _values_nodes(node.value)
+
+
+def _values_nodes(value: Any) -> Any:
+    for v in walk_values(value):
+        if isinstance(v, InterpStr):
+            yield from walk_nodes(v.block)
+
+
+def walk_values(value: Any) -> Any:
+    yield value
+    if isinstance(value, RefValue):
+        if value.ref.expr is not None:
+            yield from walk_values(value.ref.expr)
+    elif isinstance(value, RefExpr):
+        for step in value.steps:
+            if isinstance(step, IndexStep):
+                yield from walk_values(step.index)
+            else:
+                for p in step.params or ():
+                    yield from walk_values(p)
+                if step.index is not None:
+                    yield from walk_values(step.index)
+    elif isinstance(value, ListLit):
+        for v in value.items:
+            yield from walk_values(v)
+    elif isinstance(value, DictLit):
+        for k, v in value.pairs:
+            yield from walk_values(k)
+            yield from walk_values(v)
+    elif isinstance(value, RangeLit):
+        yield from walk_values(value.low)
+        yield from walk_values(value.high)
+    elif isinstance(value, Unary):
+        yield from walk_values(value.value)
+    elif isinstance(value, BinOp):
+        yield from walk_values(value.left)
+        yield from walk_values(value.right)
+    elif isinstance(value, InterpStr):
+        for node in value.block:
+            if isinstance(node, Reference):
+                if node.expr is not None:
+                    yield from walk_values(node.expr)
+                if node.alternate is not None:
+                    yield from walk_values(node.alternate)
+
+
+def convert(source: str, channel: str | None = None) -> Conversion:
+    """Convert Velocity `source` to Jinja for `Engine(autoescape=False)`.
+
+    `channel` ("sms", "mail", "push") only tunes the warnings: unescaped output is reported
+    for mail (and when the channel is unknown).
+    """
+    emitter = _Emitter(source, channel)
+    try:
+        nodes = parse(source)
+    except VelocitySyntaxError as exc:
+        emitter.issues.append(
+            Issue(
+                exc.line,
+                exc.column,
+                "syntax",
+                f"the legacy engine could not parse this template (it always answered "
+                f"'system error'): {exc}",
+                "error",
+            )
+        )
+        failing = "{% do " + jinja_string(f"Velocity syntax error: {exc}") + "|vraise %}"
+        return Conversion(failing, NEEDS_REVIEW, emitter.issues)
+    emitter.collect_defines(nodes)
+    emitter.check_recursion(nodes)
+    body_pieces = emitter.block(nodes, "_v", 0)
+    body = finalize(body_pieces)
+    uses_code = any(kind == "code" for kind, _ in body_pieces) or emitter.hoisted
+    prefix = "".join(emitter.hoisted)
+    if uses_code:
+        prefix += "{% set _v = _vdata|vroot %}"
+    jinja = prefix + body
+    if any(i.severity == "error" for i in emitter.issues):
+        status = NEEDS_REVIEW
+    elif emitter.issues:
+        status = EXACT_WITH_WARNINGS
+    else:
+        status = EXACT
+    return Conversion(jinja, status, emitter.issues)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", nargs="?", help="Velocity template file (default: stdin)")
+    parser.add_argument("--channel", choices=("sms", "mail", "push"), default=None)
+    options = parser.parse_args(argv)
+    if options.file:
+        with open(options.file, encoding="utf-8") as fh:
+            text = fh.read()
+    else:
+        text = sys.stdin.read()
+    conversion = convert(text, options.channel)
+    if conversion.source is not None:
+        sys.stdout.write(conversion.source)
+        sys.stdout.write("\n")
+    report = conversion.to_dict()
+    report.pop("source")
+    sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2))
+    sys.stdout.write("\n")
+    return 0 if conversion.status != NEEDS_REVIEW else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

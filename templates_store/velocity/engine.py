@@ -1,0 +1,312 @@
+"""The new template engine: a sandboxed, bounded Jinja2 environment.
+
+Plain Jinja templates (new mail templates) and templates converted from legacy Velocity
+(see converter.py) both run here.  Converted templates call the helpers of runtime.py,
+registered as filters, to keep airspeed's exact output.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from . import runtime
+from .errors import (
+    TemplateLimitError,
+    TemplateRenderError,
+    TemplateSecurityError,
+    TemplateSyntaxError,
+)
+
+__all__ = [
+    "Engine",
+    "RenderLimits",
+    "CompiledTemplate",
+    "TemplateRenderError",
+    "TemplateSecurityError",
+    "TemplateLimitError",
+    "TemplateSyntaxError",
+]
+
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})")
+_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(?:\(\w*\))?[-#0 +]*(\d{7,}|\*)|%[-#0 +]*\d*\.(\d{7,})")
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Bounds applied to every render.
+
+    max_output_chars: the rendered text (and any single string or collection built while
+    rendering) may not exceed this many characters/items.
+    max_loop_iterations: total `for` iterations of one render, nested loops included.
+    max_depth: macro / #define / #evaluate nesting.
+    """
+
+    max_output_chars: int = 1_000_000
+    max_loop_iterations: int = 100_000
+    max_depth: int = 64
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Routes every `~` concatenation through a size check."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
+        self.write("environment._bounded_concat(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+def _bounded_loop(iterable: Any) -> Iterator[Any]:
+    for item in iterable:
+        runtime.count_iteration()
+        yield item
+
+
+def _bounded_range(*args: int) -> range:
+    rng = range(*args)
+    budget = runtime.current_budget()
+    limit = budget.max_loop_iterations if budget else RenderLimits.max_loop_iterations
+    if len(rng) > limit:
+        raise TemplateLimitError(f"range() larger than the loop limit ({limit})")
+    return rng
+
+
+class VelocityEnvironment(ImmutableSandboxedEnvironment):
+    """Sandboxed (no `_` attributes, no mutation of builtin containers from Jinja code),
+    with the size-producing operators and filters bounded."""
+
+    code_generator_class = _BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
+
+    def __init__(self, engine: Engine, autoescape: bool) -> None:
+        super().__init__(
+            autoescape=autoescape,
+            keep_trailing_newline=True,
+            extensions=["jinja2.ext.do"],
+            cache_size=0,
+            auto_reload=False,
+        )
+        self.engine = engine
+        self.filters.update(runtime.FILTERS)
+        self.filters["_bounded_loop"] = _bounded_loop
+        for name in ("center", "indent", "format", "replace", "wordwrap", "join", "truncate"):
+            self.filters[name] = _size_checked(self.filters[name], name)
+        self.globals["range"] = _bounded_range
+        # rarely useful in notifications, and each extra global is attack surface
+        for name in ("lipsum", "cycler", "joiner"):
+            self.globals.pop(name, None)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        # every `for` iterates through the loop budget, whatever the template author wrote
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_bounded_loop", [], [], None, None)
+            loop.iter.set_lineno(loop.lineno)
+        return tree
+
+    def _bounded_concat(self, value: Any) -> Any:
+        return runtime.check_size(value)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise TemplateSecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is not allowed"
+        )
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple, bytes)) and isinstance(times, int):
+                    runtime.check_size(range(len(seq) * max(times, 0)))
+        elif operator_name == "**":
+            if isinstance(right, int) and right > 1024 and isinstance(left, int) and abs(left) > 1:
+                raise TemplateLimitError("exponent too large")
+        elif operator_name == "%" and isinstance(left, str) and _PERCENT_WIDTH.search(left):
+            raise TemplateLimitError("format width larger than the output limit")
+        result = self.binop_table[operator_name](left, right)
+        if isinstance(result, (str, list, tuple, bytes)):
+            runtime.check_size(result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is not None and _FORMAT_WIDTH.search(value.__self__):
+            raise TemplateLimitError("format width larger than the output limit")
+        return wrapper
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and getattr(__obj, "__name__", "") in (
+            "center",
+            "ljust",
+            "rjust",
+            "zfill",
+            "expandtabs",
+        ):
+            for arg in args:
+                if isinstance(arg, int):
+                    runtime.check_size(range(arg))
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, (str, list, tuple, bytes)):
+            runtime.check_size(result)
+        return result
+
+
+def _size_checked(func: Any, name: str) -> Any:
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if name in ("center", "indent"):
+            for arg in list(args[1:]) + list(kwargs.values()):
+                if isinstance(arg, int) and not isinstance(arg, bool):
+                    runtime.check_size(range(arg))
+        if (
+            name == "format"
+            and args
+            and isinstance(args[0], str)
+            and _PERCENT_WIDTH.search(args[0])
+        ):
+            raise TemplateLimitError("format width larger than the output limit")
+        if name == "replace" and len(args) >= 3:
+            text = str(args[0])
+            new = str(args[2])
+            old = str(args[1])
+            estimate = (text.count(old) + 1 if old else len(text) + 1) * (len(new) + 1)
+            runtime.check_size(range(estimate + len(text)))
+        return runtime.check_size(func(*args, **kwargs))
+
+    for attr in ("jinja_pass_arg",):
+        if hasattr(func, attr):
+            setattr(checked, attr, getattr(func, attr))
+    checked.__name__ = getattr(func, "__name__", name)
+    return checked
+
+
+@dataclass
+class CompiledTemplate:
+    source: str
+    template: jinja2.Template
+    # the template calls helpers that can write into the data (Velocity #set/macros/methods)
+    mutates: bool
+    # the template may contain a Velocity #stop marker in its output
+    stops: bool
+    # converted Velocity: reads only `_vdata`, so the context needs no copy of the data
+    converted: bool = False
+
+
+class Engine:
+    """Compiles and renders templates.
+
+    `autoescape` is the per-template HTML escaping flag: converted legacy templates must be
+    rendered with autoescape off (the legacy engine escaped nothing).
+    """
+
+    def __init__(
+        self,
+        autoescape: bool = False,
+        limits: RenderLimits | None = None,
+        cache_size: int = 512,
+    ) -> None:
+        self.autoescape = autoescape
+        self.limits = limits or RenderLimits()
+        self.env = VelocityEnvironment(self, autoescape)
+        # functools' LRU cache is thread-safe and cheap on hits (C implementation)
+        self._compile_cached = functools.lru_cache(maxsize=cache_size)(self._compile)
+
+    def compile(self, source: str) -> CompiledTemplate:
+        """Compile (or fetch from the LRU cache) the Jinja template text `source`."""
+        return self._compile_cached(source)
+
+    def _compile(self, source: str) -> CompiledTemplate:
+        try:
+            template = self.env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateSyntaxError(exc.message or str(exc), exc.lineno) from exc
+        except SecurityError as exc:
+            raise TemplateSecurityError(str(exc)) from exc
+        return CompiledTemplate(
+            source=source,
+            template=template,
+            mutates=any(f"|{name}(" in source for name in runtime.MUTATING_FILTERS),
+            stops="vstop" in source or "vevaluate" in source,
+            converted="_vdata|vroot" in source,
+        )
+
+    def render(self, source: str, data: dict[str, Any] | None = None) -> str:
+        """Render `source` with `data`; the caller's data is never modified."""
+        compiled = self._compile_cached(source)
+        data = data if data is not None else {}
+        if compiled.mutates:
+            data = copy.deepcopy(data)
+        if compiled.converted:
+            context = {"_vdata": data}
+        else:
+            context = dict(compiled.template.globals)
+            context.update(data)
+            context["_vdata"] = data
+        return self._render(compiled, context)
+
+    def _render(self, compiled: CompiledTemplate, context: dict[str, Any]) -> str:
+        limits = self.limits
+        budget = runtime.RenderBudget(
+            max_output_chars=limits.max_output_chars,
+            max_loop_iterations=limits.max_loop_iterations,
+            max_depth=limits.max_depth,
+            env=self.env,
+        )
+        token = runtime.set_budget(budget)
+        try:
+            template = compiled.template
+            # a shared Context skips Jinja's per-render copy of globals (context holds them)
+            ctx = Context(self.env, context, None, template.blocks)
+            return _collect(compiled, template.root_render_func(ctx), limits)
+        except TemplateRenderError:
+            raise
+        except SecurityError as exc:
+            raise TemplateSecurityError(str(exc)) from exc
+        except jinja2.UndefinedError as exc:
+            raise TemplateRenderError(str(exc)) from exc
+        except RecursionError as exc:
+            raise TemplateLimitError("recursion too deep") from exc
+        except MemoryError as exc:
+            raise TemplateLimitError("out of memory") from exc
+        except Exception as exc:
+            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            runtime.reset_budget(token)
+
+
+def _collect(compiled: CompiledTemplate, chunks: Iterable[str], limits: RenderLimits) -> str:
+    parts: list[str] = []
+    total = 0
+    max_chars = limits.max_output_chars
+    if not compiled.stops:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > max_chars:
+                raise TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
+            parts.append(chunk)
+        return "".join(parts)
+    marker = runtime.STOP_MARKER
+    stopped = False
+    for chunk in chunks:
+        if stopped:
+            # airspeed keeps evaluating after #stop (errors still fail the render)
+            continue
+        cut = chunk.find(marker)
+        if cut >= 0:
+            chunk = chunk[:cut]
+            stopped = True
+        total += len(chunk)
+        if total > max_chars:
+            raise TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
+        parts.append(chunk)
+    return "".join(parts)

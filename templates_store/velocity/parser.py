@@ -1,0 +1,806 @@
+"""Velocity parser producing an AST, following airspeed 0.7.1's grammar exactly.
+
+The legacy gateway rendered with airspeed, whose grammar is a set of regular expressions
+tried in a fixed order at each position.  Its quirks (what counts as text, what swallows
+a newline, which malformed directive degrades to text and which one is a syntax error)
+all follow from those expressions and that order, so this parser keeps the same
+expressions and the same order rather than a cleaner grammar: any deviation would
+change what a converted template renders.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "VelocitySyntaxError",
+    "parse",
+    "Node",
+    "Text",
+    "Reference",
+    "Comment",
+    "If",
+    "Set",
+    "Foreach",
+    "Include",
+    "MacroDef",
+    "DefineDef",
+    "Stop",
+    "Evaluate",
+    "MacroCall",
+    "Lit",
+    "RefValue",
+    "InterpStr",
+    "ListLit",
+    "RangeLit",
+    "DictLit",
+    "Unary",
+    "BinOp",
+    "NameStep",
+    "IndexStep",
+    "RefExpr",
+    "line_col",
+]
+
+
+class NoMatch(Exception):
+    """The element does not start here; the caller tries its next alternative."""
+
+
+class VelocitySyntaxError(Exception):
+    """airspeed raises TemplateSyntaxError here: the legacy template never rendered."""
+
+    def __init__(self, text: str, pos: int, expected: str) -> None:
+        self.pos = pos
+        self.line, self.column = line_col(text, pos)
+        got = text[pos : pos + 40]
+        super().__init__(
+            f"line {self.line}, column {self.column}: expected {expected}, got {got!r}"
+        )
+
+
+def line_col(text: str, pos: int) -> tuple[int, int]:
+    before = text[:pos]
+    return before.count("\n") + 1, pos - (before.rfind("\n") + 1) + 1
+
+
+# ---------------------------------------------------------------------------
+# AST
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    start: int
+    end: int
+
+
+@dataclass
+class Text(Node):
+    text: str
+
+
+@dataclass
+class NameStep:
+    """`name`, `name(args)` or `name[index]`: one airspeed NameOrCall."""
+
+    name: str
+    params: list[Any] | None = None
+    index: Any = None
+
+
+@dataclass
+class IndexStep:
+    """A bare `[index]` after a call or an index (airspeed SubExpression): unguarded."""
+
+    index: Any
+
+
+@dataclass
+class RefExpr:
+    steps: list[Any]  # NameStep first, then NameStep / IndexStep
+
+
+@dataclass
+class Reference(Node):
+    silent: bool
+    braces: bool
+    expr: RefExpr | None
+    alternate: Any
+    source: str
+
+
+@dataclass
+class Comment(Node):
+    pass
+
+
+@dataclass
+class If(Node):
+    branches: list[tuple[Any, list[Node]]]
+    else_block: list[Node] | None
+
+
+@dataclass
+class Set(Node):
+    terms: list[str]
+    value: Any
+
+
+@dataclass
+class Foreach(Node):
+    var: str
+    iterable: Any
+    block: list[Node]
+
+
+@dataclass
+class Include(Node):
+    kind: str
+    name: Any
+
+
+@dataclass
+class MacroDef(Node):
+    name: str
+    args: list[str]
+    block: list[Node]
+
+
+@dataclass
+class DefineDef(Node):
+    name: str
+    args: list[str]
+    block: list[Node]
+
+
+@dataclass
+class Stop(Node):
+    pass
+
+
+@dataclass
+class Evaluate(Node):
+    value: Any
+
+
+@dataclass
+class MacroCall(Node):
+    name: str
+    args: list[Any]
+
+
+# Values ------------------------------------------------------------------
+
+
+@dataclass
+class Lit(Node):
+    value: Any
+
+
+@dataclass
+class RefValue(Node):
+    ref: Reference
+
+
+@dataclass
+class InterpStr(Node):
+    raw: str
+    block: list[Node]
+
+
+@dataclass
+class ListLit(Node):
+    items: list[Any]
+
+
+@dataclass
+class RangeLit(Node):
+    low: Any
+    high: Any
+
+
+@dataclass
+class DictLit(Node):
+    pairs: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Unary(Node):
+    op: str
+    value: Any
+
+
+@dataclass
+class BinOp(Node):
+    op: str
+    left: Any
+    right: Any
+
+
+# ---------------------------------------------------------------------------
+# Regular expressions: copied from airspeed 0.7.1, do not "fix" them.
+# ---------------------------------------------------------------------------
+
+I, S, M = re.I, re.S, re.M  # noqa: E741 - same flags as airspeed
+WHITESPACE_TO_END_OF_LINE = re.compile(r"[ \t\r]*\n", S)
+TEXT_PLAIN = re.compile(
+    r"((?:[^\\\$#]+|\\[\$#])+|\$[^!\{a-z0-9_]|\$$|#$|#[^\{\}a-zA-Z0-9#\*]+|\\.)", S | I
+)
+TEXT_ESCAPED = re.compile(r"\\([\$#]\S+)")
+FALLTHROUGH = re.compile(r"(\#(?!end|else|elseif|\{(?:end|else|elseif)\}))", S)
+INTEGER = re.compile(r"(-?\d+)", S)
+FLOAT = re.compile(r"(-?\d*\.\d+)", S)
+BOOLEAN = re.compile(r"((?:true)|(?:false))", S | I)
+NULL = re.compile(r"(null)", S | I)
+STRING = re.compile(r"'((?:\\['nrbt\\\\\\$]|[^'\\])*)'", S)
+STRING_ESC = re.compile(r"\\([nrbt'\\])")
+ISTRING = re.compile(r'"((?:\\["nrbt\\\\\\$]|[^"\\])*)"', S)
+ISTRING_ESC = re.compile(r'\\([nrbt"\\])')
+RANGE_MIDDLE = re.compile(r"(\s*\.\.\s*)", S)
+COMMA = re.compile(r"\s*,\s*", S)
+OPEN_BRACKET = re.compile(r"\[\s*", S)
+CLOSE_BRACKET = re.compile(r"\s*\]", S)
+OPEN_BRACE = re.compile(r"{\s*", S)
+CLOSE_BRACE_WS = re.compile(r"\s*}", S)
+KEYVALSEP = re.compile(r"\s*:\s*", S)
+NAME = re.compile(r"([_a-z][a-z0-9_]*)", S | I)
+DOT = re.compile(r"\.", S)
+OPEN_PAREN = re.compile(r"\(\s*", S)
+OPEN_PAREN_WS = re.compile(r"\s*\(\s*", S)
+CLOSE_PAREN = re.compile(r"\s*\)", S)
+PIPE = re.compile(r"\|", S)
+REF_START = re.compile(r"\$(!?)(\{?)", S)
+CLOSING_BRACE = re.compile(r"\}", S)
+COMMENT = re.compile("#(?:#.*?(?:\n|$)|\\*.*?\\*#(?:[ \t]*\n)?)", M | S)
+BINARY_OP = re.compile(
+    r"\s*(>=|<=|<|==|!=|>|%|\|\||&&|or|and|\+|\-|\*|\/|\%|gt|lt|ne|eq|ge|le|not)\s*", S
+)
+UNARY_OP = re.compile(r"\s*(!|(?:not))\s*", S)
+END = re.compile(r"#(?:end|\{end\})", I | S)
+ELSE = re.compile(r"#(?:else|\{else\})", S | I)
+ELSEIF = re.compile(r"#elseif\b\s*", S | I)
+IF = re.compile(r"#if\b\s*", S | I)
+EVALUATE = re.compile(r"#evaluate\b")
+ARG_NAME = re.compile(r"[,\n\s]+\$([a-z][a-z_0-9]*)", S | I)
+MACRO = re.compile(r"#macro\b", S | I)
+MACRO_NAME = re.compile(r"\s*([_a-z][a-z_0-9]*)\b", S | I)
+MACRO_CALL = re.compile(r"#([a-z][a-z_0-9]*)\b", S | I)
+SPACE_OR_COMMA = re.compile(r"\s*(?:,|\s)\s*", S)
+DEFINE = re.compile(r"#define\b", S | I)
+DEFINE_NAME = re.compile(r"\s*\$([a-z][a-z_0-9]*)\b", S | I)
+INCLUDE = re.compile(r"#include\b", S | I)
+PARSE = re.compile(r"#parse\b", S | I)
+STOP = re.compile(r"#stop\b", S | I)
+SET = re.compile(r"#set\s*\(", S | I)
+SET_PLACE = re.compile(r"\s*\$([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)", S | I)
+SET_EQUALS = re.compile(r"\s*\=\s*", S)
+SET_END = re.compile(r"\s*\)(?:[ \t]*\r?\n)?", S)
+FOREACH = re.compile(r"#foreach\b", S | I)
+FOREACH_IN = re.compile(r"\s+in\s+", S)
+LOOP_VAR = re.compile(r"\$([a-z_][a-z0-9_]*)", S | I)
+
+RESERVED = (
+    "if",
+    "else",
+    "elseif",
+    "set",
+    "macro",
+    "foreach",
+    "parse",
+    "include",
+    "stop",
+    "end",
+    "define",
+)
+
+OPERATORS = {
+    ">": ">",
+    "gt": ">",
+    ">=": ">=",
+    "ge": ">=",
+    "<": "<",
+    "lt": "<",
+    "<=": "<=",
+    "le": "<=",
+    "==": "==",
+    "eq": "==",
+    "!=": "!=",
+    "ne": "!=",
+    "%": "%",
+    "||": "or",
+    "or": "or",
+    "&&": "and",
+    "and": "and",
+    "+": "+",
+    "-": "-",
+    "*": "*",
+    "/": "/",
+}
+PRECEDENCE = {
+    ">": 7,
+    "<": 7,
+    "==": 8,
+    ">=": 7,
+    "<=": 7,
+    "!=": 9,
+    "||": 13,
+    "&&": 12,
+    "or": 13,
+    "and": 12,
+    "+": 5,
+    "-": 5,
+    "*": 4,
+    "/": 4,
+    "%": 4,
+    "gt": 7,
+    "lt": 7,
+    "ne": 9,
+    "eq": 8,
+    "ge": 7,
+    "le": 7,
+}
+
+
+def unescape_string(value: str) -> str:
+    table = {"n": "\n", "r": "\r", "b": "\b", "t": "\t", '"': '"', "\\": "\\", "'": "'"}
+    return STRING_ESC.sub(lambda m: table.get(m.group(1), "\\" + m.group(1)), value)
+
+
+def unescape_istring(value: str) -> str:
+    table = {"n": "\n", "r": "\r", "b": "\b", "t": "\t", '"': '"', "\\": "\\", "'": "'"}
+    return ISTRING_ESC.sub(lambda m: table.get(m.group(1), "\\" + m.group(1)), value)
+
+
+class Parser:
+    """One recursive-descent pass over one text (a template or an interpolated string)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    # -- helpers --------------------------------------------------------
+    def match(self, pattern: re.Pattern[str], pos: int) -> re.Match[str]:
+        m = pattern.match(self.text, pos)
+        if m is None:
+            raise NoMatch()
+        return m
+
+    def require(self, pattern: re.Pattern[str], pos: int, expected: str) -> re.Match[str]:
+        m = pattern.match(self.text, pos)
+        if m is None:
+            raise VelocitySyntaxError(self.text, pos, expected)
+        return m
+
+    def first(self, funcs: tuple[Any, ...], pos: int) -> tuple[Any, int]:
+        for func in funcs:
+            try:
+                return func(pos)
+            except NoMatch:
+                pass
+        raise NoMatch()
+
+    def require_el(self, funcs: tuple[Any, ...], pos: int, expected: str) -> tuple[Any, int]:
+        try:
+            return self.first(funcs, pos)
+        except NoMatch:
+            raise VelocitySyntaxError(self.text, pos, expected) from None
+
+    # -- template structure ---------------------------------------------
+    def template(self) -> list[Node]:
+        block, end = self.block(0)
+        if end != len(self.text):
+            raise VelocitySyntaxError(self.text, end, "block element")
+        return block
+
+    def block(self, pos: int) -> tuple[list[Node], int]:
+        children: list[Node] = []
+        alternatives = (
+            self.p_text,
+            self.p_reference,
+            self.p_comment,
+            self.p_if,
+            self.p_set,
+            self.p_foreach,
+            self.p_include,
+            self.p_parse,
+            self.p_macro,
+            self.p_define,
+            self.p_stop,
+            self.p_evaluate,
+            self.p_macro_call,
+            self.p_fallthrough,
+        )
+        while True:
+            try:
+                node, pos = self.first(alternatives, pos)
+            except NoMatch:
+                return children, pos
+            children.append(node)
+
+    def p_text(self, pos: int) -> tuple[Node, int]:
+        m = self.match(TEXT_PLAIN, pos)
+        return Text(pos, m.end(), TEXT_ESCAPED.sub(lambda mm: mm.group(1), m.group(1))), m.end()
+
+    def p_fallthrough(self, pos: int) -> tuple[Node, int]:
+        m = self.match(FALLTHROUGH, pos)
+        return Text(pos, m.end(), m.group(1)), m.end()
+
+    def p_comment(self, pos: int) -> tuple[Node, int]:
+        m = self.match(COMMENT, pos)
+        return Comment(pos, m.end()), m.end()
+
+    def p_reference(self, pos: int) -> tuple[Reference, int]:
+        m = self.match(REF_START, pos)
+        silent, braces = bool(m.group(1)), bool(m.group(2))
+        end = m.end()
+        try:
+            expr, end = self.variable_expression(end)
+        except NoMatch:
+            expr = None
+        alternate = None
+        if braces:
+            try:
+                pm = self.match(PIPE, end)
+                alternate, end = self.require_el((self.value,), pm.end(), "expression")
+            except NoMatch:
+                pass
+            end = self.require(CLOSING_BRACE, end, "}").end()
+        return Reference(pos, end, silent, braces, expr, alternate, self.text[pos:end]), end
+
+    def p_if(self, pos: int) -> tuple[Node, int]:
+        m = self.match(IF, pos)
+        cond, end = self.condition(m.end())
+        block, end = self.block(end)
+        branches = [(cond, block)]
+        while True:
+            try:
+                em = self.match(ELSEIF, end)
+            except NoMatch:
+                break
+            cond, end = self.require_el((self.condition,), em.end(), "condition")
+            block, end = self.block(end)
+            branches.append((cond, block))
+        else_block = None
+        try:
+            em = self.match(ELSE, end)
+            else_block, end = self.block(em.end())
+        except NoMatch:
+            pass
+        end = self.require_el((self.p_end,), end, "#else, #elseif or #end")[1]
+        return If(pos, end, branches, else_block), end
+
+    def p_end(self, pos: int) -> tuple[None, int]:
+        m = self.match(END, pos)
+        end = m.end()
+        ws = WHITESPACE_TO_END_OF_LINE.match(self.text, end)
+        return None, ws.end() if ws else end
+
+    def condition(self, pos: int) -> tuple[Any, int]:
+        expr, end = self.parenthesized(pos)
+        ws = WHITESPACE_TO_END_OF_LINE.match(self.text, end)
+        return expr, ws.end() if ws else end
+
+    def p_set(self, pos: int) -> tuple[Node, int]:
+        m = self.match(SET, pos)
+        pm = self.require(SET_PLACE, m.end(), "place")
+        terms = pm.group(1).split(".")
+        em = self.require(SET_EQUALS, pm.end(), "=")
+        value, end = self.require_el((self.expression,), em.end(), "expression")
+        end = self.require(SET_END, end, "closing paren").end()
+        return Set(pos, end, terms, value), end
+
+    def p_foreach(self, pos: int) -> tuple[Node, int]:
+        m = self.match(FOREACH, pos)
+        end = self.require(OPEN_PAREN_WS, m.end(), "(").end()
+        vm = self.require(LOOP_VAR, end, "loop var name")
+        end = self.require(FOREACH_IN, vm.end(), "in").end()
+        iterable, end = self.value(end)  # NoMatch propagates: then it is text
+        end = self.require(CLOSE_PAREN, end, ")").end()
+        block, end = self.block(end)
+        end = self.require_el((self.p_end,), end, "#end")[1]
+        return Foreach(pos, end, vm.group(1), iterable, block), end
+
+    def _include_like(self, pos: int, pattern: re.Pattern[str], kind: str) -> tuple[Node, int]:
+        m = self.match(pattern, pos)
+        end = self.require(OPEN_PAREN_WS, m.end(), "(").end()
+        name, end = self.require_el(
+            (self.string, self.istring, self.ref_value), end, "template name"
+        )
+        end = self.require(CLOSE_PAREN, end, ")").end()
+        return Include(pos, end, kind, name), end
+
+    def p_include(self, pos: int) -> tuple[Node, int]:
+        return self._include_like(pos, INCLUDE, "include")
+
+    def p_parse(self, pos: int) -> tuple[Node, int]:
+        return self._include_like(pos, PARSE, "parse")
+
+    def _function_def(
+        self, pos: int, start: re.Pattern[str], name_re: re.Pattern[str], reserved: tuple[str, ...]
+    ) -> tuple[str, list[str], list[Node], int]:
+        m = self.match(start, pos)
+        end = self.require(OPEN_PAREN_WS, m.end(), "(").end()
+        nm = self.require(name_re, end, "function name")
+        name = nm.group(1)
+        if name.lower() in reserved:
+            raise VelocitySyntaxError(self.text, nm.end(), "non-reserved name")
+        end = nm.end()
+        args = []
+        while True:
+            am = ARG_NAME.match(self.text, end)
+            if not am:
+                break
+            args.append(am.group(1))
+            end = am.end()
+        end = self.require(CLOSE_PAREN, end, ") or arg name").end()
+        ws = WHITESPACE_TO_END_OF_LINE.match(self.text, end)
+        if ws:
+            end = ws.end()
+        block, end = self.block(end)
+        end = self.require_el((self.p_end,), end, "block")[1]
+        return name, args, block, end
+
+    def p_macro(self, pos: int) -> tuple[Node, int]:
+        name, args, block, end = self._function_def(pos, MACRO, MACRO_NAME, RESERVED)
+        return MacroDef(pos, end, name, args, block), end
+
+    def p_define(self, pos: int) -> tuple[Node, int]:
+        name, args, block, end = self._function_def(pos, DEFINE, DEFINE_NAME, ())
+        return DefineDef(pos, end, name, args, block), end
+
+    def p_stop(self, pos: int) -> tuple[Node, int]:
+        m = self.match(STOP, pos)
+        return Stop(pos, m.end()), m.end()
+
+    def p_evaluate(self, pos: int) -> tuple[Node, int]:
+        m = self.match(EVALUATE, pos)
+        end = self.require(OPEN_PAREN_WS, m.end(), "(").end()
+        value, end = self.require_el((self.value,), end, "value")
+        end = self.require(CLOSE_PAREN, end, ")").end()
+        return Evaluate(pos, end, value), end
+
+    def p_macro_call(self, pos: int) -> tuple[Node, int]:
+        m = self.match(MACRO_CALL, pos)
+        name = m.group(1).lower()
+        if name in RESERVED:
+            raise NoMatch()
+        end = self.match(OPEN_PAREN_WS, m.end()).end()  # no paren: text (e.g. #333333)
+        args = []
+        while True:
+            try:
+                value, end = self.value(end)
+            except NoMatch:
+                break
+            args.append(value)
+            sm = SPACE_OR_COMMA.match(self.text, end)
+            if not sm:
+                break
+            end = sm.end()
+        end = self.require(CLOSE_PAREN, end, "argument value or )").end()
+        return MacroCall(pos, end, name, args), end
+
+    # -- references -------------------------------------------------------
+    def variable_expression(self, pos: int) -> tuple[RefExpr, int]:
+        step, end = self.name_or_call(pos)
+        steps = [step]
+        end = self.sub_expressions(end, steps)
+        return RefExpr(steps), end
+
+    def sub_expressions(self, pos: int, steps: list[Any]) -> int:
+        """airspeed's SubExpression chain, flattened; returns the end of what matched."""
+        while True:
+            dm = DOT.match(self.text, pos)
+            if dm:
+                try:
+                    step, end = self.name_or_call(dm.end())
+                    steps.append(step)
+                    pos = end
+                    continue
+                except NoMatch:
+                    # airspeed has already consumed the dot when it falls back to an index
+                    try:
+                        index, end = self.array_index(dm.end())
+                    except NoMatch:
+                        return pos
+                    steps.append(IndexStep(index))
+                    pos = end
+                    continue
+            try:
+                index, end = self.array_index(pos)
+            except NoMatch:
+                return pos
+            steps.append(IndexStep(index))
+            pos = end
+
+    def name_or_call(self, pos: int) -> tuple[NameStep, int]:
+        m = self.match(NAME, pos)
+        step = NameStep(m.group(1))
+        end = m.end()
+        try:
+            step.params, end = self.parameter_list(end)
+        except NoMatch:
+            try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
+                step.index, end = self.array_index(end)
+            except NoMatch:
+                pass
+        return step, end
+
+    def parameter_list(self, pos: int) -> tuple[list[Any], int]:
+        m = self.match(OPEN_PAREN, pos)
+        try:
+            values, end = self.value_list(m.end())
+        except NoMatch:
+            values, end = [], m.end()
+        end = self.require(CLOSE_PAREN, end, ")").end()
+        return values, end
+
+    def value_list(self, pos: int) -> tuple[list[Any], int]:
+        value, end = self.value(pos)
+        values = [value]
+        while True:
+            cm = COMMA.match(self.text, end)
+            if not cm:
+                return values, end
+            value, end = self.require_el((self.value,), cm.end(), "value")
+            values.append(value)
+
+    def array_index(self, pos: int) -> tuple[Any, int]:
+        m = self.match(OPEN_BRACKET, pos)
+        index, end = self.require_el(
+            (self.ref_value, self.integer, self.string, self.istring, self.parenthesized),
+            m.end(),
+            "integer index or object key",
+        )
+        end = self.require(CLOSE_BRACKET, end, "]").end()
+        return index, end
+
+    # -- values -----------------------------------------------------------
+    def value(self, pos: int) -> tuple[Any, int]:
+        return self.first(
+            (
+                self.ref_value,
+                self.floating,
+                self.integer,
+                self.string,
+                self.istring,
+                self.array,
+                self.dictionary,
+                self.parenthesized,
+                self.unary,
+                self.boolean,
+                self.null,
+            ),
+            pos,
+        )
+
+    def ref_value(self, pos: int) -> tuple[Any, int]:
+        ref, end = self.p_reference(pos)
+        return RefValue(pos, end, ref), end
+
+    def integer(self, pos: int) -> tuple[Any, int]:
+        m = self.match(INTEGER, pos)
+        return Lit(pos, m.end(), int(m.group(1))), m.end()
+
+    def floating(self, pos: int) -> tuple[Any, int]:
+        m = self.match(FLOAT, pos)
+        return Lit(pos, m.end(), float(m.group(1))), m.end()
+
+    def boolean(self, pos: int) -> tuple[Any, int]:
+        m = self.match(BOOLEAN, pos)
+        return Lit(pos, m.end(), m.group(1).lower() == "true"), m.end()
+
+    def null(self, pos: int) -> tuple[Any, int]:
+        m = self.match(NULL, pos)
+        return Lit(pos, m.end(), None), m.end()
+
+    def string(self, pos: int) -> tuple[Any, int]:
+        m = self.match(STRING, pos)
+        return Lit(pos, m.end(), unescape_string(m.group(1))), m.end()
+
+    def istring(self, pos: int) -> tuple[Any, int]:
+        m = self.match(ISTRING, pos)
+        raw = unescape_istring(m.group(1))
+        # airspeed parses the body as a block and silently ignores what the block leaves
+        block, _ = Parser(raw).block(0)
+        return InterpStr(pos, m.end(), raw, block), m.end()
+
+    def array(self, pos: int) -> tuple[Any, int]:
+        m = self.match(OPEN_BRACKET, pos)
+        end = m.end()
+        node: Any
+        try:
+            node, end = self.range_(end)
+        except NoMatch:
+            try:
+                items, end = self.value_list(end)
+            except NoMatch:
+                items = []
+            node = ListLit(pos, end, items)
+        end = self.require(CLOSE_BRACKET, end, "]").end()
+        node.start, node.end = pos, end
+        return node, end
+
+    def range_(self, pos: int) -> tuple[Any, int]:
+        low, end = self.first((self.ref_value, self.integer), pos)
+        end = self.match(RANGE_MIDDLE, end).end()
+        high, end = self.first((self.ref_value, self.integer), end)
+        return RangeLit(pos, end, low, high), end
+
+    def dictionary(self, pos: int) -> tuple[Any, int]:
+        m = self.match(OPEN_BRACE, pos)
+        end = m.end()
+        node = DictLit(pos, end, [])
+        em = CLOSE_BRACE_WS.match(self.text, end)
+        if em:
+            node.end = em.end()
+            return node, em.end()
+        while True:
+            key, end = self.value(end)
+            end = self.require(KEYVALSEP, end, ":").end()
+            val, end = self.value(end)
+            node.pairs.append((key, val))
+            cm = COMMA.match(self.text, end)
+            if not cm:
+                break
+            end = cm.end()
+        end = self.require(CLOSE_BRACE_WS, end, "}").end()
+        node.end = end
+        return node, end
+
+    def parenthesized(self, pos: int) -> tuple[Any, int]:
+        m = self.match(OPEN_PAREN, pos)
+        expr, end = self.expression(m.end())
+        end = self.require(CLOSE_PAREN, end, ")").end()
+        return expr, end
+
+    def unary(self, pos: int) -> tuple[Any, int]:
+        m = self.match(UNARY_OP, pos)
+        value, end = self.value(m.end())
+        return Unary(pos, end, "not", value), end
+
+    def expression(self, pos: int) -> tuple[Any, int]:
+        first, end = self.value(pos)
+        terms: list[Any] = [first]
+        while True:
+            om = BINARY_OP.match(self.text, end)
+            if not om:
+                break
+            op = om.group(1)
+            if op not in OPERATORS:
+                # airspeed's operator table lacks `not`: a KeyError that fails the template
+                raise VelocitySyntaxError(self.text, om.start(1), "binary operator")
+            value, end = self.require_el((self.value,), om.end(), "value")
+            terms.append(op)
+            terms.append(value)
+        return self._build(terms, pos, end), end
+
+    @staticmethod
+    def _build(terms: list[Any], start: int, end: int) -> Any:
+        """Same operator-precedence pass as airspeed's Expression.calculate."""
+        ops: list[str] = []
+        values: list[Any] = [terms[0]]
+        rest = terms[1:]
+
+        def reduce() -> None:
+            right = values.pop()
+            left = values.pop()
+            op = ops.pop()
+            values.append(BinOp(start, end, OPERATORS[op], left, right))
+
+        while rest:
+            if not ops or PRECEDENCE[rest[0]] < PRECEDENCE[ops[-1]]:
+                ops.append(rest[0])
+                values.append(rest[1])
+                rest = rest[2:]
+            else:
+                reduce()
+        while ops:
+            reduce()
+        return values[0]
+
+
+def parse(text: str) -> list[Node]:
+    """Parse a whole Velocity template; raises VelocitySyntaxError like airspeed would."""
+    return Parser(text).template()

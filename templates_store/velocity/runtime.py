@@ -1,0 +1,559 @@
+"""Runtime helpers that let converted templates evaluate exactly as airspeed 0.7.1 did.
+
+Converted templates keep Velocity's data model: an explicit namespace chain
+(`LocalNamespace`, the same shape as airspeed's) held in the Jinja variable `_v`, and
+lookups that follow airspeed's NameOrCall rules.  Each helper is registered as a Jinja
+filter: the Jinja compiler calls filters directly, which is much cheaper than the
+sandbox's checked call path, and the helpers apply their own security policy.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TemplateLimitError, TemplateRenderError, TemplateSecurityError
+
+
+@dataclass
+class RenderBudget:
+    """Per-render counters; one instance per `Engine.render` call (held in a ContextVar)."""
+
+    max_output_chars: int
+    max_loop_iterations: int
+    max_depth: int = 64
+    iterations: int = 0
+    produced: int = 0
+    depth: int = 0
+    env: Any = field(default=None, repr=False)
+
+
+_budget: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
+    "velocity_budget", default=None
+)
+
+# Written where a `#stop` ran; whatever follows it in the same airspeed stream is dropped.
+STOP_MARKER = "\x00vstop" + secrets.token_hex(8) + "\x00"
+
+
+def current_budget() -> RenderBudget | None:
+    return _budget.get()
+
+
+def set_budget(budget: RenderBudget | None) -> contextvars.Token[RenderBudget | None]:
+    return _budget.set(budget)
+
+
+def reset_budget(token: contextvars.Token[RenderBudget | None]) -> None:
+    _budget.reset(token)
+
+
+def count_iteration() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.iterations += 1
+        if budget.iterations > budget.max_loop_iterations:
+            raise TemplateLimitError(
+                f"loop iteration limit exceeded ({budget.max_loop_iterations})"
+            )
+
+
+def check_size(value: Any) -> Any:
+    """Reject strings/collections larger than the output limit before they grow further."""
+    budget = _budget.get()
+    if budget is not None:
+        try:
+            size = len(value)
+        except TypeError:
+            return value
+        if size > budget.max_output_chars:
+            raise TemplateLimitError(
+                f"value larger than the output limit ({budget.max_output_chars})"
+            )
+    return value
+
+
+def _produced(text: str) -> str:
+    budget = _budget.get()
+    if budget is not None:
+        budget.produced += len(text)
+        # text built inside macros/defines is not streamed: bound it here
+        if budget.produced > 4 * budget.max_output_chars:
+            raise TemplateLimitError(f"output limit exceeded ({budget.max_output_chars})")
+    return text
+
+
+# ---------------------------------------------------------------------------
+# airspeed's namespace and Java shims
+# ---------------------------------------------------------------------------
+
+
+class LocalNamespace(dict):
+    """Same lookup/assignment rules as airspeed.LocalNamespace."""
+
+    __slots__ = ("parent",)
+
+    def __init__(self, parent: Any) -> None:
+        dict.__init__(self)
+        self.parent = parent
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            return self.parent[key]
+
+    def find_outermost(self, key: Any) -> LocalNamespace | None:
+        ns: Any = self
+        while True:
+            if dict.__contains__(ns, key):
+                return ns
+            ns = ns.parent
+            if not isinstance(ns, LocalNamespace):
+                return None
+
+    def set_inherited(self, key: Any, value: Any) -> None:
+        ns = self.find_outermost(key)
+        if ns is None:
+            ns = self
+        dict.__setitem__(ns, key, value)
+
+    def top(self) -> Any:
+        ns: Any = self
+        while isinstance(ns, LocalNamespace):
+            ns = ns.parent
+        return ns
+
+
+def _dict_to_string(obj: dict) -> str:
+    return "{" + ", ".join([f"{k}={v}" for k, v in obj.items()]) + "}"
+
+
+def _array_set(self: list, index: Any, value: Any) -> Any:
+    existing = self[index]
+    self[index] = value
+    return existing
+
+
+ADDITIONAL_METHODS: dict[type, dict[str, Callable[..., Any]]] = {
+    str: {
+        "length": lambda self: len(self),
+        "replaceAll": lambda self, pattern, repl: re.sub(pattern, repl, self),
+        "startsWith": lambda self, prefix: self.startswith(prefix),
+        "matches": lambda self, pattern: re.match(pattern, self),
+        "contains": lambda self, value: value in self,
+    },
+    list: {
+        "size": lambda self: len(self),
+        "get": lambda self, index: self[index],
+        "contains": lambda self, value: value in self,
+        "add": lambda self, value: self.append(value),
+        "set": _array_set,
+    },
+    dict: {
+        "isEmpty": lambda self: not bool(self),
+        "keySet": lambda self: self.keys(),
+        "put": lambda self, key, value: self.update({key: value}),
+        "putAll": lambda self, values: self.update(values),
+        "toString": lambda self: _dict_to_string(self),
+    },
+}
+
+# str methods whose integer arguments size the result: bounded before the call.
+_SIZING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})")
+
+
+def _unsafe(name: str) -> None:
+    raise TemplateSecurityError(f"access to {name!r} is not allowed")
+
+
+def _shim(obj: Any, name: str) -> Any:
+    methods = ADDITIONAL_METHODS.get(obj.__class__)
+    if methods and name in methods:
+        method = methods[name]
+        return lambda *args: method(obj, *args)
+    return None
+
+
+def _lookup(obj: Any, name: str) -> Any:
+    """airspeed NameOrCall.calculate's lookup part (item, then attribute, then shim)."""
+    result = None
+    try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
+        result = obj[name]
+    except (KeyError, TypeError, AttributeError):
+        pass
+    if result is None and not isinstance(obj, LocalNamespace):
+        if name[:1] == "_":
+            # legacy airspeed would hand out `__class__` & co.: never here
+            _unsafe(name)
+        try:  # noqa: SIM105 - hot path
+            result = getattr(obj, name)
+        except AttributeError:
+            pass
+    if result is None:
+        result = _shim(obj, name)
+    return result
+
+
+class FunctionDef:
+    """A `#macro` or `#define` body (a Jinja macro) with its declared argument names."""
+
+    __slots__ = ("name", "args", "body")
+
+    def __init__(self, name: str, args: list[str], body: Any) -> None:
+        self.name = name
+        self.args = args
+        self.body = body
+
+    def execute(self, ns: Any, values: list[Any]) -> str:
+        if len(values) != len(self.args):
+            raise TemplateRenderError(
+                f"function {self.name} expected {len(self.args)} arguments, got {len(values)}"
+            )
+        budget = _budget.get()
+        if budget is not None:
+            budget.depth += 1
+            if budget.depth > budget.max_depth:
+                raise TemplateLimitError("macro nesting too deep")
+        try:
+            local = LocalNamespace(ns)
+            local.update(zip(self.args, values, strict=True))
+            return _produced(str(self.body(local)))
+        finally:
+            if budget is not None:
+                budget.depth -= 1
+
+
+def _own_stream(text: str) -> str:
+    """A separate airspeed stream (define output, interpolated string): `#stop` ends it."""
+    cut = text.find(STOP_MARKER)
+    return text if cut < 0 else text[:cut]
+
+
+def _invoke(func: Any, args: list[Any]) -> Any:
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, str):
+        name = getattr(func, "__name__", "")
+        if name in ("format", "format_map"):
+            budget = _budget.get()
+            env = budget.env if budget is not None else None
+            if env is None:
+                raise TemplateSecurityError("str.format needs the sandbox")
+            # Jinja's sandboxed formatter refuses `{0.__class__}`-style traversal
+            return check_size(env.wrap_str_format(func)(*args))
+        if name in _SIZING_METHODS:
+            for arg in args:
+                if isinstance(arg, int):
+                    check_size(range(arg))
+        elif name == "replace" and len(args) >= 2 and isinstance(args[1], str):
+            estimate = (owner.count(args[0]) + 1) * (len(args[1]) + 1) if args[0] else 0
+            check_size(range(estimate + len(owner)))
+    result = func(*args)
+    if isinstance(result, (str, list, dict, bytes)):
+        check_size(result)
+    if isinstance(owner, (list, dict)):
+        check_size(owner)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Filters used by converted templates
+# ---------------------------------------------------------------------------
+
+
+def v_root(data: Any) -> LocalNamespace:
+    # airspeed's TemplateBody: reuse the namespace when evaluated from #evaluate
+    if isinstance(data, LocalNamespace):
+        return data
+    return LocalNamespace(data if data is not None else {})
+
+
+def v_name(ns: LocalNamespace, name: str) -> Any:
+    """`$name` (airspeed looks names up in the namespace chain, never as attributes)."""
+    try:
+        result = ns[name]
+    except (KeyError, TypeError):
+        return None
+    if result is None:
+        return None
+    if type(result) is FunctionDef:
+        return _own_stream(result.execute(ns, []))
+    return result
+
+
+def v_name_call(ns: LocalNamespace, name: str, args: list[Any]) -> Any:
+    """`$name(args)`: a #define with arguments, or calling whatever the value is."""
+    try:
+        result = ns[name]
+    except (KeyError, TypeError):
+        return None
+    if result is None:
+        return None
+    if type(result) is FunctionDef:
+        return _own_stream(result.execute(ns, args))
+    return _invoke(result, args)
+
+
+def v_name_index(ns: LocalNamespace, name: str, index: Any) -> Any:
+    """`$name[index]`: guarded indexing (a failed index is null)."""
+    try:
+        result = ns[name]
+    except (KeyError, TypeError):
+        return None
+    if result is None:
+        return None
+    if type(result) is FunctionDef:
+        return _own_stream(result.execute(ns, []))
+    return _index(result, index)
+
+
+def _index(result: Any, index: Any) -> Any:
+    if isinstance(result, list) and not isinstance(index, int):
+        raise TemplateRenderError(f"expected integer for array index, got '{index}'")
+    try:
+        return result[index]
+    except Exception:
+        return None
+
+
+def v_prop(obj: Any, name: str) -> Any:
+    """`.name` on a value."""
+    if obj is None:
+        return None
+    if type(obj) is dict:
+        result = obj.get(name)
+        if result is not None:
+            return result
+    return _lookup(obj, name)
+
+
+def v_prop_index(obj: Any, name: str, index: Any) -> Any:
+    """`.name[index]` on a value."""
+    if obj is None:
+        return None
+    result = _lookup(obj, name)
+    if result is None:
+        return None
+    return _index(result, index)
+
+
+def v_call(obj: Any, name: str, args: list[Any]) -> Any:
+    """`.name(args)` on a value: Python methods, airspeed's Java shims, else null."""
+    if obj is None:
+        return None
+    result = _lookup(obj, name)
+    if result is None:
+        return None
+    return _invoke(result, args)
+
+
+def v_item(obj: Any, index: Any) -> Any:
+    """A bare `[index]` after a call/index: airspeed does not guard this one."""
+    return obj[index]
+
+
+def v_out(value: Any, source: str) -> str:
+    """A rendered reference: null renders the reference's own source text."""
+    if value is None:
+        return source
+    return _produced(value if type(value) is str else str(value))
+
+
+def v_name_out(ns: LocalNamespace, name: str, source: str) -> str:
+    """`$name` in text: v_name + v_out fused, the most common reference."""
+    try:
+        value = ns[name]
+    except (KeyError, TypeError):
+        return source
+    if value is None:
+        return source
+    if type(value) is FunctionDef:
+        return v_out(_own_stream(value.execute(ns, [])), source)
+    return _produced(value if type(value) is str else str(value))
+
+
+def v_quiet(value: Any) -> str:
+    """`$!x`: null renders nothing."""
+    if value is None:
+        return ""
+    return _produced(value if type(value) is str else str(value))
+
+
+def v_alt(value: Any, alternate: Any) -> str:
+    """`${x|default}`: the default when x is null (a null default renders as None)."""
+    if value is None:
+        value = alternate
+    return _produced(value if type(value) is str else str(value))
+
+
+def v_str(value: Any) -> str:
+    return _produced(value if type(value) is str else str(value))
+
+
+def v_and(left: Any, right: Any) -> bool:
+    # both operands are already evaluated: airspeed's && does not short-circuit
+    return bool(left) and bool(right)
+
+
+def v_or(left: Any, right: Any) -> bool:
+    return bool(left) or bool(right)
+
+
+def v_div(left: Any, right: Any) -> Any:
+    return left // right
+
+
+def v_range(low: Any, high: Any) -> range:
+    if high < low:
+        return range(low, high - 1, -1)
+    return range(low, high + 1)
+
+
+def v_set(ns: LocalNamespace, name: str, value: Any) -> str:
+    ns.set_inherited(name, value)
+    return ""
+
+
+def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
+    cur: Any = ns
+    for term in terms[:-1]:
+        cur = cur[term]
+    if isinstance(cur, LocalNamespace):
+        raise TemplateSecurityError("cannot assign into the namespace")
+    cur[terms[-1]] = value
+    check_size(cur)
+    return ""
+
+
+def v_foreach(ns: LocalNamespace, var: str, iterable: Any) -> Any:
+    """`#foreach`: one fresh LocalNamespace per item, with airspeed's loop variables."""
+    if iterable is None:
+        return
+    if hasattr(iterable, "keys"):
+        iterable = iterable.keys()
+    try:
+        iter(iterable)
+    except TypeError:
+        raise TemplateRenderError(
+            f"value for ${var} is not iterable in #foreach: {iterable}"
+        ) from None
+    length = len(iterable)
+    counter = 1
+    for item in iterable:
+        count_iteration()
+        local = LocalNamespace(ns)
+        has_next = counter < length
+        dict.update(
+            local,
+            {
+                "velocityCount": counter,
+                "velocityHasNext": has_next,
+                "foreach": {
+                    "count": counter,
+                    "index": counter - 1,
+                    "hasNext": has_next,
+                    "first": counter == 1,
+                    "last": counter == length,
+                },
+                var: item,
+            },
+        )
+        yield local
+        counter += 1
+
+
+def v_def_macro(ns: LocalNamespace, name: str, body: Any, args: list[str]) -> str:
+    top = ns.top()
+    key = "#" + name.lower()
+    if key in top:
+        raise TemplateRenderError(f"cannot redefine macro {key}")
+    top[key] = FunctionDef(name, args, body)
+    return ""
+
+
+def v_define(ns: LocalNamespace, name: str, body: Any, args: list[str]) -> str:
+    dict.__setitem__(ns, name, FunctionDef(name, args, body))
+    return ""
+
+
+def v_macro(ns: LocalNamespace, name: str, args: list[Any]) -> str:
+    try:
+        macro = ns["#" + name]
+    except KeyError:
+        raise TemplateRenderError("no such macro: " + name) from None
+    if type(macro) is not FunctionDef:
+        raise TemplateRenderError("no such macro: " + name)
+    # the macro writes into the caller's stream: a #stop inside it stops the caller too
+    return macro.execute(ns, args)
+
+
+def v_block(ns: LocalNamespace, body: Any) -> str:
+    """An interpolated string with directives: its own stream, same namespace."""
+    return check_size(_own_stream(str(body(ns))))
+
+
+def v_stop(ns: Any) -> str:
+    return STOP_MARKER
+
+
+def v_raise(message: Any, *args: Any) -> str:
+    raise TemplateRenderError(str(message))
+
+
+def v_evaluate(ns: LocalNamespace, text: Any) -> str:
+    """`#evaluate`: convert and render the text now, sharing the namespace and stream."""
+    budget = _budget.get()
+    if budget is None or budget.env is None:
+        raise TemplateRenderError("#evaluate outside a render")
+    from .converter import convert
+
+    conversion = convert(text)
+    if conversion.source is None:
+        raise TemplateRenderError("#evaluate: template could not be converted")
+    budget.depth += 1
+    try:
+        if budget.depth > budget.max_depth:
+            raise TemplateLimitError("#evaluate nesting too deep")
+        compiled = budget.env.engine.compile(conversion.source)
+        return str(compiled.template.render({"_vdata": ns}))
+    finally:
+        budget.depth -= 1
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "vroot": v_root,
+    "vn": v_name,
+    "vnc": v_name_call,
+    "vni": v_name_index,
+    "vp": v_prop,
+    "vpi": v_prop_index,
+    "vc": v_call,
+    "vi": v_item,
+    "vo": v_out,
+    "vno": v_name_out,
+    "vq": v_quiet,
+    "vs": v_str,
+    "valt": v_alt,
+    "vand": v_and,
+    "vor": v_or,
+    "vdiv": v_div,
+    "vrange": v_range,
+    "vset": v_set,
+    "vsetp": v_set_path,
+    "vfor": v_foreach,
+    "vdefmacro": v_def_macro,
+    "vdefine": v_define,
+    "vmacro": v_macro,
+    "vblock": v_block,
+    "vstop": v_stop,
+    "vraise": v_raise,
+    "vevaluate": v_evaluate,
+}
+
+# Helpers that may change the data they are given: a render using them works on a copy.
+MUTATING_FILTERS = ("vc", "vnc", "vsetp", "vdefmacro", "vevaluate", "vmacro", "vdefine")

@@ -1,0 +1,168 @@
+import pytest
+
+from notify.messaging.models import Message
+from templates_store.models import Template
+
+WELCOME = {
+    "key": "welcome",
+    "channel": "email",
+    "subject": "Welcome {{ name }}",
+    "body": "<p>Hello {{ name }}</p>",
+}
+
+
+@pytest.fixture
+def welcome(api_client):  # noqa: ANN001, ANN201
+    response = api_client.post("/v2/templates", WELCOME, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_create_template__valid__201_published_v1_autoescaped_for_email(welcome):
+    assert welcome["key"] == "welcome"
+    assert welcome["autoescape"] is True
+    assert welcome["published_versions"] == {"": 1}
+
+
+def test_create_template__syntax_error__400_naming_field_and_nothing_stored(api_client):
+    response = api_client.post("/v2/templates", {**WELCOME, "body": "{% if %}"}, format="json")
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"body"}
+    assert Template.objects.count() == 0
+
+
+def test_create_template__duplicate_key__400(api_client, welcome):
+    response = api_client.post("/v2/templates", WELCOME, format="json")
+    assert response.status_code == 400
+    assert "key" in response.json()["error"]["fields"]
+
+
+def test_render__email_template__input_is_html_escaped(api_client, welcome):
+    response = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "<script>x</script>"}}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["body"] == "<p>Hello &lt;script&gt;x&lt;/script&gt;</p>"
+    assert body["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ self._TemplateReference__context }}",
+        "{{ request.application.__globals__ }}",
+        "{{ ().__class__.__base__.__subclasses__() }}",
+    ],
+)
+def test_create_or_render__ssti_payload__refused_never_executed(api_client, payload):
+    # When an injection is stored as a template (or fails to compile)
+    response = api_client.post(
+        "/v2/templates", {"key": "evil", "channel": "sms", "body": payload}, format="json"
+    )
+    if response.status_code == 201:
+        response = api_client.post("/v2/templates/evil/render", {"data": {}}, format="json")
+    # Then it is an error in the API's format, not a rendered secret
+    assert response.status_code in (400, 422)
+    assert "error" in response.json()
+
+
+def test_render__loop_forever__422_limit(api_client):
+    api_client.post(
+        "/v2/templates",
+        {"key": "loop", "channel": "sms", "body": "{% for i in range(10**9) %}x{% endfor %}"},
+        format="json",
+    )
+    response = api_client.post("/v2/templates/loop/render", {"data": {}}, format="json")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "render_error"
+
+
+def test_versions__publish_new_then_rollback__one_action_each(api_client, welcome):
+    # Given a second version
+    response = api_client.post(
+        "/v2/templates/welcome/versions", {"subject": "Hi", "body": "v2 {{ name }}"}, format="json"
+    )
+    assert response.json()["number"] == 2 and response.json()["published"] is False
+    # When it is published
+    assert api_client.post("/v2/templates/welcome/versions/2/publish").status_code == 200
+    # Then it renders
+    rendered = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "A"}}, format="json"
+    )
+    assert rendered.json()["body"] == "v2 A"
+    # When rolled back
+    response = api_client.post("/v2/templates/welcome/rollback", {}, format="json")
+    assert response.status_code == 200 and response.json()["number"] == 1
+    rendered = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "A"}}, format="json"
+    )
+    assert rendered.json()["body"] == "<p>Hello A</p>"
+
+
+def test_render__locale_zh_cn__falls_back_to_zh(api_client, welcome):
+    api_client.post(
+        "/v2/templates/welcome/versions",
+        {"locale": "zh", "body": "你好 {{ name }}", "publish": True},
+        format="json",
+    )
+    response = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "李"}, "locale": "zh-CN"}, format="json"
+    )
+    assert response.json()["body"] == "你好 李"
+    response = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "A"}, "locale": "fr-FR"}, format="json"
+    )
+    assert response.json()["body"] == "<p>Hello A</p>"
+
+
+def test_template__other_tenant__404(api_client, other_tenant_client, welcome):
+    assert other_tenant_client.get("/v2/templates/welcome").status_code == 404
+    response = other_tenant_client.post("/v2/templates/welcome/render", {}, format="json")
+    assert response.status_code == 404
+    assert other_tenant_client.get("/v2/templates").json() == []
+
+
+def test_convert__velocity_source__jinja_and_report(api_client):
+    response = api_client.post(
+        "/v2/templates/convert", {"source": "Hi $name#if($vip) VIP#end"}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] in ("exact", "exact_with_warnings")
+    assert body["jinja"]
+
+
+def test_send_message__with_template_and_data__renders_body_and_subject(api_client, welcome):
+    response = api_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {"name": "Ana"}},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    message = Message.objects.get(pk=response.json()["id"])
+    assert message.subject == "Welcome Ana"
+    assert message.html == "<p>Hello Ana</p>"
+    assert message.params["template"] == "welcome"
+
+
+def test_send_message__unknown_template__400(api_client, welcome):
+    response = api_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "template": "nope", "data": {}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"template"}
+
+
+def test_send_message__other_tenants_template__400(api_client, other_tenant_client, welcome):
+    response = other_tenant_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "template": "welcome", "data": {}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert Message.objects.count() == 0

@@ -1,0 +1,41 @@
+"""Shared helpers for the Velocity conversion tests (pure Python, no Django)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from templates_store.velocity import Engine, convert
+from templates_store.velocity.verifier import render_legacy
+
+LEGACY_DATA = Path("/work/shared/legacy/data")
+ENGINE = Engine(autoescape=False)
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def load_jsonl(name: str) -> list[dict[str, Any]]:
+    with open(LEGACY_DATA / name, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def outcome_legacy(source: str, params: dict[str, Any]) -> tuple[str, str | None]:
+    try:
+        return "ok", render_legacy(source, params)
+    except Exception:  # noqa: BLE001 - any airspeed failure is the gateway's 50000
+        return "error", None
+
+
+def outcome_converted(source: str, params: dict[str, Any]) -> tuple[str, str | None]:
+    conversion = convert(source)
+    try:
+        return "ok", ENGINE.render(conversion.source, params)
+    except Exception:  # noqa: BLE001
+        return "error", None
+
+
+def normalise(outcome: tuple[str, str | None]) -> tuple[str, str | None]:
+    # bound-method reprs carry memory addresses that differ between any two runs
+    kind, text = outcome
+    return kind, None if text is None else _ADDRESS.sub("", text)

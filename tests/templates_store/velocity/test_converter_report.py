@@ -1,0 +1,126 @@
+"""Conversion report (status, issues), Jinja-literal text, CLI, verifier and benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from templates_store.velocity import Engine, convert
+from templates_store.velocity.bench_render import benchmark, load_legacy_data
+from templates_store.velocity.verifier import verify
+
+
+def test_plain_text__convert__exact_without_issues() -> None:
+    # Given a template without references
+    # When converted
+    conversion = convert("Hello, world")
+    # Then it is exact with no issues
+    assert (conversion.status, conversion.issues) == ("exact", [])
+
+
+def test_reference_in_mail__convert__warns_unescaped_output() -> None:
+    # Given a mail template rendering a parameter
+    # When converted
+    conversion = convert("<p>$name</p>", channel="mail")
+    # Then the report says the output carries unescaped input
+    assert conversion.status == "exact_with_warnings"
+    assert [i.construct for i in conversion.issues] == ["unescaped_output"]
+    assert conversion.issues[0].severity == "warning"
+
+
+@pytest.mark.parametrize(
+    "source, construct",
+    [("$p.items", "dict_method_key"), ("$s.toUpperCase()", "java_method")],
+)
+def test_legacy_quirk__convert__warns(source: str, construct: str) -> None:
+    # Given a template relying on a legacy quirk
+    # When converted for SMS (no escaping warning)
+    conversion = convert(source, channel="sms")
+    # Then the quirk is reported as a warning with its position
+    assert conversion.status == "exact_with_warnings"
+    assert (conversion.issues[0].construct, conversion.issues[0].line) == (construct, 1)
+
+
+def test_syntax_error__convert__needs_review_and_raises() -> None:
+    # Given a template airspeed cannot parse
+    conversion = convert("line1\n#if($a")
+    # When converted and rendered
+    # Then it needs review, with the position, and rendering fails like the legacy gateway
+    assert conversion.status == "needs_review"
+    assert conversion.issues[0].construct == "syntax"
+    with pytest.raises(Exception):  # noqa: B017 - any TemplateRenderError subclass
+        Engine().render(conversion.source, {"a": 1})
+
+
+def test_jinja_syntax_in_velocity__convert__renders_as_text() -> None:
+    # Given Velocity text that looks like Jinja tags
+    source = "{{ 7*7 }} {% raw %} {# x #} {$n}{"
+    # When converted and rendered
+    output = Engine().render(convert(source).source, {"n": 1})
+    # Then the braces come out literally
+    assert output == "{{ 7*7 }} {% raw %} {# x #} {1}{"
+
+
+def test_side_effect_order__convert__needs_review() -> None:
+    # Given an expression whose operands depend on evaluation order
+    # When converted
+    conversion = convert("#if($l.add(1) == $l.size())x#end")
+    # Then it is flagged
+    assert conversion.status == "needs_review"
+    assert conversion.issues[0].construct == "evaluation_order"
+
+
+def test_to_dict__conversion__is_json() -> None:
+    # Given a conversion with issues
+    # When serialised
+    data = json.loads(json.dumps(convert("$s.trim()", channel="sms").to_dict()))
+    # Then the report keeps source, status and issues
+    assert set(data) == {"source", "status", "issues"}
+    assert data["issues"][0]["construct"] == "java_method"
+
+
+def test_cli__file__prints_source_and_report(tmp_path) -> None:  # noqa: ANN001
+    # Given a Velocity file
+    path = tmp_path / "t.vm"
+    path.write_text("Hi $name", encoding="utf-8")
+    # When the CLI converts it
+    result = subprocess.run(
+        [sys.executable, "-m", "templates_store.velocity.converter", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # Then stdout holds the Jinja source and the JSON report
+    assert "vno('name', '$name')" in result.stdout
+    assert '"status": "exact_with_warnings"' in result.stdout
+
+
+def test_verify__wrong_conversion__reports_difference_with_diff() -> None:
+    # Given a Velocity template and a deliberately wrong Jinja source
+    # When verified
+    differences = verify("Hi $name", "Hello {{ _vdata.name }}", [{"name": "A"}, {}])
+    # Then every differing case is reported with both outputs and a unified diff
+    assert [d.case_index for d in differences] == [0, 1]
+    assert differences[0].legacy.output == "Hi A"
+    assert "-Hi A" in differences[0].diff
+
+
+def test_verify__errors_on_both_sides__equal() -> None:
+    # Given a template that fails on both engines
+    # When verified
+    differences = verify("#set($x = 'a' + 1)", None, [{}])
+    # Then it is not a difference (both are the gateway's system error)
+    assert differences == []
+
+
+def test_benchmark__legacy_samples__ours_faster() -> None:
+    # Given the legacy templates and samples
+    templates, samples = load_legacy_data()
+    # When benchmarked briefly
+    result = benchmark(templates, samples, rounds=2)
+    # Then both rates are measured and ours is faster than airspeed
+    assert result["renders"] > 0
+    assert result["ratio"] > 1.0
