@@ -1,12 +1,19 @@
+import os
 import socket
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from notify.celery import app as celery_app
 from notify.tenants.models import ApiKey, Tenant
 from notify.tenants.services import create_tenant
 from tests.smtp import SmtpServer
+
+# CI explores the same examples every run: a red build is then a regression, not a dice roll.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 _real_connect = socket.socket.connect
 
