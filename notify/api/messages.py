@@ -86,6 +86,9 @@ def _no_line_breaks_in_rendered(subject: str) -> None:
 
 class MessageCreate(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MessageCreateInput"
+
         channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
         to = serializers.EmailField(max_length=254)
         subject = serializers.CharField(

@@ -88,6 +88,9 @@ def _not_reserved(key: str) -> None:
 
 class TemplateListCreate(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateListCreateInput"
+
         key = serializers.SlugField(max_length=100, validators=[_not_reserved])
         name = serializers.CharField(max_length=200, required=False, default="")
         channel = serializers.ChoiceField(choices=TemplateChannel.choices)
@@ -127,6 +130,9 @@ class TemplateListCreate(APIView):
 
 class TemplateDetail(APIView):
     class UpdateSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateDetailUpdate"
+
         name = serializers.CharField(max_length=200, required=False)
         params = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
         status = serializers.ChoiceField(choices=Template.Status.choices, required=False)
@@ -154,6 +160,9 @@ class TemplateDetail(APIView):
 
 class VersionListCreate(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "VersionListCreateInput"
+
         subject = source_field(required=False, default="")
         body = source_field()
         locale = serializers.CharField(max_length=35, required=False, default="")
@@ -191,6 +200,9 @@ class VersionPublish(APIView):
 
 class TemplateRollback(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateRollbackInput"
+
         locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
 
     @extend_schema(request=InputSerializer, responses={200: VersionOutput}, summary="Roll back")
@@ -214,6 +226,9 @@ class RenderOutput(serializers.Serializer):
 
 class TemplateRender(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateRenderInput"
+
         data = serializers.DictField(required=False, default=dict)
         locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
         version = serializers.IntegerField(required=False, min_value=1)
@@ -250,9 +265,15 @@ class TemplateRender(APIView):
 
 class TemplateConvert(APIView):
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateConvertInput"
+
         source = serializers.CharField(max_length=MAX_SOURCE_CHARS, trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "TemplateConvertOutput"
+
         jinja = serializers.CharField(allow_null=True)
         status = serializers.CharField()
         issues = serializers.ListField(child=serializers.DictField())

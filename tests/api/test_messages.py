@@ -188,3 +188,10 @@ def test_openapi_schema__served__lists_message_paths(anonymous_client, db):
     response = anonymous_client.get("/v2/schema?format=json")
     assert response.status_code == 200
     assert "/v2/messages" in response.json()["paths"]
+
+
+def test_openapi_schema__generated__valid_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yml"))
+    assert "bearer" in (tmp_path / "s.yml").read_text()
