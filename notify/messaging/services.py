@@ -80,7 +80,9 @@ def create_message(
                 origin=origin,
             )
             MessageEvent.objects.create(message=message, status=MessageStatus.QUEUED)
-            transaction.on_commit(lambda: enqueue_delivery(message_id))
+            # robust: a broker outage must not turn an accepted (committed) message into a 500;
+            # the message stays queued and is logged.
+            transaction.on_commit(lambda: enqueue_delivery(message_id), robust=True)
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = (
@@ -193,5 +195,7 @@ def _record_failure(message: Message, error: TransportError) -> None:
             next_attempt_at=next_attempt_at,
         )
         if moved:
-            transaction.on_commit(lambda: enqueue_delivery(message.id, countdown=delay))
+            transaction.on_commit(
+                lambda: enqueue_delivery(message.id, countdown=delay), robust=True
+            )
     logger.info("message retry id=%s in %ss: %s", message.id, delay, error.reason)

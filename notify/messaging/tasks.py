@@ -1,8 +1,18 @@
 from celery import shared_task
+from django.db import DatabaseError
 
 from notify.messaging import services
 
 
-@shared_task(name="messaging.deliver_message", ignore_result=True)
+# A database hiccup in the worker must not drop the task: it is retried, and the conditional
+# claim in `deliver` makes the retry harmless if the first run got further than it seemed.
+@shared_task(
+    name="messaging.deliver_message",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=10,
+)
 def deliver_message(message_id: str) -> None:
     services.deliver(message_id)

@@ -195,3 +195,19 @@ def test_openapi_schema__generated__valid_without_warnings(tmp_path):
 
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yml"))
     assert "bearer" in (tmp_path / "s.yml").read_text()
+
+
+def test_post_message__broker_down__202_and_message_kept_queued(
+    api_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a broker that refuses connections
+    def broker_down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr("notify.messaging.tasks.deliver_message.apply_async", broker_down)
+    # When
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_message(api_client)
+    # Then the accepted message is not lost and the caller gets no 500
+    assert response.status_code == 202
+    assert Message.objects.get(pk=response.json()["id"]).status == MessageStatus.QUEUED
