@@ -47,6 +47,7 @@ from .parser import (
     line_col,
     parse,
 )
+from .runtime import MUTATING_METHODS
 
 __all__ = ["convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
 
@@ -54,27 +55,6 @@ EXACT = "exact"
 EXACT_WITH_WARNINGS = "exact_with_warnings"
 NEEDS_REVIEW = "needs_review"
 
-# Python methods that change their object: evaluation order then matters.
-MUTATING_METHODS = frozenset(
-    {
-        "add",
-        "put",
-        "putAll",
-        "set",
-        "append",
-        "extend",
-        "insert",
-        "pop",
-        "popitem",
-        "remove",
-        "clear",
-        "update",
-        "setdefault",
-        "sort",
-        "reverse",
-        "discard",
-    }
-)
 SHIM_NAMES = frozenset(
     {
         "length",
@@ -185,6 +165,9 @@ class _Emitter:
         self.pos_override: int | None = None
         self.warned_output = False
         self._seen: set[tuple[int, str]] = set()
+        # emitting the main body, whose output the engine streams and bounds chunk by chunk
+        # (macro, define and interpolated-string bodies build text that is counted instead)
+        self.streamed = True
 
     # -- reporting ----------------------------------------------------------
     def issue(self, pos: int, construct: str, message: str, severity: str) -> None:
@@ -288,6 +271,15 @@ class _Emitter:
             self.statement(node, ns, depth, pieces)
         return pieces
 
+    def nested_block(self, nodes: list[Node]) -> list[tuple[str, str]]:
+        """A body rendered into a string (macro, define, interpolated string)."""
+        saved = self.streamed
+        self.streamed = False
+        try:
+            return self.block(nodes, "_v", 0)
+        finally:
+            self.streamed = saved
+
     def statement(self, node: Node, ns: str, depth: int, out: list[tuple[str, str]]) -> None:
         if isinstance(node, Text):
             out.append(("text", node.text))
@@ -359,7 +351,7 @@ class _Emitter:
 
     def function(self, node: MacroDef | DefineDef) -> str:
         name = self.fresh("_m" if isinstance(node, MacroDef) else "_d")
-        body = finalize(self.block(node.block, "_v", 0), final=False)
+        body = finalize(self.nested_block(node.block), final=False)
         self.hoisted.append(f"{{% macro {name}(_v) %}}{body}{{% endmacro %}}")
         return name
 
@@ -383,16 +375,19 @@ class _Emitter:
                 out.append(("code", f"{{% set {tmp} = {value} %}}"))
                 out.append(("code", f"{{{{ ({alt})|vs if {tmp} is none else {tmp}|vs }}}}"))
         elif node.silent:
-            out.append(("code", f"{{{{ {value}|vq }}}}"))
+            helper = "vqt" if self.streamed else "vq"
+            out.append(("code", f"{{{{ {value}|{helper} }}}}"))
         elif (
             len(node.expr.steps) == 1
             and node.expr.steps[0].params is None
             and (node.expr.steps[0].index is None)
         ):
             name = jinja_string(node.expr.steps[0].name)
-            out.append(("code", f"{{{{ {ns}|vno({name}, {jinja_string(node.source)}) }}}}"))
+            helper = "vnt" if self.streamed else "vno"
+            out.append(("code", f"{{{{ {ns}|{helper}({name}, {jinja_string(node.source)}) }}}}"))
         else:
-            out.append(("code", f"{{{{ {value}|vo({jinja_string(node.source)}) }}}}"))
+            helper = "vot" if self.streamed else "vo"
+            out.append(("code", f"{{{{ {value}|{helper}({jinja_string(node.source)}) }}}}"))
 
     def note_output(self, node: Reference) -> None:
         if self.warned_output:
@@ -453,6 +448,8 @@ class _Emitter:
     def interpolated(self, value: InterpStr, ns: str) -> str:
         saved = self.pos_override
         self.pos_override = value.start if saved is None else saved
+        # the string is a value (counted as it is built), not streamed output
+        streamed, self.streamed = self.streamed, False
         try:
             simple = all(isinstance(n, (Text, Comment, Reference)) for n in value.block)
             if simple and self.pure(value):
@@ -474,11 +471,12 @@ class _Emitter:
                     return f"({parts[0]}|vs)"
                 return "(" + " ~ ".join(parts) + ")"
             name = self.fresh("_s")
-            body = finalize(self.block(value.block, "_v", 0), final=False)
+            body = finalize(self.nested_block(value.block), final=False)
             self.hoisted.append(f"{{% macro {name}(_v) %}}{body}{{% endmacro %}}")
             return f"({ns}|vblock({name}))"
         finally:
             self.pos_override = saved
+            self.streamed = streamed
 
     def ref_expr(self, expr: RefExpr, ns: str, pos: int) -> str:
         steps = expr.steps
@@ -730,7 +728,11 @@ def convert(source: str, channel: str | None = None) -> Conversion:
     uses_code = any(kind == "code" for kind, _ in body_pieces) or emitter.hoisted
     prefix = "".join(emitter.hoisted)
     if uses_code:
-        prefix += "{% set _v = _vdata|vroot %}"
+        if any(isinstance(n, (Set, DefineDef, MacroDef, Evaluate)) for n in walk_nodes(nodes)):
+            prefix += "{% set _v = _vdata|vroot %}"
+        else:
+            # nothing is ever written into the outermost namespace: it can be the data
+            prefix += "{% set _v = _vdata %}"
     jinja = prefix + body
     if any(i.severity == "error" for i in emitter.issues):
         status = NEEDS_REVIEW

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import re
+import tokenize
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import jinja2
@@ -20,6 +23,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
 from . import runtime
 from .errors import (
@@ -200,6 +204,73 @@ class CompiledTemplate:
     stops: bool
     # converted Velocity: reads only `_vdata`, so the context needs no copy of the data
     converted: bool = False
+    # the generated code needs nothing of Jinja's Context but `_vdata` and a few plain
+    # attributes: rendered by calling its root function with a `_LeanContext`
+    lean: bool = False
+    # the template has `for` loops: its output is collected with streaming limit checks
+    loops: bool = True
+
+
+class _LeanContext:
+    """The part of `jinja2.runtime.Context` that lean templates' generated code uses.
+
+    Each Engine subclasses it with its (shared, never modified) `eval_ctx`.
+    """
+
+    __slots__ = ("vars", "_data")
+    eval_ctx: nodes.EvalContext
+
+    def __init__(self, data: Any) -> None:
+        self.vars: dict[str, Any] = {}
+        self._data = data
+
+    def resolve_or_missing(self, key: str) -> Any:
+        return self._data if key == "_vdata" else missing
+
+
+_LEAN_ATTRIBUTES = frozenset({"resolve_or_missing", "vars"})
+
+
+def _lean_code(code: str) -> bool:
+    """True when the generated module uses `context` only in ways `_LeanContext` serves
+    exactly and resolves no template variable but `_vdata`."""
+    try:
+        tokens = [
+            tok
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+            if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT)
+            and tok.type not in (tokenize.INDENT, tokenize.DEDENT)
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    words = [tok.string for tok in tokens]
+    for i, tok in enumerate(tokens):
+        if tok.type != tokenize.NAME:
+            continue
+        word = tok.string
+        if word == "resolve":
+            # `resolve = context.resolve_or_missing` or `resolve('_vdata')`
+            if words[i + 1 : i + 2] == ["="] and words[i + 2 : i + 5] == [
+                "context",
+                ".",
+                "resolve_or_missing",
+            ]:
+                continue
+            if words[i + 1 : i + 4] != ["(", "'_vdata'", ")"]:
+                return False
+        elif word == "context":
+            before = words[max(i - 2, 0) : i]
+            after = words[i + 1 : i + 5]
+            if before in (["root", "("], ["call_binop", "("]) and after[:1] == [","]:
+                continue  # `def root(context, ...)`; our call_binop ignores the context
+            if after[:1] == ["."] and after[1:2] and after[1] in _LEAN_ATTRIBUTES:
+                continue
+            if after[:3] == [".", "eval_ctx", "."] and after[3:4] == ["autoescape"]:
+                following = words[i + 5 : i + 6]
+                if following != ["="]:
+                    continue
+            return False
+    return True
 
 
 class Engine:
@@ -218,6 +289,17 @@ class Engine:
         self.autoescape = autoescape
         self.limits = limits or RenderLimits()
         self.env = VelocityEnvironment(self, autoescape)
+        limits = self.limits
+        self._max_chars = limits.max_output_chars
+        self._budget_class = runtime.budget_class(
+            limits.max_output_chars, limits.max_loop_iterations, limits.max_depth, self.env
+        )
+        # lean renders share one EvalContext: their code only reads `autoescape` from it
+        self._lean_context = type(
+            "EngineLeanContext",
+            (_LeanContext,),
+            {"__slots__": (), "eval_ctx": nodes.EvalContext(self.env)},
+        )
         # functools' LRU cache is thread-safe and cheap on hits (C implementation)
         self._compile_cached = functools.lru_cache(maxsize=cache_size)(self._compile)
 
@@ -225,49 +307,71 @@ class Engine:
         """Compile (or fetch from the LRU cache) the Jinja template text `source`."""
         return self._compile_cached(source)
 
+    def _new_budget(self) -> runtime.RenderBudget:
+        return self._budget_class()
+
     def _compile(self, source: str) -> CompiledTemplate:
+        env = self.env
+        # Jinja's optimizer folds constant filter calls at compile time: bounded like renders
+        token = runtime.set_budget(self._new_budget())
         try:
-            template = self.env.from_string(source)
+            tree = env.parse(source)
+            code = env.compile(tree, raw=True)
+            template = env.template_class.from_code(
+                env, env._compile(code, "<template>"), env.make_globals(None), None
+            )
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntaxError(exc.message or str(exc), exc.lineno) from exc
         except SecurityError as exc:
             raise TemplateSecurityError(str(exc)) from exc
+        except TemplateRenderError:
+            raise
+        except (RecursionError, MemoryError) as exc:
+            raise TemplateLimitError("template too complex") from exc
+        finally:
+            runtime.reset_budget(token)
+        lean = _lean_code(code)
         return CompiledTemplate(
             source=source,
             template=template,
-            mutates=any(f"|{name}(" in source for name in runtime.MUTATING_FILTERS),
+            mutates=_may_mutate(tree),
             stops="vstop" in source or "vevaluate" in source,
-            converted="_vdata|vroot" in source,
+            converted=lean or "_vdata|vroot" in source,
+            lean=lean,
+            loops=tree.find(nodes.For) is not None,
         )
 
     def render(self, source: str, data: dict[str, Any] | None = None) -> str:
         """Render `source` with `data`; the caller's data is never modified."""
         compiled = self._compile_cached(source)
-        data = data if data is not None else {}
-        if compiled.mutates:
+        if data is None:
+            data = {}
+        elif compiled.mutates:
             data = copy.deepcopy(data)
-        if compiled.converted:
-            context = {"_vdata": data}
+        template = compiled.template
+        if compiled.lean:
+            ctx: Any = self._lean_context(data)
         else:
-            context = dict(compiled.template.globals)
-            context.update(data)
-            context["_vdata"] = data
-        return self._render(compiled, context)
-
-    def _render(self, compiled: CompiledTemplate, context: dict[str, Any]) -> str:
-        limits = self.limits
-        budget = runtime.RenderBudget(
-            max_output_chars=limits.max_output_chars,
-            max_loop_iterations=limits.max_loop_iterations,
-            max_depth=limits.max_depth,
-            env=self.env,
-        )
-        token = runtime.set_budget(budget)
-        try:
-            template = compiled.template
+            if compiled.converted:
+                context = {"_vdata": data}
+            else:
+                context = dict(template.globals)
+                context.update(data)
+                context["_vdata"] = data
             # a shared Context skips Jinja's per-render copy of globals (context holds them)
             ctx = Context(self.env, context, None, template.blocks)
-            return _collect(compiled, template.root_render_func(ctx), limits)
+        token = _set_budget(self._budget_class())
+        try:
+            chunks = template.root_render_func(ctx)
+            if compiled.stops:
+                return _collect_stopping(chunks, self._max_chars)
+            if compiled.loops:
+                return _collect(chunks, self._max_chars)
+            # no loop: a fixed number of chunks, each an input value or a bounded result
+            text = "".join(chunks)
+            if len(text) > self._max_chars:
+                raise _limit_error(self._max_chars)
+            return text
         except TemplateRenderError:
             raise
         except SecurityError as exc:
@@ -281,20 +385,63 @@ class Engine:
         except Exception as exc:
             raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            runtime.reset_budget(token)
+            _reset_budget(token)
 
 
-def _collect(compiled: CompiledTemplate, chunks: Iterable[str], limits: RenderLimits) -> str:
+_set_budget = runtime._budget.set
+_reset_budget = runtime._budget.reset
+
+
+def _may_mutate(tree: nodes.Template) -> bool:
+    """The template calls a helper that can change the data: renders work on a copy.
+
+    Method calls (`vc`) only count when the method name is not a constant known to leave
+    its object unchanged.
+    """
+    for node in tree.find_all(nodes.Filter):
+        if node.name in runtime.MUTATING_FILTERS:
+            return True
+        if node.name in runtime.METHOD_FILTERS:
+            name = node.args[0] if node.args else None
+            if (
+                not isinstance(name, nodes.Const)
+                or not isinstance(name.value, str)
+                or name.value in runtime.MUTATING_METHODS
+                or node.kwargs
+                or node.dyn_args
+                or node.dyn_kwargs
+            ):
+                return True
+    return False
+
+
+# Output is collected in batches: C-speed joins, and the limit is checked every batch, so
+# at most `_BATCH` chunks past the limit are ever produced.
+_BATCH = 32
+
+
+def _limit_error(max_chars: int) -> TemplateLimitError:
+    return TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
+
+
+def _collect(chunks: Iterator[str], max_chars: int) -> str:
+    parts = list(islice(chunks, _BATCH))
+    total = sum(map(len, parts))
+    if total > max_chars:
+        raise _limit_error(max_chars)
+    if len(parts) < _BATCH:
+        return "".join(parts)
+    while batch := list(islice(chunks, _BATCH)):
+        total += sum(map(len, batch))
+        if total > max_chars:
+            raise _limit_error(max_chars)
+        parts += batch
+    return "".join(parts)
+
+
+def _collect_stopping(chunks: Iterable[str], max_chars: int) -> str:
     parts: list[str] = []
     total = 0
-    max_chars = limits.max_output_chars
-    if not compiled.stops:
-        for chunk in chunks:
-            total += len(chunk)
-            if total > max_chars:
-                raise TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
-            parts.append(chunk)
-        return "".join(parts)
     marker = runtime.STOP_MARKER
     stopped = False
     for chunk in chunks:
@@ -307,6 +454,6 @@ def _collect(compiled: CompiledTemplate, chunks: Iterable[str], limits: RenderLi
             stopped = True
         total += len(chunk)
         if total > max_chars:
-            raise TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
+            raise _limit_error(max_chars)
         parts.append(chunk)
     return "".join(parts)

@@ -13,23 +13,56 @@ import contextvars
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from jinja2.runtime import Macro
 
 from .errors import TemplateLimitError, TemplateRenderError, TemplateSecurityError
 
 
-@dataclass
 class RenderBudget:
-    """Per-render counters; one instance per `Engine.render` call (held in a ContextVar)."""
+    """Per-render counters; one instance per `Engine.render` call (held in a ContextVar).
 
+    The counters start as class attributes (an instance only gets its own once it counts);
+    `budget_class` makes a subclass with the limits fixed, instantiated without arguments.
+    """
+
+    iterations = 0
+    produced = 0
+    depth = 0
     max_output_chars: int
     max_loop_iterations: int
     max_depth: int = 64
-    iterations: int = 0
-    produced: int = 0
-    depth: int = 0
-    env: Any = field(default=None, repr=False)
+    env: Any = None
+
+    def __init__(
+        self,
+        max_output_chars: int,
+        max_loop_iterations: int,
+        max_depth: int = 64,
+        env: Any = None,
+    ) -> None:
+        self.max_output_chars = max_output_chars
+        self.max_loop_iterations = max_loop_iterations
+        self.max_depth = max_depth
+        self.env = env
+
+
+def budget_class(
+    max_output_chars: int, max_loop_iterations: int, max_depth: int, env: Any
+) -> type[RenderBudget]:
+    """A RenderBudget subclass with these limits; `cls()` is a fresh budget (cheap)."""
+    return type(
+        "EngineRenderBudget",
+        (RenderBudget,),
+        {
+            "__init__": object.__init__,
+            "max_output_chars": max_output_chars,
+            "max_loop_iterations": max_loop_iterations,
+            "max_depth": max_depth,
+            "env": env,
+        },
+    )
 
 
 _budget: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
@@ -98,14 +131,11 @@ class LocalNamespace(dict):
     __slots__ = ("parent",)
 
     def __init__(self, parent: Any) -> None:
-        dict.__init__(self)
         self.parent = parent
 
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            return dict.__getitem__(self, key)
-        except KeyError:
-            return self.parent[key]
+    # dict's own (C) lookup answers hits; only a miss goes up the chain
+    def __missing__(self, key: Any) -> Any:
+        return self.parent[key]
 
     def find_outermost(self, key: Any) -> LocalNamespace | None:
         ns: Any = self
@@ -125,6 +155,13 @@ class LocalNamespace(dict):
     def top(self) -> Any:
         ns: Any = self
         while isinstance(ns, LocalNamespace):
+            ns = ns.parent
+        return ns
+
+    def root(self) -> LocalNamespace:
+        """The outermost namespace of the chain (the template's own, above the data)."""
+        ns = self
+        while isinstance(ns.parent, LocalNamespace):
             ns = ns.parent
         return ns
 
@@ -200,30 +237,51 @@ def _lookup(obj: Any, name: str) -> Any:
     return result
 
 
+def _direct(body: Any) -> Any:
+    """The plain function of a one-argument Jinja macro (skips Macro's argument handling)."""
+    if (
+        type(body) is Macro
+        and body._argument_count == 1
+        and not (body.catch_kwargs or body.catch_varargs or body.caller)
+    ):
+        return body._func
+    return body
+
+
 class FunctionDef:
     """A `#macro` or `#define` body (a Jinja macro) with its declared argument names."""
 
-    __slots__ = ("name", "args", "body")
+    __slots__ = ("name", "args", "body", "call")
 
     def __init__(self, name: str, args: list[str], body: Any) -> None:
         self.name = name
         self.args = args
         self.body = body
+        self.call = _direct(body)
 
     def execute(self, ns: Any, values: list[Any]) -> str:
-        if len(values) != len(self.args):
+        args = self.args
+        if len(values) != len(args):
             raise TemplateRenderError(
-                f"function {self.name} expected {len(self.args)} arguments, got {len(values)}"
+                f"function {self.name} expected {len(args)} arguments, got {len(values)}"
             )
         budget = _budget.get()
         if budget is not None:
             budget.depth += 1
             if budget.depth > budget.max_depth:
+                budget.depth -= 1
                 raise TemplateLimitError("macro nesting too deep")
         try:
             local = LocalNamespace(ns)
-            local.update(zip(self.args, values, strict=True))
-            return _produced(str(self.body(local)))
+            if args:
+                dict.update(local, zip(args, values, strict=True))
+            text = str(self.call(local))
+            if budget is not None:
+                budget.produced += len(text)
+                # text built inside macros/defines is not streamed: bound it here
+                if budget.produced > 4 * budget.max_output_chars:
+                    raise TemplateLimitError(f"output limit exceeded ({budget.max_output_chars})")
+            return text
         finally:
             if budget is not None:
                 budget.depth -= 1
@@ -275,12 +333,13 @@ def v_root(data: Any) -> LocalNamespace:
 
 def v_name(ns: LocalNamespace, name: str) -> Any:
     """`$name` (airspeed looks names up in the namespace chain, never as attributes)."""
-    try:
-        result = ns[name]
-    except (KeyError, TypeError):
-        return None
-    if result is None:
-        return None
+    if type(ns) is dict:
+        result = ns.get(name)
+    else:
+        try:
+            result = ns[name]
+        except (KeyError, TypeError):
+            return None
     if type(result) is FunctionDef:
         return _own_stream(result.execute(ns, []))
     return result
@@ -377,6 +436,37 @@ def v_name_out(ns: LocalNamespace, name: str, source: str) -> str:
     return _produced(value if type(value) is str else str(value))
 
 
+# Output of the template's main body goes straight to the engine, which counts every
+# chunk it streams against the output limit: these skip the per-value accounting (text
+# built in macros, defines and interpolated strings keeps using the counted helpers above).
+
+
+def v_name_text(ns: Any, name: str, source: str) -> Any:
+    """`$name` streamed from the main body (the engine bounds the output)."""
+    if type(ns) is dict:
+        value = ns.get(name)
+    else:
+        try:
+            value = ns[name]
+        except (KeyError, TypeError):
+            return source
+    if value is None:
+        return source
+    if type(value) is FunctionDef:
+        return _own_stream(value.execute(ns, []))
+    return value
+
+
+def v_out_text(value: Any, source: str) -> Any:
+    """A streamed reference: null renders the reference's own source text."""
+    return source if value is None else value
+
+
+def v_quiet_text(value: Any) -> Any:
+    """A streamed `$!x`: null renders nothing."""
+    return "" if value is None else value
+
+
 def v_quiet(value: Any) -> str:
     """`$!x`: null renders nothing."""
     if value is None:
@@ -468,11 +558,15 @@ def v_foreach(ns: LocalNamespace, var: str, iterable: Any) -> Any:
 
 
 def v_def_macro(ns: LocalNamespace, name: str, body: Any, args: list[str]) -> str:
-    top = ns.top()
+    # airspeed stores macros in the data dict itself; the outermost namespace is the same
+    # for every lookup of this render and keeps the caller's data untouched (no copy needed)
+    if not isinstance(ns, LocalNamespace):
+        raise TemplateRenderError("#macro outside a Velocity namespace")
+    root = ns.root()
     key = "#" + name.lower()
-    if key in top:
+    if dict.__contains__(root, key) or key in root.parent:
         raise TemplateRenderError(f"cannot redefine macro {key}")
-    top[key] = FunctionDef(name, args, body)
+    dict.__setitem__(root, key, FunctionDef(name, args, body))
     return ""
 
 
@@ -494,7 +588,7 @@ def v_macro(ns: LocalNamespace, name: str, args: list[Any]) -> str:
 
 def v_block(ns: LocalNamespace, body: Any) -> str:
     """An interpolated string with directives: its own stream, same namespace."""
-    return check_size(_own_stream(str(body(ns))))
+    return check_size(_own_stream(str(_direct(body)(ns))))
 
 
 def v_stop(ns: Any) -> str:
@@ -536,6 +630,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "vi": v_item,
     "vo": v_out,
     "vno": v_name_out,
+    "vnt": v_name_text,
+    "vot": v_out_text,
+    "vqt": v_quiet_text,
     "vq": v_quiet,
     "vs": v_str,
     "valt": v_alt,
@@ -556,4 +653,27 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 # Helpers that may change the data they are given: a render using them works on a copy.
-MUTATING_FILTERS = ("vc", "vnc", "vsetp", "vdefmacro", "vevaluate", "vmacro", "vdefine")
+# (`#macro` definitions live in the render's outermost namespace, not in the data.)
+MUTATING_FILTERS = frozenset({"vnc", "vsetp", "vevaluate", "vdefine"})
+# `.name(args)`: mutating only when the method may be one of these (or is not a constant)
+METHOD_FILTERS = frozenset({"vc"})
+MUTATING_METHODS = frozenset(
+    {
+        "add",
+        "put",
+        "putAll",
+        "set",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "popitem",
+        "remove",
+        "clear",
+        "update",
+        "setdefault",
+        "sort",
+        "reverse",
+        "discard",
+    }
+)

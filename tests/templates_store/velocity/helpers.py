@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ from typing import Any
 from templates_store.velocity import Engine, convert
 from templates_store.velocity.verifier import render_legacy
 
-LEGACY_DATA = Path("/work/shared/legacy/data")
+# the repository's sibling `shared/` (as in CI's clone); LEGACY_DATA_DIR overrides it
+LEGACY_DATA = Path(
+    os.environ.get("LEGACY_DATA_DIR")
+    or Path(__file__).resolve().parents[3].parent / "shared" / "legacy" / "data"
+)
 ENGINE = Engine(autoescape=False)
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 

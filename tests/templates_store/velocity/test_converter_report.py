@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from templates_store.velocity import Engine, convert
+from templates_store.velocity import Engine, TemplateRenderError, convert
 from templates_store.velocity.bench_render import benchmark, load_legacy_data
 from templates_store.velocity.verifier import verify
 
@@ -94,7 +94,7 @@ def test_cli__file__prints_source_and_report(tmp_path) -> None:  # noqa: ANN001
         check=False,
     )
     # Then stdout holds the Jinja source and the JSON report
-    assert "vno('name', '$name')" in result.stdout
+    assert "vnt('name', '$name')" in result.stdout
     assert '"status": "exact_with_warnings"' in result.stdout
 
 
@@ -124,3 +124,61 @@ def test_benchmark__legacy_samples__ours_faster() -> None:
     # Then both rates are measured and ours is faster than airspeed
     assert result["renders"] > 0
     assert result["ratio"] > 1.0
+
+
+def test_benchmark__legacy_samples__figures_per_kind() -> None:
+    # Given the legacy templates and samples
+    templates, samples = load_legacy_data()
+    # When benchmarked briefly
+    result = benchmark(templates, samples, rounds=1)
+    # Then every channel has its own figures, and they add up to the headline
+    assert set(result["kinds"]) == {t["channel"] for t in templates}
+    assert sum(k["renders"] for k in result["kinds"].values()) == result["renders"]
+
+
+def test_load_legacy_data__env_override__reads_that_directory(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    # Given LEGACY_DATA_DIR pointing at another copy of the data
+    (tmp_path / "templates.jsonl").write_text('{"tpl_id": "T"}\n', encoding="utf-8")
+    (tmp_path / "samples.jsonl").write_text('{"tpl_id": "T", "params": {}}\n', encoding="utf-8")
+    monkeypatch.setenv("LEGACY_DATA_DIR", str(tmp_path))
+    # When loaded without a directory
+    templates, samples = load_legacy_data()
+    # Then that copy is read
+    assert templates == [{"tpl_id": "T"}]
+    assert samples == [{"tpl_id": "T", "params": {}}]
+
+
+def test_macro__converted__defined_per_render_without_touching_data() -> None:
+    # Given a converted template defining and calling a macro
+    engine = Engine()
+    source = convert("#macro(row $x)[$x]#end#row($a)#row('b')").source
+    data = {"a": 1}
+    # When rendered twice with the same data
+    first = engine.render(source, data)
+    second = engine.render(source, data)
+    # Then both renders match, the data is untouched and needs no copy
+    assert first == second == "[1][b]"
+    assert data == {"a": 1}
+    assert not engine.compile(source).mutates
+
+
+def test_macro__data_has_macro_key__redefinition_fails_like_airspeed() -> None:
+    # Given data that already holds the macro's key (airspeed kept macros in the data)
+    source = convert("#macro(row $x)[$x]#end#row(1)").source
+    # When rendered
+    # Then it fails as airspeed did
+    with pytest.raises(TemplateRenderError):
+        Engine().render(source, {"#row": 1})
+
+
+def test_lean_render__hand_written_jinja__keeps_globals() -> None:
+    # Given a plain Jinja template using a global and a converted template
+    engine = Engine()
+    plain = "{% for i in range(2) %}{{ v }}{% endfor %}"
+    converted = convert("Hi $v").source
+    # When compiled
+    # Then only the converted one skips Jinja's Context, and both render normally
+    assert not engine.compile(plain).lean
+    assert engine.compile(converted).lean
+    assert engine.render(plain, {"v": "x"}) == "xx"
+    assert engine.render(converted, {"v": "x"}) == "Hi x"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from templates_store.velocity import (
@@ -138,3 +140,44 @@ def test_autoescape__flag__escapes_only_when_on() -> None:
     # Then only the autoescaped render escapes the value
     assert on == "<b>&lt;i&gt;&amp;</b>"
     assert off == "<b><i>&</b>"
+
+
+def test_constant_filter__compile__folding_bounded_by_limits() -> None:
+    # Given a template whose constant filter call would build a huge string
+    source = "{{ 'a'|center(50000000) }}"
+    # When compiled (Jinja's optimizer evaluates constant filters) and rendered
+    compiled = ENGINE.compile(source)
+    # Then nothing over the limit was folded into the code, and the render is refused
+    assert "a" * 1000 not in repr(compiled.template.root_render_func.__code__.co_consts)
+    with pytest.raises(TemplateLimitError):
+        ENGINE.render(source, {})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ _vdata | vc('append', [1]) }}",
+        "{{ _vdata|vn('l')|vc(name, [1]) }}",
+        "{% filter upper %}{{ _vdata|vc('clear', []) }}{% endfilter %}",
+    ],
+)
+def test_mutating_helper__any_spelling__render_works_on_a_copy(source: str) -> None:
+    # Given a template calling a helper that may change its data, however it is written
+    compiled = ENGINE.compile(source)
+    # Then the engine knows, and renders leave the caller's data unchanged
+    assert compiled.mutates
+    data = {"l": [1, 2]}
+    with contextlib.suppress(Exception):  # only the data matters here
+        ENGINE.render(source, data)
+    assert data == {"l": [1, 2]}
+
+
+def test_output_limit__without_loop__checked_on_the_whole_text() -> None:
+    # Given a loop-free converted template whose output exceeds the limit
+    engine = Engine(limits=RenderLimits(max_output_chars=50))
+    source = convert("$a$a$a").source
+    # When rendered
+    # Then it fails on the limit
+    with pytest.raises(TemplateLimitError):
+        engine.render(source, {"a": "x" * 20})
+    assert engine.render(source, {"a": "x" * 10}) == "x" * 30
