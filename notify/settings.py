@@ -57,6 +57,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "notify.urls"
 WSGI_APPLICATION = "notify.wsgi.application"
 APPEND_SLASH = False
+# A 1,000,000-character body escaped as \uXXXX in JSON is 6 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 8 * 1024 * 1024
 
 TEMPLATES = [
     {

@@ -162,11 +162,14 @@ def convert_template(
     approved and published when `approve` is set; the others wait for review."""
     legacy_channel = row.get("channel", "")
     channel = CHANNELS.get(legacy_channel, legacy_channel)
-    template, _ = Template.objects.get_or_create(
-        tenant=tenant,
-        legacy_tpl_id=row["tpl_id"],
-        defaults={"key": slugify(row["tpl_id"]) or row["tpl_id"].lower(), "channel": channel},
-    )
+    template = Template.objects.filter(tenant=tenant, legacy_tpl_id=row["tpl_id"]).first()
+    if template is None:
+        key = base = slugify(row["tpl_id"])[:90] or "legacy"
+        suffix = 1
+        while Template.objects.filter(tenant=tenant, key=key).exists():
+            suffix += 1
+            key = f"{base}-{suffix}"
+        template = Template(tenant=tenant, legacy_tpl_id=row["tpl_id"], key=key)
     template.name = row.get("name", "") or template.key
     template.channel = channel
     template.params = [p for p in (row.get("params") or "").split(",") if p]

@@ -49,7 +49,7 @@ def add_version(
     publish: bool = False,
     **conversion: Any,
 ) -> TemplateVersion:
-    Template.objects.select_for_update().filter(pk=template.pk).first()  # serialise numbering
+    _lock(template.pk)  # serialise numbering
     version = TemplateVersion.objects.create(
         template=template,
         number=_next_number(template, locale),
@@ -97,6 +97,12 @@ def create_template(
     return template
 
 
+def _lock(template_id: int) -> None:
+    # Publication changes are serialised per template, so two concurrent publishes cannot
+    # both leave a version published.
+    Template.objects.select_for_update().filter(pk=template_id).first()
+
+
 @transaction.atomic
 def publish_version(version: TemplateVersion, *, actor: str = "", action: str = "publish") -> None:
     """Makes `version` the one used for its template and locale, in one step."""
@@ -104,6 +110,7 @@ def publish_version(version: TemplateVersion, *, actor: str = "", action: str = 
         raise TemplateError(
             f"version {version.number} is a legacy conversion that has not been approved"
         )
+    _lock(version.template_id)
     TemplateVersion.objects.filter(
         template_id=version.template_id, locale=version.locale, published=True
     ).exclude(pk=version.pk).update(published=False)
@@ -114,19 +121,32 @@ def publish_version(version: TemplateVersion, *, actor: str = "", action: str = 
     PublishEvent.objects.create(version=version, action=action, actor=actor)
 
 
+def publication_stack(template: Template, locale: str) -> list[int]:
+    """Version ids in the order they were put live; a rollback pops the current one."""
+    stack: list[int] = []
+    events = PublishEvent.objects.filter(
+        version__template=template, version__locale=locale
+    ).order_by("created_at", "id")
+    for event in events:
+        if event.action == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != event.version_id:
+                stack.append(event.version_id)
+        elif not stack or stack[-1] != event.version_id:
+            stack.append(event.version_id)
+    return stack
+
+
 @transaction.atomic
 def rollback(template: Template, *, locale: str = "", actor: str = "") -> TemplateVersion:
-    """Publishes again the version that was published before the current one."""
-    current = template.versions.filter(locale=locale, published=True).first()
-    history = PublishEvent.objects.filter(
-        version__template=template, version__locale=locale
-    ).select_related("version")
-    previous = next(
-        (event.version for event in history if current is None or event.version_id != current.pk),
-        None,
-    )
-    if previous is None:
+    """Publishes again the version that was live before the current one (repeatable: each
+    rollback steps one further back)."""
+    _lock(template.pk)
+    stack = publication_stack(template, locale)
+    if len(stack) < 2:
         raise TemplateError("no earlier published version to roll back to")
+    previous = TemplateVersion.objects.get(pk=stack[-2])
     publish_version(previous, actor=actor, action="rollback")
     return previous
 
@@ -134,9 +154,9 @@ def rollback(template: Template, *, locale: str = "", actor: str = "") -> Templa
 def render_version(
     version: TemplateVersion, data: dict[str, Any], *, autoescape: bool
 ) -> tuple[str, str]:
-    engine = get_engine(autoescape)
-    subject = engine.render(version.subject, data) if version.subject else ""
-    body = engine.render(version.body, data) if version.body else ""
+    # A subject is a header, never HTML: escaping would show `&amp;` to the reader.
+    subject = get_engine(False).render(version.subject, data) if version.subject else ""
+    body = get_engine(autoescape).render(version.body, data) if version.body else ""
     return subject, body
 
 

@@ -1,7 +1,8 @@
 """A real SMTP server on loopback (aiosmtpd) that records what it accepts.
 
 Recipients whose local part starts with `reject` are refused permanently (550), those starting
-with `busy` temporarily (451)."""
+with `quote-reject` too, quoting the address as real servers do, and those starting with `busy`
+temporarily (451)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class RecordingHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
         local = address.split("@", 1)[0]
+        if local.startswith("quote-reject"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
         if local.startswith("reject"):
             return "550 5.1.1 mailbox does not exist"
         if local.startswith("busy"):

@@ -1,9 +1,15 @@
+from datetime import timedelta
+
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from notify.api.validation import PRINTABLE_TOKEN
 from notify.tenants.models import ApiKey, Tenant, hash_api_key
+
+# last_used_at is for humans auditing keys; one write a minute per key is plenty.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -19,8 +25,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key.strip()
         if scheme.lower() != self.keyword.lower() or not raw_key:
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
+        if not PRINTABLE_TOKEN.fullmatch(raw_key):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
         api_key = (
             ApiKey.objects.select_related("tenant")
+            # The legacy secret is not needed here, and must not be decrypted on every call.
+            .defer("tenant__app_secret")
             .filter(prefix=raw_key[: ApiKey.PREFIX_LENGTH], key_hash=hash_api_key(raw_key))
             .first()
         )
@@ -30,7 +40,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("API key revoked.")
         if not api_key.tenant.is_active:
             raise exceptions.AuthenticationFailed("Tenant disabled.")
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return api_key.tenant, api_key
 
     def authenticate_header(self, request: Request) -> str:

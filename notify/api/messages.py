@@ -1,5 +1,8 @@
 """Views for /v2/messages: thin, one per operation, nested input/output serializers."""
 
+import hashlib
+import json
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -8,9 +11,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.api.errors import error_body
+from notify.api.validation import (
+    PRINTABLE_TOKEN,
+    DataField,
+    LocaleField,
+    contains_nul,
+    no_line_breaks,
+)
 from notify.messaging import selectors
 from notify.messaging.models import Channel, Message
-from notify.messaging.services import IdempotencyConflict, MessageDraft, create_message
+from notify.messaging.services import (
+    IdempotencyConflict,
+    MessageDraft,
+    create_message,
+    find_by_idempotency_key,
+)
 from notify.tenants.models import Tenant
 from templates_store import selectors as template_selectors
 from templates_store import services as template_services
@@ -19,6 +34,7 @@ from templates_store.velocity.engine import TemplateRenderError
 
 SUPPORTED_CHANNELS = [Channel.EMAIL]
 MAX_BODY_CHARS = 1_000_000
+MAX_SUBJECT_CHARS = 998
 
 
 class MessageEventOutput(serializers.Serializer):
@@ -43,9 +59,11 @@ class MessageOutput(serializers.Serializer):
     events = MessageEventOutput(many=True)
 
 
-def _no_line_breaks(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise serializers.ValidationError("Must not contain line breaks.")
+def request_fingerprint(fields: dict) -> str:
+    """What the caller asked for (not what it rendered to): a retry with the same key and the
+    same request is recognised even after the template changed."""
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
@@ -55,6 +73,9 @@ def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
         raise ValidationError({"template": [f"No {fields['channel']} template with this key."]})
     if template.status == Template.Status.REJECTED:
         raise ValidationError({"template": ["This template was rejected."]})
+    missing = [name for name in template.params if name not in fields["data"]]
+    if missing:
+        raise ValidationError({"data": [f"Missing template parameter: {missing[0]}."]})
     try:
         rendered = template_services.render_template(template, fields["data"], fields["locale"])
     except template_services.TemplateError as exc:
@@ -62,14 +83,23 @@ def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
     except TemplateRenderError as exc:
         raise ValidationError({"data": [f"The template cannot be rendered: {exc}"]}) from exc
     subject = fields["subject"] or rendered.subject
-    _no_line_breaks_in_rendered(subject)
-    html_body = template.autoescape and template.channel == Channel.EMAIL
+    problems = []
+    if not subject:
+        problems.append("The rendered subject is empty.")
+    elif len(subject) > MAX_SUBJECT_CHARS or "\r" in subject or "\n" in subject:
+        problems.append("The rendered subject has a line break or is too long.")
+    if not rendered.body:
+        problems.append("The rendered body is empty.")
+    if contains_nul(subject) or contains_nul(rendered.body):
+        problems.append("The rendered message contains NUL characters.")
+    if problems:
+        raise ValidationError({"data": problems})
     return MessageDraft(
         channel=fields["channel"],
         recipient=fields["to"],
         subject=subject,
-        body="" if html_body else rendered.body,
-        html=rendered.body if html_body else "",
+        # Email template bodies are HTML (legacy mail content always was).
+        html=rendered.body,
         params={
             "template": template.key,
             "version": rendered.version.number,
@@ -79,9 +109,14 @@ def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
     )
 
 
-def _no_line_breaks_in_rendered(subject: str) -> None:
-    if "\r" in subject or "\n" in subject:
-        raise ValidationError({"data": ["The rendered subject contains a line break."]})
+def body_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=MAX_BODY_CHARS,
+        trim_whitespace=False,
+    )
 
 
 class MessageCreate(APIView):
@@ -92,26 +127,13 @@ class MessageCreate(APIView):
         channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
         to = serializers.EmailField(max_length=254)
         subject = serializers.CharField(
-            max_length=998, validators=[_no_line_breaks], required=False, default=""
+            max_length=MAX_SUBJECT_CHARS, validators=[no_line_breaks], required=False, default=""
         )
-        body = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            max_length=MAX_BODY_CHARS,
-            trim_whitespace=False,
-        )
-        html = serializers.CharField(
-            required=False,
-            allow_blank=True,
-            default="",
-            max_length=MAX_BODY_CHARS,
-            trim_whitespace=False,
-        )
-
+        body = body_field()
+        html = body_field()
         template = serializers.SlugField(max_length=100, required=False)
-        data = serializers.DictField(required=False, default=dict)
-        locale = serializers.CharField(max_length=35, required=False, default="")
+        data = DataField()
+        locale = LocaleField()
 
         def validate(self, attrs: dict) -> dict:
             if "template" in attrs:
@@ -123,6 +145,8 @@ class MessageCreate(APIView):
                 errors["subject"] = ["This field is required."]
             if not attrs["body"] and not attrs["html"]:
                 errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
+            if attrs["data"] or attrs["locale"]:
+                errors["template"] = ["`data` and `locale` go with `template`."]
             if errors:
                 raise ValidationError(errors)
             return attrs
@@ -135,27 +159,39 @@ class MessageCreate(APIView):
     )
     def post(self, request: Request) -> Response:
         idempotency_key = request.headers.get("Idempotency-Key", "")
-        if len(idempotency_key) > 255:
-            raise ValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
+            raise ValidationError(
+                {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
+            )
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
-        if "template" in fields:
-            draft = draft_from_template(request.user, fields)
-        else:
-            draft = MessageDraft(
-                channel=fields["channel"],
-                recipient=fields["to"],
-                subject=fields["subject"],
-                body=fields["body"],
-                html=fields["html"],
-            )
+        fingerprint = request_fingerprint(fields)
         try:
-            message, _ = create_message(
-                tenant=request.user, draft=draft, idempotency_key=idempotency_key
+            message = (
+                find_by_idempotency_key(request.user, idempotency_key, fingerprint)
+                if idempotency_key
+                else None
             )
+            if message is None:
+                if "template" in fields:
+                    draft = draft_from_template(request.user, fields)
+                else:
+                    draft = MessageDraft(
+                        channel=fields["channel"],
+                        recipient=fields["to"],
+                        subject=fields["subject"],
+                        body=fields["body"],
+                        html=fields["html"],
+                    )
+                message, _ = create_message(
+                    tenant=request.user,
+                    draft=draft,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
         except IdempotencyConflict:
             return Response(
                 error_body(

@@ -9,8 +9,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.api.errors import error_body
+from notify.api.validation import DataField, LocaleField, canonical_locale
 from templates_store import selectors, services
-from templates_store.models import Template, TemplateChannel
+from templates_store.models import Template, TemplateChannel, TemplateVersion
 from templates_store.velocity.converter import convert
 from templates_store.velocity.engine import TemplateRenderError, TemplateSecurityError
 
@@ -35,6 +36,8 @@ def check_sources(attrs: dict, autoescape: bool) -> None:
             services.check_source(attrs.get(field, ""), autoescape)
         except TemplateRenderError as exc:
             errors[field] = [str(exc)]
+        except RecursionError:
+            errors[field] = ["The template is nested too deeply."]
     if errors:
         raise ValidationError(errors)
 
@@ -99,7 +102,7 @@ class TemplateListCreate(APIView):
         )
         subject = source_field(required=False, default="")
         body = source_field()
-        locale = serializers.CharField(max_length=35, required=False, default="")
+        locale = LocaleField()
         autoescape = serializers.BooleanField(required=False, allow_null=True, default=None)
 
     @extend_schema(responses={200: TemplateOutput(many=True)}, summary="List templates")
@@ -165,7 +168,7 @@ class VersionListCreate(APIView):
 
         subject = source_field(required=False, default="")
         body = source_field()
-        locale = serializers.CharField(max_length=35, required=False, default="")
+        locale = LocaleField()
         publish = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(responses={200: VersionOutput(many=True)}, summary="List versions")
@@ -184,13 +187,42 @@ class VersionListCreate(APIView):
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
+def get_version_or_404(template: Template, number: int, locale: str) -> TemplateVersion:
+    try:
+        locale = canonical_locale(locale)
+    except ValidationError:
+        raise NotFound("Version not found.") from None
+    version = selectors.get_version(template, number, locale)
+    if version is None:
+        raise NotFound("Version not found.")
+    return version
+
+
+class VersionDetail(APIView):
+    @extend_schema(responses={200: VersionOutput}, summary="A version (?locale=)")
+    def get(self, request: Request, key: str, number: int) -> Response:
+        template = get_template_or_404(request, key)
+        version = get_version_or_404(template, number, request.query_params.get("locale", ""))
+        return Response(VersionOutput(version).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a version that is not published")
+    def delete(self, request: Request, key: str, number: int) -> Response:
+        template = get_template_or_404(request, key)
+        version = get_version_or_404(template, number, request.query_params.get("locale", ""))
+        if version.published:
+            return Response(
+                error_body("conflict", "A published version cannot be deleted."),
+                status=status.HTTP_409_CONFLICT,
+            )
+        version.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class VersionPublish(APIView):
     @extend_schema(request=None, responses={200: VersionOutput}, summary="Publish a version")
     def post(self, request: Request, key: str, number: int) -> Response:
         template = get_template_or_404(request, key)
-        version = selectors.get_version(template, number, request.query_params.get("locale", ""))
-        if version is None:
-            raise NotFound("Version not found.")
+        version = get_version_or_404(template, number, request.query_params.get("locale", ""))
         try:
             services.publish_version(version, actor="api")
         except services.TemplateError as exc:
@@ -203,7 +235,7 @@ class TemplateRollback(APIView):
         class Meta:
             ref_name = "TemplateRollbackInput"
 
-        locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
+        locale = LocaleField()
 
     @extend_schema(request=InputSerializer, responses={200: VersionOutput}, summary="Roll back")
     def post(self, request: Request, key: str) -> Response:
@@ -229,8 +261,8 @@ class TemplateRender(APIView):
         class Meta:
             ref_name = "TemplateRenderInput"
 
-        data = serializers.DictField(required=False, default=dict)
-        locale = serializers.CharField(max_length=35, required=False, default="", allow_blank=True)
+        data = DataField()
+        locale = LocaleField()
         version = serializers.IntegerField(required=False, min_value=1)
 
     @extend_schema(request=InputSerializer, responses={200: RenderOutput}, summary="Preview")
@@ -284,7 +316,13 @@ class TemplateConvert(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversion = convert(serializer.validated_data["source"])
+        try:
+            conversion = convert(serializer.validated_data["source"])
+        except RecursionError:
+            return Response(
+                error_body("unprocessable", "The template is nested too deeply to convert."),
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
         report = conversion.to_dict()
         return Response(
             {"jinja": conversion.source, "status": conversion.status, "issues": report["issues"]}

@@ -16,6 +16,11 @@ urlpatterns = [
         name="template-versions",
     ),
     path(
+        "templates/<slug:key>/versions/<int:number>",
+        templates.VersionDetail.as_view(),
+        name="template-version-detail",
+    ),
+    path(
         "templates/<slug:key>/versions/<int:number>/publish",
         templates.VersionPublish.as_view(),
         name="template-version-publish",

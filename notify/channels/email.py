@@ -35,6 +35,10 @@ class EmailTransport(Transport):
         connection = get_connection(fail_silently=False)
         try:
             sent = connection.send_messages([mail])
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError) as exc:
+            # Our side's configuration or the server's state, not this message: fixing either
+            # lets the retry through.
+            raise TransportError(f"SMTP server refused us: {exc}", permanent=False) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise _smtp_error(code, text, "recipient refused") from exc

@@ -63,3 +63,6 @@ class MessageEventAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: MessageEvent | None = None) -> bool:
+        return False  # the timeline is an audit trail

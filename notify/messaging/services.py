@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from notify.channels.base import TransportError, get_transport
@@ -51,16 +51,17 @@ def create_message(
     tenant: Tenant,
     draft: MessageDraft,
     idempotency_key: str = "",
+    fingerprint: str = "",
     origin: str = Origin.V2,
 ) -> tuple[Message, bool]:
     """Stores a queued message and queues its delivery once the row is committed.
 
     Returns (message, created). With an idempotency key already used for the same request,
     returns the first message and created=False; for a different request, raises
-    IdempotencyConflict."""
-    fingerprint = draft.fingerprint()
+    IdempotencyConflict. `fingerprint` identifies the request (default: the draft itself)."""
+    fingerprint = fingerprint or draft.fingerprint()
     if idempotency_key:
-        existing = _existing_for_key(tenant, idempotency_key, fingerprint)
+        existing = find_by_idempotency_key(tenant, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     try:
@@ -86,7 +87,9 @@ def create_message(
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = (
-            _existing_for_key(tenant, idempotency_key, fingerprint) if idempotency_key else None
+            find_by_idempotency_key(tenant, idempotency_key, fingerprint)
+            if idempotency_key
+            else None
         )
         if existing is None:
             raise
@@ -101,7 +104,9 @@ def create_message(
     return message, True
 
 
-def _existing_for_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
+def find_by_idempotency_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
+    """The message created earlier with this key, or None; IdempotencyConflict if that
+    message came from a different request."""
     existing = Message.objects.for_tenant(tenant).filter(idempotency_key=key).first()
     if existing is not None and existing.request_hash != fingerprint:
         raise IdempotencyConflict(key)
@@ -125,6 +130,21 @@ def _transition(
     return changed == 1
 
 
+def _claim(message_id: str, now) -> bool:  # noqa: ANN001
+    """queued → sending, only if it is due; exactly one caller wins."""
+    with transaction.atomic():
+        changed = (
+            Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(status=MessageStatus.SENDING, attempts=F("attempts") + 1, updated_at=now)
+        )
+        if changed == 1:
+            MessageEvent.objects.create(
+                message_id=message_id, status=MessageStatus.SENDING, created_at=now
+            )
+    return changed == 1
+
+
 def retry_delay(attempt: int) -> int | None:
     """Seconds to wait before the next try after `attempt` failed tries, or None: give up."""
     delays = settings.NOTIFY_RETRY_DELAYS
@@ -137,10 +157,19 @@ def deliver(message_id: str) -> None:
     Safe to call twice for the same message: only the caller whose conditional UPDATE moved the
     message from queued to sending sends it."""
     now = timezone.now()
-    if not _transition(
-        message_id, MessageStatus.QUEUED, MessageStatus.SENDING, attempts=F("attempts") + 1
-    ):
-        logger.info("message %s not claimable (not queued); skipping", message_id)
+    if not _claim(message_id, now):
+        early = (
+            Message.objects.filter(
+                pk=message_id, status=MessageStatus.QUEUED, next_attempt_at__gt=now
+            )
+            .values_list("next_attempt_at", flat=True)
+            .first()
+        )
+        if early is not None:
+            # Delivered before its retry time (a duplicate, or a broker redelivery): come back
+            # then instead of dropping the only task that would send it.
+            enqueue_delivery(message_id, countdown=(early - now).total_seconds())
+        logger.info("message %s not claimable now; skipping", message_id)
         return
     message = Message.objects.get(pk=message_id)
     try:
@@ -167,6 +196,11 @@ def deliver(message_id: str) -> None:
 
 
 def _record_failure(message: Message, error: TransportError) -> None:
+    # Providers quote the address in their refusals; it must not reach logs or admin lists.
+    masked = mask_recipient(message.channel, message.recipient)
+    error = TransportError(
+        error.reason.replace(message.recipient, masked), permanent=error.permanent
+    )
     delay = None if error.permanent else retry_delay(message.attempts)
     if delay is None:
         reason = (

@@ -5,19 +5,21 @@ SECRET_KEY."""
 import base64
 import hashlib
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import models
 
 _PREFIX = "fernet:"
 
 
-def _fernet() -> Fernet:
-    configured = settings.FIELD_ENCRYPTION_KEY
+def _fernet() -> MultiFernet:
+    """FIELD_ENCRYPTION_KEY may list several keys, newest first: data encrypted with an older
+    key stays readable while `rotate` re-encrypts it."""
+    configured = [key.strip() for key in settings.FIELD_ENCRYPTION_KEY.split(",") if key.strip()]
     if configured:
-        return Fernet(configured.encode())
+        return MultiFernet([Fernet(key.encode()) for key in configured])
     digest = hashlib.sha256(("field-encryption:" + settings.SECRET_KEY).encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(digest))])
 
 
 def encrypt(plaintext: str) -> str:

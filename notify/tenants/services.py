@@ -10,6 +10,8 @@ def create_tenant(slug: str, name: str = "", **fields: object) -> tuple[Tenant, 
     slug = slugify(slug)
     if not slug:
         raise ValueError("slug must contain letters or digits")
+    if len(slug) > 64:
+        raise ValueError("slug must be at most 64 characters")
     if Tenant.objects.filter(slug=slug).exists():
         raise ValueError(f"tenant {slug!r} already exists")
     tenant = Tenant.objects.create(slug=slug, name=name or slug, **fields)

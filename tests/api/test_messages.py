@@ -211,3 +211,43 @@ def test_post_message__broker_down__202_and_message_kept_queued(
     # Then the accepted message is not lost and the caller gets no 500
     assert response.status_code == 202
     assert Message.objects.get(pk=response.json()["id"]).status == MessageStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("HTTP_IDEMPOTENCY_KEY", "a\x00b"),
+        ("HTTP_IDEMPOTENCY_KEY", "has space"),
+        ("HTTP_IDEMPOTENCY_KEY", "x" * 256),
+    ],
+)
+def test_post_message__bad_idempotency_key__400(api_client, header, value):
+    response = post_message(api_client, **{header: value})
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["fields"]
+
+
+def test_post_message__nul_in_api_key__401(anonymous_client, db):
+    anonymous_client.credentials(HTTP_AUTHORIZATION="Bearer nk_abc\x00def")
+    assert post_message(anonymous_client).status_code == 401
+
+
+def test_post_message__body_over_upload_limit__413(api_client):
+    payload = {**VALID_EMAIL, "body": "x" * (9 * 1024 * 1024)}
+    response = api_client.post("/v2/messages", payload, format="json")
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_post_message__deeply_nested_json__400(api_client):
+    response = api_client.post(
+        "/v2/messages", "[" * 100_000 + "]" * 100_000, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "parse_error"
+
+
+def test_post_message__data_without_template__400(api_client):
+    response = post_message(api_client, {**VALID_EMAIL, "data": {"a": 1}})
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"template"}

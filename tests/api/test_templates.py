@@ -166,3 +166,153 @@ def test_send_message__other_tenants_template__400(api_client, other_tenant_clie
     )
     assert response.status_code == 400
     assert Message.objects.count() == 0
+
+
+def test_send_message__nul_in_data__400_nothing_stored(api_client, welcome):
+    response = api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "a@example.com",
+            "template": "welcome",
+            "data": {"name": "x\x00"},
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"data"}
+    assert Message.objects.count() == 0
+
+
+def test_send_message__declared_param_missing__400(api_client):
+    api_client.post(
+        "/v2/templates",
+        {
+            "key": "otp",
+            "channel": "email",
+            "subject": "Code",
+            "body": "{{ code }}",
+            "params": ["code"],
+        },
+        format="json",
+    )
+    response = api_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "template": "otp", "data": {}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "code" in response.json()["error"]["fields"]["data"][0]
+
+
+def test_send_message__retry_after_template_changed__same_message(api_client, welcome):
+    # Given a message sent with an idempotency key
+    request = {
+        "channel": "email",
+        "to": "a@example.com",
+        "template": "welcome",
+        "data": {"name": "A"},
+    }
+    first = api_client.post("/v2/messages", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    # When the template changes and the caller retries the very same request
+    api_client.post(
+        "/v2/templates/welcome/versions",
+        {"subject": "New", "body": "new", "publish": True},
+        format="json",
+    )
+    retry = api_client.post("/v2/messages", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    # Then it is recognised as the same request
+    assert retry.status_code == 202
+    assert retry.json()["id"] == first.json()["id"]
+    assert Message.objects.count() == 1
+
+
+def test_send_message__subject_with_markup__not_html_escaped(api_client, welcome):
+    response = api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "a@example.com",
+            "template": "welcome",
+            "data": {"name": "Tom & Jerry"},
+        },
+        format="json",
+    )
+    message = Message.objects.get(pk=response.json()["id"])
+    assert message.subject == "Welcome Tom & Jerry"
+    assert message.html == "<p>Hello Tom &amp; Jerry</p>"
+
+
+def test_send_message__unescaped_email_template__sent_as_html(api_client):
+    api_client.post(
+        "/v2/templates",
+        {
+            "key": "raw",
+            "channel": "email",
+            "subject": "S",
+            "body": "<p>{{ x }}</p>",
+            "autoescape": False,
+        },
+        format="json",
+    )
+    response = api_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "template": "raw", "data": {"x": "<b>y</b>"}},
+        format="json",
+    )
+    message = Message.objects.get(pk=response.json()["id"])
+    assert message.html == "<p><b>y</b></p>"
+    assert message.body == ""
+
+
+def test_versions__locale_written_as_zh_cn__found_for_zh_dash_cn(api_client, welcome):
+    response = api_client.post(
+        "/v2/templates/welcome/versions",
+        {"locale": "zh_cn", "body": "你好", "publish": True},
+        format="json",
+    )
+    assert response.json()["locale"] == "zh-CN"
+    rendered = api_client.post(
+        "/v2/templates/welcome/render", {"data": {"name": "A"}, "locale": "zh-CN"}, format="json"
+    )
+    assert rendered.json()["body"] == "你好"
+
+
+def test_versions__invalid_locale__400(api_client, welcome):
+    response = api_client.post(
+        "/v2/templates/welcome/versions", {"locale": "../etc", "body": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"locale"}
+
+
+def test_rollback__twice__steps_back_through_history(api_client, welcome):
+    # Given v1, v2, v3 published in turn
+    for body in ("v2", "v3"):
+        api_client.post(
+            "/v2/templates/welcome/versions", {"body": body, "publish": True}, format="json"
+        )
+    # When rolled back twice
+    first = api_client.post("/v2/templates/welcome/rollback", {}, format="json").json()
+    second = api_client.post("/v2/templates/welcome/rollback", {}, format="json").json()
+    # Then each rollback goes one version further back
+    assert (first["number"], second["number"]) == (2, 1)
+    third = api_client.post("/v2/templates/welcome/rollback", {}, format="json")
+    assert third.status_code == 409
+
+
+def test_version_detail__get_and_delete_unpublished_only(api_client, welcome):
+    api_client.post("/v2/templates/welcome/versions", {"body": "draft"}, format="json")
+    assert api_client.get("/v2/templates/welcome/versions/2").json()["body"] == "draft"
+    assert api_client.delete("/v2/templates/welcome/versions/1").status_code == 409
+    assert api_client.delete("/v2/templates/welcome/versions/2").status_code == 204
+    assert api_client.get("/v2/templates/welcome/versions/2").status_code == 404
+
+
+def test_convert__nested_too_deep__422_not_500(api_client):
+    response = api_client.post(
+        "/v2/templates/convert", {"source": "#if($a)" * 3000 + "#end" * 3000}, format="json"
+    )
+    assert response.status_code in (200, 422)
+    if response.status_code == 200:
+        assert response.json()["status"] == "needs_review"

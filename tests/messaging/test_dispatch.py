@@ -1,4 +1,5 @@
 import pytest
+from django.utils import timezone
 
 from notify.messaging import services
 from notify.messaging.models import Message, MessageStatus
@@ -32,6 +33,11 @@ def make_email(tenant, to="ana@example.com", subject="Your code") -> Message:  #
         draft=MessageDraft(channel="email", recipient=to, subject=subject, body="Code: 123456"),
     )
     return message
+
+
+def make_due(message: Message) -> None:
+    """The retry's wait is over."""
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
 
 
 def statuses(message: Message) -> list[str]:
@@ -128,11 +134,13 @@ def test_deliver__recipient_refused_temporarily__requeued_with_backoff(
     assert message.next_attempt_at is not None
     assert queued_retries[-1] == (message.id, 7)
     # When the second try fails too, the wait grows
+    make_due(message)
     deliver(message.id)
     message.refresh_from_db()
     assert queued_retries[-1] == (message.id, 70)
     assert message.attempts == 2
     # When the last try fails, the message fails
+    make_due(message)
     deliver(message.id)
     message.refresh_from_db()
     assert message.status == MessageStatus.FAILED
@@ -176,8 +184,44 @@ def test_deliver__temporary_failure_then_success__delivered_once(
     deliver(message.id)
     # When the mailbox frees up and the retry runs
     Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
+    make_due(message)
     deliver(message.id)
     # Then
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
     assert len(smtp_server.received) == 1
+
+
+def test_deliver__retry_task_arrives_early__not_sent_and_requeued_for_due_time(
+    deliver, tenant, smtp_server, queued_retries, settings
+):
+    # Given a message waiting 300 s for its retry
+    settings.NOTIFY_RETRY_DELAYS = [300]
+    message = make_email(tenant, to="busy@example.com")
+    deliver(message.id)
+    Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
+    # When a duplicate task runs now
+    deliver(message.id)
+    # Then nothing is sent yet, and a task is queued for when the retry is due
+    assert smtp_server.received == []
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED and message.attempts == 1
+    assert queued_retries[-1][0] == message.id
+    assert 290 < queued_retries[-1][1] <= 300
+
+
+def test_deliver__refusal_quotes_recipient__reason_masked(
+    deliver, tenant, smtp_server, queued_retries
+):
+    # Given a server whose refusal quotes the address, as real ones do
+    message = make_email(tenant, to="quote-reject.secret@example.com")
+    # When
+    deliver(message.id)
+    # Then
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert "Recipient address rejected" in message.error
+    assert "quote-reject.secret" not in message.error
+    assert "q***@example.com" in message.error
+    details = "".join(message.events.values_list("detail", flat=True))
+    assert "quote-reject.secret" not in details

@@ -28,11 +28,21 @@ class Command(BaseCommand):
         for path in (templates, samples):
             if not path.exists():
                 raise CommandError(f"{path}: no such file")
-        rows = {row["tpl_id"]: row for row in read_jsonl(templates)}
+        try:
+            template_rows, sample_rows = read_jsonl(templates), read_jsonl(samples)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"not a JSON-lines file: {exc}") from exc
+        rows = {
+            row["tpl_id"]: row for row in template_rows if isinstance(row, dict) and "tpl_id" in row
+        }
         engine = Engine(autoescape=False)
         converted: dict[tuple[str, str], tuple[str | None, str]] = {}
         passed = failed = 0
-        for number, sample in enumerate(read_jsonl(samples), start=1):
+        for number, sample in enumerate(sample_rows, start=1):
+            if not isinstance(sample, dict):
+                failed += 1
+                self.stdout.write(f"FAIL sample {number}: not a JSON object")
+                continue
             tpl_id = sample.get("tpl_id", "")
             label = f"sample {number} ({tpl_id})"
             row = rows.get(tpl_id)
@@ -46,8 +56,11 @@ class Command(BaseCommand):
                     continue
                 source = row.get(field) or ""
                 if (tpl_id, field) not in converted:
-                    conversion = convert(source, channel=row.get("channel"))
-                    converted[tpl_id, field] = (conversion.source, conversion.status)
+                    try:
+                        conversion = convert(source, channel=row.get("channel"))
+                        converted[tpl_id, field] = (conversion.source, conversion.status)
+                    except RecursionError:
+                        converted[tpl_id, field] = (None, "nested too deeply to convert")
                 jinja, status = converted[tpl_id, field]
                 expected = sample[expected_key]
                 if jinja is None:
