@@ -150,7 +150,17 @@ class TemplateDetail(APIView):
         template = get_template_or_404(request, key)
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        for field, value in serializer.validated_data.items():
+        changes = serializer.validated_data
+        if (
+            "autoescape" in changes
+            and changes["autoescape"] != template.autoescape
+            and template.versions.exclude(conversion_status="").exists()
+        ):
+            # Escaping would change the output the legacy conversion was verified to keep.
+            raise ValidationError(
+                {"autoescape": ["Converted legacy templates render without escaping."]}
+            )
+        for field, value in changes.items():
             setattr(template, field, value)
         template.save()
         return Response(TemplateOutput(template).data)
