@@ -25,7 +25,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from . import runtime
+from . import fastpath, runtime
 from .errors import (
     TemplateLimitError,
     TemplateRenderError,
@@ -209,6 +209,8 @@ class CompiledTemplate:
     lean: bool = False
     # the template has `for` loops: its output is collected with streaming limit checks
     loops: bool = True
+    # the same template compiled by fastpath.py to a plain function (None: Jinja only)
+    fast: Any = None
 
 
 class _LeanContext:
@@ -314,12 +316,17 @@ class Engine:
         env = self.env
         # Jinja's optimizer folds constant filter calls at compile time: bounded like renders
         token = runtime.set_budget(self._new_budget())
+        stops = "vstop" in source or "vevaluate" in source
+        fast = None
         try:
             tree = env.parse(source)
             code = env.compile(tree, raw=True)
             template = env.template_class.from_code(
                 env, env._compile(code, "<template>"), env.make_globals(None), None
             )
+            if not stops:
+                # after Jinja's compiler: the tree holds the same constant folding
+                fast = fastpath.compile_fast(tree, env, self._max_chars)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntaxError(exc.message or str(exc), exc.lineno) from exc
         except SecurityError as exc:
@@ -335,10 +342,11 @@ class Engine:
             source=source,
             template=template,
             mutates=_may_mutate(tree),
-            stops="vstop" in source or "vevaluate" in source,
+            stops=stops,
             converted=lean or "_vdata|vroot" in source,
             lean=lean,
             loops=tree.find(nodes.For) is not None,
+            fast=fast,
         )
 
     def render(self, source: str, data: dict[str, Any] | None = None) -> str:
@@ -346,7 +354,40 @@ class Engine:
         compiled = self._compile_cached(source)
         if data is None:
             data = {}
-        elif compiled.mutates:
+        fast = compiled.fast
+        if fast is not None:
+            token = _set_budget(self._budget_class())
+            try:
+                text = fast(copy.deepcopy(data) if compiled.mutates else data)
+            except Exception:  # noqa: BLE001 - rendered again by Jinja, whose error it is
+                text = None
+            finally:
+                _reset_budget(token)
+            if text is not None:
+                if len(text) > self._max_chars:
+                    raise _limit_error(self._max_chars)
+                return text
+        return self._render_jinja(compiled, data)
+
+    def _render_fast(self, source: str, data: dict[str, Any] | None = None) -> str:
+        """The fast path alone (tests): its own errors, mapped like Jinja's."""
+        compiled = self._compile_cached(source)
+        if compiled.fast is None:
+            raise ValueError("template has no fast path")
+        data = {} if data is None else data
+        token = _set_budget(self._budget_class())
+        try:
+            text = compiled.fast(copy.deepcopy(data) if compiled.mutates else data)
+        except Exception as exc:  # noqa: BLE001
+            raise _render_error(exc) from exc
+        finally:
+            _reset_budget(token)
+        if len(text) > self._max_chars:
+            raise _limit_error(self._max_chars)
+        return text
+
+    def _render_jinja(self, compiled: CompiledTemplate, data: dict[str, Any]) -> str:
+        if compiled.mutates:
             data = copy.deepcopy(data)
         template = compiled.template
         if compiled.lean:
@@ -374,18 +415,25 @@ class Engine:
             return text
         except TemplateRenderError:
             raise
-        except SecurityError as exc:
-            raise TemplateSecurityError(str(exc)) from exc
-        except jinja2.UndefinedError as exc:
-            raise TemplateRenderError(str(exc)) from exc
-        except RecursionError as exc:
-            raise TemplateLimitError("recursion too deep") from exc
-        except MemoryError as exc:
-            raise TemplateLimitError("out of memory") from exc
         except Exception as exc:
-            raise TemplateRenderError(f"{type(exc).__name__}: {exc}") from exc
+            raise _render_error(exc) from exc
         finally:
             _reset_budget(token)
+
+
+def _render_error(exc: Exception) -> TemplateRenderError:
+    """The engine's error for an exception raised while rendering."""
+    if isinstance(exc, TemplateRenderError):
+        return exc
+    if isinstance(exc, SecurityError):
+        return TemplateSecurityError(str(exc))
+    if isinstance(exc, jinja2.UndefinedError):
+        return TemplateRenderError(str(exc))
+    if isinstance(exc, RecursionError):
+        return TemplateLimitError("recursion too deep")
+    if isinstance(exc, MemoryError):
+        return TemplateLimitError("out of memory")
+    return TemplateRenderError(f"{type(exc).__name__}: {exc}")
 
 
 _set_budget = runtime._budget.set

@@ -217,21 +217,36 @@ def _shim(obj: Any, name: str) -> Any:
     return None
 
 
+# exact types whose `obj["name"]` always raises TypeError
+_NOT_SUBSCRIPTABLE_BY_NAME = frozenset({list, tuple, str, int, float, bool, type(None)})
+
+
 def _lookup(obj: Any, name: str) -> Any:
     """airspeed NameOrCall.calculate's lookup part (item, then attribute, then shim)."""
-    result = None
-    try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
-        result = obj[name]
-    except (KeyError, TypeError, AttributeError):
-        pass
+    kind = type(obj)
+    if type(name) is not str:
+        result = None
+        try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
+            result = obj[name]
+        except (KeyError, TypeError, AttributeError):
+            pass
+    elif kind is dict:
+        # the same as `obj[name]` with a missing key as None, without the exception
+        result = obj.get(name)
+    elif kind in _NOT_SUBSCRIPTABLE_BY_NAME:
+        result = None  # `obj[name]` raises TypeError
+    else:
+        result = None
+        try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
+            result = obj[name]
+        except (KeyError, TypeError, AttributeError):
+            pass
     if result is None and not isinstance(obj, LocalNamespace):
         if name[:1] == "_":
             # legacy airspeed would hand out `__class__` & co.: never here
             _unsafe(name)
-        try:  # noqa: SIM105 - hot path
-            result = getattr(obj, name)
-        except AttributeError:
-            pass
+        # (with a default, a missing attribute raises nothing: cheaper than try/except)
+        result = getattr(obj, name, None)
     if result is None:
         result = _shim(obj, name)
     return result
