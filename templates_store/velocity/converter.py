@@ -12,8 +12,11 @@ CLI: `python -m templates_store.velocity.converter [FILE]` (stdin without FILE).
 
 from __future__ import annotations
 
+import _string
 import argparse
+import contextlib
 import json
+import string
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -155,13 +158,16 @@ def jinja_text(text: str, final: bool = False) -> str:
 
 
 class _Emitter:
-    def __init__(self, source: str, channel: str | None) -> None:
+    def __init__(
+        self, source: str, channel: str | None, defines: frozenset[str] = frozenset()
+    ) -> None:
         self.source = source
         self.channel = channel
         self.issues: list[Issue] = []
         self.hoisted: list[str] = []
         self.counter = 0
-        self.define_names: set[str] = set()
+        # names bound to a #define (this template's, its #evaluate texts', an outer one's)
+        self.define_names: set[str] = set(defines)
         self.pos_override: int | None = None
         self.warned_output = False
         self._seen: set[tuple[int, str]] = set()
@@ -195,6 +201,12 @@ class _Emitter:
         for node in walk_nodes(nodes):
             if isinstance(node, DefineDef):
                 self.define_names.add(node.name)
+            elif isinstance(node, Evaluate):
+                # an evaluated text shares the namespace: its #defines are visible here
+                text = static_text(node.value)
+                if text is not None:
+                    with contextlib.suppress(VelocitySyntaxError, RecursionError):
+                        self.collect_defines(parse(text))
 
     def pure(self, value: Any) -> bool:
         """Evaluating `value` can neither fail nor change anything (so it may be eager)."""
@@ -335,11 +347,16 @@ class _Emitter:
         elif isinstance(node, Stop):
             out.append(("code", f"{{{{ {ns}|vstop }}}}"))
         elif isinstance(node, Evaluate):
-            self.warn(
-                node.start,
-                "#evaluate",
-                "#evaluate converts and renders its text at run time",
-            )
+            text = static_text(node.value)
+            if text is None:
+                self.warn(
+                    node.start,
+                    "#evaluate",
+                    "#evaluate converts and renders a text only known at run time: "
+                    "it is not checked here",
+                )
+            else:
+                self.evaluated(node, text)
             out.append(
                 ("code", f"{{{{ {ns}|vevaluate({self.expr(node.value, ns, node.start)}) }}}}")
             )
@@ -348,6 +365,19 @@ class _Emitter:
             out.append(("code", f"{{{{ {ns}|vmacro({jinja_string(node.name)}, {args}) }}}}"))
         else:  # pragma: no cover - parser produces nothing else
             raise TypeError(node)
+
+    def evaluated(self, node: Evaluate, text: str) -> None:
+        """A literal #evaluate text: converted now (as at run time), its issues reported
+        at the #evaluate with their place in the text."""
+        nested, _ = _convert(text, self.channel, frozenset(self.define_names))
+        for issue in nested.issues:
+            self.issue(
+                node.start,
+                issue.construct,
+                f"in the #evaluate text (line {issue.line}, column {issue.column}): "
+                f"{issue.message}",
+                issue.severity,
+            )
 
     def function(self, node: MacroDef | DefineDef) -> str:
         name = self.fresh("_m" if isinstance(node, MacroDef) else "_d")
@@ -535,6 +565,15 @@ class _Emitter:
                         f"'.{name}' names a dict method: when the key is missing the legacy "
                         "engine rendered a bound method (non-deterministic)",
                     )
+                elif (name in SHIM_NAMES or name in PYTHON_METHODS) and not looped:
+                    self.warn(
+                        pos,
+                        "method_reference",
+                        f"'.{name}' without parentheses names a method (a Java shim or a "
+                        "Python method of str/list/int/float): on such a value both engines "
+                        "render the function itself, with a memory address "
+                        f"(non-deterministic); '.{name}()' calls it",
+                    )
                 code = f"{code}|vp({jinja_string(name)})"
         return code
 
@@ -558,6 +597,41 @@ class _Emitter:
                 "airspeed skips evaluating this index when the value is null; "
                 "it is evaluated eagerly here",
             )
+
+    def check_format_fields(self, nodes: list[Node]) -> None:
+        """`'{0.__class__}'.format($x)`: legacy rendered the internal, the sandbox refuses it.
+        When the template formats strings, every text of it is checked for such fields (a
+        format string only known at run time fails the render with a security error)."""
+        values = [v for node in walk_nodes(nodes) for v in statement_values(node)]
+        formats = any(
+            isinstance(v, RefExpr)
+            and any(
+                isinstance(step, NameStep)
+                and step.params is not None
+                and step.name in FORMAT_METHODS
+                for step in v.steps
+            )
+            for value in values
+            for v in walk_values(value)
+        )
+        if not formats:
+            return
+        texts = [(node.start, node.text) for node in statement_texts(nodes)]
+        for value in values:
+            for v in walk_values(value):
+                if isinstance(v, Lit) and isinstance(v.value, str):
+                    texts.append((v.start, v.value))
+                elif isinstance(v, InterpStr):
+                    texts.append((v.start, v.raw))
+        for pos, text in texts:
+            name = unsafe_format_field(text)
+            if name is not None:
+                self.review(
+                    pos,
+                    "unsafe_name",
+                    f"the format field '.{name}' reads a Python internal: legacy rendered it, "
+                    "the sandbox refuses it",
+                )
 
     def check_recursion(self, nodes: list[Node]) -> None:
         calls: dict[str, set[str]] = {}
@@ -591,6 +665,73 @@ class _Emitter:
                     continue
                 seen.add(current)
                 stack.extend(calls.get(current, ()))
+
+
+def static_text(value: Any) -> str | None:
+    """The text of a value known at conversion time: a string literal, or an interpolated
+    string of plain text; None otherwise."""
+    if isinstance(value, Lit):
+        return value.value if isinstance(value.value, str) else None
+    if isinstance(value, InterpStr) and all(isinstance(n, (Text, Comment)) for n in value.block):
+        return "".join(n.text for n in value.block if isinstance(n, Text))
+    return None
+
+
+FORMAT_METHODS = frozenset({"format", "format_map"})
+
+
+def unsafe_format_field(text: str, depth: int = 2) -> str | None:
+    """The first `_`-prefixed attribute a `str.format` of `text` would read, if any."""
+    if depth <= 0 or "{" not in text:
+        return None
+    try:
+        for _literal, field_name, spec, _conversion in string.Formatter().parse(text):
+            if field_name is None:
+                continue
+            _first, rest = _string.formatter_field_name_split(field_name)
+            for is_attr, key in rest:
+                if is_attr and key[:1] == "_":
+                    return key
+            found = unsafe_format_field(spec or "", depth - 1)
+            if found is not None:
+                return found
+    except ValueError:
+        return None
+    return None
+
+
+def statement_texts(nodes: list[Node]) -> Any:
+    """The Text nodes of the template's own statements (bodies of #if, #foreach, #macro,
+    #define), not those inside interpolated strings."""
+    for node in nodes:
+        if isinstance(node, Text):
+            yield node
+        elif isinstance(node, If):
+            for _cond, body in node.branches:
+                yield from statement_texts(body)
+            if node.else_block:
+                yield from statement_texts(node.else_block)
+        elif isinstance(node, (Foreach, MacroDef, DefineDef)):
+            yield from statement_texts(node.block)
+
+
+def statement_values(node: Node) -> list[Any]:
+    """The values a statement evaluates itself (not those of nested statements)."""
+    if isinstance(node, If):
+        return [cond for cond, _body in node.branches]
+    if isinstance(node, Foreach):
+        return [node.iterable]
+    if isinstance(node, Set):
+        return [node.value]
+    if isinstance(node, MacroCall):
+        return list(node.args)
+    if isinstance(node, Reference):
+        return [v for v in (node.expr, node.alternate) if v is not None]
+    if isinstance(node, (Evaluate,)):
+        return [node.value]
+    if isinstance(node, Include):
+        return [node.name]
+    return []
 
 
 def literal(value: Any) -> str:
@@ -705,7 +846,19 @@ def convert(source: str, channel: str | None = None) -> Conversion:
     `channel` ("sms", "mail", "push") only tunes the warnings: unescaped output is reported
     for mail (and when the channel is unknown).
     """
-    emitter = _Emitter(source, channel)
+    return _convert(source, channel, frozenset())[0]
+
+
+def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:
+    """An #evaluate text at run time: `defines` are the names bound to a #define in the
+    namespace it shares (so its references to them are converted as they are statically)."""
+    return _convert(source, None, defines)[0]
+
+
+def _convert(
+    source: str, channel: str | None, defines: frozenset[str]
+) -> tuple[Conversion, _Emitter]:
+    emitter = _Emitter(source, channel, defines)
     try:
         nodes = parse(source)
     except VelocitySyntaxError as exc:
@@ -720,9 +873,10 @@ def convert(source: str, channel: str | None = None) -> Conversion:
             )
         )
         failing = "{% do " + jinja_string(f"Velocity syntax error: {exc}") + "|vraise %}"
-        return Conversion(failing, NEEDS_REVIEW, emitter.issues)
+        return Conversion(failing, NEEDS_REVIEW, emitter.issues), emitter
     emitter.collect_defines(nodes)
     emitter.check_recursion(nodes)
+    emitter.check_format_fields(nodes)
     body_pieces = emitter.block(nodes, "_v", 0)
     body = finalize(body_pieces)
     uses_code = any(kind == "code" for kind, _ in body_pieces) or emitter.hoisted
@@ -740,7 +894,7 @@ def convert(source: str, channel: str | None = None) -> Conversion:
         status = EXACT_WITH_WARNINGS
     else:
         status = EXACT
-    return Conversion(jinja, status, emitter.issues)
+    return Conversion(jinja, status, emitter.issues), emitter
 
 
 def main(argv: list[str] | None = None) -> int:

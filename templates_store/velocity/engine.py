@@ -211,6 +211,8 @@ class CompiledTemplate:
     loops: bool = True
     # the same template compiled by fastpath.py to a plain function (None: Jinja only)
     fast: Any = None
+    # the fast function needs no budget set by its caller (never reads one, or sets it)
+    bare: bool = False
 
 
 class _LeanContext:
@@ -304,6 +306,10 @@ class Engine:
         )
         # functools' LRU cache is thread-safe and cheap on hits (C implementation)
         self._compile_cached = functools.lru_cache(maxsize=cache_size)(self._compile)
+        # renders look templates up here first (a plain dict: cheaper than the LRU call);
+        # bounded like the LRU cache, emptied when full
+        self._hot: dict[str, CompiledTemplate] = {}
+        self._hot_size = cache_size
 
     def compile(self, source: str) -> CompiledTemplate:
         """Compile (or fetch from the LRU cache) the Jinja template text `source`."""
@@ -326,7 +332,13 @@ class Engine:
             )
             if not stops:
                 # after Jinja's compiler: the tree holds the same constant folding
-                fast = fastpath.compile_fast(tree, env, self._max_chars)
+                fast = fastpath.compile_fast(
+                    tree,
+                    env,
+                    self._max_chars,
+                    self._budget_class,
+                    self.limits.max_loop_iterations,
+                )
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntaxError(exc.message or str(exc), exc.lineno) from exc
         except SecurityError as exc:
@@ -347,15 +359,37 @@ class Engine:
             lean=lean,
             loops=tree.find(nodes.For) is not None,
             fast=fast,
+            bare=fast is not None and not fast.__needs_budget__,
         )
+
+    def _lookup(self, source: str) -> CompiledTemplate:
+        compiled = self._compile_cached(source)
+        if self._hot_size > 0:
+            hot = self._hot
+            if len(hot) >= self._hot_size:
+                hot.clear()
+            hot[source] = compiled
+        return compiled
 
     def render(self, source: str, data: dict[str, Any] | None = None) -> str:
         """Render `source` with `data`; the caller's data is never modified."""
-        compiled = self._compile_cached(source)
+        compiled = self._hot.get(source)
+        if compiled is None:
+            compiled = self._lookup(source)
         if data is None:
             data = {}
         fast = compiled.fast
-        if fast is not None:
+        if compiled.bare:
+            # the fast function sets a budget itself if it needs one (see compile_fast)
+            try:
+                text = fast(copy.deepcopy(data) if compiled.mutates else data)
+            except Exception:  # noqa: BLE001 - rendered again by Jinja, whose error it is
+                text = None
+            if text is not None:
+                if len(text) > self._max_chars:
+                    raise _limit_error(self._max_chars)
+                return text
+        elif fast is not None:
             token = _set_budget(self._budget_class())
             try:
                 text = fast(copy.deepcopy(data) if compiled.mutates else data)

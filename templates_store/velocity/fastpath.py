@@ -21,11 +21,28 @@ identifier, so no template text ever becomes code.
 The main body's output in loops is bounded while it is produced (checked every iteration);
 any exception aborts the fast render and the engine renders the template again through
 Jinja, so errors (class and message) are always Jinja's own.
+
+Compiled forms beyond one call per helper (each exactly the helpers' result, and a
+"slow branch" calling the helper itself whenever the fast one cannot be sure):
+
+- lookups over namespace chains known at compile time, `.name` on dicts, `[i]` on lists,
+  `.size()`/`.length()`/plain str methods/`Map.get`, unknown Java methods on str (null);
+- `#foreach` whose body only reads names: no namespace per item (its variables are Python
+  variables; a namespace with the same contents is built only for a helper call); when the
+  body sets names, a plain loop building the namespace with the loop variables it names;
+- `#macro` whose body is text and argument references, defined at the top level on the
+  root namespace: calls after the definition run a plain function, with FunctionDef's and
+  v_name_out's output accounting summed per call;
+- "lazy" renders (no #define, no generic loop, no macro call left to FunctionDef): loop
+  iterations and produced text are counted in the render's own variables against the same
+  limits, and a budget is set only when a helper that reads one is first called (the engine
+  then sets none: `__needs_budget__` is false).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,6 +134,81 @@ def _vfor_bounded(ns: Any, var: str, iterable: Any) -> Iterator[Any]:
         counter += 1
 
 
+def _vfor_seq(var: str, iterable: Any) -> tuple[Any, int]:
+    """The checks `_vfor_bounded` makes before its first item: (sequence, length)."""
+    if iterable is None:
+        return (), 0
+    if hasattr(iterable, "keys"):
+        iterable = iterable.keys()
+    try:
+        iter(iterable)
+    except TypeError:
+        raise TemplateRenderError(
+            f"value for ${var} is not iterable in #foreach: {iterable}"
+        ) from None
+    return iterable, len(iterable)
+
+
+def _loop_limit(limit: int) -> None:
+    raise TemplateLimitError(f"loop iteration limit exceeded ({limit})")
+
+
+def _vns(parent: Any, var: str, item: Any, counter: int, length: int, fe: Any) -> Any:
+    """The namespace `_vfor_bounded` builds for an item (a loop compiled without one)."""
+    local = runtime.LocalNamespace(parent)
+    has_next = counter < length
+    if fe is None:
+        fe = {
+            "count": counter,
+            "index": counter - 1,
+            "hasNext": has_next,
+            "first": counter == 1,
+            "last": counter == length,
+        }
+    dict.update(
+        local,
+        {"velocityCount": counter, "velocityHasNext": has_next, "foreach": fe, var: item},
+    )
+    return local
+
+
+class _Bail(Exception):
+    """The fast render cannot give the helper's result: Jinja renders the template."""
+
+
+def _vno_value(value: Any, source: str) -> str:
+    """v_name_out's text of a macro argument that is not a str."""
+    if value is None:
+        return source
+    if type(value) in _VALUE_TYPES:
+        return str(value)
+    raise _Bail
+
+
+def _produced_limit(max_chars: int) -> None:
+    raise TemplateLimitError(f"output limit exceeded ({max_chars})")
+
+
+def _plain_property(name: str) -> bool:
+    """`.name` of a dict without that item is null (`_lookup`: no attribute, no shim)."""
+    return (
+        name[:1] not in ("_", "")
+        and not hasattr(dict, name)
+        and name not in runtime.ADDITIONAL_METHODS[dict]
+    )
+
+
+def _const_list(node: nodes.Node) -> list[Any] | None:
+    """The values of a list of constants (a literal, or folded to a constant)."""
+    if isinstance(node, nodes.List):
+        if all(isinstance(i, nodes.Const) for i in node.items):
+            return [i.value for i in node.items]  # type: ignore[attr-defined]
+        return None
+    if isinstance(node, nodes.Const) and type(node.value) is list:
+        return list(node.value)
+    return None
+
+
 def _output_checker(max_chars: int) -> Callable[[list[str], list[int]], int]:
     def check(out: list[str], state: list[int]) -> int:
         """Count the chunks produced since the last check; returns the next check point."""
@@ -175,24 +267,52 @@ def _scope_stores(body: list[nodes.Node]) -> set[str]:
     return stores
 
 
+class _NotLazy(Exception):
+    """The template needs the budget for all of its render (compiled eagerly)."""
+
+
 class _Compiler:
-    def __init__(self, env: Any, max_chars: int) -> None:
+    def __init__(
+        self,
+        env: Any,
+        max_chars: int,
+        budget_class: Any = None,
+        max_iterations: int = 0,
+    ) -> None:
+        # lazy: the render function sets a budget itself when a helper first needs one
+        self.lazy = budget_class is not None
+        self.max_iterations = max_iterations
         self.env = env
         self.eval_ctx = nodes.EvalContext(env)
         self.optimizer = Optimizer(env)
         self.namespace: dict[str, Any] = {
-            "__builtins__": {"str": str, "len": len, "type": type, "dict": dict},
+            "__builtins__": {"str": str, "len": len, "type": type, "dict": dict, "list": list},
             "_join": "".join,
             "_str_join": _str_join,
             "_check_size": runtime.check_size,
             "_call_binop": env.call_binop,
             "_vfor_bounded": _vfor_bounded,
+            "_vfor_seq": _vfor_seq,
+            "_vns": _vns,
+            "_loop_limit": _loop_limit,
+            "_budget_get": runtime._budget.get,
+            "_vno_value": _vno_value,
+            "_budget_reset": runtime._budget.reset,
+            "_new_dict": dict.__new__,
+            "_LNS": runtime.LocalNamespace,
+            "_dict_update": dict.update,
+            "_produced_limit": _produced_limit,
+            "_Bail": _Bail,
             "_check_output": _output_checker(max_chars),
+            "_budget_install": (lambda: runtime._budget.set(budget_class()))
+            if budget_class is not None
+            else None,
             "_dict_get": dict.get,
             "_dict_setitem": dict.__setitem__,
             "_NUM": frozenset({int, float}),
             "_VALUE": _VALUE_TYPES,
             "_VALUE_NONE": _VALUE_TYPES | {type(None)},
+            "_SIZED": frozenset({str, list, dict}),
         }
         # namespace variables whose lookup chain is known: var -> (vars from the innermost
         # namespace out, whether the last one is the (plain dict) data)
@@ -206,6 +326,22 @@ class _Compiler:
         self.lines: list[str] = []
         self.counter = 0
         self.macro_vars: set[str] = set()
+        # loop namespaces never built: var -> (key -> expression, code building it)
+        self.virtual: dict[str, tuple[dict[str, str], str]] = {}
+        self.defines = False
+        self.macro_nodes: dict[str, nodes.Macro] = {}
+        # inlined macros: lower-cased name -> (function, argument count, root namespace)
+        self.inlined: dict[str, tuple[str, int, str]] = {}
+        self.inline_banned: set[str] = set()
+        # built loop namespaces: keys certainly present and unchanged -> Python variable
+        self.known: dict[str, dict[str, str]] = {}
+        # built namespaces: the only names they may hold
+        self.maybe_keys: dict[str, set[str]] = {}
+        # root namespaces: the names they certainly hold (set at the top level before)
+        self.present: dict[str, set[str]] = {}
+        self.written: set[str] | None = None
+        self.keys_safe = False
+        self.max_chars = max_chars
 
     # -- names ------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -253,8 +389,45 @@ class _Compiler:
         # lookups are inlined for plain dict data; anything else renders through Jinja
         self.write(1, "if type(_vdata) is not dict:")
         self.write(2, "return None")
+        # a #define's body may write into the namespace it runs in (see virtual loops)
+        self.defines = any(f.name == "vdefine" for f in tree.find_all(nodes.Filter))
+        # no namespace write may create a `#name` key (where macros live)
+        self.keys_safe = all(
+            f.args
+            and isinstance(f.args[0], nodes.Const)
+            and type(f.args[0].value) is str
+            and f.args[0].value[:1] != "#"
+            for f in tree.find_all(nodes.Filter)
+            if f.name in ("vset", "vdefine")
+        )
+        if self.lazy and any(
+            f.name in _DEFINERS and f.name not in ("vdefmacro", "vmacro")
+            for f in tree.find_all(nodes.Filter)
+        ):
+            raise _NotLazy  # (a `vmacro` call not inlined raises it where compiled)
+        # names any `vset`/`vdefine` may write (None: not all are constants): a namespace
+        # built here holds no other name (but its loop variables)
+        written: set[str] | None = set()
+        for f in tree.find_all(nodes.Filter):
+            if f.name in ("vset", "vdefine") and written is not None:
+                key = f.args[0] if f.args else None
+                if isinstance(key, nodes.Const) and type(key.value) is str:
+                    written.add(key.value)
+                else:
+                    written = None
+        self.written = written
+        start = len(self.lines)
         loops = tree.find(nodes.For) is not None
         if loops:
+            if self.lazy:
+                # iterations counted here: no helper of a lazy render counts any
+                self.write(1, "_it = 0")
+            else:
+                # the render's budget, counted by loops compiled without namespaces
+                self.write(1, "_bud = _budget_get()")
+                self.write(1, "if _bud is None:")
+                self.write(2, "return None")
+                self.write(1, "_lim = _bud.max_loop_iterations")
             self.write(1, "out = []")
             self.write(1, "_append = out.append")
             self.write(1, "_state = [0, 0]")
@@ -263,6 +436,71 @@ class _Compiler:
             self.write(1, "return _join(out)")
         else:
             self.function_body(tree.body, scope, 1, toplevel=True)
+        if self.lazy:
+            # the render sets its budget itself, when a helper first needs it
+            body = ["    " + line for line in self.lines[start:]]
+            self.lines[start:] = [
+                "    _tok = None",
+                "    _pr = 0",
+                "    try:",
+                *body,
+                "    finally:",
+                "        if _tok is not None:",
+                "            _budget_reset(_tok)",
+            ]
+
+    def count_iteration(self, depth: int) -> None:
+        """One item of a `vfor` loop: two iterations, as `_bounded_loop(v_foreach(...))`."""
+        if self.lazy:
+            limit = self.value(self.max_iterations)
+            self.write(depth, "_it += 2")
+            self.write(depth, f"if _it > {limit}:")
+            self.write(depth + 1, f"_loop_limit({limit})")
+        else:
+            self.write(depth, "_bud.iterations += 2")
+            self.write(depth, "if _bud.iterations > _lim:")
+            self.write(depth + 1, "_loop_limit(_lim)")
+
+    def lazy_produced(self, node: nodes.Filter, scope: _Scope) -> str:
+        """vo/vq/vs/valt in a lazy render: the same text, its length counted in `_pr` (the
+        render's `budget.produced`: no helper of a lazy render counts it), bounded as
+        runtime._count_built bounds it (or more strictly: then Jinja renders it)."""
+        name = node.name
+        if self.env.filters.get(name) is not runtime.FILTERS[name] or name == "vno":
+            raise _NotLazy
+        arity = {"vo": 1, "vq": 0, "vs": 0, "valt": 1}[name]
+        if len(node.args) != arity:
+            raise _NotLazy  # the helper's TypeError, through Jinja
+        value = self.expr(node.node, scope)  # type: ignore[arg-type]
+        raw, text = self.fresh("_u"), self.fresh("_w")
+        limit = self.value(self.max_chars)
+        # `_produced`: count, then refuse more than four times the output limit
+        # runtime._count_built: no piece past the output limit; the total work bounded at
+        # least as strictly (4 times the limit: beyond, Jinja renders it, with its bound)
+        produced = (
+            f"({text} if len({text} := ({raw} if type({raw}) is str else str({raw}))) "
+            f"<= {limit} and (_pr := _pr + len({text})) <= 4 * {limit} "
+            f"else _produced_limit({limit}))"
+        )
+        if name == "vs":
+            return f"(({raw} := {value}), {produced})[1]"
+        if name == "vq":
+            return f"({self.value('')} if ({raw} := {value}) is None else {produced})"
+        other = self.expr(node.args[0], scope)
+        alt = self.fresh("_u")
+        if name == "vo":
+            # both arguments evaluated, as the helper's
+            return f"({alt} if (({raw} := {value}), ({alt} := {other}))[0] is None else {produced})"
+        return (
+            f"({produced} if (({raw} := {value}), ({alt} := {other})) and "
+            f"(({raw} is not None) or ({raw} := {alt}) is None or True) else None)"
+        )
+
+    def budgeted(self, call: str) -> str:
+        """A call of a helper that reads the budget (lazy renders: set it first)."""
+        if not self.lazy:
+            return call
+        return f"({call} if _tok is not None or (_tok := _budget_install()) else None)"
 
     def function_body(
         self, body: list[nodes.Node], scope: _Scope, depth: int, toplevel: bool = False
@@ -392,15 +630,25 @@ class _Compiler:
                 name = node.target.name
                 if name in _SPECIAL_NAMES:
                     raise _Unsupported(name)
-                value = self.expr(node.node, scope)
                 var = self.variable(scope, name)
-                self.write(depth, f"{var} = {value}")
+                if self.root_of_data(node.node, scope):
+                    # v_root of the (plain dict) data: a new namespace over it
+                    self.write(depth, f"{var} = _new_dict(_LNS)")
+                    self.write(depth, f"{var}.parent = _vdata")
+                    if self.written is not None:
+                        self.maybe_keys[var] = self.written
+                    self.present[var] = set()
+                else:
+                    self.write(depth, f"{var} = {self.expr(node.node, scope)}")
                 scope.bound[name] = var
                 self.chains.pop(var, None)
                 if self.assign_counts.get(name) == 1:
                     self.note_chain(var, node.node, scope)
             elif isinstance(node, nodes.ExprStmt):
                 self.write(depth, self.statement_expr(node.node, scope))
+                if toplevel:
+                    self.note_macro_def(node.node, scope, depth)
+                    self.note_present(node.node, scope)
             elif isinstance(node, nodes.For):
                 self.for_statement(node, scope, depth, append, main)
             elif isinstance(node, nodes.Macro):
@@ -472,10 +720,18 @@ class _Compiler:
             vfor = iterable.node
             self.filter("_bounded_loop")  # same availability checks as the generic path
             self.filter("vfor")
+            if self.loop_body_ok(node, vfor, scope, writes=False):
+                self.virtual_for(node, vfor, scope, depth, append, main)
+                return
+            if self.loop_body_ok(node, vfor, scope, writes=True):
+                self.slim_for(node, vfor, scope, depth, append, main)
+                return
             args = [self.expr(vfor.node, scope)] + [self.expr(a, scope) for a in vfor.args]
             source = f"_vfor_bounded({', '.join(args)})"
         else:
             source = self.expr(iterable, scope)
+        if self.lazy:
+            raise _NotLazy  # counted by helpers through the budget
         inner = _Scope(scope, _scope_stores(node.body), False)
         target = self.variable(inner, node.target.name)
         inner.bound[node.target.name] = target
@@ -487,6 +743,193 @@ class _Compiler:
                 if chain is not None:
                     self.chains[target] = ((target, *chain[0]), chain[1])
         self.write(depth, f"for {target} in {source}:")
+        self.body(node.body, inner, depth + 1, append, main)
+        if main:
+            self.write(depth + 1, "if len(out) >= _mark:")
+            self.write(depth + 2, "_mark = _check_output(out, _state)")
+
+    def loop_body_ok(
+        self, node: nodes.For, vfor: nodes.Filter, scope: _Scope, writes: bool
+    ) -> bool:
+        """The loop body only reads namespaces (with `writes`: or sets names in them), by
+        constant names, through helpers that look up that name only.
+
+        Without writes its namespace need not exist (it is built, with the same contents,
+        only where a helper is given it); with writes it is built with the loop variables
+        the body names only (nothing else can see the others)."""
+        if self.defines or not isinstance(vfor.node, nodes.Name):
+            return False
+        var = vfor.args[0]
+        if not (isinstance(var, nodes.Const) and type(var.value) is str):
+            return False
+        if node.target.name in _scope_stores(node.body):
+            return False
+        # the parent must be a namespace variable, not a macro
+        if scope.lookup(vfor.node.name, self.macro_vars | {"_vdata"}) in self.macro_vars:
+            return False
+        allowed: set[int] = set()
+        for child in node.body:
+            for sub in child.find_all(nodes.Node):
+                if isinstance(sub, nodes.Stmt) and not isinstance(
+                    sub,
+                    (nodes.Output, nodes.If, nodes.For, nodes.ExprStmt)
+                    if writes
+                    else (nodes.Output, nodes.If, nodes.For),
+                ):
+                    return False
+                if isinstance(sub, nodes.Filter):
+                    if sub.kwargs or sub.dyn_args or sub.dyn_kwargs:
+                        return False
+                    if sub.name not in _READ_ONLY and not (writes and sub.name == "vset"):
+                        return False
+                    if sub.name in _NAME_READERS or sub.name == "vset":
+                        key = sub.args[0] if sub.args else None
+                        if not (
+                            isinstance(key, nodes.Const)
+                            and type(key.value) is str
+                            and key.value[:1] != "#"
+                        ):
+                            return False
+                    if (sub.name in _NAME_READERS or sub.name in ("vfor", "vset")) and isinstance(
+                        sub.node, nodes.Name
+                    ):
+                        allowed.add(id(sub.node))
+        for child in node.body:
+            for name in child.find_all(nodes.Name):
+                if id(name) not in allowed and name.ctx == "load":
+                    return False
+        return True
+
+    def virtual_for(
+        self,
+        node: nodes.For,
+        vfor: nodes.Filter,
+        scope: _Scope,
+        depth: int,
+        append: str,
+        main: bool,
+    ) -> None:
+        """`for _v1 in _v|vfor('x', items)` without building `_v1`: the loop variables are
+        Python variables, the namespace is built only for a helper call (a slow branch)."""
+        parent_node = vfor.node
+        assert isinstance(parent_node, nodes.Name)
+        parent = scope.lookup(parent_node.name, self.macro_vars | {"_vdata"})
+        parent_code = self.expr(parent_node, scope)  # (builds a virtual parent)
+        var_name = vfor.args[0].value  # type: ignore[attr-defined]
+        var_key = self.value(var_name)
+        iterable = self.expr(vfor.args[1], scope)
+        inner = _Scope(scope, _scope_stores(node.body), False)
+        target = self.variable(inner, node.target.name)
+        inner.bound[node.target.name] = target
+        seq, length, count, item, has_next = (self.fresh(p) for p in ("_s", "_n", "_c", "_i", "_h"))
+        uses_foreach = any(
+            isinstance(c, nodes.Const) and c.value == "foreach"
+            for child in node.body
+            for c in child.find_all(nodes.Const)
+        )
+        fe = self.fresh("_fe") if uses_foreach else "None"
+        keys = {"velocityCount": count, "velocityHasNext": has_next, var_name: item}
+        if uses_foreach:
+            keys["foreach"] = fe
+            keys[var_name] = item  # `#foreach($foreach in ...)`: the item wins
+        build = f"_vns({parent_code}, {var_key}, {item}, {count}, {length}, {fe})"
+        self.virtual[target] = (keys, build)
+        chain = self.chains.get(parent)
+        if chain is not None:
+            self.chains[target] = ((target, *chain[0]), chain[1])
+        else:
+            self.chains[target] = ((target, parent), False)
+        self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        self.write(depth, f"{count} = 0")
+        self.write(depth, f"for {item} in {seq}:")
+        self.write(depth + 1, f"{count} += 1")
+        self.count_iteration(depth + 1)
+        self.write(depth + 1, f"{has_next} = {count} < {length}")
+        if uses_foreach:
+            self.write(
+                depth + 1,
+                f'{fe} = {{"count": {count}, "index": {count} - 1, "hasNext": {has_next}, '
+                f'"first": {count} == 1, "last": {count} == {length}}}',
+            )
+        self.body(node.body, inner, depth + 1, append, main)
+        if main:
+            self.write(depth + 1, "if len(out) >= _mark:")
+            self.write(depth + 2, "_mark = _check_output(out, _state)")
+
+    def slim_for(
+        self,
+        node: nodes.For,
+        vfor: nodes.Filter,
+        scope: _Scope,
+        depth: int,
+        append: str,
+        main: bool,
+    ) -> None:
+        """`for _v1 in _v|vfor('x', items)` as a plain loop building `_v1` in place, with
+        the loop variables the body names (and the item)."""
+        parent_node = vfor.node
+        assert isinstance(parent_node, nodes.Name)
+        parent = self.expr(parent_node, scope)
+        var_name = vfor.args[0].value  # type: ignore[attr-defined]
+        var_key = self.value(var_name)
+        iterable = self.expr(vfor.args[1], scope)
+        named = {
+            c.value
+            for child in node.body
+            for c in child.find_all(nodes.Const)
+            if type(c.value) is str
+        }
+        parent_temp = self.fresh("_p")
+        seq, length, count, item, has_next = (self.fresh(p) for p in ("_s", "_n", "_c", "_i", "_h"))
+        inner = _Scope(scope, _scope_stores(node.body), False)
+        target = self.variable(inner, node.target.name)
+        inner.bound[node.target.name] = target
+        self.chains.pop(target, None)
+        chain = self.chains.get(self.name_var(parent_node, scope))
+        if chain is not None:
+            self.chains[target] = ((target, *chain[0]), chain[1])
+        # the namespace's parent is evaluated first, as the helper's argument
+        self.write(depth, f"{parent_temp} = {parent}")
+        self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        self.write(depth, f"{count} = 0")
+        self.write(depth, f"for {item} in {seq}:")
+        self.write(depth + 1, f"{count} += 1")
+        self.count_iteration(depth + 1)
+        self.write(depth + 1, f"{target} = _new_dict(_LNS)")
+        self.write(depth + 1, f"{target}.parent = {parent_temp}")
+        entries: list[str] = []
+        if "velocityCount" in named:
+            entries.append(f"{self.value('velocityCount')}: {count}")
+        if "velocityHasNext" in named or "foreach" in named:
+            self.write(depth + 1, f"{has_next} = {count} < {length}")
+        if "velocityHasNext" in named:
+            entries.append(f"{self.value('velocityHasNext')}: {has_next}")
+        if "foreach" in named:
+            entries.append(
+                f'{self.value("foreach")}: {{"count": {count}, "index": {count} - 1, '
+                f'"hasNext": {has_next}, "first": {count} == 1, "last": {count} == {length}}}'
+            )
+        entries.append(f"{var_key}: {item}")
+        self.write(depth + 1, f"_dict_update({target}, {{{', '.join(entries)}}})")
+        # keys no `vset` of the body names keep their value: read from Python variables
+        written = {
+            f.args[0].value  # type: ignore[attr-defined]
+            for child in node.body
+            for f in child.find_all(nodes.Filter)
+            if f.name == "vset"
+        }
+        known = {"velocityCount": count, var_name: item}
+        if "velocityHasNext" in named or "foreach" in named:
+            known["velocityHasNext"] = has_next
+        known[var_name] = item
+        self.known[target] = {k: v for k, v in known.items() if k not in written}
+        if self.written is not None:
+            loop_keys = {var_name} | (named & {"velocityCount", "velocityHasNext", "foreach"})
+            # a name an outer namespace certainly holds is set there, never here
+            held: set[str] = set()
+            for outer in chain[0] if chain is not None else ():
+                held |= self.present.get(outer, set())
+            self.maybe_keys[target] = loop_keys | (self.written - (held - loop_keys))
         self.body(node.body, inner, depth + 1, append, main)
         if main:
             self.write(depth + 1, "if len(out) >= _mark:")
@@ -509,9 +952,187 @@ class _Compiler:
         if func in self.macro_vars or node.name in scope.bound:
             raise _Unsupported("macro redefined")
         self.write(depth, f"def {func}({param}):")
-        self.function_body(node.body, inner, depth + 1)
+        if self.lazy:
+            # only a `vmacro` call not inlined would run it, and none is in a lazy render;
+            # the body is still compiled (then dropped): one the fast path cannot compile
+            # keeps the template on Jinja, as in an eager render
+            mark = len(self.lines)
+            self.lazy = False
+            try:
+                self.function_body(node.body, inner, depth + 1)
+            finally:
+                self.lazy = True
+                del self.lines[mark:]
+            self.write(depth + 1, "raise _Bail")
+        else:
+            self.function_body(node.body, inner, depth + 1)
         scope.bound[node.name] = func
         self.macro_vars.add(func)
+        self.macro_nodes[func] = node
+
+    def note_present(self, node: nodes.Node, scope: _Scope) -> None:
+        """After a top-level `{% do _v|vset('name', ...) %}` on a root namespace, the
+        namespace holds the name for the rest of the render (nothing removes names)."""
+        if (
+            isinstance(node, nodes.Filter)
+            and node.name == "vset"
+            and self.env.filters.get("vset") is runtime.v_set
+            and isinstance(node.node, nodes.Name)
+            and len(node.args) == 2
+            and isinstance(node.args[0], nodes.Const)
+            and type(node.args[0].value) is str
+        ):
+            var = self.name_var(node.node, scope)
+            if var in self.present:
+                self.present[var].add(node.args[0].value)
+
+    def note_macro_def(self, node: nodes.Node, scope: _Scope, depth: int) -> None:
+        """After a top-level `{% do _v|vdefmacro('name', _m1, ['a', 'b']) %}` on the root
+        namespace: `#name(...)` calls that follow are compiled to a plain function when the
+        body is text and argument references only (see `inline_call`)."""
+        if not (
+            isinstance(node, nodes.Filter)
+            and node.name == "vdefmacro"
+            and self.env.filters.get("vdefmacro") is runtime.v_def_macro
+            and self.env.filters.get("vno") is runtime.v_name_out
+            and self.keys_safe
+            and isinstance(node.node, nodes.Name)
+            and len(node.args) == 3
+            and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+        ):
+            return
+        name, body_ref, arg_list = node.args
+        if not (isinstance(name, nodes.Const) and type(name.value) is str):
+            return
+        key = name.value.lower()
+        if key in self.inlined or key in self.inline_banned:
+            # a second definition raises at run time: no call after it is inlined
+            self.inlined.pop(key, None)
+            self.inline_banned.add(key)
+            return
+        ns = scope.lookup(node.node.name, self.macro_vars | {"_vdata"})
+        chain = self.chains.get(ns)
+        if chain != ((ns, "_vdata"), True):
+            return  # not certainly the root namespace over the data
+        if not isinstance(body_ref, nodes.Name):
+            return
+        func = scope.lookup(body_ref.name, self.macro_vars | {"_vdata"})
+        macro = self.macro_nodes.get(func)
+        names = _const_list(arg_list)
+        if macro is None or names is None or not all(type(n) is str for n in names):
+            return
+        param = macro.args[0].name
+        # each argument name's value: the last one of that name (`dict.update(zip(...))`)
+        position = {n: i for i, n in enumerate(names)}
+        pieces: list[tuple[bool, str]] = []
+        lines: list[str] = []
+        counted: list[str] = []
+        args = [self.fresh("_a") for _ in names]
+        for out in macro.body:
+            if not isinstance(out, nodes.Output):
+                return
+            for child in out.nodes:
+                try:
+                    pieces.append((True, self.value(str(child.as_const(self.eval_ctx)))))
+                    continue
+                except Exception:  # noqa: BLE001 - not a constant
+                    pass
+                if not (
+                    isinstance(child, nodes.Filter)
+                    and child.name == "vno"
+                    and isinstance(child.node, nodes.Name)
+                    and child.node.name == param
+                    and len(child.args) == 2
+                    and not (child.kwargs or child.dyn_args or child.dyn_kwargs)
+                    and all(isinstance(a, nodes.Const) and type(a.value) is str for a in child.args)
+                    and child.args[0].value in position  # type: ignore[attr-defined]
+                ):
+                    return
+                arg = args[position[child.args[0].value]]  # type: ignore[attr-defined]
+                source = self.value(child.args[1].value)  # type: ignore[attr-defined]
+                piece = self.fresh("_s")
+                lines.append(
+                    f"{piece} = {arg} if type({arg}) is str else _vno_value({arg}, {source})"
+                )
+                pieces.append((True, piece))
+                counted.append(f"(len({piece}) if {arg} is not None else 0)")
+        func_name = self.fresh("_im")
+        text = self.fresh("_x")
+        self.write(depth, f"def {func_name}({', '.join(args)}):")
+        for line in lines:
+            self.write(depth + 1, line)
+        joined = "".join("{" + p + "}" for _, p in pieces)
+        self.write(depth + 1, f'{text} = f"{joined}"' if pieces else f"{text} = {self.value('')}")
+        # FunctionDef.execute and v_name_out's accounting (runtime._count_built): each value,
+        # then the whole text.  No piece may pass the output limit (each value is part of
+        # the text: checking the text checks them all), and the total work is bounded at
+        # least as strictly as the runtime's (4 times the output limit: a render built
+        # beyond it is given to Jinja, whose own bound then applies)
+        count = " + ".join([f"len({text})", *counted])
+        if self.lazy:
+            # the render's own count (no helper of a lazy render counts)
+            limit = self.value(self.max_chars)
+            self.write(depth + 1, "nonlocal _pr")
+            self.write(depth + 1, f"_pr += {count}")
+            self.write(depth + 1, f"if len({text}) > {limit} or _pr > 4 * {limit}:")
+            self.write(depth + 2, f"_produced_limit({limit})")
+            self.write(depth + 1, f"return {text}")
+            self.inlined[key] = (func_name, len(names), ns)
+            return
+        self.write(depth + 1, "_b = _budget_get()")
+        self.write(depth + 1, "if _b is not None:")
+        self.write(depth + 2, f"_b.produced += {count}")
+        self.write(
+            depth + 2,
+            f"if len({text}) > _b.max_output_chars or _b.produced > 4 * _b.max_output_chars:",
+        )
+        self.write(depth + 3, "_produced_limit(_b.max_output_chars)")
+        self.write(depth + 1, f"return {text}")
+        self.inlined[key] = (func_name, len(names), ns)
+
+    def inline_call(self, node: nodes.Filter, scope: _Scope) -> str | None:
+        """`_v|vmacro('name', [args])` after an inlinable definition, `_v` a namespace of
+        the root's chain (where `ns['#name']` certainly finds that definition)."""
+        if not (
+            node.name == "vmacro"
+            and self.inlined
+            and self.env.filters.get("vmacro") is runtime.v_macro
+            and isinstance(node.node, nodes.Name)
+            and len(node.args) == 2
+            and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+            and isinstance(node.args[0], nodes.Const)
+            and type(node.args[0].value) is str
+        ):
+            return None
+        inlined = self.inlined.get(node.args[0].value)
+        if inlined is None:
+            return None
+        func_name, count, root = inlined
+        chain = self.chains.get(self.name_var(node.node, scope))
+        if chain is None or not chain[1] or chain[0][-2:] != (root, "_vdata"):
+            return None
+        values = node.args[1]
+        if isinstance(values, nodes.List):
+            items = [self.expr(item, scope) for item in values.items]
+        else:
+            consts = _const_list(values)
+            if consts is None:
+                return None
+            items = [self.const(v) for v in consts]
+        if len(items) != count:
+            return None  # execute raises its error
+        return f"{func_name}({''.join(i + ', ' for i in items)})"
+
+    def root_of_data(self, value: nodes.Node, scope: _Scope) -> bool:
+        """`_vdata|vroot`, `_vdata` being the render's data (a dict)."""
+        return (
+            isinstance(value, nodes.Filter)
+            and value.name == "vroot"
+            and isinstance(value.node, nodes.Name)
+            and not (value.args or value.kwargs or value.dyn_args or value.dyn_kwargs)
+            and self.env.filters.get("vroot") is runtime.v_root
+            and self.name_var(value.node, scope) == "_vdata"
+        )
 
     def note_chain(self, var: str, value: nodes.Node, scope: _Scope) -> None:
         """Record what namespace `var` (assigned once) holds, when it is known."""
@@ -549,10 +1170,17 @@ class _Compiler:
             chain = self.chains.get(ns)
             if chain is not None and chain[1] and len(chain[0]) > 1:
                 names = chain[0][:-1]  # the namespaces (the last one is the data)
-                key = self.value(node.args[0].value)
+                name = node.args[0].value
+                key = self.value(name)
                 value = self.expr(node.args[1], scope)
                 target = names[0]
                 for var in reversed(names):
+                    if name in self.present.get(var, ()):
+                        target = var  # certainly holds it
+                        continue
+                    maybe = self.maybe_keys.get(var)
+                    if maybe is not None and name not in maybe and name[:1] != "#":
+                        continue  # never holds it
                     target = f"({var} if {key} in {var} else {target})"
                 temp = self.fresh("_t")
                 # the value first (as the helper's argument), then the target namespace
@@ -560,13 +1188,29 @@ class _Compiler:
         return self.expr(node, scope)
 
     # -- inlined lookups ------------------------------------------------------------------
-    def lookup_code(self, chain: tuple[tuple[str, ...], bool], key: str) -> str:
+    def lookup_code(self, chain: tuple[tuple[str, ...], bool], key: str, name: str) -> str:
         """`ns[key]` over a known chain, None when missing (complete chains) or None when
-        missing or null locally (incomplete chains: only a local hit is certain)."""
+        missing or null locally (incomplete chains: only a local hit is certain).
+        A loop namespace that is not built holds its keys in Python variables."""
         names, complete = chain
         *inner, tail = names
         code = f"{tail}.get({key})" if complete else f"_dict_get({tail}, {key})"
         for var in reversed(inner):
+            virtual = self.virtual.get(var)
+            if virtual is not None:
+                if name in virtual[0]:
+                    code = virtual[0][name]
+                continue
+            known = self.known.get(var)
+            if known is not None and name in known:
+                code = known[name]  # certainly there, never reassigned
+                continue
+            if name in self.present.get(var, ()):
+                code = f"{var}[{key}]"  # set there before: certainly holds it
+                continue
+            maybe = self.maybe_keys.get(var)
+            if maybe is not None and name not in maybe and name[:1] != "#":
+                continue  # never written there
             code = f"({var}[{key}] if {key} in {var} else {code})"
         return code
 
@@ -591,36 +1235,186 @@ class _Compiler:
                 isinstance(args[1], nodes.Const) and type(args[1].value) is str
             ):
                 return None
-            chain = self.chains.get(self.expr(node.node, scope))
+            chain = self.chains.get(self.name_var(node.node, scope))
             if chain is None:
                 return None
             temp = self.fresh("_t")
-            lookup = self.lookup_code(chain, self.value(key.value))
+            lookup = self.lookup_code(chain, self.value(key.value), key.value)
             # v_name's result (a FunctionDef is never accepted: its text is computed)
             types = "_VALUE" if nonnull or name == "vnt" or not chain[1] else "_VALUE_NONE"
             return f"type({temp} := {lookup}) in {types}", temp
+        if name == "vni":
+            # `$name[i]` with a constant int on a list: the item when in range
+            if (
+                len(args) != 2
+                or not isinstance(node.node, nodes.Name)
+                or not isinstance(args[0], nodes.Const)
+                or type(args[0].value) is not str
+                or not isinstance(args[1], nodes.Const)
+                or type(args[1].value) is not int
+            ):
+                return None
+            chain = self.chains.get(self.name_var(node.node, scope))
+            if chain is None:
+                return None
+            lookup = self.lookup_code(chain, self.value(args[0].value), args[0].value)
+            seq, temp = self.fresh("_t"), self.fresh("_t")
+            index = self.value(args[1].value)
+            nonnull_check = f" and {temp} is not None" if nonnull else ""
+            return (
+                f"type({seq} := {lookup}) is list and -len({seq}) <= {index} < len({seq}) "
+                f"and (({temp} := {seq}[{index}]) is None or True){nonnull_check}",
+                temp,
+            )
         if name == "vp":
             if len(args) != 1 or not isinstance(args[0], nodes.Const):
                 return None
             if type(args[0].value) is not str:
                 return None
+            name_value = args[0].value
+            key = self.value(name_value)
+            temp = self.fresh("_t")
+            if not nonnull and _plain_property(name_value):
+                # v_prop of null is null; of a dict, its item: a missing (or null) item is
+                # null too (no dict attribute or shim has that name)
+                inner = self.pure(node.node, scope, False)
+                if inner is None:
+                    return None
+                cond, var = inner
+                return (
+                    f"{cond} and (type({var}) is dict and "
+                    f"(({temp} := {var}.get({key})) is None or True) or "
+                    f"{var} is None and (({temp} := None) is None))",
+                    temp,
+                )
             inner = self.pure(node.node, scope, True)
             if inner is None:
                 return None
             cond, var = inner
-            temp = self.fresh("_t")
-            key = self.value(args[0].value)
             return (
                 f"{cond} and type({var}) is dict and ({temp} := {var}.get({key})) is not None",
                 temp,
             )
+        if name == "vc":
+            return self.pure_method(node, scope)
         if name in ("vot", "vqt"):
             if len(args) != (1 if name == "vot" else 0):
                 return None
             if name == "vot" and not isinstance(args[0], nodes.Const):
                 return None
-            return self.pure(node.node, scope, True)
+            inner = self.pure(node.node, scope, False)
+            if inner is not None:
+                cond, var = inner
+                # a null value renders the reference's own text (`$!`: nothing)
+                text = self.const(args[0].value) if name == "vot" else self.value("")  # type: ignore[attr-defined]
+                return cond, f"({text} if {var} is None else {var})"
+            null = self.null_method(node.node, scope)
+            if null is not None:
+                # the method gives null: the reference's own text (`$!`: nothing)
+                text = self.const(args[0].value) if name == "vot" else self.value("")  # type: ignore[attr-defined]
+                return null, text
+            return None
         return None
+
+    def pure_dict_get(self, node: nodes.Filter, scope: _Scope) -> tuple[str, str] | None:
+        """`$map.get($key)` on an exact dict without a "get" item: dict.get, with `_invoke`'s
+        size checks of the result and of the dict (a null result: the helper's path)."""
+        inner = self.pure(node.node, scope, True)  # type: ignore[arg-type]
+        key_node = node.args[1].items[0]  # type: ignore[attr-defined]
+        key = self.pure(key_node, scope, False)
+        if inner is None or key is None:
+            return None
+        cond, var = inner
+        key_cond, key_var = key
+        temp = self.fresh("_t")
+        limit = self.value(self.max_chars)
+        return (
+            f"{cond} and type({var}) is dict and {var}.get({self.value('get')}) is None "
+            f"and len({var}) <= {limit} and {key_cond} and "
+            f"type({temp} := {var}.get({key_var})) in _VALUE and "
+            f"(type({temp}) not in _SIZED or len({temp}) <= {limit})",
+            temp,
+        )
+
+    def null_method(self, node: nodes.Node, scope: _Scope) -> str | None:
+        """The condition under which `.name()` on a value is certainly null: a str, and no
+        str attribute or Java shim of that name (v_call: `_lookup` gives None)."""
+        if not (
+            isinstance(node, nodes.Filter)
+            and node.name == "vc"
+            and self.env.filters.get("vc") is runtime.v_call
+            and node.node is not None
+            and len(node.args) == 2
+            and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+            and isinstance(node.args[0], nodes.Const)
+            and _const_list(node.args[1]) == []
+        ):
+            return None
+        method = node.args[0].value
+        if (
+            type(method) is not str
+            or method[:1] in ("_", "")
+            or hasattr(str, method)
+            or method in runtime.ADDITIONAL_METHODS[str]
+        ):
+            return None
+        inner = self.pure(node.node, scope, True)
+        if inner is None:
+            return None
+        cond, var = inner
+        return f"{cond} and type({var}) is str"
+
+    def pure_method(self, node: nodes.Filter, scope: _Scope) -> tuple[str, str] | None:
+        """`.size()`/`.length()` and plain str methods without arguments on an exact list or
+        str: what v_call computes (no item of that name: the attribute, else the shim)."""
+        args = node.args
+        if len(args) != 2 or not isinstance(args[0], nodes.Const):
+            return None
+        method = args[0].value
+        empty = args[1]
+        if method == "get" and isinstance(empty, nodes.List) and len(empty.items) == 1:
+            return self.pure_dict_get(node, scope)
+        if not (
+            (isinstance(empty, nodes.List) and not empty.items)
+            or (isinstance(empty, nodes.Const) and empty.value == [])
+        ):
+            return None
+        inner = self.pure(node.node, scope, True)  # type: ignore[arg-type]
+        if inner is None:
+            return None
+        cond, var = inner
+        temp = self.fresh("_t")
+        if method == "size" and runtime.ADDITIONAL_METHODS[list].get("size") is _LIST_SIZE:
+            return f"{cond} and type({var}) is list and ({temp} := len({var})) is not None", temp
+        if method == "length" and runtime.ADDITIONAL_METHODS[str].get("length") is _STR_LENGTH:
+            return f"{cond} and type({var}) is str and ({temp} := len({var})) is not None", temp
+        if method in _STR_METHODS:
+            # `_invoke` checks the size of a str result
+            return (
+                f"{cond} and type({var}) is str and "
+                f"len({temp} := {var}.{method}()) <= {self.value(self.max_chars)}",
+                temp,
+            )
+        return None
+
+    def needs_budget(self, tree: nodes.Template, code: str) -> bool:
+        """Whether the render function (any branch of it) counts against or reads the
+        render's budget: loops, size checks, sandboxed operators, counted helpers, and
+        anything that may run a macro or #define (their depth and output are counted)."""
+        if self.lazy:
+            return False  # the render sets it itself
+        if any(f.name in _DEFINERS for f in tree.find_all(nodes.Filter)):
+            return True
+        used = set(re.findall(r"\b_[A-Za-z_0-9]+\b", code))
+        if used & _BUDGET_NAMES:
+            return True
+        return any(ref in used and name not in _BUDGET_FREE for name, ref in self.filters.items())
+
+    def name_var(self, node: nodes.Name, scope: _Scope) -> str:
+        """The variable a namespace name refers to (a virtual loop namespace too)."""
+        if node.ctx != "load" or node.name in _SPECIAL_NAMES:
+            raise _Unsupported("name")
+        return scope.lookup(node.name, self.macro_vars | {"_vdata"})
 
     # -- expressions ----------------------------------------------------------------------
     def expr(self, node: nodes.Node, scope: _Scope, macro_ok: bool = False) -> str:
@@ -644,6 +1438,9 @@ class _Compiler:
             var = scope.lookup(node.name, self.macro_vars | {"_vdata"})
             if var in self.macro_vars and not macro_ok:
                 raise _Unsupported("macro used as a value")
+            virtual = self.virtual.get(var)
+            if virtual is not None:
+                return virtual[1]  # a helper is given the namespace: built now
             return var
         if isinstance(node, nodes.Const):
             return self.const(node.value)
@@ -664,12 +1461,21 @@ class _Compiler:
         if isinstance(node, nodes.Filter):
             if node.node is None or node.kwargs or node.dyn_args or node.dyn_kwargs:
                 raise _Unsupported("filter form")
+            if node.name == "vmacro":
+                call = self.inline_call(node, scope)
+                if call is not None:
+                    return call
+                if self.lazy:
+                    raise _NotLazy  # FunctionDef.execute counts through the budget
+            if self.lazy and node.name in _PRODUCERS:
+                return self.lazy_produced(node, scope)
             func = self.filter(node.name)
             takes = node.name in _MACRO_TAKERS
             args = [self.expr(node.node, scope)] + [
                 self.expr(a, scope, macro_ok=takes) for a in node.args
             ]
-            return f"{func}({', '.join(args)})"
+            call = f"{func}({', '.join(args)})"
+            return call if node.name in _BUDGET_FREE else self.budgeted(call)
         if isinstance(node, nodes.Test):
             if node.name != "none" or node.args or node.kwargs or node.dyn_args or node.dyn_kwargs:
                 raise _Unsupported("test")
@@ -694,13 +1500,13 @@ class _Compiler:
         if isinstance(node, nodes.Concat):
             items = "".join(self.expr(n, scope) + ", " for n in node.nodes)
             # the environment's code generator routes `~` through `_bounded_concat`
-            return f"_check_size(_str_join(({items})))"
+            return self.budgeted(f"_check_size(_str_join(({items})))")
         if isinstance(node, nodes.BinExpr):
             op = node.operator
             left = self.expr(node.left, scope)
             right = self.expr(node.right, scope)
             if op in self.env.intercepted_binops:
-                slow = f"_call_binop(None, {self.value(op)}, {{a}}, {{b}})"
+                slow = self.budgeted(f"_call_binop(None, {self.value(op)}, {{a}}, {{b}})")
                 if op in ("+", "*") and self.env.call_binop.__func__ is _SANDBOX_CALL_BINOP:
                     # numbers: the sandbox's checks never apply (both operands evaluated)
                     a, b = self.fresh("_t"), self.fresh("_t")
@@ -748,6 +1554,75 @@ class _Compiler:
         raise _Unsupported(f"constant of type {kind.__name__}")
 
 
+# filters that never write into a namespace (only a #define's body run by them could)
+_READ_ONLY = frozenset(
+    {
+        "vn",
+        "vnt",
+        "vno",
+        "vni",
+        "vp",
+        "vpi",
+        "vc",
+        "vi",
+        "vot",
+        "vqt",
+        "vo",
+        "vq",
+        "vs",
+        "valt",
+        "vand",
+        "vor",
+        "vdiv",
+        "vrange",
+        "vfor",
+        "_bounded_loop",
+    }
+)
+# helpers that never read the render's budget (given no macro or #define exists)
+_BUDGET_FREE = frozenset(
+    {
+        "vroot",
+        "vn",
+        "vnt",
+        "vni",
+        "vp",
+        "vpi",
+        "vi",
+        "vot",
+        "vqt",
+        "vand",
+        "vor",
+        "vdiv",
+        "vset",
+        "vdefmacro",
+    }
+)
+_DEFINERS = frozenset({"vdefine", "vdefmacro", "vmacro", "vblock", "vevaluate"})
+# generated-code names that use the budget
+_BUDGET_NAMES = frozenset(
+    {
+        "_check_size",
+        "_call_binop",
+        "_vfor_bounded",
+        "_vfor_seq",
+        "_budget_get",
+        "_check_output",
+        "_vns",
+        "_bud",
+    }
+)
+# helpers counting the text they give against `budget.produced`
+_PRODUCERS = frozenset({"vo", "vq", "vs", "valt", "vno"})
+# filters reading a namespace by name (their first argument)
+_NAME_READERS = frozenset({"vn", "vnt", "vno", "vni"})
+# str methods without arguments that v_call runs as they are (then checks the size)
+_STR_METHODS = frozenset(
+    {"strip", "lstrip", "rstrip", "upper", "lower", "title", "capitalize", "swapcase", "casefold"}
+)
+_LIST_SIZE = runtime.ADDITIONAL_METHODS[list]["size"]
+_STR_LENGTH = runtime.ADDITIONAL_METHODS[str]["length"]
+
 # results of a namespace lookup that are certainly final (a FunctionDef renders its body)
 _VALUE_TYPES = frozenset({str, int, float, bool, dict, list})
 
@@ -760,12 +1635,36 @@ _JINJA_TEST_NONE: Any = None
 _SANDBOX_CALL_BINOP: Any = None
 
 
-def compile_fast(tree: nodes.Template, env: Any, max_chars: int) -> Callable[[Any], str] | None:
+def compile_fast(
+    tree: nodes.Template,
+    env: Any,
+    max_chars: int,
+    budget_class: Any = None,
+    max_iterations: int = 0,
+) -> Callable[[Any], str] | None:
     """The template's render function, or None when the tree uses anything unsupported.
 
-    Call it with the render's budget set (as Jinja's code would run); it returns the text
-    (the caller checks its length) or raises (the caller then renders through Jinja).
+    Call it with the render's budget set (as Jinja's code would run) unless its
+    `__needs_budget__` is false; it returns the text (the caller checks its length) or
+    raises (the caller then renders through Jinja).  With `budget_class`, templates without
+    macros, defines or generic loops get render functions that count their loop iterations
+    themselves (against `max_iterations`) and set a new budget of that class themselves,
+    only when a helper reading it is first called.
     """
+    if budget_class is not None:
+        lazy = _compile_fast(tree, env, max_chars, budget_class, max_iterations)
+        if lazy is not _NOT_LAZY:
+            return lazy  # type: ignore[return-value]
+    result = _compile_fast(tree, env, max_chars, None, 0)
+    return None if result is _NOT_LAZY else result  # type: ignore[return-value]
+
+
+_NOT_LAZY: Any = object()
+
+
+def _compile_fast(
+    tree: nodes.Template, env: Any, max_chars: int, budget_class: Any, max_iterations: int
+) -> Any:
     global _SANDBOX_CALL_BINOP
     if env.autoescape or env.finalize is not None or env.is_async:
         return None
@@ -773,16 +1672,19 @@ def compile_fast(tree: nodes.Template, env: Any, max_chars: int) -> Callable[[An
         from .engine import VelocityEnvironment
 
         _SANDBOX_CALL_BINOP = VelocityEnvironment.call_binop
-    compiler = _Compiler(env, max_chars)
+    compiler = _Compiler(env, max_chars, budget_class, max_iterations)
     try:
         compiler.template(tree)
         code = "\n".join(compiler.lines) + "\n"
         namespace = compiler.namespace
         exec(compile(code, "<fast template>", "exec"), namespace)  # noqa: S102
+    except _NotLazy:
+        return _NOT_LAZY
     except Exception:  # noqa: BLE001 - unsupported (or too deep for Python): Jinja renders it
         return None
     render: Callable[[Any], str] = namespace["render"]
     render.__fast_source__ = code  # type: ignore[attr-defined]
+    render.__needs_budget__ = compiler.needs_budget(tree, code)  # type: ignore[attr-defined]
     return render
 
 

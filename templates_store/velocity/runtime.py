@@ -9,13 +9,16 @@ sandbox's checked call path, and the helpers apply their own security policy.
 
 from __future__ import annotations
 
+import _string
 import contextvars
 import re
 import secrets
+import string
 from collections.abc import Callable
 from typing import Any
 
 from jinja2.runtime import Macro
+from jinja2.sandbox import is_internal_attribute
 
 from .errors import TemplateLimitError, TemplateRenderError, TemplateSecurityError
 
@@ -110,13 +113,35 @@ def check_size(value: Any) -> Any:
     return value
 
 
-def _produced(text: str) -> str:
+# Text built outside the streamed main body (in macros, #defines and interpolated strings)
+# is bounded in two ways:
+# - each piece is a value: it may not be longer than the output limit (a template doubling
+#   a string stops as soon as the string passes the limit);
+# - the total work (every piece, re-reads of a growing string included) may not exceed
+#   WORK_FACTOR times the output limit, and never less than MIN_WORK_CHARS.  This bounds
+#   CPU time and what a render can keep (e.g. distinct strings stored in a list), while
+#   leaving room for legacy templates that build a text by re-reading it each iteration
+#   (`#set($s = "$s$i,")`: quadratic work, linear memory).  The former bound of 4 times
+#   the output limit failed such templates long before their text was big.
+WORK_FACTOR = 64
+MIN_WORK_CHARS = 64_000_000
+
+
+def _count_built(size: int) -> None:
     budget = _budget.get()
     if budget is not None:
-        budget.produced += len(text)
-        # text built inside macros/defines is not streamed: bound it here
-        if budget.produced > 4 * budget.max_output_chars:
-            raise TemplateLimitError(f"output limit exceeded ({budget.max_output_chars})")
+        limit = budget.max_output_chars
+        if size > limit:
+            raise TemplateLimitError(f"output limit exceeded ({limit})")
+        budget.produced += size
+        if budget.produced > WORK_FACTOR * limit and budget.produced > MIN_WORK_CHARS:
+            raise TemplateLimitError(
+                f"work limit exceeded (text built: {budget.produced} characters)"
+            )
+
+
+def _produced(text: str) -> str:
+    _count_built(len(text))
     return text
 
 
@@ -209,11 +234,23 @@ def _unsafe(name: str) -> None:
     raise TemplateSecurityError(f"access to {name!r} is not allowed")
 
 
+class NameOrCall:
+    """Named after airspeed's class: a shim read without parentheses (`$list.size`) renders
+    `<function NameOrCall.calculate.<locals>.<lambda> at 0x...>` in both engines (only the
+    address differs; the converter warns about such references)."""
+
+    @staticmethod
+    def calculate(obj: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *args: method(obj, *args)
+
+
+_bind_shim = NameOrCall.calculate
+
+
 def _shim(obj: Any, name: str) -> Any:
     methods = ADDITIONAL_METHODS.get(obj.__class__)
     if methods and name in methods:
-        method = methods[name]
-        return lambda *args: method(obj, *args)
+        return _bind_shim(obj, methods[name])
     return None
 
 
@@ -291,11 +328,8 @@ class FunctionDef:
             if args:
                 dict.update(local, zip(args, values, strict=True))
             text = str(self.call(local))
-            if budget is not None:
-                budget.produced += len(text)
-                # text built inside macros/defines is not streamed: bound it here
-                if budget.produced > 4 * budget.max_output_chars:
-                    raise TemplateLimitError(f"output limit exceeded ({budget.max_output_chars})")
+            # text built inside macros/defines is not streamed: bound it here
+            _count_built(len(text))
             return text
         finally:
             if budget is not None:
@@ -308,17 +342,86 @@ def _own_stream(text: str) -> str:
     return text if cut < 0 else text[:cut]
 
 
+class LegacyFormatter(string.Formatter):
+    """`str.format` exactly as Python (and so airspeed) runs it - a missing key, index or
+    attribute raises - except that `_`-prefixed (and Jinja's internal) attributes are refused
+    with our security error, and widths/precisions larger than the output limit are refused
+    before anything is built.
+
+    (Jinja's sandboxed formatter resolves fields Jinja's way: a missing field is empty text
+    and `{0.name}` on a dict reads the key, which silently changed legacy output.)
+    A format string with a visible `{0.__class__}` field is flagged needs_review by the
+    converter; one that only exists at run time fails the render with TemplateSecurityError.
+    """
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        return self._build(format_string, args, kwargs, 2, [0])
+
+    def _build(self, format_string: str, args: Any, kwargs: Any, depth: int, auto: list) -> str:
+        # CPython's build_string: field numbering (auto[0]: next index, or -1 once manual)
+        # is decided by the field's first part (`{[0]}` is automatic, `{0[0]}` manual), and a
+        # format spec is expanded only when it holds a field
+        if depth <= 0:
+            raise ValueError("Max string recursion exceeded")
+        result = []
+        for literal_text, field_name, format_spec, conversion in self.parse(format_string):
+            if literal_text:
+                result.append(literal_text)
+            if field_name is None:
+                continue
+            first, rest = _string.formatter_field_name_split(field_name)
+            if first == "":
+                if auto[0] < 0:
+                    raise ValueError(
+                        "cannot switch from manual field specification to automatic field numbering"
+                    )
+                first = auto[0]
+                auto[0] += 1
+            elif type(first) is int:
+                if auto[0] > 0:
+                    raise ValueError(
+                        "cannot switch from automatic field numbering to manual field specification"
+                    )
+                auto[0] = -1
+            obj = self.get_value(first, args, kwargs)
+            for is_attr, key in rest:
+                if is_attr:
+                    if key[:1] == "_" or is_internal_attribute(obj, key):
+                        _unsafe(key)
+                    obj = getattr(obj, key)
+                else:
+                    obj = obj[key]
+            obj = self.convert_field(obj, conversion)
+            if format_spec and "{" in format_spec:
+                format_spec = self._build(format_spec, args, kwargs, depth - 1, auto)
+            result.append(self.format_field(obj, format_spec))
+        return "".join(result)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if format_spec:
+            budget = _budget.get()
+            limit = budget.max_output_chars if budget is not None else 1_000_000
+            # (nested fields are already substituted: `{0:>{1}}` is checked too)
+            for number in _SPEC_NUMBER.findall(format_spec):
+                if len(number) > 12 or int(number) > limit:
+                    raise TemplateLimitError("format width larger than the output limit")
+        return format(value, format_spec)
+
+
+_SPEC_NUMBER = re.compile(r"\d+")
+_FORMATTER = LegacyFormatter()
+
+
 def _invoke(func: Any, args: list[Any]) -> Any:
     owner = getattr(func, "__self__", None)
     if isinstance(owner, str):
         name = getattr(func, "__name__", "")
-        if name in ("format", "format_map"):
-            budget = _budget.get()
-            env = budget.env if budget is not None else None
-            if env is None:
-                raise TemplateSecurityError("str.format needs the sandbox")
-            # Jinja's sandboxed formatter refuses `{0.__class__}`-style traversal
-            return check_size(env.wrap_str_format(func)(*args))
+        if name == "format":
+            return check_size(_FORMATTER.vformat(owner, args, {}))
+        if name == "format_map":
+            if len(args) != 1:
+                raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+            return check_size(_FORMATTER.vformat(owner, (), args[0]))
         if name in _SIZING_METHODS:
             for arg in args:
                 if isinstance(arg, int):
@@ -619,9 +722,18 @@ def v_evaluate(ns: LocalNamespace, text: Any) -> str:
     budget = _budget.get()
     if budget is None or budget.env is None:
         raise TemplateRenderError("#evaluate outside a render")
-    from .converter import convert
+    from .converter import convert_evaluated
 
-    conversion = convert(text)
+    # the text shares the namespace: its #defines are converted as such (as the converter
+    # did when it checked a literal #evaluate text)
+    defines = set()
+    level: Any = ns
+    while isinstance(level, LocalNamespace):
+        defines.update(
+            key for key, value in dict.items(level) if type(value) is FunctionDef and key[:1] != "#"
+        )
+        level = level.parent
+    conversion = convert_evaluated(text, frozenset(defines))
     if conversion.source is None:
         raise TemplateRenderError("#evaluate: template could not be converted")
     budget.depth += 1

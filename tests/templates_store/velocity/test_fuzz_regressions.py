@@ -1,0 +1,252 @@
+"""Regressions found by adversarial testing, each compared with airspeed 0.7.1 directly."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from templates_store.velocity import (
+    Engine,
+    RenderLimits,
+    TemplateLimitError,
+    TemplateSecurityError,
+    convert,
+)
+from templates_store.velocity.runtime import LegacyFormatter
+
+from .helpers import normalise, outcome_converted, outcome_legacy
+
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def _constructs(source: str) -> dict[str, str]:
+    return {issue.construct: issue.severity for issue in convert(source).issues}
+
+
+# -- 1. str.format: Python's own field lookups ------------------------------------------
+
+FORMAT_CASES = [
+    (
+        "#set($f = '收件人：{0[name]}，电话：{0[phone]}')#set($v = $f.format($addr))$v",
+        {"addr": {"name": "张三"}},
+    ),
+    (
+        "#set($f = '收件人：{0[name]}，电话：{0[phone]}')#set($v = $f.format($addr))$v",
+        {"addr": {"name": "张三", "phone": "138"}},
+    ),
+    ("#set($f = '{0.name}')#set($v = $f.format($u))[$v]", {"u": {"name": "A"}}),
+    ("#set($f = '{0[0]}等商品')#set($v = $f.format($items))$v", {"items": []}),
+    ("#set($f = '{0[0]}等商品')#set($v = $f.format($items))$v", {"items": ["a"]}),
+    ("#set($f = '{0[1]}')#set($v = $f.format($x))[$v]", {"x": {"1": "a"}}),
+    ("#set($f = '{0[1]}')#set($v = $f.format($x))[$v]", {"x": "ab"}),
+    ("#set($f = '{0[1]}')#set($v = $f.format($x))[$v]", {"x": "a"}),
+    ("#set($f = '{0[1]}')#set($v = $f.format($x))[$v]", {"x": 5}),
+    ("#set($f = '{0.upper}')#set($v = $f.format($x))[$v]", {"x": 5}),
+    ("#set($f = '{0.real}')#set($v = $f.format($x))[$v]", {"x": "s"}),
+    ("#set($f = '{0.real}|{0.imag}')#set($v = $f.format($x))[$v]", {"x": 2.5}),
+    ("#set($f = '{[0]}-{}')#set($v = $f.format($l, 2))[$v]", {"l": [7]}),
+    ("#set($f = '{}{0[0]}')#set($v = $f.format($l))[$v]", {"l": [7]}),
+    ("#set($f = '{name}/{city}')#set($v = $f.format_map($m))[$v]", {"m": {"name": "A"}}),
+    ("#set($f = '{name}/{city}')#set($v = $f.format_map($m))[$v]", {"m": {"name": "A", "city": 1}}),
+    ("#set($f = '{0:>{1}}|{0!r}')#set($v = $f.format($s, 6))[$v]", {"s": "ab"}),
+    ("#set($f = '{:,.2f}')$f.format($n)", {"n": 1234.5}),
+    ("#set($f = '{0:{1:{2}}}')#set($v = $f.format(1, 2, 3))[$v]", {}),
+    # %-formatting is Python's own operator in both engines
+    ("#set($v = '%s' % $x)[$v]", {"x": [1, {"a": 2}]}),
+    ("#set($v = '%(k)s/%(j)s' % $m)[$v]", {"m": {"k": 1}}),
+    ("#set($v = '%(k)s/%(j)s' % $m)[$v]", {"m": {"k": 1, "j": "z"}}),
+    ("#set($v = '%5s|%-3d' % $l)[$v]", {"l": ["a", 2]}),
+    ("#set($v = '%d件' % $n)[$v]", {"n": "3"}),
+]
+
+
+@pytest.mark.parametrize(("source", "params"), FORMAT_CASES)
+def test_str_format__converted__looks_fields_up_like_airspeed(
+    source: str, params: dict[str, Any]
+) -> None:
+    # Given a template formatting a string with data (fields that may be missing)
+    # When both engines render it
+    # Then they give the same text, or both fail (a missing field is an error, not "")
+    assert outcome_converted(source, params) == outcome_legacy(source, params)
+    assert convert(source).status != "needs_review"
+
+
+def test_str_format__internal_field_in_template__flagged_needs_review() -> None:
+    # Given a legacy template formatting `{0.__class__}` (airspeed rendered the class)
+    source = "#set($f = '{0.__class__}')#set($v = $f.format($u))[$v]"
+    # When converted
+    # Then the difference is reported, and the sandbox refuses it at render time
+    assert _constructs(source).get("unsafe_name") == "error"
+    assert convert(source).status == "needs_review"
+    with pytest.raises(TemplateSecurityError):
+        Engine().render(convert(source).source, {"u": {}})
+
+
+def test_str_format__internal_field_from_data__refused_at_render() -> None:
+    # Given a format string only known at run time
+    source = "$f.format($u)"
+    # When rendered with a field reading a Python internal
+    # Then the sandbox refuses it (nothing could flag it at conversion)
+    with pytest.raises(TemplateSecurityError):
+        Engine().render(convert(source).source, {"f": "{0.__class__.__mro__}", "u": 1})
+    with pytest.raises(TemplateSecurityError):
+        Engine().render(convert(source).source, {"f": "{0.upper._x}", "u": "s"})
+
+
+def test_str_format__huge_nested_width__refused() -> None:
+    # Given a width that only exists once the nested field is substituted
+    source = "#set($f = '{0:>{1}}')$f.format('x', $n)"
+    # When rendered
+    # Then the output limit refuses it before the text is built
+    with pytest.raises(TemplateLimitError):
+        Engine().render(convert(source).source, {"n": 999_999_999})
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    ["{0[name]}", "{0.name}", "{[0]}{}", "{}{0}", "{0:{1}}", "{0!x}", "{0[}", "}", "{0:{1:{2}}}"],
+)
+@pytest.mark.parametrize("args", [[{"name": "A"}, 3, 4], [["a"], 5, 1], ["s"], []])
+def test_legacy_formatter__any_field__behaves_like_str_format(fmt: str, args: list) -> None:
+    # Given a format string and arguments
+    def run(call: Any) -> tuple[str, str]:
+        try:
+            return "ok", _ADDRESS.sub("", call())
+        except Exception:  # noqa: BLE001
+            return "error", ""
+
+    # When formatted by Python and by our formatter
+    # Then the text (or the failure) is the same
+    assert run(lambda: LegacyFormatter().vformat(fmt, args, {})) == run(lambda: fmt.format(*args))
+
+
+# -- 2. methods named without parentheses ---------------------------------------------------
+
+METHOD_REFERENCES = [
+    ("您有${items.size}件商品待评价", {"items": ["a", "b"]}),
+    ("$name.length", {"name": "abc"}),
+    ("$list.contains", {"list": [1]}),
+    ("$m.keySet", {"m": {}}),
+    ("$s.upper|$job.title", {"s": "x", "job": "engineer"}),
+    ("$n.bit_length $l.append", {"n": 3, "l": []}),
+]
+
+
+@pytest.mark.parametrize(("source", "params"), METHOD_REFERENCES)
+def test_method_without_parentheses__converted__same_text_up_to_address(
+    source: str, params: dict[str, Any]
+) -> None:
+    # Given a Java-style or Python method name used as a property
+    # When both engines render it
+    legacy = outcome_legacy(source, params)
+    converted = outcome_converted(source, params)
+    # Then only the memory address differs, and the conversion says so
+    assert normalise(converted) == normalise(legacy)
+    assert convert(source).status == "exact_with_warnings"
+    assert _constructs(source).keys() & {"method_reference", "dict_method_key"}
+
+
+def test_method_without_parentheses__shim__renders_airspeeds_function_name() -> None:
+    text = Engine().render(convert("${items.size}").source, {"items": []})
+    assert text.startswith("<function NameOrCall.calculate.<locals>.<lambda> at 0x")
+
+
+def test_foreach_keys__not_reported_as_methods() -> None:
+    source = "#foreach($i in $l)$foreach.count $foreach.index#end"
+    assert convert(source, "sms").status == "exact"
+
+
+# -- 3. string building: bounded by what is built, not by re-reads --------------------------
+
+BUILD = "#set($s = '')#foreach($i in $items)#set($s = \"$s$i.name,\")#end$s.length()"
+
+
+@pytest.mark.parametrize("count", [500, 1000, 2000])
+def test_string_built_by_rereading__renders_like_airspeed(count: int) -> None:
+    # Given a template building a list text by re-reading it each iteration
+    params = {"items": [{"name": f"商品名称{k:04d}"} for k in range(count)]}
+    # When both engines render it
+    # Then the length is the same (no spurious output-limit error)
+    assert outcome_converted(BUILD, params) == outcome_legacy(BUILD, params)
+    assert outcome_converted(BUILD, params) == ("ok", str(9 * count))
+
+
+def test_string_built_by_rereading__small_limit__bounded_by_its_own_length() -> None:
+    # Given an engine whose output limit is larger than the built text, but far smaller
+    # than the sum of its re-reads
+    engine = Engine(limits=RenderLimits(max_output_chars=10_000))
+    params = {"items": [{"name": f"商品名称{k:04d}"} for k in range(500)]}
+    # When rendered
+    # Then it succeeds
+    assert engine.render(convert(BUILD).source, params) == "4500"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "#set($s = 'xy')#foreach($i in [1..64])#set($s = \"$s$s\")#end",
+        "#macro(m $x)$x$x#end#set($s = 'xy')#foreach($i in [1..64])#set($s = \"#m($s)\")#end",
+        # distinct big strings kept in a list: the work bound stops them
+        '#set($l = [])#foreach($i in [1..9000])#set($ok = $l.add("$big$i"))#end',
+    ],
+)
+def test_string_explosion__still_stopped(source: str) -> None:
+    engine = Engine(limits=RenderLimits(max_output_chars=10_000, max_loop_iterations=20_000))
+    with pytest.raises(TemplateLimitError):
+        engine.render(convert(source).source, {"big": "y" * 9_000})
+
+
+# -- 4. #evaluate of a literal text: checked at conversion -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "params", "construct"),
+    [
+        ("#evaluate('$m.nosuch($l.add(1))')$l", {"l": [], "m": {}}, "lazy_argument"),
+        ("#evaluate('$x._y')", {"x": {}}, "unsafe_name"),
+        ("#evaluate('#set($q = $l.add(1) + $l.size())')$q", {"l": []}, "evaluation_order"),
+    ],
+)
+def test_evaluate_literal__difference_inside__flagged(
+    source: str, params: dict[str, Any], construct: str
+) -> None:
+    # Given a literal #evaluate text that renders differently (or fails) on our side
+    conversion = convert(source)
+    # When converted
+    # Then the text's own issue is reported at the #evaluate
+    assert conversion.status == "needs_review"
+    issue = next(i for i in conversion.issues if i.construct == construct)
+    assert (issue.line, issue.column) == (1, 1)
+    assert "#evaluate text (line 1" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("source", "params"),
+    [
+        ("#evaluate('#set($e = 5)$e')$e", {}),
+        ("#evaluate('Hi $n')", {"n": "A"}),
+        ("#define($d)D#end#evaluate('[$d]')", {}),
+    ],
+)
+def test_evaluate_literal__exact__renders_like_airspeed(
+    source: str, params: dict[str, Any]
+) -> None:
+    conversion = convert(source)
+    assert conversion.status != "needs_review"
+    assert "#evaluate" not in _constructs(source)
+    assert outcome_converted(source, params) == outcome_legacy(source, params)
+
+
+def test_evaluate_dynamic_text__warned() -> None:
+    assert _constructs("#evaluate($tpl)").get("#evaluate") == "warning"
+    assert _constructs('#evaluate("x$tpl")').get("#evaluate") == "warning"
+
+
+def test_evaluate_literal__define_from_outer_template__known_to_the_text() -> None:
+    # Given a #define of the outer template used as an argument in the evaluated text
+    source = "#define($d)#set($c = $c + 1)$c#end#set($c = 0)#evaluate('$s.nosuch($d)')|$c"
+    # When converted
+    # Then the argument's side effect is seen (airspeed skips evaluating it)
+    assert "lazy_argument" in _constructs(source)
