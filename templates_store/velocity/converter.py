@@ -21,6 +21,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import TemplateRenderError
 from .parser import (
     BinOp,
     Comment,
@@ -846,7 +847,29 @@ def convert(source: str, channel: str | None = None) -> Conversion:
     `channel` ("sms", "mail", "push") only tunes the warnings: unescaped output is reported
     for mail (and when the channel is unknown).
     """
-    return _convert(source, channel, frozenset())[0]
+    conversion = _convert(source, channel, frozenset())[0]
+    if conversion.source is not None and conversion.status != "needs_review":
+        _check_compiles(conversion)
+    return conversion
+
+
+def _check_compiles(conversion: Conversion) -> None:
+    """Python's compiler has limits (nesting of parentheses and blocks) that airspeed does not:
+    a template past them would fail only on our side, so it must not be called exact."""
+    from .engine import Engine  # the engine imports this module's runtime users
+
+    try:
+        _compile_check_engine.setdefault("engine", Engine(autoescape=False)).compile(
+            conversion.source
+        )
+    except (RecursionError, MemoryError, SyntaxError, TemplateRenderError) as exc:
+        conversion.issues.append(
+            Issue(1, 1, "compile_limit", f"the converted template does not compile: {exc}", "error")
+        )
+        conversion.status = "needs_review"
+
+
+_compile_check_engine: dict[str, Any] = {}
 
 
 def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:

@@ -53,12 +53,14 @@ class RenderLimits:
 
     max_output_chars: the rendered text (and any single string or collection built while
     rendering) may not exceed this many characters/items.
-    max_loop_iterations: total `for` iterations of one render, nested loops included.
+    max_loop_iterations: total loop checkpoints of one render, nested loops included. A
+    converted Velocity `#foreach` item passes two checkpoints (the Jinja loop and the Velocity
+    runtime), so the default allows 100,000 `#foreach` items, or 200,000 plain Jinja iterations.
     max_depth: macro / #define / #evaluate nesting.
     """
 
     max_output_chars: int = 1_000_000
-    max_loop_iterations: int = 100_000
+    max_loop_iterations: int = 200_000
     max_depth: int = 64
 
 

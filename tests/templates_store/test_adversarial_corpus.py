@@ -14,8 +14,6 @@ from templates_store.velocity.verifier import verify
 CORPUS = Path(__file__).parent / "data" / "adversarial_corpus.jsonl"
 ROWS = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line]
 ADDRESS = re.compile(r" at 0x[0-9a-f]+")
-# Python's compiler caps nesting; neither engine can be expected to match there.
-KNOWN_LIMITS = {"nested_parens", "loop_limit_double_count"}
 
 
 def _same_but_address(difference) -> bool:  # noqa: ANN001
@@ -27,8 +25,6 @@ def _same_but_address(difference) -> bool:  # noqa: ANN001
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"corpus{i}" for i in range(len(ROWS))])
 def test_corpus_template__converted__same_output_as_airspeed_or_flagged(row):
-    if row.get("bug") in KNOWN_LIMITS:
-        pytest.skip(f"engine limit, documented: {row['bug']}")
     # When
     conversion = convert(row["source"], channel=row.get("channel"))
     # Then
