@@ -167,25 +167,22 @@ class TemplateVersionAdmin(admin.ModelAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
 
-    @admin.action(description="Approve conversion (refused while differences remain) and publish")
-    def approve_conversion(self, request: HttpRequest, queryset: QuerySet[TemplateVersion]) -> None:
+    def _each(self, request: HttpRequest, queryset: QuerySet, action, done: str) -> None:  # noqa: ANN001
         for version in queryset.select_related("template"):
             try:
-                services.approve_conversion(version, actor=request.user.get_username())
+                action(version, actor=request.user.get_username())
             except services.TemplateError as exc:
                 self.message_user(request, f"{version}: refused: {exc}", messages.ERROR)
             else:
-                self.message_user(request, f"{version}: approved and published.")
+                self.message_user(request, f"{version}: {done}.")
+
+    @admin.action(description="Approve conversion (refused while differences remain) and publish")
+    def approve_conversion(self, request: HttpRequest, queryset: QuerySet[TemplateVersion]) -> None:
+        self._each(request, queryset, services.approve_conversion, "approved and published")
 
     @admin.action(description="Publish selected versions")
     def publish(self, request: HttpRequest, queryset: QuerySet[TemplateVersion]) -> None:
-        for version in queryset.select_related("template"):
-            try:
-                services.publish_version(version, actor=request.user.get_username())
-            except services.TemplateError as exc:
-                self.message_user(request, f"{version}: refused: {exc}", messages.ERROR)
-            else:
-                self.message_user(request, f"{version}: published.")
+        self._each(request, queryset, services.publish_version, "published")
 
 
 @admin.register(PublishEvent)
