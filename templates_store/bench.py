@@ -26,6 +26,12 @@ def main(argv: list[str]) -> int:
         f"  jinja2 (converted): {result['engine_per_second']:>12,.0f} renders/s  "
         f"({result['ratio']:.2f}x)"
     )
+    for kind, figures in sorted(result.get("kinds", {}).items()):
+        print(
+            f"    {kind:<5} {int(figures['renders']):>6} renders: airspeed "
+            f"{figures['airspeed_per_second']:>10,.0f}/s, jinja2 "
+            f"{figures['engine_per_second']:>10,.0f}/s  ({figures['ratio']:.2f}x)"
+        )
     return 0
 
 
