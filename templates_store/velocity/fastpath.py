@@ -50,7 +50,7 @@ from jinja2 import nodes
 from jinja2.optimizer import Optimizer
 
 from . import runtime
-from .errors import TemplateLimitError, TemplateRenderError
+from .errors import TemplateLimitError
 
 __all__ = ["compile_fast"]
 
@@ -92,84 +92,28 @@ class _Unsupported(Exception):
 def _vfor_bounded(ns: Any, var: str, iterable: Any) -> Iterator[Any]:
     """`_bounded_loop(v_foreach(ns, var, iterable))` fused: the same namespaces, each
     iteration counted twice against the loop budget like the two generators do."""
-    if iterable is None:
-        return
-    if hasattr(iterable, "keys"):
-        iterable = iterable.keys()
-    try:
-        iter(iterable)
-    except TypeError:
-        raise TemplateRenderError(
-            f"value for ${var} is not iterable in #foreach: {iterable}"
-        ) from None
-    length = len(iterable)
+    iterable, length = runtime.foreach_sequence(var, iterable)
     budget = runtime.current_budget()
     limit = budget.max_loop_iterations if budget is not None else 0
-    namespace = runtime.LocalNamespace
-    update = dict.update
-    counter = 1
-    for item in iterable:
+    namespace = runtime.foreach_namespace
+    for counter, item in enumerate(iterable, start=1):
         if budget is not None:
             budget.iterations += 2
             if budget.iterations > limit:
                 raise TemplateLimitError(f"loop iteration limit exceeded ({limit})")
-        local = namespace(ns)
-        has_next = counter < length
-        update(
-            local,
-            {
-                "velocityCount": counter,
-                "velocityHasNext": has_next,
-                "foreach": {
-                    "count": counter,
-                    "index": counter - 1,
-                    "hasNext": has_next,
-                    "first": counter == 1,
-                    "last": counter == length,
-                },
-                var: item,
-            },
-        )
-        yield local
-        counter += 1
+        yield namespace(ns, var, item, counter, length)
 
 
-def _vfor_seq(var: str, iterable: Any) -> tuple[Any, int]:
-    """The checks `_vfor_bounded` makes before its first item: (sequence, length)."""
-    if iterable is None:
-        return (), 0
-    if hasattr(iterable, "keys"):
-        iterable = iterable.keys()
-    try:
-        iter(iterable)
-    except TypeError:
-        raise TemplateRenderError(
-            f"value for ${var} is not iterable in #foreach: {iterable}"
-        ) from None
-    return iterable, len(iterable)
+# The checks `_vfor_bounded` makes before its first item: (sequence, length).
+_vfor_seq = runtime.foreach_sequence
 
 
 def _loop_limit(limit: int) -> None:
     raise TemplateLimitError(f"loop iteration limit exceeded ({limit})")
 
 
-def _vns(parent: Any, var: str, item: Any, counter: int, length: int, fe: Any) -> Any:
-    """The namespace `_vfor_bounded` builds for an item (a loop compiled without one)."""
-    local = runtime.LocalNamespace(parent)
-    has_next = counter < length
-    if fe is None:
-        fe = {
-            "count": counter,
-            "index": counter - 1,
-            "hasNext": has_next,
-            "first": counter == 1,
-            "last": counter == length,
-        }
-    dict.update(
-        local,
-        {"velocityCount": counter, "velocityHasNext": has_next, "foreach": fe, var: item},
-    )
-    return local
+# The namespace `_vfor_bounded` builds for an item (a loop compiled without one).
+_vns = runtime.foreach_namespace
 
 
 class _Bail(Exception):

@@ -638,10 +638,11 @@ def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
     return ""
 
 
-def v_foreach(ns: LocalNamespace, var: str, iterable: Any) -> Any:
-    """`#foreach`: one fresh LocalNamespace per item, with airspeed's loop variables."""
+def foreach_sequence(var: str, iterable: Any) -> tuple[Any, int]:
+    """airspeed's checks before a `#foreach`: (what to iterate, its length). A dict iterates
+    its keys, null iterates nothing, a number raises."""
     if iterable is None:
-        return
+        return (), 0
     if hasattr(iterable, "keys"):
         iterable = iterable.keys()
     try:
@@ -650,29 +651,36 @@ def v_foreach(ns: LocalNamespace, var: str, iterable: Any) -> Any:
         raise TemplateRenderError(
             f"value for ${var} is not iterable in #foreach: {iterable}"
         ) from None
-    length = len(iterable)
-    counter = 1
-    for item in iterable:
+    return iterable, len(iterable)
+
+
+def foreach_namespace(
+    parent: Any, var: str, item: Any, counter: int, length: int, fe: Any = None
+) -> LocalNamespace:
+    """The namespace of one `#foreach` item, with airspeed's loop variables."""
+    local = LocalNamespace(parent)
+    has_next = counter < length
+    if fe is None:
+        fe = {
+            "count": counter,
+            "index": counter - 1,
+            "hasNext": has_next,
+            "first": counter == 1,
+            "last": counter == length,
+        }
+    dict.update(
+        local,
+        {"velocityCount": counter, "velocityHasNext": has_next, "foreach": fe, var: item},
+    )
+    return local
+
+
+def v_foreach(ns: LocalNamespace, var: str, iterable: Any) -> Any:
+    """`#foreach`: one fresh LocalNamespace per item, with airspeed's loop variables."""
+    iterable, length = foreach_sequence(var, iterable)
+    for counter, item in enumerate(iterable, start=1):
         count_iteration()
-        local = LocalNamespace(ns)
-        has_next = counter < length
-        dict.update(
-            local,
-            {
-                "velocityCount": counter,
-                "velocityHasNext": has_next,
-                "foreach": {
-                    "count": counter,
-                    "index": counter - 1,
-                    "hasNext": has_next,
-                    "first": counter == 1,
-                    "last": counter == length,
-                },
-                var: item,
-            },
-        )
-        yield local
-        counter += 1
+        yield foreach_namespace(ns, var, item, counter, length)
 
 
 def v_def_macro(ns: LocalNamespace, name: str, body: Any, args: list[str]) -> str:
