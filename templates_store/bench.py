@@ -1,19 +1,14 @@
 """`make bench`: render throughput of converted templates on the new engine against airspeed
 (the old engine), same templates, same data, same run. Printed as a ratio."""
 
-import os
 import sys
-from pathlib import Path
 
-from templates_store.velocity.bench_render import benchmark, load_legacy_data
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "legacy" / "data"
+from templates_store.velocity.bench_render import benchmark, legacy_data_dir, load_legacy_data
 
 
 def main(argv: list[str]) -> int:
     rounds = int(argv[1]) if len(argv) > 1 else 20
-    data_dir = Path(os.environ.get("LEGACY_DATA_DIR", DEFAULT_DATA))
-    templates, samples = load_legacy_data(data_dir)
+    templates, samples = load_legacy_data(legacy_data_dir())
     result = benchmark(templates, samples, rounds=rounds)
     print(
         f"template render benchmark: {len(templates)} templates, {len(samples)} samples, "

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 from templates_store.velocity import Engine, convert
+from templates_store.velocity.bench_render import legacy_data_dir
 from templates_store.velocity.verifier import render_legacy
 
-# the repository's sibling `shared/` (as in CI's clone); LEGACY_DATA_DIR overrides it
-LEGACY_DATA = Path(
-    os.environ.get("LEGACY_DATA_DIR")
-    or Path(__file__).resolve().parents[3].parent / "shared" / "legacy" / "data"
-)
+LEGACY_DATA = legacy_data_dir()
 ENGINE = Engine(autoescape=False)
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
@@ -44,3 +39,15 @@ def normalise(outcome: tuple[str, str | None]) -> tuple[str, str | None]:
     # bound-method reprs carry memory addresses that differ between any two runs
     kind, text = outcome
     return kind, None if text is None else _ADDRESS.sub("", text)
+
+
+# Legacy templates that never end or explode: a limit must stop each of them.
+RUNAWAY_VELOCITY = [
+    "#foreach($i in [1..1000000000])x#end",
+    "#foreach($i in [1..5000])#foreach($j in [1..5000])#end#end",
+    "#foreach($i in $l)$l.add($i)#end",
+    "#set($s = 'xy')#foreach($i in [1..64])#set($s = \"$s$s\")#end",
+    "#set($s = 'xy')#foreach($i in [1..64])#set($s = $s + $s)#end",
+    "$s.center(1000000000)",
+    "#macro(r)#r()#end#r()",
+]

@@ -15,6 +15,8 @@ from templates_store.velocity import (
     convert,
 )
 
+from .helpers import RUNAWAY_VELOCITY
+
 ENGINE = Engine(
     autoescape=True, limits=RenderLimits(max_output_chars=100_000, max_loop_iterations=10_000)
 )
@@ -93,18 +95,7 @@ def test_jinja_runaway__limits__raises_limit_error(source: str) -> None:
         ENGINE.render(source, {})
 
 
-@pytest.mark.parametrize(
-    "velocity",
-    [
-        "#foreach($i in [1..1000000000])x#end",
-        "#foreach($i in [1..5000])#foreach($j in [1..5000])#end#end",
-        "#foreach($i in $l)$l.add($i)#end",
-        "#set($s = 'xy')#foreach($i in [1..64])#set($s = \"$s$s\")#end",
-        "#set($s = 'xy')#foreach($i in [1..64])#set($s = $s + $s)#end",
-        "$s.center(1000000000)",
-        "#macro(r)#r()#end#r()",
-    ],
-)
+@pytest.mark.parametrize("velocity", RUNAWAY_VELOCITY)
 def test_velocity_runaway__converted__raises_limit_error(velocity: str) -> None:
     # Given a legacy template that never ends or explodes
     source = convert(velocity).source
