@@ -53,7 +53,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
 def _render_both(version: TemplateVersion, data: dict) -> dict:
     """Renders subject and body with the legacy engine and the new one, with an HTML diff."""
-    engine = get_engine(version.template.autoescape)
+    engine = get_engine(version.engine, version.template.autoescape)
     rows = []
     for field, legacy_source, new_source in (
         ("subject", version.legacy_subject, version.subject),

@@ -223,6 +223,7 @@ def convert_template(
             subject=subject or "",
             body=body or "",
             actor="legacy import",
+            engine=TemplateVersion.Engine.VELOCITY,
             legacy_subject=legacy_subject,
             legacy_body=legacy_body,
             conversion_status=status,

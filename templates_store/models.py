@@ -54,7 +54,10 @@ class Template(models.Model):
 
 class TemplateVersion(models.Model):
     class Engine(models.TextChoices):
+        # tenant-authored Jinja, in the tenant environment (Jinja's filters, no legacy helpers)
         JINJA2 = "jinja2", "Jinja2 (sandboxed)"
+        # converted from legacy Velocity, in the converted-template environment (the helpers)
+        VELOCITY = "velocity", "Converted Velocity (sandboxed)"
 
     class Conversion(models.TextChoices):
         NONE = "", "Not converted"

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from notify.tenants.models import Tenant
 from templates_store import selectors
-from templates_store.engines import get_engine
+from templates_store.engines import JINJA2, VELOCITY, get_engine
 from templates_store.models import PublishEvent, Template, TemplateVersion
+from templates_store.sandbox.errors import TemplateRenderError
 from templates_store.velocity.converter import convert
-from templates_store.velocity.engine import TemplateRenderError
+from templates_store.velocity.verifier import verify
 
 
 class TemplateError(Exception):
@@ -33,9 +34,70 @@ def _next_number(template: Template, locale: str) -> int:
     return (current or 0) + 1
 
 
-def check_source(source: str, autoescape: bool) -> None:
-    """Raises TemplateRenderError (with line) if the Jinja2 source does not compile."""
-    get_engine(autoescape).compile(source)
+def check_source(source: str, autoescape: bool, engine: str = JINJA2) -> None:
+    """Raises TemplateRenderError (with line) if the source does not compile in the engine's
+    environment (nothing of it runs: compiling evaluates nothing)."""
+    get_engine(engine, autoescape and engine == JINJA2).compile(source)
+
+
+# the legacy gateway's channel names (the converter tunes its warnings by channel)
+LEGACY_CHANNELS = {"email": "mail", "sms": "sms", "push": "push"}
+# issues that keep a tenant's Velocity from being rendered by the legacy engine at all: it
+# would run Python internals (airspeed has no sandbox) or a text only known from the data
+_UNSAFE_FOR_LEGACY = frozenset({"unsafe_name", "#evaluate", "syntax"})
+_STATUS_RANK = {"exact": 0, "exact_with_warnings": 1, "needs_review": 2}
+MAX_VERIFICATION_SAMPLES = 20
+
+
+def convert_velocity(
+    *, subject: str, body: str, channel: str, samples: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A version's fields for a tenant's Velocity subject and body: both converted, both
+    sources and the conversion report kept, and the conversion verified against the legacy
+    engine on `samples` (rendered in its sandboxed child process). A conversion that would
+    make the legacy engine run Python internals is never rendered by it: it needs review.
+
+    The version publishes only through the conversion proof rules (approve_conversion)."""
+    legacy_channel = LEGACY_CHANNELS.get(channel, channel)
+    fields: dict[str, Any] = {"engine": VELOCITY, "legacy_subject": subject, "legacy_body": body}
+    status = "exact"
+    issues: list[dict[str, Any]] = []
+    differences: list[dict[str, Any]] = []
+    mismatched: set[int] = set()
+    verified = True
+    for name, source in (("subject", subject), ("body", body)):
+        if not source:
+            fields[name] = ""
+            continue
+        conversion = convert(source, channel=legacy_channel)
+        if conversion.source is None:
+            raise TemplateError(f"the {name} could not be converted")
+        fields[name] = conversion.source
+        status = max(status, conversion.status, key=_STATUS_RANK.__getitem__)
+        field_issues = [{**issue, "field": name} for issue in conversion.to_dict()["issues"]]
+        issues += field_issues
+        if any(issue["construct"] in _UNSAFE_FOR_LEGACY for issue in field_issues):
+            verified = False
+            continue
+        if samples:
+            for difference in verify(source, conversion, samples):
+                mismatched.add(difference.case_index)
+                differences.append({**difference.to_dict(), "field": name})
+    if not verified:
+        status = "needs_review"
+    fields.update(
+        conversion_status=status,
+        conversion_report={
+            "status": status,
+            "issues": issues,
+            "differences": differences[:50],
+            "cases": samples[:MAX_VERIFICATION_SAMPLES],
+            "verified_with_legacy_engine": verified and bool(samples),
+        },
+        verified_cases=len(samples) if verified else 0,
+        mismatches=len(mismatched),
+    )
+    return fields
 
 
 @transaction.atomic
@@ -49,6 +111,9 @@ def add_version(
     publish: bool = False,
     **conversion: Any,
 ) -> TemplateVersion:
+    """A new version. With `publish`, a tenant's own Jinja is published at once; a converted
+    version only when it meets the conversion proof rules (see approve_conversion), else it
+    stays unpublished with its report."""
     _lock(template.pk)  # serialise numbering
     version = TemplateVersion.objects.create(
         template=template,
@@ -60,7 +125,11 @@ def add_version(
         **conversion,
     )
     if publish:
-        publish_version(version, actor=actor)
+        if version.is_converted:
+            if conversion_proven(version):
+                approve_conversion(version, actor=actor)
+        else:
+            publish_version(version, actor=actor)
     return version
 
 
@@ -80,8 +149,13 @@ def create_template(
     status: str = Template.Status.DRAFT,
     actor: str = "",
     publish: bool = True,
+    conversion: dict[str, Any] | None = None,
 ) -> Template:
-    if autoescape is None:
+    """A template and its first version. `conversion`: the fields of a converted Velocity
+    version (convert_velocity), rendered unescaped exactly as the legacy engine did."""
+    if conversion is not None:
+        autoescape = False
+    elif autoescape is None:
         autoescape = channel == "email"
     template = Template.objects.create(
         tenant=tenant,
@@ -93,7 +167,8 @@ def create_template(
         legacy_tpl_id=legacy_tpl_id,
         status=status,
     )
-    add_version(template, subject=subject, body=body, locale=locale, actor=actor, publish=publish)
+    fields = conversion or {"subject": subject, "body": body}
+    add_version(template, locale=locale, actor=actor, publish=publish, **fields)
     return template
 
 
@@ -105,11 +180,14 @@ def _lock(template_id: int) -> None:
 
 @transaction.atomic
 def publish_version(version: TemplateVersion, *, actor: str = "", action: str = "publish") -> None:
-    """Makes `version` the one used for its template and locale, in one step."""
+    """Makes `version` the one used for its template and locale, in one step. A converted
+    version publishes only once its conversion is approved, which the proof rules decide."""
     if version.is_converted and version.conversion_approved_at is None:
-        raise TemplateError(
-            f"version {version.number} is a legacy conversion that has not been approved"
-        )
+        refusal = conversion_refusal(version)
+        if refusal is not None:
+            raise TemplateError(f"version {version.number} cannot be published: {refusal}")
+        TemplateVersion.objects.filter(pk=version.pk).update(conversion_approved_at=timezone.now())
+        version.refresh_from_db()
     _lock(version.template_id)
     TemplateVersion.objects.filter(
         template_id=version.template_id, locale=version.locale, published=True
@@ -154,9 +232,14 @@ def rollback(template: Template, *, locale: str = "", actor: str = "") -> Templa
 def render_version(
     version: TemplateVersion, data: dict[str, Any], *, autoescape: bool
 ) -> tuple[str, str]:
-    # A subject is a header, never HTML: escaping would show `&amp;` to the reader.
-    subject = get_engine(False).render(version.subject, data) if version.subject else ""
-    body = get_engine(autoescape).render(version.body, data) if version.body else ""
+    """The version's subject and body, each rendered in its engine's environment (the one
+    the version records) under a fresh budget."""
+    kind = version.engine
+    # A subject is a header, never HTML: escaping would show `&amp;` to the reader; converted
+    # templates render exactly what the legacy engine did, unescaped.
+    subject = get_engine(kind, False).render(version.subject, data) if version.subject else ""
+    body_engine = get_engine(kind, autoescape and kind == JINJA2)
+    body = body_engine.render(version.body, data) if version.body else ""
     return subject, body
 
 
@@ -177,6 +260,8 @@ __all__ = [
     "add_version",
     "check_source",
     "convert",
+    "convert_velocity",
+    "conversion_proven",
     "create_template",
     "publish_version",
     "render_template",
@@ -185,21 +270,35 @@ __all__ = [
 ]
 
 
+def conversion_refusal(version: TemplateVersion) -> str | None:
+    """Why a converted version may not replace the legacy template (None: it may). The
+    proof rules: the converter reports no review, every verified case rendered the same on
+    both engines, and at least one case was verified."""
+    if not version.is_converted:
+        return f"version {version.number} is not a legacy conversion"
+    if version.mismatches:
+        return f"{version.mismatches} case(s) still render differently"
+    if version.conversion_status == TemplateVersion.Conversion.NEEDS_REVIEW:
+        return "the converter flagged it for review"
+    if version.verified_cases == 0:
+        return "no case was verified (give samples the conversion can be checked on)"
+    return None
+
+
+def conversion_proven(version: TemplateVersion) -> bool:
+    return conversion_refusal(version) is None
+
+
 @transaction.atomic
 def approve_conversion(version: TemplateVersion, *, actor: str = "", publish: bool = True) -> None:
     """Marks a converted version as fit to replace the legacy template. Refused while any
     verification case renders differently, while the converter asks for review, or when
     nothing was verified."""
-    if not version.is_converted:
-        raise TemplateError(f"version {version.number} is not a legacy conversion")
-    if version.mismatches:
+    refusal = conversion_refusal(version)
+    if refusal is not None:
         raise TemplateError(
-            f"version {version.number}: {version.mismatches} case(s) still render differently"
+            refusal if not version.is_converted else f"version {version.number}: {refusal}"
         )
-    if version.conversion_status == TemplateVersion.Conversion.NEEDS_REVIEW:
-        raise TemplateError(f"version {version.number}: the converter flagged it for review")
-    if version.verified_cases == 0:
-        raise TemplateError(f"version {version.number}: no case was verified")
     TemplateVersion.objects.filter(pk=version.pk).update(conversion_approved_at=timezone.now())
     version.refresh_from_db()
     if publish:

@@ -11,16 +11,32 @@ from rest_framework.views import APIView
 from notify.api.errors import error_body
 from notify.api.validation import DataField, LocaleField, canonical_locale
 from templates_store import selectors, services
+from templates_store.engines import ENGINE_KINDS, JINJA2, VELOCITY
 from templates_store.models import Template, TemplateChannel, TemplateVersion
+from templates_store.sandbox.errors import (
+    TemplateLimitError,
+    TemplateRenderError,
+    TemplateSecurityError,
+)
 from templates_store.velocity.converter import convert
-from templates_store.velocity.engine import TemplateRenderError, TemplateSecurityError
 
 MAX_SOURCE_CHARS = 200_000
+MAX_SAMPLES = services.MAX_VERIFICATION_SAMPLES
+
+
+def render_error_code(exc: TemplateRenderError) -> str:
+    if isinstance(exc, TemplateSecurityError):
+        return "template_security_error"
+    if isinstance(exc, TemplateLimitError):
+        return "template_limit_exceeded"
+    return "render_error"
 
 
 def render_error_response(exc: TemplateRenderError) -> Response:
-    code = "template_security_error" if isinstance(exc, TemplateSecurityError) else "render_error"
-    return Response(error_body(code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return Response(
+        error_body(render_error_code(exc), str(exc)),
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
 
 
 def source_field(**kwargs: object) -> serializers.CharField:
@@ -29,17 +45,68 @@ def source_field(**kwargs: object) -> serializers.CharField:
     )
 
 
+def engine_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(ENGINE_KINDS),
+        required=False,
+        default=JINJA2,
+        help_text="`jinja2`: sandboxed Jinja. `velocity`: legacy Velocity, converted by the "
+        "platform (both sources and the conversion report are stored).",
+    )
+
+
+def samples_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=DataField(),
+        required=False,
+        default=list,
+        max_length=MAX_SAMPLES,
+        help_text="With `engine: velocity`: parameter sets the conversion is verified on "
+        "(rendered by the legacy engine and the platform; a version publishes only when "
+        "every one renders the same).",
+    )
+
+
 def check_sources(attrs: dict, autoescape: bool) -> None:
+    """Jinja sources compile in the tenant environment (compiling runs nothing of them)."""
     errors = {}
     for field in ("subject", "body"):
         try:
-            services.check_source(attrs.get(field, ""), autoescape)
+            services.check_source(attrs.get(field, ""), autoescape, JINJA2)
         except TemplateRenderError as exc:
             errors[field] = [str(exc)]
         except RecursionError:
             errors[field] = ["The template is nested too deeply."]
     if errors:
         raise ValidationError(errors)
+
+
+def version_fields(attrs: dict, channel: str, autoescape: bool) -> dict:
+    """The new version's fields: Jinja checked as it is, Velocity converted (and verified on
+    the samples); a source that cannot be used is a 400 naming the field."""
+    if attrs.get("engine", JINJA2) == VELOCITY:
+        try:
+            fields = services.convert_velocity(
+                subject=attrs.get("subject", ""),
+                body=attrs["body"],
+                channel=channel,
+                samples=attrs.get("samples") or [],
+            )
+        except (services.TemplateError, TemplateRenderError) as exc:
+            raise ValidationError({"body": [str(exc)]}) from exc
+        except RecursionError:
+            raise ValidationError({"body": ["The template is nested too deeply."]}) from None
+        errors = {}
+        for field in ("subject", "body"):
+            try:
+                services.check_source(fields[field], False, VELOCITY)
+            except TemplateRenderError as exc:
+                errors[field] = [f"the converted template does not compile: {exc}"]
+        if errors:
+            raise ValidationError(errors)
+        return fields
+    check_sources(attrs, autoescape)
+    return {"subject": attrs.get("subject", ""), "body": attrs["body"]}
 
 
 def get_template_or_404(request: Request, key: str) -> Template:
@@ -55,6 +122,8 @@ class VersionOutput(serializers.Serializer):
     subject = serializers.CharField()
     body = serializers.CharField()
     engine = serializers.CharField()
+    legacy_subject = serializers.CharField()
+    legacy_body = serializers.CharField()
     published = serializers.BooleanField()
     published_at = serializers.DateTimeField()
     conversion_status = serializers.CharField()
@@ -104,6 +173,8 @@ class TemplateListCreate(APIView):
         body = source_field()
         locale = LocaleField()
         autoescape = serializers.BooleanField(required=False, allow_null=True, default=None)
+        engine = engine_field()
+        samples = samples_field()
 
     @extend_schema(responses={200: TemplateOutput(many=True)}, summary="List templates")
     def get(self, request: Request) -> Response:
@@ -118,13 +189,24 @@ class TemplateListCreate(APIView):
         autoescape = fields["autoescape"]
         if autoescape is None:
             autoescape = fields["channel"] == TemplateChannel.EMAIL
-        check_sources(fields, autoescape)
         if selectors.get_template(request.user, fields["key"]) is not None:
             raise ValidationError({"key": ["A template with this key exists."]})
+        version = version_fields(fields, fields["channel"], autoescape)
+        velocity = fields["engine"] == VELOCITY
         try:
             with transaction.atomic():
                 template = services.create_template(
-                    tenant=request.user, **{**fields, "autoescape": autoescape}, actor="api"
+                    tenant=request.user,
+                    key=fields["key"],
+                    name=fields["name"],
+                    channel=fields["channel"],
+                    params=fields["params"],
+                    subject=version["subject"],
+                    body=version["body"],
+                    locale=fields["locale"],
+                    autoescape=autoescape,
+                    actor="api",
+                    conversion=version if velocity else None,
                 )
         except IntegrityError:
             raise ValidationError({"key": ["A template with this key exists."]}) from None
@@ -180,6 +262,8 @@ class VersionListCreate(APIView):
         body = source_field()
         locale = LocaleField()
         publish = serializers.BooleanField(required=False, default=False)
+        engine = engine_field()
+        samples = samples_field()
 
     @extend_schema(responses={200: VersionOutput(many=True)}, summary="List versions")
     def get(self, request: Request, key: str) -> Response:
@@ -192,8 +276,14 @@ class VersionListCreate(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
-        check_sources(fields, template.autoescape)
-        version = services.add_version(template, **fields, actor="api")
+        version_data = version_fields(fields, template.channel, template.autoescape)
+        version = services.add_version(
+            template,
+            locale=fields["locale"],
+            publish=fields["publish"],
+            actor="api",
+            **version_data,
+        )
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 

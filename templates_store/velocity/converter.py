@@ -21,6 +21,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from templates_store.sandbox import gate
+
 from .errors import TemplateRenderError
 from .parser import (
     BinOp,
@@ -77,13 +79,17 @@ SHIM_NAMES = frozenset(
         "toString",
     }
 )
-# Names that exist as methods on some JSON value type: they may resolve at run time.
-PYTHON_METHODS = frozenset(
-    name
-    for tp in (str, list, dict, int, float, bool)
-    for name in dir(tp)
-    if not name.startswith("_")
+_JSON_TYPES = (str, list, dict, int, float, bool)
+# Names that exist as methods or attributes on some JSON value type and that the sandbox
+# allows (templates_store.sandbox.gate): they may resolve at run time.
+PYTHON_METHODS = frozenset(name for tp in _JSON_TYPES for name in gate.allowed_methods(tp))
+# Public names a JSON value has that the sandbox refuses: legacy called them, we cannot.
+REFUSED_METHODS = (
+    frozenset(name for tp in _JSON_TYPES for name in dir(tp) if not name.startswith("_"))
+    - PYTHON_METHODS
 )
+# The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well.
+SPECIAL_METHODS = frozenset(name for tp in _JSON_TYPES for name in gate.allowed_specials(tp))
 # A missing dict key with one of these names resolves to a bound method in airspeed.
 DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | frozenset(
     {"isEmpty", "keySet", "put", "putAll", "toString"}
@@ -532,7 +538,7 @@ class _Emitter:
                 code = f"{code}|vi({self.expr(step.index, ns, pos)})"
                 continue
             name = step.name
-            if name.startswith("_"):
+            if (name.startswith("_") and name not in SPECIAL_METHODS) or name in REFUSED_METHODS:
                 self.review(
                     pos,
                     "unsafe_name",

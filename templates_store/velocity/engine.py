@@ -1,29 +1,35 @@
-"""The new template engine: a sandboxed, bounded Jinja2 environment.
-
-Plain Jinja templates (new mail templates) and templates converted from legacy Velocity
-(see converter.py) both run here.  Converted templates call the helpers of runtime.py,
-registered as filters, to keep airspeed's exact output.
+"""The converted-template engine: templates converted from legacy Velocity (converter.py)
+render here, in their own bounded environment whose only filters are the helpers of
+runtime.py (they keep airspeed's exact output; every access they make goes through
+templates_store.sandbox.gate). Tenant-authored Jinja renders elsewhere
+(templates_store.sandbox.engine.TenantEngine) and cannot name these helpers.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import io
-import re
+import os
 import tokenize
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.tests import test_none
 from jinja2.utils import missing
+
+from templates_store.sandbox.budget import RenderLimits, reset_budget, set_budget
+from templates_store.sandbox.engine import (
+    BaseEngine,
+    collect,
+    collect_stopping,
+    compile_source,
+    limit_error,
+    render_error,
+)
+from templates_store.sandbox.environment import BoundedEnvironment
 
 from . import fastpath, runtime
 from .errors import (
@@ -35,6 +41,7 @@ from .errors import (
 
 __all__ = [
     "Engine",
+    "ConvertedEnvironment",
     "RenderLimits",
     "CompiledTemplate",
     "TemplateRenderError",
@@ -43,157 +50,35 @@ __all__ = [
     "TemplateSyntaxError",
 ]
 
-_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})")
-_PERCENT_WIDTH = re.compile(r"%[-#0 +]*(?:\(\w*\))?[-#0 +]*(\d{7,}|\*)|%[-#0 +]*\d*\.(\d{7,})")
+# Nodes the converter never produces: a converted template reaches values only through the
+# helpers (and so through the gate), never through Jinja's own attribute, item or call syntax.
+_FOREIGN_NODES = (nodes.Getattr, nodes.Getitem, nodes.Call, nodes.Slice, nodes.NSRef)
 
 
-@dataclass(frozen=True)
-class RenderLimits:
-    """Bounds applied to every render.
+class ConvertedEnvironment(BoundedEnvironment):
+    """Converted legacy templates: the runtime helpers and nothing else of Jinja's (no
+    builtin filters, tests but `none`, or globals). Its text is produced by the converter,
+    never written by a tenant."""
 
-    max_output_chars: the rendered text (and any single string or collection built while
-    rendering) may not exceed this many characters/items.
-    max_loop_iterations: total loop checkpoints of one render, nested loops included. A
-    converted Velocity `#foreach` item passes two checkpoints (the Jinja loop and the Velocity
-    runtime), so the default allows 100,000 `#foreach` items, or 200,000 plain Jinja iterations.
-    max_depth: macro / #define / #evaluate nesting.
-    """
+    allow_specials = True
 
-    max_output_chars: int = 1_000_000
-    max_loop_iterations: int = 200_000
-    max_depth: int = 64
-
-
-class _BoundedCodeGenerator(CodeGenerator):
-    """Routes every `~` concatenation through a size check."""
-
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
-        self.write("environment._bounded_concat(")
-        super().visit_Concat(node, frame)
-        self.write(")")
-
-
-def _bounded_loop(iterable: Any) -> Iterator[Any]:
-    for item in iterable:
-        runtime.count_iteration()
-        yield item
-
-
-def _bounded_range(*args: int) -> range:
-    rng = range(*args)
-    budget = runtime.current_budget()
-    limit = budget.max_loop_iterations if budget else RenderLimits.max_loop_iterations
-    if len(rng) > limit:
-        raise TemplateLimitError(f"range() larger than the loop limit ({limit})")
-    return rng
-
-
-class VelocityEnvironment(ImmutableSandboxedEnvironment):
-    """Sandboxed (no `_` attributes, no mutation of builtin containers from Jinja code),
-    with the size-producing operators and filters bounded."""
-
-    code_generator_class = _BoundedCodeGenerator
-    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
-
-    def __init__(self, engine: Engine, autoescape: bool) -> None:
+    def __init__(self, engine: Engine, autoescape: bool, limits: RenderLimits) -> None:
         super().__init__(
             autoescape=autoescape,
-            keep_trailing_newline=True,
+            limits=limits,
+            filters=runtime.FILTERS,
+            tests={"none": test_none},
+            global_values={},
             extensions=["jinja2.ext.do"],
-            cache_size=0,
-            auto_reload=False,
         )
         self.engine = engine
-        self.filters.update(runtime.FILTERS)
-        self.filters["_bounded_loop"] = _bounded_loop
-        for name in ("center", "indent", "format", "replace", "wordwrap", "join", "truncate"):
-            self.filters[name] = _size_checked(self.filters[name], name)
-        self.globals["range"] = _bounded_range
-        # rarely useful in notifications, and each extra global is attack surface
-        for name in ("lipsum", "cycler", "joiner"):
-            self.globals.pop(name, None)
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        # every `for` iterates through the loop budget, whatever the template author wrote
-        for loop in tree.find_all(nodes.For):
-            loop.iter = nodes.Filter(loop.iter, "_bounded_loop", [], [], None, None)
-            loop.iter.set_lineno(loop.lineno)
-        return tree
-
-    def _bounded_concat(self, value: Any) -> Any:
-        return runtime.check_size(value)
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
-        raise TemplateSecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is not allowed"
-        )
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple, bytes)) and isinstance(times, int):
-                    runtime.check_size(range(len(seq) * max(times, 0)))
-        elif operator_name == "**":
-            if isinstance(right, int) and right > 1024 and isinstance(left, int) and abs(left) > 1:
-                raise TemplateLimitError("exponent too large")
-        elif operator_name == "%" and isinstance(left, str) and _PERCENT_WIDTH.search(left):
-            raise TemplateLimitError("format width larger than the output limit")
-        result = self.binop_table[operator_name](left, right)
-        if isinstance(result, (str, list, tuple, bytes)):
-            runtime.check_size(result)
-        return result
-
-    def wrap_str_format(self, value: Any) -> Any:
-        wrapper = super().wrap_str_format(value)
-        if wrapper is not None and _FORMAT_WIDTH.search(value.__self__):
-            raise TemplateLimitError("format width larger than the output limit")
-        return wrapper
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and getattr(__obj, "__name__", "") in (
-            "center",
-            "ljust",
-            "rjust",
-            "zfill",
-            "expandtabs",
-        ):
-            for arg in args:
-                if isinstance(arg, int):
-                    runtime.check_size(range(arg))
-        result = super().call(__context, __obj, *args, **kwargs)
-        if isinstance(result, (str, list, tuple, bytes)):
-            runtime.check_size(result)
-        return result
-
-
-def _size_checked(func: Any, name: str) -> Any:
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        if name in ("center", "indent"):
-            for arg in list(args[1:]) + list(kwargs.values()):
-                if isinstance(arg, int) and not isinstance(arg, bool):
-                    runtime.check_size(range(arg))
-        if (
-            name == "format"
-            and args
-            and isinstance(args[0], str)
-            and _PERCENT_WIDTH.search(args[0])
-        ):
-            raise TemplateLimitError("format width larger than the output limit")
-        if name == "replace" and len(args) >= 3:
-            text = str(args[0])
-            new = str(args[2])
-            old = str(args[1])
-            estimate = (text.count(old) + 1 if old else len(text) + 1) * (len(new) + 1)
-            runtime.check_size(range(estimate + len(text)))
-        return runtime.check_size(func(*args, **kwargs))
-
-    for attr in ("jinja_pass_arg",):
-        if hasattr(func, attr):
-            setattr(checked, attr, getattr(func, attr))
-    checked.__name__ = getattr(func, "__name__", name)
-    return checked
+    def check_tree(self, tree: nodes.Template) -> None:
+        super().check_tree(tree)
+        for node in tree.find_all(_FOREIGN_NODES):
+            raise TemplateSecurityError(
+                f"{type(node).__name__.lower()} expressions are not allowed in converted templates"
+            )
 
 
 @dataclass
@@ -279,11 +164,23 @@ def _lean_code(code: str) -> bool:
     return True
 
 
-class Engine:
-    """Compiles and renders templates.
+def fast_path_default() -> bool:
+    """The fast path is on unless NOTIFY_TEMPLATE_FAST_PATH is 0/false/off (the Django setting
+    TEMPLATE_FAST_PATH passes its value to every engine it creates)."""
+    return os.environ.get("NOTIFY_TEMPLATE_FAST_PATH", "1").strip().lower() not in (
+        "0",
+        "false",
+        "off",
+        "no",
+    )
 
-    `autoescape` is the per-template HTML escaping flag: converted legacy templates must be
-    rendered with autoescape off (the legacy engine escaped nothing).
+
+class Engine(BaseEngine):
+    """Compiles and renders converted legacy templates (`engine: velocity`).
+
+    `autoescape` must stay off for converted legacy templates (the legacy engine escaped
+    nothing); `fast_path` chooses whether templates the fast path can compile run as plain
+    Python functions (the same helpers, checks and limits) or always through Jinja.
     """
 
     def __init__(
@@ -291,39 +188,26 @@ class Engine:
         autoescape: bool = False,
         limits: RenderLimits | None = None,
         cache_size: int = 512,
+        fast_path: bool | None = None,
     ) -> None:
+        super().__init__(limits)
         self.autoescape = autoescape
-        self.limits = limits or RenderLimits()
-        self.env = VelocityEnvironment(self, autoescape)
-        limits = self.limits
-        self._max_chars = limits.max_output_chars
-        self._budget_class = runtime.budget_class(
-            limits.max_output_chars, limits.max_loop_iterations, limits.max_depth, self.env
-        )
+        self.fast_path = fast_path_default() if fast_path is None else fast_path
+        self._setup(ConvertedEnvironment(self, autoescape, self.limits))
+        self._max_chars = self.limits.max_output_chars
         # lean renders share one EvalContext: their code only reads `autoescape` from it
         self._lean_context = type(
             "EngineLeanContext",
             (_LeanContext,),
             {"__slots__": (), "eval_ctx": nodes.EvalContext(self.env)},
         )
-        # functools' LRU cache is thread-safe and cheap on hits (C implementation)
-        self._compile_cached = functools.lru_cache(maxsize=cache_size)(self._compile)
-        # renders look templates up here first (a plain dict: cheaper than the LRU call);
-        # bounded like the LRU cache, emptied when full
+        # renders look templates up here first (a plain dict: cheaper than the LRU cache);
+        # bounded like it, emptied when full
         self._hot: dict[str, CompiledTemplate] = {}
         self._hot_size = cache_size
 
-    def compile(self, source: str) -> CompiledTemplate:
-        """Compile (or fetch from the LRU cache) the Jinja template text `source`."""
-        return self._compile_cached(source)
-
-    def _new_budget(self) -> runtime.RenderBudget:
-        return self._budget_class()
-
     def _compile(self, source: str) -> CompiledTemplate:
         env = self.env
-        # Jinja's optimizer folds constant filter calls at compile time: bounded like renders
-        token = runtime.set_budget(self._new_budget())
         stops = "vstop" in source or "vevaluate" in source
         fast = None
         try:
@@ -332,25 +216,18 @@ class Engine:
             template = env.template_class.from_code(
                 env, env._compile(code, "<template>"), env.make_globals(None), None
             )
-            if not stops:
-                # after Jinja's compiler: the tree holds the same constant folding
-                fast = fastpath.compile_fast(
-                    tree,
-                    env,
-                    self._max_chars,
-                    self._budget_class,
-                    self.limits.max_loop_iterations,
-                )
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntaxError(exc.message or str(exc), exc.lineno) from exc
-        except SecurityError as exc:
-            raise TemplateSecurityError(str(exc)) from exc
         except TemplateRenderError:
             raise
-        except (RecursionError, MemoryError) as exc:
-            raise TemplateLimitError("template too complex") from exc
-        finally:
-            runtime.reset_budget(token)
+        except Exception as exc:  # noqa: BLE001 - the shared mapping (compiler limits...)
+            try:
+                compile_source(env, source)
+            except TemplateRenderError as mapped:
+                raise mapped from exc
+            raise TemplateLimitError(f"template too complex to compile: {exc}") from exc
+        if self.fast_path and not stops:
+            fast = fastpath.compile_fast(tree, env, self.limits, self._budget_class)
         lean = _lean_code(code)
         return CompiledTemplate(
             source=source,
@@ -365,7 +242,7 @@ class Engine:
         )
 
     def _lookup(self, source: str) -> CompiledTemplate:
-        compiled = self._compile_cached(source)
+        compiled = self.compile(source)
         if self._hot_size > 0:
             hot = self._hot
             if len(hot) >= self._hot_size:
@@ -381,45 +258,40 @@ class Engine:
         if data is None:
             data = {}
         fast = compiled.fast
-        if compiled.bare:
-            # the fast function sets a budget itself if it needs one (see compile_fast)
+        if fast is not None:
+            token = None if compiled.bare else set_budget(self._budget_class())
             try:
                 text = fast(copy.deepcopy(data) if compiled.mutates else data)
-            except Exception:  # noqa: BLE001 - rendered again by Jinja, whose error it is
-                text = None
-            if text is not None:
-                if len(text) > self._max_chars:
-                    raise _limit_error(self._max_chars)
-                return text
-        elif fast is not None:
-            token = _set_budget(self._budget_class())
-            try:
-                text = fast(copy.deepcopy(data) if compiled.mutates else data)
+            except TemplateLimitError:
+                raise  # the same budget, counted the same way: no second run
             except Exception:  # noqa: BLE001 - rendered again by Jinja, whose error it is
                 text = None
             finally:
-                _reset_budget(token)
+                if token is not None:
+                    reset_budget(token)
             if text is not None:
                 if len(text) > self._max_chars:
-                    raise _limit_error(self._max_chars)
+                    raise limit_error(self._max_chars)
                 return text
         return self._render_jinja(compiled, data)
 
     def _render_fast(self, source: str, data: dict[str, Any] | None = None) -> str:
         """The fast path alone (tests): its own errors, mapped like Jinja's."""
-        compiled = self._compile_cached(source)
+        compiled = self.compile(source)
         if compiled.fast is None:
             raise ValueError("template has no fast path")
         data = {} if data is None else data
-        token = _set_budget(self._budget_class())
+        token = set_budget(self._budget_class())
         try:
             text = compiled.fast(copy.deepcopy(data) if compiled.mutates else data)
         except Exception as exc:  # noqa: BLE001
-            raise _render_error(exc) from exc
+            raise render_error(exc) from exc
         finally:
-            _reset_budget(token)
+            reset_budget(token)
+        if text is None:
+            raise ValueError("the fast path declined this data")
         if len(text) > self._max_chars:
-            raise _limit_error(self._max_chars)
+            raise limit_error(self._max_chars)
         return text
 
     def _render_jinja(self, compiled: CompiledTemplate, data: dict[str, Any]) -> str:
@@ -437,43 +309,24 @@ class Engine:
                 context["_vdata"] = data
             # a shared Context skips Jinja's per-render copy of globals (context holds them)
             ctx = Context(self.env, context, None, template.blocks)
-        token = _set_budget(self._budget_class())
+        token = set_budget(self._budget_class())
         try:
             chunks = template.root_render_func(ctx)
             if compiled.stops:
-                return _collect_stopping(chunks, self._max_chars)
+                return collect_stopping(chunks, self._max_chars, runtime.STOP_MARKER)
             if compiled.loops:
-                return _collect(chunks, self._max_chars)
+                return collect(chunks, self._max_chars)
             # no loop: a fixed number of chunks, each an input value or a bounded result
             text = "".join(chunks)
             if len(text) > self._max_chars:
-                raise _limit_error(self._max_chars)
+                raise limit_error(self._max_chars)
             return text
         except TemplateRenderError:
             raise
         except Exception as exc:
-            raise _render_error(exc) from exc
+            raise render_error(exc) from exc
         finally:
-            _reset_budget(token)
-
-
-def _render_error(exc: Exception) -> TemplateRenderError:
-    """The engine's error for an exception raised while rendering."""
-    if isinstance(exc, TemplateRenderError):
-        return exc
-    if isinstance(exc, SecurityError):
-        return TemplateSecurityError(str(exc))
-    if isinstance(exc, jinja2.UndefinedError):
-        return TemplateRenderError(str(exc))
-    if isinstance(exc, RecursionError):
-        return TemplateLimitError("recursion too deep")
-    if isinstance(exc, MemoryError):
-        return TemplateLimitError("out of memory")
-    return TemplateRenderError(f"{type(exc).__name__}: {exc}")
-
-
-_set_budget = runtime._budget.set
-_reset_budget = runtime._budget.reset
+            reset_budget(token)
 
 
 def _may_mutate(tree: nodes.Template) -> bool:
@@ -497,47 +350,3 @@ def _may_mutate(tree: nodes.Template) -> bool:
             ):
                 return True
     return False
-
-
-# Output is collected in batches: C-speed joins, and the limit is checked every batch, so
-# at most `_BATCH` chunks past the limit are ever produced.
-_BATCH = 32
-
-
-def _limit_error(max_chars: int) -> TemplateLimitError:
-    return TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
-
-
-def _collect(chunks: Iterator[str], max_chars: int) -> str:
-    parts = list(islice(chunks, _BATCH))
-    total = sum(map(len, parts))
-    if total > max_chars:
-        raise _limit_error(max_chars)
-    if len(parts) < _BATCH:
-        return "".join(parts)
-    while batch := list(islice(chunks, _BATCH)):
-        total += sum(map(len, batch))
-        if total > max_chars:
-            raise _limit_error(max_chars)
-        parts += batch
-    return "".join(parts)
-
-
-def _collect_stopping(chunks: Iterable[str], max_chars: int) -> str:
-    parts: list[str] = []
-    total = 0
-    marker = runtime.STOP_MARKER
-    stopped = False
-    for chunk in chunks:
-        if stopped:
-            # airspeed keeps evaluating after #stop (errors still fail the render)
-            continue
-        cut = chunk.find(marker)
-        if cut >= 0:
-            chunk = chunk[:cut]
-            stopped = True
-        total += len(chunk)
-        if total > max_chars:
-            raise _limit_error(max_chars)
-        parts.append(chunk)
-    return "".join(parts)

@@ -1,24 +1,15 @@
-"""Errors raised by the template engine (all subclasses of TemplateRenderError)."""
+"""The engine's errors live in templates_store.sandbox.errors (shared by both environments)."""
 
-from __future__ import annotations
+from templates_store.sandbox.errors import (
+    TemplateLimitError,
+    TemplateRenderError,
+    TemplateSecurityError,
+    TemplateSyntaxError,
+)
 
-
-class TemplateRenderError(Exception):
-    """A template failed to compile or render (the legacy gateway's `50000 system error`)."""
-
-
-class TemplateSecurityError(TemplateRenderError):
-    """The template tried to reach something the sandbox does not expose."""
-
-
-class TemplateLimitError(TemplateRenderError):
-    """The template exceeded a render limit (output size, loop iterations, nesting)."""
-
-
-class TemplateSyntaxError(TemplateRenderError):
-    """The template text does not parse; `lineno` is 1-based when known."""
-
-    def __init__(self, message: str, lineno: int | None = None) -> None:
-        self.message = message
-        self.lineno = lineno
-        super().__init__(f"line {lineno}: {message}" if lineno else message)
+__all__ = [
+    "TemplateLimitError",
+    "TemplateRenderError",
+    "TemplateSecurityError",
+    "TemplateSyntaxError",
+]

@@ -1,10 +1,10 @@
 """Fast path: the Jinja text of a lean template compiled to one plain Python function.
 
 The stored template stays Jinja.  `compile_fast` takes the syntax tree that the sandboxed
-environment's own parser produced (after Jinja's compiler has constant-folded it, exactly
-as it does for its own code) and, when every node is of a kind handled here, generates a
-plain function `render(data) -> str` that evaluates the same expressions in the same
-order with the same helpers:
+environment's own parser produced (nothing of it is evaluated at compile time: no constant
+folding, as in the environment's own code generator) and, when every node is of a kind
+handled here, generates a plain function `render(data) -> str` that evaluates the same
+expressions in the same order with the same helpers:
 
 - runtime.py's helper filters (the same functions Jinja's code calls), `if`, `for`
   (counted through the loop budget like `_bounded_loop`), `set`, `do`, one-argument
@@ -47,26 +47,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.optimizer import Optimizer
+
+from templates_store.sandbox.budget import RenderLimits, charge_steps, steps_exceeded
+from templates_store.sandbox.environment import BoundedEnvironment
+from templates_store.sandbox.text import text_size
 
 from . import runtime
 from .errors import TemplateLimitError
 
 __all__ = ["compile_fast"]
 
-# Jinja's code generator runs its constant folder on these before generating them
-_FOLDED = (
-    nodes.Concat,
-    nodes.Compare,
-    nodes.Getattr,
-    nodes.Getitem,
-    nodes.Filter,
-    nodes.Test,
-    nodes.CondExpr,
-    nodes.Call,
-    nodes.BinExpr,
-    nodes.UnaryExpr,
-)
 _COMPARE = {
     "eq": "==",
     "ne": "!=",
@@ -89,18 +79,25 @@ class _Unsupported(Exception):
     pass
 
 
-def _vfor_bounded(ns: Any, var: str, iterable: Any) -> Iterator[Any]:
-    """`_bounded_loop(v_foreach(ns, var, iterable))` fused: the same namespaces, each
-    iteration counted twice against the loop budget like the two generators do."""
+def _vfor_bounded(ns: Any, var: str, iterable: Any, weight: int) -> Iterator[Any]:
+    """`_bounded_loop(v_foreach(ns, var, iterable), weight)` fused: the same namespaces, each
+    iteration counted twice against the loop budget like the two generators do, and the
+    body's weight in steps."""
     iterable, length = runtime.foreach_sequence(var, iterable)
     budget = runtime.current_budget()
-    limit = budget.max_loop_iterations if budget is not None else 0
+    if budget is None:
+        raise TemplateLimitError("loop outside a render")
+    limit = budget.max_loop_iterations
+    max_steps = budget.max_steps
+    cost = weight + 1
     namespace = runtime.foreach_namespace
     for counter, item in enumerate(iterable, start=1):
-        if budget is not None:
-            budget.iterations += 2
-            if budget.iterations > limit:
-                raise TemplateLimitError(f"loop iteration limit exceeded ({limit})")
+        budget.iterations += 2
+        if budget.iterations > limit:
+            raise TemplateLimitError(f"loop iteration limit exceeded ({limit})")
+        budget.steps += cost
+        if budget.steps > max_steps:
+            steps_exceeded(budget)
         yield namespace(ns, var, item, counter, length)
 
 
@@ -120,13 +117,30 @@ class _Bail(Exception):
     """The fast render cannot give the helper's result: Jinja renders the template."""
 
 
-def _vno_value(value: Any, source: str) -> str:
-    """v_name_out's text of a macro argument that is not a str."""
+def _vno_value(value: Any, source: str, limit: int) -> str:
+    """v_name_out's text of a macro argument that is not a str (measured before it is built;
+    the inlined macro counts it as produced)."""
     if value is None:
         return source
-    if type(value) in _VALUE_TYPES:
-        return str(value)
-    raise _Bail
+    if type(value) not in _SCALAR_TYPES:
+        text_size(value, limit)
+    return str(value)
+
+
+def _text(value: Any, limit: int) -> str:
+    """What the environment's finalize gives a streamed value: its text, measured before it
+    is built (the output it joins is bounded as it is collected)."""
+    if type(value) not in _SCALAR_TYPES:
+        text_size(value, limit)
+    return str(value)
+
+
+def _steps_limit(limit: int) -> None:
+    raise TemplateLimitError(f"step limit exceeded ({limit} steps)")
+
+
+def _no_budget() -> None:
+    raise TemplateLimitError("template code cannot run outside a render")
 
 
 def _produced_limit(max_chars: int) -> None:
@@ -222,19 +236,39 @@ class _Compiler:
         max_chars: int,
         budget_class: Any = None,
         max_iterations: int = 0,
+        max_steps: int = 0,
+        max_work: int = 0,
+        loop_limit: int = 0,
     ) -> None:
         # lazy: the render function sets a budget itself when a helper first needs one
         self.lazy = budget_class is not None
         self.max_iterations = max_iterations
+        self.loop_limit = loop_limit
+        self.max_steps = max_steps
         self.env = env
         self.eval_ctx = nodes.EvalContext(env)
-        self.optimizer = Optimizer(env)
         self.namespace: dict[str, Any] = {
-            "__builtins__": {"str": str, "len": len, "type": type, "dict": dict, "list": list},
+            "__builtins__": {
+                "str": str,
+                "len": len,
+                "type": type,
+                "dict": dict,
+                "list": list,
+                "int": int,
+                "float": float,
+            },
             "_join": "".join,
             "_str_join": _str_join,
             "_check_size": runtime.check_size,
             "_call_binop": env.call_binop,
+            "_concat": BoundedEnvironment.bounded_concat,
+            "_compared": BoundedEnvironment.compared,
+            "_charge": charge_steps,
+            "_text": _text,
+            "_steps_limit": _steps_limit,
+            "_no_budget": _no_budget,
+            "_SCALAR": _SCALAR_TYPES,
+            "_SMALL": 1 << 62,
             "_vfor_bounded": _vfor_bounded,
             "_vfor_seq": _vfor_seq,
             "_vns": _vns,
@@ -254,6 +288,7 @@ class _Compiler:
             "_dict_get": dict.get,
             "_dict_setitem": dict.__setitem__,
             "_NUM": frozenset({int, float}),
+            "_NUM_NONE": frozenset({int, float, bool, type(None)}),
             "_VALUE": _VALUE_TYPES,
             "_VALUE_NONE": _VALUE_TYPES | {type(None)},
             "_SIZED": frozenset({str, list, dict}),
@@ -286,6 +321,7 @@ class _Compiler:
         self.written: set[str] | None = None
         self.keys_safe = False
         self.max_chars = max_chars
+        self.max_work = max_work
 
     # -- names ------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -307,7 +343,7 @@ class _Compiler:
         ref = self.filters.get(name)
         if ref is None:
             func = self.env.filters.get(name)
-            if func is None or not (name in runtime.FILTERS or name == "_bounded_loop"):
+            if func is None or not (name in runtime.FILTERS or name in ("_bounded_loop", "_steps")):
                 raise _Unsupported(f"filter {name!r}")
             if getattr(func, "jinja_pass_arg", None) is not None:
                 raise _Unsupported(f"filter {name!r} takes a context")
@@ -364,7 +400,8 @@ class _Compiler:
         loops = tree.find(nodes.For) is not None
         if loops:
             if self.lazy:
-                # iterations counted here: no helper of a lazy render counts any
+                # iterations and loop steps counted here: no helper of a lazy render counts
+                # any
                 self.write(1, "_it = 0")
             else:
                 # the render's budget, counted by loops compiled without namespaces
@@ -372,6 +409,7 @@ class _Compiler:
                 self.write(1, "if _bud is None:")
                 self.write(2, "return None")
                 self.write(1, "_lim = _bud.max_loop_iterations")
+                self.write(1, "_slim = _bud.max_steps")
             self.write(1, "out = []")
             self.write(1, "_append = out.append")
             self.write(1, "_state = [0, 0]")
@@ -386,6 +424,7 @@ class _Compiler:
             self.lines[start:] = [
                 "    _tok = None",
                 "    _pr = 0",
+                "    _st = 0",
                 "    try:",
                 *body,
                 "    finally:",
@@ -393,22 +432,31 @@ class _Compiler:
                 "            _budget_reset(_tok)",
             ]
 
-    def count_iteration(self, depth: int) -> None:
-        """One item of a `vfor` loop: two iterations, as `_bounded_loop(v_foreach(...))`."""
+    def count_iteration(self, depth: int, weight: int) -> None:
+        """One item of a `vfor` loop: two iterations, as `_bounded_loop(v_foreach(...))`,
+        and the body's weight in steps."""
+        cost = self.value(weight + 1)
         if self.lazy:
             limit = self.value(self.max_iterations)
+            steps = self.value(self.max_steps)
             self.write(depth, "_it += 2")
             self.write(depth, f"if _it > {limit}:")
             self.write(depth + 1, f"_loop_limit({limit})")
+            self.write(depth, f"_st += {cost}")
+            self.write(depth, f"if _st > {steps}:")
+            self.write(depth + 1, f"_steps_limit({steps})")
         else:
             self.write(depth, "_bud.iterations += 2")
             self.write(depth, "if _bud.iterations > _lim:")
             self.write(depth + 1, "_loop_limit(_lim)")
+            self.write(depth, f"_bud.steps += {cost}")
+            self.write(depth, "if _bud.steps > _slim:")
+            self.write(depth + 1, "_steps_limit(_slim)")
 
     def lazy_produced(self, node: nodes.Filter, scope: _Scope) -> str:
         """vo/vq/vs/valt in a lazy render: the same text, its length counted in `_pr` (the
         render's `budget.produced`: no helper of a lazy render counts it), bounded as
-        runtime._count_built bounds it (or more strictly: then Jinja renders it)."""
+        runtime._count_built bounds it."""
         name = node.name
         if self.env.filters.get(name) is not runtime.FILTERS[name] or name == "vno":
             raise _NotLazy
@@ -418,12 +466,10 @@ class _Compiler:
         value = self.expr(node.node, scope)  # type: ignore[arg-type]
         raw, text = self.fresh("_u"), self.fresh("_w")
         limit = self.value(self.max_chars)
-        # `_produced`: count, then refuse more than four times the output limit
-        # runtime._count_built: no piece past the output limit; the total work bounded at
-        # least as strictly (4 times the limit: beyond, Jinja renders it, with its bound)
+        # runtime._count_built: no piece past the output limit, the total within the work
         produced = (
-            f"({text} if len({text} := ({raw} if type({raw}) is str else str({raw}))) "
-            f"<= {limit} and (_pr := _pr + len({text})) <= 4 * {limit} "
+            f"({text} if len({text} := ({raw} if type({raw}) is str else _text({raw}, {limit}))) "
+            f"<= {limit} and (_pr := _pr + len({text})) <= {self.value(self.max_work)} "
             f"else _produced_limit({limit}))"
         )
         if name == "vs":
@@ -438,6 +484,38 @@ class _Compiler:
         return (
             f"({produced} if (({raw} := {value}), ({alt} := {other})) and "
             f"(({raw} is not None) or ({raw} := {alt}) is None or True) else None)"
+        )
+
+    def literal_range(self, node: nodes.Filter) -> str | None:
+        """`[1..5]` with literal bounds: the range v_range gives, a constant of the function
+        (built from two literal integers, within the loop limit: no template code runs)."""
+        if not (
+            node.name == "vrange"
+            and self.env.filters.get("vrange") is runtime.v_range
+            and isinstance(node.node, nodes.Const)
+            and len(node.args) == 1
+            and isinstance(node.args[0], nodes.Const)
+            and type(node.node.value) is int
+            and type(node.args[0].value) is int
+        ):
+            return None
+        low, high = node.node.value, node.args[0].value
+        rng = range(low, high - 1, -1) if high < low else range(low, high + 1)
+        if len(rng) > self.loop_limit:
+            return None  # the helper raises the limit error at render time
+        return self.value(rng)
+
+    def compared(self, node: nodes.Node, scope: _Scope) -> str:
+        """An operand of a comparison: numbers and short strings as they are, anything else
+        charged its size (`BoundedEnvironment.compared`)."""
+        code = self.expr(node, scope)
+        if _small_const(node):
+            return code
+        temp = self.fresh("_t")
+        slow = self.budgeted(f"_compared({temp})")
+        return (
+            f"({temp} if type({temp} := {code}) in _NUM_NONE or "
+            f"(type({temp}) is str and len({temp}) < 4096) else {slow})"
         )
 
     def budgeted(self, call: str) -> str:
@@ -487,8 +565,13 @@ class _Compiler:
             return self.value("")
         if len(parts) == 1 and parts[0][0]:
             return parts[0][1]
+        limit = self.value(self.max_chars)
         return (
-            'f"' + "".join("{(" + p + ")" + ("}" if is_str else "!s}") for is_str, p in parts) + '"'
+            'f"'
+            + "".join(
+                "{(" + (p if is_str else self.text_of(p, limit)) + ")}" for is_str, p in parts
+            )
+            + '"'
         )
 
     def text_parts(self, body: list[nodes.Node], scope: _Scope) -> list[tuple[bool, str]]:
@@ -502,6 +585,14 @@ class _Compiler:
             else:  # pragma: no cover - callers check pure_output
                 raise _Unsupported(type(node).__name__)
         return parts
+
+    def text_of(self, code: str, limit: str) -> str:
+        """The text of a streamed value: a str as it is, anything else measured (`_text`)."""
+        temp = self.fresh("_t")
+        return (
+            f"({temp} if type({temp} := {code}) is str else "
+            f"str({temp}) if type({temp}) in _SCALAR else _text({temp}, {limit}))"
+        )
 
     def if_expr(self, node: nodes.If, scope: _Scope) -> str:
         test = self.expr(node.test, scope)
@@ -518,7 +609,8 @@ class _Compiler:
         parts = self.text_parts(body, scope)
         if not parts:
             return self.value("")
-        code = [p if is_str else f"str({p})" for is_str, p in parts]
+        limit = self.value(self.max_chars)
+        code = [p if is_str else self.text_of(p, limit) for is_str, p in parts]
         if len(code) == 1:
             return code[0]
         return "_join((" + ", ".join(code) + ",))"
@@ -527,11 +619,10 @@ class _Compiler:
         parts: list[tuple[bool, str]] = []
         consts: list[str] = []
         for child in node.nodes:
-            # as Jinja's code generator: constant children are rendered at compile time
-            try:
-                const = child.as_const(self.eval_ctx)
-                text = str(const)
-            except Exception:  # noqa: BLE001 - Jinja evaluates these at render time
+            # literal text and literal constants are text now; nothing else is evaluated
+            # before the render
+            text = _literal_text(child)
+            if text is None:
                 if consts:
                     parts.append((True, self.value("".join(consts))))
                     consts = []
@@ -649,10 +740,9 @@ class _Compiler:
         if not isinstance(node.target, nodes.Name) or node.target.name in _SPECIAL_NAMES:
             raise _Unsupported("for target")
         iterable = node.iter
+        weight = _loop_weight(iterable)
         if (
-            isinstance(iterable, nodes.Filter)
-            and iterable.name == "_bounded_loop"
-            and not (iterable.args or iterable.kwargs or iterable.dyn_args or iterable.dyn_kwargs)
+            weight is not None
             and isinstance(iterable.node, nodes.Filter)
             and iterable.node.name == "vfor"
             and iterable.node.node is not None
@@ -665,13 +755,13 @@ class _Compiler:
             self.filter("_bounded_loop")  # same availability checks as the generic path
             self.filter("vfor")
             if self.loop_body_ok(node, vfor, scope, writes=False):
-                self.virtual_for(node, vfor, scope, depth, append, main)
+                self.virtual_for(node, vfor, scope, depth, append, main, weight)
                 return
             if self.loop_body_ok(node, vfor, scope, writes=True):
-                self.slim_for(node, vfor, scope, depth, append, main)
+                self.slim_for(node, vfor, scope, depth, append, main, weight)
                 return
             args = [self.expr(vfor.node, scope)] + [self.expr(a, scope) for a in vfor.args]
-            source = f"_vfor_bounded({', '.join(args)})"
+            source = f"_vfor_bounded({', '.join(args)}, {self.value(weight)})"
         else:
             source = self.expr(iterable, scope)
         if self.lazy:
@@ -752,6 +842,7 @@ class _Compiler:
         depth: int,
         append: str,
         main: bool,
+        weight: int,
     ) -> None:
         """`for _v1 in _v|vfor('x', items)` without building `_v1`: the loop variables are
         Python variables, the namespace is built only for a helper call (a slow branch)."""
@@ -787,7 +878,7 @@ class _Compiler:
         self.write(depth, f"{count} = 0")
         self.write(depth, f"for {item} in {seq}:")
         self.write(depth + 1, f"{count} += 1")
-        self.count_iteration(depth + 1)
+        self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{has_next} = {count} < {length}")
         if uses_foreach:
             self.write(
@@ -808,6 +899,7 @@ class _Compiler:
         depth: int,
         append: str,
         main: bool,
+        weight: int,
     ) -> None:
         """`for _v1 in _v|vfor('x', items)` as a plain loop building `_v1` in place, with
         the loop variables the body names (and the item)."""
@@ -838,7 +930,7 @@ class _Compiler:
         self.write(depth, f"{count} = 0")
         self.write(depth, f"for {item} in {seq}:")
         self.write(depth + 1, f"{count} += 1")
-        self.count_iteration(depth + 1)
+        self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{target} = _new_dict(_LNS)")
         self.write(depth + 1, f"{target}.parent = {parent_temp}")
         entries: list[str] = []
@@ -972,15 +1064,18 @@ class _Compiler:
         lines: list[str] = []
         counted: list[str] = []
         args = [self.fresh("_a") for _ in names]
-        for out in macro.body:
+        body = list(macro.body)
+        weight = _steps_weight(body[0]) if body else None
+        if weight is None:
+            return
+        for out in body[1:]:
             if not isinstance(out, nodes.Output):
                 return
             for child in out.nodes:
-                try:
-                    pieces.append((True, self.value(str(child.as_const(self.eval_ctx)))))
+                literal = _literal_text(child)
+                if literal is not None:
+                    pieces.append((True, self.value(literal)))
                     continue
-                except Exception:  # noqa: BLE001 - not a constant
-                    pass
                 if not (
                     isinstance(child, nodes.Filter)
                     and child.name == "vno"
@@ -996,7 +1091,8 @@ class _Compiler:
                 source = self.value(child.args[1].value)  # type: ignore[attr-defined]
                 piece = self.fresh("_s")
                 lines.append(
-                    f"{piece} = {arg} if type({arg}) is str else _vno_value({arg}, {source})"
+                    f"{piece} = {arg} if type({arg}) is str else "
+                    f"_vno_value({arg}, {source}, {self.value(self.max_chars)})"
                 )
                 pieces.append((True, piece))
                 counted.append(f"(len({piece}) if {arg} is not None else 0)")
@@ -1009,28 +1105,37 @@ class _Compiler:
         self.write(depth + 1, f'{text} = f"{joined}"' if pieces else f"{text} = {self.value('')}")
         # FunctionDef.execute and v_name_out's accounting (runtime._count_built): each value,
         # then the whole text.  No piece may pass the output limit (each value is part of
-        # the text: checking the text checks them all), and the total work is bounded at
-        # least as strictly as the runtime's (4 times the output limit: a render built
-        # beyond it is given to Jinja, whose own bound then applies)
+        # the text: checking the text checks them all), and the total work is bounded as
+        # the runtime's; the macro body's weight is charged in steps, as its counter would
         count = " + ".join([f"len({text})", *counted])
+        cost = self.value(weight)
         if self.lazy:
             # the render's own count (no helper of a lazy render counts)
             limit = self.value(self.max_chars)
-            self.write(depth + 1, "nonlocal _pr")
+            work = self.value(self.max_work)
+            steps = self.value(self.max_steps)
+            self.write(depth + 1, "nonlocal _pr, _st")
             self.write(depth + 1, f"_pr += {count}")
-            self.write(depth + 1, f"if len({text}) > {limit} or _pr > 4 * {limit}:")
+            self.write(depth + 1, f"if len({text}) > {limit} or _pr > {work}:")
             self.write(depth + 2, f"_produced_limit({limit})")
+            self.write(depth + 1, f"_st += {cost}")
+            self.write(depth + 1, f"if _st > {steps}:")
+            self.write(depth + 2, f"_steps_limit({steps})")
             self.write(depth + 1, f"return {text}")
             self.inlined[key] = (func_name, len(names), ns)
             return
         self.write(depth + 1, "_b = _budget_get()")
-        self.write(depth + 1, "if _b is not None:")
-        self.write(depth + 2, f"_b.produced += {count}")
+        self.write(depth + 1, "if _b is None:")
+        self.write(depth + 2, "_no_budget()")
+        self.write(depth + 1, f"_b.produced += {count}")
         self.write(
-            depth + 2,
-            f"if len({text}) > _b.max_output_chars or _b.produced > 4 * _b.max_output_chars:",
+            depth + 1,
+            f"if len({text}) > _b.max_output_chars or _b.produced > _b.max_work:",
         )
-        self.write(depth + 3, "_produced_limit(_b.max_output_chars)")
+        self.write(depth + 2, "_produced_limit(_b.max_output_chars)")
+        self.write(depth + 1, f"_b.steps += {cost}")
+        self.write(depth + 1, "if _b.steps > _b.max_steps:")
+        self.write(depth + 2, "_steps_limit(_b.max_steps)")
         self.write(depth + 1, f"return {text}")
         self.inlined[key] = (func_name, len(names), ns)
 
@@ -1333,9 +1438,9 @@ class _Compiler:
         if method == "length" and runtime.ADDITIONAL_METHODS[str].get("length") is _STR_LENGTH:
             return f"{cond} and type({var}) is str and ({temp} := len({var})) is not None", temp
         if method in _STR_METHODS:
-            # `_invoke` checks the size of a str result
+            # short strings only: a long one is charged its size by the gate's path
             return (
-                f"{cond} and type({var}) is str and "
+                f"{cond} and type({var}) is str and len({var}) < 4096 and "
                 f"len({temp} := {var}.{method}()) <= {self.value(self.max_chars)}",
                 temp,
             )
@@ -1362,10 +1467,6 @@ class _Compiler:
 
     # -- expressions ----------------------------------------------------------------------
     def expr(self, node: nodes.Node, scope: _Scope, macro_ok: bool = False) -> str:
-        if isinstance(node, _FOLDED):
-            folded = self.optimizer.visit(node, self.eval_ctx)
-            if folded != node:
-                return self.expr(folded, scope, macro_ok)
         if self.inline and isinstance(node, nodes.Filter):
             fast = self.pure(node, scope, False)
             if fast is not None:
@@ -1413,6 +1514,9 @@ class _Compiler:
                     raise _NotLazy  # FunctionDef.execute counts through the budget
             if self.lazy and node.name in _PRODUCERS:
                 return self.lazy_produced(node, scope)
+            literal = self.literal_range(node)
+            if literal is not None:
+                return literal
             func = self.filter(node.name)
             takes = node.name in _MACRO_TAKERS
             args = [self.expr(node.node, scope)] + [
@@ -1427,12 +1531,23 @@ class _Compiler:
                 raise _Unsupported("test none replaced")
             return f"({self.expr(node.node, scope)} is None)"
         if isinstance(node, nodes.Compare):
-            code = "(" + self.expr(node.expr, scope)
+            # as the environment's code generator: comparing big values is charged their size
+            if (
+                len(node.ops) == 1
+                and node.ops[0].op not in ("in", "notin")
+                and (_small_const(node.expr) or _small_const(node.ops[0].expr))
+                and node.ops[0].op in _COMPARE
+            ):
+                # against a number or a short text: decided without scanning either side
+                left = self.expr(node.expr, scope)
+                right = self.expr(node.ops[0].expr, scope)
+                return f"({left} {_COMPARE[node.ops[0].op]} {right})"
+            code = "(" + self.compared(node.expr, scope)
             for op in node.ops:
                 symbol = _COMPARE.get(op.op)
                 if symbol is None:
                     raise _Unsupported("compare")
-                code += f" {symbol} {self.expr(op.expr, scope)}"
+                code += f" {symbol} {self.compared(op.expr, scope)}"
             return code + ")"
         if isinstance(node, nodes.CondExpr):
             if node.expr2 is None:
@@ -1443,8 +1558,8 @@ class _Compiler:
             return f"({expr1} if {test} else {expr2})"
         if isinstance(node, nodes.Concat):
             items = "".join(self.expr(n, scope) + ", " for n in node.nodes)
-            # the environment's code generator routes `~` through `_bounded_concat`
-            return self.budgeted(f"_check_size(_str_join(({items})))")
+            # the environment's code generator routes `~` through `bounded_concat`
+            return self.budgeted(f"_concat(({items}), False)")
         if isinstance(node, nodes.BinExpr):
             op = node.operator
             left = self.expr(node.left, scope)
@@ -1452,11 +1567,21 @@ class _Compiler:
             if op in self.env.intercepted_binops:
                 slow = self.budgeted(f"_call_binop(None, {self.value(op)}, {{a}}, {{b}})")
                 if op in ("+", "*") and self.env.call_binop.__func__ is _SANDBOX_CALL_BINOP:
-                    # numbers: the sandbox's checks never apply (both operands evaluated)
-                    a, b = self.fresh("_t"), self.fresh("_t")
+                    # small numbers: the sandbox's checks never apply (both operands are
+                    # evaluated first either way); big integers take the checked path
+                    a, b, r = self.fresh("_t"), self.fresh("_t"), self.fresh("_t")
+                    if op == "+":
+                        return (
+                            f"({r} if (type({a} := {left}) in _NUM) & "
+                            f"(type({b} := {right}) in _NUM) and "
+                            f"-_SMALL < ({r} := {a} + {b}) < _SMALL else {slow.format(a=a, b=b)})"
+                        )
                     return (
-                        f"({a} {op} {b} if (type({a} := {left}) in _NUM) & "
-                        f"(type({b} := {right}) in _NUM) else {slow.format(a=a, b=b)})"
+                        f"({a} * {b} if ((type({a} := {left}) is float) or "
+                        f"(type({a}) is int and -_SMALL < {a} < _SMALL)) & "
+                        f"((type({b} := {right}) is float) or "
+                        f"(type({b}) is int and -_SMALL < {b} < _SMALL)) "
+                        f"else {slow.format(a=a, b=b)})"
                     )
                 return slow.format(a=left, b=right)
             if op not in ("+", "-", "*", "/", "//", "%", "**", "and", "or"):
@@ -1547,6 +1672,10 @@ _DEFINERS = frozenset({"vdefine", "vdefmacro", "vmacro", "vblock", "vevaluate"})
 _BUDGET_NAMES = frozenset(
     {
         "_check_size",
+        "_concat",
+        "_compared",
+        "_charge",
+        "_no_budget",
         "_call_binop",
         "_vfor_bounded",
         "_vfor_seq",
@@ -1569,6 +1698,54 @@ _STR_LENGTH = runtime.ADDITIONAL_METHODS[str]["length"]
 
 # results of a namespace lookup that are certainly final (a FunctionDef renders its body)
 _VALUE_TYPES = frozenset({str, int, float, bool, dict, list})
+# values whose text is `str(value)`, short and never measured
+_SCALAR_TYPES = frozenset({int, float, bool, type(None)})
+
+
+def _small_const(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Const) and (
+        type(node.value) in _SCALAR_TYPES or (type(node.value) is str and len(node.value) < 4096)
+    )
+
+
+def _literal_text(node: nodes.Node) -> str | None:
+    """The text of literal output (template data or a literal constant); None for anything
+    that is evaluated at render time."""
+    if isinstance(node, nodes.TemplateData):
+        return node.data
+    if isinstance(node, nodes.Const) and type(node.value) in (str, int, float, bool, type(None)):
+        if type(node.value) is float and not math.isfinite(node.value):
+            return None
+        return str(node.value)
+    return None
+
+
+def _loop_weight(node: nodes.Node) -> int | None:
+    """The body weight of `iterable|_bounded_loop(weight)` (the environment wraps every loop)."""
+    if (
+        isinstance(node, nodes.Filter)
+        and node.name == "_bounded_loop"
+        and len(node.args) == 1
+        and isinstance(node.args[0], nodes.Const)
+        and type(node.args[0].value) is int
+        and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+    ):
+        return node.args[0].value
+    return None
+
+
+def _steps_weight(node: nodes.Node) -> int | None:
+    """The weight of the `{% do weight|_steps %}` counter at the top of a macro body."""
+    if (
+        isinstance(node, nodes.ExprStmt)
+        and isinstance(node.node, nodes.Filter)
+        and node.node.name == "_steps"
+        and isinstance(node.node.node, nodes.Const)
+        and type(node.node.node.value) is int
+        and not (node.node.args or node.node.kwargs or node.node.dyn_args or node.node.dyn_kwargs)
+    ):
+        return node.node.node.value
+    return None
 
 
 def _str_join(seq: Any) -> str:
@@ -1582,46 +1759,50 @@ _SANDBOX_CALL_BINOP: Any = None
 def compile_fast(
     tree: nodes.Template,
     env: Any,
-    max_chars: int,
+    limits: RenderLimits,
     budget_class: Any = None,
-    max_iterations: int = 0,
 ) -> Callable[[Any], str] | None:
     """The template's render function, or None when the tree uses anything unsupported.
 
     Call it with the render's budget set (as Jinja's code would run) unless its
     `__needs_budget__` is false; it returns the text (the caller checks its length) or
-    raises (the caller then renders through Jinja).  With `budget_class`, templates without
-    macros, defines or generic loops get render functions that count their loop iterations
-    themselves (against `max_iterations`) and set a new budget of that class themselves,
-    only when a helper reading it is first called.
+    raises (the caller then renders through Jinja, unless it is a TemplateLimitError: the
+    same budget counted the same way).  With `budget_class`, templates without macros,
+    defines or generic loops get render functions that count their loop iterations and steps
+    themselves and set a new budget of that class themselves, only when a helper reading it
+    is first called.  Nothing of the template is evaluated here.
     """
     if budget_class is not None:
-        lazy = _compile_fast(tree, env, max_chars, budget_class, max_iterations)
+        lazy = _compile_fast(tree, env, limits, budget_class)
         if lazy is not _NOT_LAZY:
             return lazy  # type: ignore[return-value]
-    result = _compile_fast(tree, env, max_chars, None, 0)
+    result = _compile_fast(tree, env, limits, None)
     return None if result is _NOT_LAZY else result  # type: ignore[return-value]
 
 
 _NOT_LAZY: Any = object()
 
 
-def _compile_fast(
-    tree: nodes.Template, env: Any, max_chars: int, budget_class: Any, max_iterations: int
-) -> Any:
+def _compile_fast(tree: nodes.Template, env: Any, limits: RenderLimits, budget_class: Any) -> Any:
     global _SANDBOX_CALL_BINOP
-    if env.autoescape or env.finalize is not None or env.is_async:
+    if env.autoescape or env.is_async:
         return None
     if _SANDBOX_CALL_BINOP is None:
-        from .engine import VelocityEnvironment
-
-        _SANDBOX_CALL_BINOP = VelocityEnvironment.call_binop
-    compiler = _Compiler(env, max_chars, budget_class, max_iterations)
+        _SANDBOX_CALL_BINOP = BoundedEnvironment.call_binop
+    compiler = _Compiler(
+        env,
+        limits.max_output_chars,
+        budget_class,
+        limits.max_loop_iterations if budget_class is not None else 0,
+        limits.max_steps,
+        limits.max_work,
+        limits.max_loop_iterations,
+    )
     try:
         compiler.template(tree)
         code = "\n".join(compiler.lines) + "\n"
         namespace = compiler.namespace
-        exec(compile(code, "<fast template>", "exec"), namespace)  # noqa: S102
+        exec(compile(code, runtime.FAST_TEMPLATE_FILENAME, "exec"), namespace)  # noqa: S102
     except _NotLazy:
         return _NOT_LAZY
     except Exception:  # noqa: BLE001 - unsupported (or too deep for Python): Jinja renders it

@@ -9,139 +9,75 @@ sandbox's checked call path, and the helpers apply their own security policy.
 
 from __future__ import annotations
 
-import _string
-import contextvars
-import re
 import secrets
-import string
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any
 
 from jinja2.runtime import Macro
-from jinja2.sandbox import is_internal_attribute
+
+from templates_store.sandbox import gate
+from templates_store.sandbox import regex as bounded_regex
+from templates_store.sandbox.budget import (
+    RenderBudget,
+    _budget,
+    _outside,
+    charge_steps,
+    check_size,
+    count_iteration,
+    current_budget,
+    reserve,
+    reset_budget,
+    set_budget,
+    text_weight,
+)
+from templates_store.sandbox.regex import MatchResult
+from templates_store.sandbox.text import to_text
 
 from .errors import TemplateLimitError, TemplateRenderError, TemplateSecurityError
 
-
-class RenderBudget:
-    """Per-render counters; one instance per `Engine.render` call (held in a ContextVar).
-
-    The counters start as class attributes (an instance only gets its own once it counts);
-    `budget_class` makes a subclass with the limits fixed, instantiated without arguments.
-    """
-
-    iterations = 0
-    produced = 0
-    depth = 0
-    max_output_chars: int
-    max_loop_iterations: int
-    max_depth: int = 64
-    env: Any = None
-
-    def __init__(
-        self,
-        max_output_chars: int,
-        max_loop_iterations: int,
-        max_depth: int = 64,
-        env: Any = None,
-    ) -> None:
-        self.max_output_chars = max_output_chars
-        self.max_loop_iterations = max_loop_iterations
-        self.max_depth = max_depth
-        self.env = env
-
-
-def budget_class(
-    max_output_chars: int, max_loop_iterations: int, max_depth: int, env: Any
-) -> type[RenderBudget]:
-    """A RenderBudget subclass with these limits; `cls()` is a fresh budget (cheap)."""
-    return type(
-        "EngineRenderBudget",
-        (RenderBudget,),
-        {
-            "__init__": object.__init__,
-            "max_output_chars": max_output_chars,
-            "max_loop_iterations": max_loop_iterations,
-            "max_depth": max_depth,
-            "env": env,
-        },
-    )
-
-
-_budget: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
-    "velocity_budget", default=None
-)
+__all__ = [
+    "FILTERS",
+    "LocalNamespace",
+    "FunctionDef",
+    "RenderBudget",
+    "check_size",
+    "count_iteration",
+    "current_budget",
+    "set_budget",
+    "reset_budget",
+]
 
 # Written where a `#stop` ran; whatever follows it in the same airspeed stream is dropped.
 STOP_MARKER = "\x00vstop" + secrets.token_hex(8) + "\x00"
 
+# the code of every function the fast path compiles (fastpath.py) carries this file name
+FAST_TEMPLATE_FILENAME = "<fast template>"
 
-def current_budget() -> RenderBudget | None:
-    return _budget.get()
-
-
-def set_budget(budget: RenderBudget | None) -> contextvars.Token[RenderBudget | None]:
-    return _budget.set(budget)
-
-
-def reset_budget(token: contextvars.Token[RenderBudget | None]) -> None:
-    _budget.reset(token)
+# steps charged for converting and compiling an #evaluate text (about a millisecond of work),
+# on top of its length
+EVALUATE_STEPS = 2_000
 
 
-def count_iteration() -> None:
+def _count_built(size: int, weight: int | None = None) -> None:
+    """Text built outside the streamed main body (in macros, #defines and interpolated
+    strings): no piece may pass the output limit, and the total counts against the render's
+    work (which bounds the CPU time of building text and what a render can keep; legacy
+    templates that build a text by re-reading it each iteration, `#set($s = "$s$i,")`, do
+    quadratic work with linear memory, and fit)."""
     budget = _budget.get()
-    if budget is not None:
-        budget.iterations += 1
-        if budget.iterations > budget.max_loop_iterations:
-            raise TemplateLimitError(
-                f"loop iteration limit exceeded ({budget.max_loop_iterations})"
-            )
-
-
-def check_size(value: Any) -> Any:
-    """Reject strings/collections larger than the output limit before they grow further."""
-    budget = _budget.get()
-    if budget is not None:
-        try:
-            size = len(value)
-        except TypeError:
-            return value
-        if size > budget.max_output_chars:
-            raise TemplateLimitError(
-                f"value larger than the output limit ({budget.max_output_chars})"
-            )
-    return value
-
-
-# Text built outside the streamed main body (in macros, #defines and interpolated strings)
-# is bounded in two ways:
-# - each piece is a value: it may not be longer than the output limit (a template doubling
-#   a string stops as soon as the string passes the limit);
-# - the total work (every piece, re-reads of a growing string included) may not exceed
-#   WORK_FACTOR times the output limit, and never less than MIN_WORK_CHARS.  This bounds
-#   CPU time and what a render can keep (e.g. distinct strings stored in a list), while
-#   leaving room for legacy templates that build a text by re-reading it each iteration
-#   (`#set($s = "$s$i,")`: quadratic work, linear memory).  The former bound of 4 times
-#   the output limit failed such templates long before their text was big.
-WORK_FACTOR = 64
-MIN_WORK_CHARS = 64_000_000
-
-
-def _count_built(size: int) -> None:
-    budget = _budget.get()
-    if budget is not None:
-        limit = budget.max_output_chars
-        if size > limit:
-            raise TemplateLimitError(f"output limit exceeded ({limit})")
-        budget.produced += size
-        if budget.produced > WORK_FACTOR * limit and budget.produced > MIN_WORK_CHARS:
-            raise TemplateLimitError(
-                f"work limit exceeded (text built: {budget.produced} characters)"
-            )
+    if budget is None:
+        _outside()
+    limit = budget.max_output_chars
+    if size > limit:
+        raise TemplateLimitError(f"output limit exceeded ({limit})")
+    budget.produced += size if weight is None else weight
+    if budget.produced > budget.max_work:
+        raise TemplateLimitError(f"work limit exceeded (text built: {budget.produced} characters)")
 
 
 def _produced(text: str) -> str:
-    _count_built(len(text))
+    _count_built(len(text), text_weight(text))
     return text
 
 
@@ -192,7 +128,20 @@ class LocalNamespace(dict):
 
 
 def _dict_to_string(obj: dict) -> str:
-    return "{" + ", ".join([f"{k}={v}" for k, v in obj.items()]) + "}"
+    """airspeed's `toString()` of a map: `{k=v, ...}`, each part measured before it is built."""
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    limit = budget.max_output_chars
+    parts = []
+    total = 2
+    for key, value in obj.items():
+        part = f"{to_text(key)}={to_text(value)}"
+        total += len(part) + 2
+        if total > limit:
+            raise TemplateLimitError(f"value larger than the output limit ({limit})")
+        parts.append(part)
+    return "{" + ", ".join(parts) + "}"
 
 
 def _array_set(self: list, index: Any, value: Any) -> Any:
@@ -201,92 +150,153 @@ def _array_set(self: list, index: Any, value: Any) -> Any:
     return existing
 
 
+def _scanned(size: int) -> None:
+    charge_steps(1 + (size >> 10))
+
+
+def _str_contains(self: str, value: Any) -> bool:
+    _scanned(len(self))
+    return value in self
+
+
+def _str_starts_with(self: str, prefix: Any) -> bool:
+    _scanned(len(prefix) if isinstance(prefix, str) else 1)
+    return self.startswith(prefix)
+
+
+def _list_contains(self: list, value: Any) -> bool:
+    charge_steps(1 + (len(self) >> 4))
+    return value in self
+
+
+def _list_add(self: list, value: Any) -> None:
+    reserve(1)
+    self.append(value)
+    check_size(self)
+
+
+def _dict_put(self: dict, key: Any, value: Any) -> None:
+    reserve(1)
+    self.update({key: value})
+    check_size(self)
+
+
+def _dict_put_all(self: dict, values: Any) -> None:
+    size = len(values) if hasattr(values, "__len__") else 0
+    charge_steps(1 + (size >> 4))
+    reserve(size)
+    self.update(values)
+    check_size(self)
+
+
 ADDITIONAL_METHODS: dict[type, dict[str, Callable[..., Any]]] = {
     str: {
         "length": lambda self: len(self),
-        "replaceAll": lambda self, pattern, repl: re.sub(pattern, repl, self),
-        "startsWith": lambda self, prefix: self.startswith(prefix),
-        "matches": lambda self, pattern: re.match(pattern, self),
-        "contains": lambda self, value: value in self,
+        "replaceAll": lambda self, pattern, repl: bounded_regex.sub(pattern, repl, self),
+        "startsWith": _str_starts_with,
+        "matches": lambda self, pattern: bounded_regex.match(pattern, self),
+        "contains": _str_contains,
     },
     list: {
         "size": lambda self: len(self),
         "get": lambda self, index: self[index],
-        "contains": lambda self, value: value in self,
-        "add": lambda self, value: self.append(value),
+        "contains": _list_contains,
+        "add": _list_add,
         "set": _array_set,
     },
     dict: {
         "isEmpty": lambda self: not bool(self),
         "keySet": lambda self: self.keys(),
-        "put": lambda self, key, value: self.update({key: value}),
-        "putAll": lambda self, values: self.update(values),
-        "toString": lambda self: _dict_to_string(self),
+        "put": _dict_put,
+        "putAll": _dict_put_all,
+        "toString": _dict_to_string,
     },
 }
 
-# str methods whose integer arguments size the result: bounded before the call.
-_SIZING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d{7,})")
+
+class BoundShim:
+    """airspeed's `NameOrCall.calculate` binding of a Java shim to its value. Read without
+    parentheses (`$list.size`) it prints like airspeed's lambda,
+    `<function NameOrCall.calculate.<locals>.<lambda> at 0x...>` (only the address differs; the
+    converter warns about such references)."""
+
+    __slots__ = ("obj", "method")
+
+    def __init__(self, obj: Any, method: Callable[..., Any]) -> None:
+        self.obj = obj
+        self.method = method
+
+    def __call__(self, *args: Any) -> Any:
+        return self.method(self.obj, *args)
+
+    def __repr__(self) -> str:
+        return f"<function NameOrCall.calculate.<locals>.<lambda> at {hex(id(self))}>"
 
 
-def _unsafe(name: str) -> None:
-    raise TemplateSecurityError(f"access to {name!r} is not allowed")
-
-
-class NameOrCall:
-    """Named after airspeed's class: a shim read without parentheses (`$list.size`) renders
-    `<function NameOrCall.calculate.<locals>.<lambda> at 0x...>` in both engines (only the
-    address differs; the converter warns about such references)."""
-
-    @staticmethod
-    def calculate(obj: Any, method: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda *args: method(obj, *args)
-
-
-_bind_shim = NameOrCall.calculate
+gate.register_callable_type(BoundShim)
+gate.register_type(BoundShim)
+gate.register_type(
+    MatchResult,
+    dict.fromkeys(("group", "groups", "groupdict", "start", "end", "span"), gate._step),
+    ("string", "pos", "endpos", "lastindex", "lastgroup"),
+)
+gate.register_item_type(MatchResult)
 
 
 def _shim(obj: Any, name: str) -> Any:
     methods = ADDITIONAL_METHODS.get(obj.__class__)
     if methods and name in methods:
-        return _bind_shim(obj, methods[name])
+        return BoundShim(obj, methods[name])
     return None
 
 
-# exact types whose `obj["name"]` always raises TypeError
+# exact types whose `obj["name"]` always raises TypeError (or finds nothing)
 _NOT_SUBSCRIPTABLE_BY_NAME = frozenset({list, tuple, str, int, float, bool, type(None)})
+# types whose items airspeed's `obj[name]` could find
+_SUBSCRIPTABLE_BY_NAME = frozenset({MatchResult})
+_MISSING = gate.MISSING
 
 
 def _lookup(obj: Any, name: str) -> Any:
-    """airspeed NameOrCall.calculate's lookup part (item, then attribute, then shim)."""
+    """airspeed NameOrCall.calculate's lookup part (item, then attribute, then shim), every
+    attribute through the gate."""
     kind = type(obj)
     if type(name) is not str:
-        result = None
-        try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
-            result = obj[name]
-        except (KeyError, TypeError, AttributeError):
-            pass
-    elif kind is dict:
+        try:
+            result = gate.item(obj, name)
+        except (KeyError, IndexError, TypeError, AttributeError, TemplateSecurityError):
+            raise TypeError("attribute name must be string") from None
+        return result
+    if kind is dict:
         # the same as `obj[name]` with a missing key as None, without the exception
         result = obj.get(name)
-    elif kind in _NOT_SUBSCRIPTABLE_BY_NAME:
-        result = None  # `obj[name]` raises TypeError
+    elif kind is LocalNamespace:
+        try:
+            return obj[name]
+        except (KeyError, TypeError):
+            return None
+    elif kind in _SUBSCRIPTABLE_BY_NAME:
+        try:
+            result = obj[name]
+        except (KeyError, IndexError, TypeError):
+            result = None
     else:
         result = None
-        try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
-            result = obj[name]
-        except (KeyError, TypeError, AttributeError):
-            pass
-    if result is None and not isinstance(obj, LocalNamespace):
-        if name[:1] == "_":
-            # legacy airspeed would hand out `__class__` & co.: never here
-            _unsafe(name)
-        # (with a default, a missing attribute raises nothing: cheaper than try/except)
-        result = getattr(obj, name, None)
     if result is None:
-        result = _shim(obj, name)
+        result = gate.attribute(obj, name, True)
+        if result is _MISSING:
+            result = None
+        if result is None:
+            result = _shim(obj, name)
     return result
+
+
+def _template_function(body: Any) -> bool:
+    """A macro body the template itself defines: a Jinja macro, or the plain function the
+    fast path compiled from one (never any other callable)."""
+    return type(body) is Macro or (
+        type(body) is FunctionType and body.__code__.co_filename == FAST_TEMPLATE_FILENAME
+    )
 
 
 def _direct(body: Any) -> Any:
@@ -301,11 +311,15 @@ def _direct(body: Any) -> Any:
 
 
 class FunctionDef:
-    """A `#macro` or `#define` body (a Jinja macro) with its declared argument names."""
+    """A `#macro` or `#define` body (a Jinja macro) with its declared argument names. The
+    body charges its own steps when it runs (the environment puts a counter at the top of
+    every macro body)."""
 
     __slots__ = ("name", "args", "body", "call")
 
     def __init__(self, name: str, args: list[str], body: Any) -> None:
+        if not _template_function(body):
+            raise TemplateSecurityError("a #macro or #define body must be a template macro")
         self.name = name
         self.args = args
         self.body = body
@@ -318,22 +332,25 @@ class FunctionDef:
                 f"function {self.name} expected {len(args)} arguments, got {len(values)}"
             )
         budget = _budget.get()
-        if budget is not None:
-            budget.depth += 1
-            if budget.depth > budget.max_depth:
-                budget.depth -= 1
-                raise TemplateLimitError("macro nesting too deep")
+        if budget is None:
+            _outside()
+        budget.depth += 1
+        if budget.depth > budget.max_depth:
+            budget.depth -= 1
+            raise TemplateLimitError("macro nesting too deep")
         try:
             local = LocalNamespace(ns)
             if args:
                 dict.update(local, zip(args, values, strict=True))
-            text = str(self.call(local))
+            text = to_text(self.call(local))
             # text built inside macros/defines is not streamed: bound it here
-            _count_built(len(text))
+            _count_built(len(text), text_weight(text))
             return text
         finally:
-            if budget is not None:
-                budget.depth -= 1
+            budget.depth -= 1
+
+
+gate.register_type(FunctionDef)
 
 
 def _own_stream(text: str) -> str:
@@ -342,99 +359,11 @@ def _own_stream(text: str) -> str:
     return text if cut < 0 else text[:cut]
 
 
-class LegacyFormatter(string.Formatter):
-    """`str.format` exactly as Python (and so airspeed) runs it - a missing key, index or
-    attribute raises - except that `_`-prefixed (and Jinja's internal) attributes are refused
-    with our security error, and widths/precisions larger than the output limit are refused
-    before anything is built.
-
-    (Jinja's sandboxed formatter resolves fields Jinja's way: a missing field is empty text
-    and `{0.name}` on a dict reads the key, which silently changed legacy output.)
-    A format string with a visible `{0.__class__}` field is flagged needs_review by the
-    converter; one that only exists at run time fails the render with TemplateSecurityError.
-    """
-
-    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
-        return self._build(format_string, args, kwargs, 2, [0])
-
-    def _build(self, format_string: str, args: Any, kwargs: Any, depth: int, auto: list) -> str:
-        # CPython's build_string: field numbering (auto[0]: next index, or -1 once manual)
-        # is decided by the field's first part (`{[0]}` is automatic, `{0[0]}` manual), and a
-        # format spec is expanded only when it holds a field
-        if depth <= 0:
-            raise ValueError("Max string recursion exceeded")
-        result = []
-        for literal_text, field_name, format_spec, conversion in self.parse(format_string):
-            if literal_text:
-                result.append(literal_text)
-            if field_name is None:
-                continue
-            first, rest = _string.formatter_field_name_split(field_name)
-            if first == "":
-                if auto[0] < 0:
-                    raise ValueError(
-                        "cannot switch from manual field specification to automatic field numbering"
-                    )
-                first = auto[0]
-                auto[0] += 1
-            elif type(first) is int:
-                if auto[0] > 0:
-                    raise ValueError(
-                        "cannot switch from automatic field numbering to manual field specification"
-                    )
-                auto[0] = -1
-            obj = self.get_value(first, args, kwargs)
-            for is_attr, key in rest:
-                if is_attr:
-                    if key[:1] == "_" or is_internal_attribute(obj, key):
-                        _unsafe(key)
-                    obj = getattr(obj, key)
-                else:
-                    obj = obj[key]
-            obj = self.convert_field(obj, conversion)
-            if format_spec and "{" in format_spec:
-                format_spec = self._build(format_spec, args, kwargs, depth - 1, auto)
-            result.append(self.format_field(obj, format_spec))
-        return "".join(result)
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        if format_spec:
-            budget = _budget.get()
-            limit = budget.max_output_chars if budget is not None else 1_000_000
-            # (nested fields are already substituted: `{0:>{1}}` is checked too)
-            for number in _SPEC_NUMBER.findall(format_spec):
-                if len(number) > 12 or int(number) > limit:
-                    raise TemplateLimitError("format width larger than the output limit")
-        return format(value, format_spec)
-
-
-_SPEC_NUMBER = re.compile(r"\d+")
-_FORMATTER = LegacyFormatter()
-
-
 def _invoke(func: Any, args: list[Any]) -> Any:
-    owner = getattr(func, "__self__", None)
-    if isinstance(owner, str):
-        name = getattr(func, "__name__", "")
-        if name == "format":
-            return check_size(_FORMATTER.vformat(owner, args, {}))
-        if name == "format_map":
-            if len(args) != 1:
-                raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
-            return check_size(_FORMATTER.vformat(owner, (), args[0]))
-        if name in _SIZING_METHODS:
-            for arg in args:
-                if isinstance(arg, int):
-                    check_size(range(arg))
-        elif name == "replace" and len(args) >= 2 and isinstance(args[1], str):
-            estimate = (owner.count(args[0]) + 1) * (len(args[1]) + 1) if args[0] else 0
-            check_size(range(estimate + len(owner)))
-    result = func(*args)
-    if isinstance(result, (str, list, dict, bytes)):
-        check_size(result)
-    if isinstance(owner, (list, dict)):
-        check_size(owner)
-    return result
+    """Calling a value (`$name(args)`, `.name(args)` on a value holding a callable): only
+    what the gate allows (bound methods of template value types, checked before the call,
+    and airspeed's Java shims)."""
+    return gate.call(func, tuple(args), None, True)
 
 
 # ---------------------------------------------------------------------------
@@ -493,7 +422,9 @@ def _index(result: Any, index: Any) -> Any:
     if isinstance(result, list) and not isinstance(index, int):
         raise TemplateRenderError(f"expected integer for array index, got '{index}'")
     try:
-        return result[index]
+        return gate.item(result, index)
+    except TemplateSecurityError:
+        raise
     except Exception:
         return None
 
@@ -520,25 +451,36 @@ def v_prop_index(obj: Any, name: str, index: Any) -> Any:
 
 
 def v_call(obj: Any, name: str, args: list[Any]) -> Any:
-    """`.name(args)` on a value: Python methods, airspeed's Java shims, else null."""
+    """`.name(args)` on a value: an item holding a callable, Python methods (allowlisted),
+    airspeed's Java shims, else null."""
     if obj is None:
         return None
-    result = _lookup(obj, name)
-    if result is None:
-        return None
-    return _invoke(result, args)
+    kind = type(obj)
+    if kind is dict:
+        result = obj.get(name)
+        if result is not None:
+            return _invoke(result, args)
+    elif kind is LocalNamespace or kind in _SUBSCRIPTABLE_BY_NAME or type(name) is not str:
+        result = _lookup(obj, name)
+        return None if result is None else _invoke(result, args)
+    # the method looked up and called in one step through the gate
+    result = gate.call_method(obj, name, tuple(args), True)
+    if result is _MISSING:
+        shim = _shim(obj, name)
+        return None if shim is None else shim(*args)
+    return result
 
 
 def v_item(obj: Any, index: Any) -> Any:
     """A bare `[index]` after a call/index: airspeed does not guard this one."""
-    return obj[index]
+    return gate.item(obj, index)
 
 
 def v_out(value: Any, source: str) -> str:
     """A rendered reference: null renders the reference's own source text."""
     if value is None:
         return source
-    return _produced(value if type(value) is str else str(value))
+    return _produced(value if type(value) is str else to_text(value))
 
 
 def v_name_out(ns: LocalNamespace, name: str, source: str) -> str:
@@ -551,7 +493,7 @@ def v_name_out(ns: LocalNamespace, name: str, source: str) -> str:
         return source
     if type(value) is FunctionDef:
         return v_out(_own_stream(value.execute(ns, [])), source)
-    return _produced(value if type(value) is str else str(value))
+    return _produced(value if type(value) is str else to_text(value))
 
 
 # Output of the template's main body goes straight to the engine, which counts every
@@ -589,18 +531,18 @@ def v_quiet(value: Any) -> str:
     """`$!x`: null renders nothing."""
     if value is None:
         return ""
-    return _produced(value if type(value) is str else str(value))
+    return _produced(value if type(value) is str else to_text(value))
 
 
 def v_alt(value: Any, alternate: Any) -> str:
     """`${x|default}`: the default when x is null (a null default renders as None)."""
     if value is None:
         value = alternate
-    return _produced(value if type(value) is str else str(value))
+    return _produced(value if type(value) is str else to_text(value))
 
 
 def v_str(value: Any) -> str:
-    return _produced(value if type(value) is str else str(value))
+    return _produced(value if type(value) is str else to_text(value))
 
 
 def v_and(left: Any, right: Any) -> bool:
@@ -617,9 +559,13 @@ def v_div(left: Any, right: Any) -> Any:
 
 
 def v_range(low: Any, high: Any) -> range:
-    if high < low:
-        return range(low, high - 1, -1)
-    return range(low, high + 1)
+    rng = range(low, high - 1, -1) if high < low else range(low, high + 1)
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    if len(rng) > budget.max_loop_iterations:
+        raise TemplateLimitError(f"range larger than the loop limit ({budget.max_loop_iterations})")
+    return rng
 
 
 def v_set(ns: LocalNamespace, name: str, value: Any) -> str:
@@ -630,9 +576,13 @@ def v_set(ns: LocalNamespace, name: str, value: Any) -> str:
 def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
     cur: Any = ns
     for term in terms[:-1]:
-        cur = cur[term]
+        cur = cur[term] if type(cur) is LocalNamespace else gate.item(cur, term)
     if isinstance(cur, LocalNamespace):
         raise TemplateSecurityError("cannot assign into the namespace")
+    if type(cur) not in (dict, list):
+        raise TypeError(f"'{type(cur).__name__}' object does not support item assignment")
+    if type(cur) is dict and terms[-1] not in cur:
+        reserve(1)
     cur[terms[-1]] = value
     check_size(cur)
     return ""
@@ -714,7 +664,9 @@ def v_macro(ns: LocalNamespace, name: str, args: list[Any]) -> str:
 
 def v_block(ns: LocalNamespace, body: Any) -> str:
     """An interpolated string with directives: its own stream, same namespace."""
-    return check_size(_own_stream(str(_direct(body)(ns))))
+    if not _template_function(body):
+        raise TemplateSecurityError("an interpolated block must be a template macro")
+    return check_size(_own_stream(to_text(_direct(body)(ns))))
 
 
 def v_stop(ns: Any) -> str:
@@ -741,6 +693,8 @@ def v_evaluate(ns: LocalNamespace, text: Any) -> str:
             key for key, value in dict.items(level) if type(value) is FunctionDef and key[:1] != "#"
         )
         level = level.parent
+    # converting and compiling cost about a millisecond plus the text's length
+    charge_steps(EVALUATE_STEPS + (len(text) if isinstance(text, str) else 0))
     conversion = convert_evaluated(text, frozenset(defines))
     if conversion.source is None:
         raise TemplateRenderError("#evaluate: template could not be converted")
@@ -749,7 +703,7 @@ def v_evaluate(ns: LocalNamespace, text: Any) -> str:
         if budget.depth > budget.max_depth:
             raise TemplateLimitError("#evaluate nesting too deep")
         compiled = budget.env.engine.compile(conversion.source)
-        return str(compiled.template.render({"_vdata": ns}))
+        return to_text(compiled.template.render({"_vdata": ns}))
     finally:
         budget.depth -= 1
 

@@ -77,7 +77,7 @@ def test_render__loop_forever__422_limit(api_client):
     )
     response = api_client.post("/v2/templates/loop/render", {"data": {}}, format="json")
     assert response.status_code == 422
-    assert response.json()["error"]["code"] == "render_error"
+    assert response.json()["error"]["code"] == "template_limit_exceeded"
 
 
 def test_versions__publish_new_then_rollback__one_action_each(api_client, welcome):

@@ -172,9 +172,9 @@ def test_macro__data_has_macro_key__redefinition_fails_like_airspeed() -> None:
 
 
 def test_lean_render__hand_written_jinja__keeps_globals() -> None:
-    # Given a plain Jinja template using a global and a converted template
+    # Given a template reading a variable of its own (not `_vdata`) and a converted template
     engine = Engine()
-    plain = "{% for i in range(2) %}{{ v }}{% endfor %}"
+    plain = "{% for i in [1, 2] %}{{ v }}{% endfor %}"
     converted = convert("Hi $v").source
     # When compiled
     # Then only the converted one skips Jinja's Context, and both render normally

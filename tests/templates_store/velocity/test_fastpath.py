@@ -170,11 +170,24 @@ def test_output_limit__fast_path__checked_during_loops() -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "{{ x.y }}",  # sandboxed attribute access: Jinja's own code
+        "{{ x.y }}",  # Jinja's own attribute access: never produced by the converter
         "{{ x['y'] }}",
         "{{ f() }}",
-        "{{ x|upper }}",  # a filter that is not one of our helpers
+        "{{ x|upper }}",  # a filter that is not one of the helpers
         "{% for i in range(3) %}{{ loop.index }}{% endfor %}",
+    ],
+)
+def test_construct_the_converter_never_writes__compile__refused(source: str) -> None:
+    # Given Jinja that only a hand-written template would hold
+    # When compiled in the converted-template environment
+    # Then it is refused: values are reached through the helpers only
+    with pytest.raises(TemplateRenderError):
+        ENGINE.compile(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
         "{% if c %}{% set y = 1 %}{% endif %}{{ y }}",  # maybe unbound
         "{% set _v = _vdata %}{{ y }}",  # not a template variable of converted templates
         "{% set _v = _vdata %}{% for i in _v|vfor('i', [1]) %}{{ _v2 }}{% set _v2 = 1 %}"

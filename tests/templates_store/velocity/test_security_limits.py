@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 
+from templates_store.sandbox.engine import TenantEngine
 from templates_store.velocity import (
     Engine,
     RenderLimits,
@@ -17,9 +18,11 @@ from templates_store.velocity import (
 
 from .helpers import RUNAWAY_VELOCITY
 
-ENGINE = Engine(
-    autoescape=True, limits=RenderLimits(max_output_chars=100_000, max_loop_iterations=10_000)
-)
+LIMITS = RenderLimits(max_output_chars=100_000, max_loop_iterations=10_000)
+# tenant-authored Jinja
+TENANT = TenantEngine(autoescape=True, limits=LIMITS)
+# converted legacy templates
+ENGINE = Engine(limits=LIMITS)
 
 SSTI_JINJA = [
     "{{ ''.__class__.__mro__ }}",
@@ -42,7 +45,7 @@ def test_jinja_payload__sandbox__raises_security_error(source: str) -> None:
     # When it renders
     # Then our security error is raised, nothing is executed or printed
     with pytest.raises(TemplateSecurityError):
-        ENGINE.render(source, {"x": "v"})
+        TENANT.render(source, {"x": "v"})
 
 
 @pytest.mark.parametrize(
@@ -92,7 +95,7 @@ def test_jinja_runaway__limits__raises_limit_error(source: str) -> None:
     # When it renders
     # Then a limit stops it
     with pytest.raises(TemplateLimitError):
-        ENGINE.render(source, {})
+        TENANT.render(source, {})
 
 
 @pytest.mark.parametrize("velocity", RUNAWAY_VELOCITY)
@@ -108,7 +111,7 @@ def test_velocity_runaway__converted__raises_limit_error(velocity: str) -> None:
 def test_output_limit__large_but_bounded__passes() -> None:
     # Given a loop well inside the limits
     # When it renders
-    output = ENGINE.render("{% for i in range(100) %}ab{% endfor %}", {})
+    output = TENANT.render("{% for i in range(100) %}ab{% endfor %}", {})
     # Then the output is complete
     assert output == "ab" * 100
 
@@ -117,7 +120,7 @@ def test_jinja_syntax_error__compile__reports_line() -> None:
     # Given a broken Jinja template on its second line
     # When compiled
     with pytest.raises(TemplateSyntaxError) as info:
-        ENGINE.compile("ok\n{% if %}")
+        TENANT.compile("ok\n{% if %}")
     # Then our error carries the line number
     assert info.value.lineno == 2
 
@@ -126,22 +129,23 @@ def test_autoescape__flag__escapes_only_when_on() -> None:
     # Given one template and an HTML-ish value
     source = "<b>{{ v }}</b>"
     # When rendered with autoescape on and off
-    on = Engine(autoescape=True).render(source, {"v": "<i>&"})
-    off = Engine(autoescape=False).render(source, {"v": "<i>&"})
+    on = TenantEngine(autoescape=True).render(source, {"v": "<i>&"})
+    off = TenantEngine(autoescape=False).render(source, {"v": "<i>&"})
     # Then only the autoescaped render escapes the value
     assert on == "<b>&lt;i&gt;&amp;</b>"
     assert off == "<b><i>&</b>"
 
 
-def test_constant_filter__compile__folding_bounded_by_limits() -> None:
+def test_constant_filter__compile__evaluates_nothing() -> None:
     # Given a template whose constant filter call would build a huge string
     source = "{{ 'a'|center(50000000) }}"
-    # When compiled (Jinja's optimizer evaluates constant filters) and rendered
-    compiled = ENGINE.compile(source)
-    # Then nothing over the limit was folded into the code, and the render is refused
-    assert "a" * 1000 not in repr(compiled.template.root_render_func.__code__.co_consts)
+    # When compiled (Jinja's optimizer would evaluate constant filters)
+    code = TenantEngine().environment.compile(source, raw=True)
+    # Then the filter is called by the render, not folded into the code, and refused there
+    assert "a" * 1000 not in code
+    assert "center" in code
     with pytest.raises(TemplateLimitError):
-        ENGINE.render(source, {})
+        TENANT.render(source, {})
 
 
 @pytest.mark.parametrize(
@@ -149,7 +153,7 @@ def test_constant_filter__compile__folding_bounded_by_limits() -> None:
     [
         "{{ _vdata | vc('append', [1]) }}",
         "{{ _vdata|vn('l')|vc(name, [1]) }}",
-        "{% filter upper %}{{ _vdata|vc('clear', []) }}{% endfilter %}",
+        "{% if 1 %}{{ _vdata|vc('clear', []) }}{% endif %}",
     ],
 )
 def test_mutating_helper__any_spelling__render_works_on_a_copy(source: str) -> None:

@@ -1,0 +1,740 @@
+"""The bounded Jinja environments.
+
+`BoundedEnvironment` is the common base: Jinja's immutable sandbox with every attribute, item
+and call routed through `gate`, arithmetic and `~` bounded before they allocate, output turned
+into text by `text.to_text`, loops and macro bodies charged their static weight in steps, and
+nothing evaluated at compile time (no optimizer, no constant output folding; any helper that
+still ran at compile time would find no budget and refuse).
+
+`TenantEnvironment` renders tenant-authored Jinja: Jinja's own filters, tests and globals, each
+allowlisted and bounded, and none of the legacy helpers. Converted legacy templates render in
+`templates_store.velocity.engine.ConvertedEnvironment`, which has the helpers and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame, operators
+from jinja2.defaults import DEFAULT_TESTS
+from jinja2.exceptions import SecurityError
+from jinja2.filters import FILTERS as JINJA_FILTERS
+from jinja2.filters import make_attrgetter
+from jinja2.runtime import Macro, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace, pass_environment, pass_eval_context
+from markupsafe import Markup
+
+from . import gate
+from .budget import (
+    RenderLimits,
+    _budget,
+    _outside,
+    charge_steps,
+    check_size,
+    reserve,
+    steps_exceeded,
+)
+from .errors import TemplateLimitError, TemplateSecurityError, TemplateSyntaxError
+from .text import text_size, to_text
+
+__all__ = ["BoundedEnvironment", "TenantEnvironment", "bounded_loop", "MACRO_CALL_STEPS"]
+
+# steps charged for a macro call on top of its body's weight (argument binding, frame)
+MACRO_CALL_STEPS = 10
+
+
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator with `~` and comparisons bounded, and no output constant folding
+    beyond literal template text."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("), context.eval_ctx.autoescape)")
+
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:  # noqa: N802
+        # comparing or searching big values scans them: each operand is charged its size
+        self.write("(environment.compared(")
+        self.visit(node.expr, frame)
+        self.write(")")
+        for op in node.ops:
+            self.write(f" {operators[op.op]} environment.compared(")
+            self.visit(op.expr, frame)
+            self.write(")")
+        self.write(")")
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
+
+
+def _op_nodes() -> tuple[type, ...]:
+    return (
+        nodes.Filter,
+        nodes.Test,
+        nodes.Call,
+        nodes.Getattr,
+        nodes.Getitem,
+        nodes.BinExpr,
+        nodes.UnaryExpr,
+        nodes.Compare,
+        nodes.Concat,
+        nodes.CondExpr,
+        nodes.List,
+        nodes.Dict,
+        nodes.Tuple,
+        nodes.Slice,
+    )
+
+
+_OPS = _op_nodes()
+
+
+def static_weight(body: Iterable[nodes.Node]) -> int:
+    """The number of operations one run of `body` may evaluate, loops and macro bodies inside
+    it excluded (each is charged on its own, per iteration or per call)."""
+    count = 0
+    stack = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.For):
+            stack.append(node.iter)
+            stack.extend(node.else_)
+            continue
+        if isinstance(node, (nodes.Macro, nodes.CallBlock)):
+            if isinstance(node, nodes.CallBlock):
+                stack.append(node.call)
+            stack.extend(node.defaults)
+            continue
+        if isinstance(node, _OPS):
+            count += 1
+        elif isinstance(node, nodes.Output):
+            count += len(node.nodes)
+        stack.extend(node.iter_child_nodes())
+    return count
+
+
+def bounded_loop(iterable: Any, weight: int = 0) -> Any:
+    """Every `for` iterates through here: each item counts one loop iteration and the loop
+    body's weight in steps."""
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    max_iterations = budget.max_loop_iterations
+    max_steps = budget.max_steps
+    cost = weight + 1
+    for item in iterable:
+        budget.iterations += 1
+        if budget.iterations > max_iterations:
+            raise TemplateLimitError(f"loop iteration limit exceeded ({max_iterations})")
+        budget.steps += cost
+        if budget.steps > max_steps:
+            steps_exceeded(budget)
+        yield item
+
+
+def charge(weight: int) -> str:
+    """`{% do weight|_steps %}` at the top of a macro body: one call's steps."""
+    charge_steps(weight)
+    return ""
+
+
+def bounded_range(*args: int) -> range:
+    rng = range(*args)
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    if len(rng) > budget.max_loop_iterations:
+        raise TemplateLimitError(
+            f"range() larger than the loop limit ({budget.max_loop_iterations})"
+        )
+    charge_steps(1)
+    return rng
+
+
+gate.register_callable(bounded_range)
+gate.register_callable(dict)
+gate.register_callable(Namespace)
+
+
+class BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """See the module docstring. Subclasses choose filters, tests and globals (allowlists)."""
+
+    code_generator_class = BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
+    # converted legacy templates may call pure special methods (`$s.__len__()`)
+    allow_specials = False
+    # steps one evaluated operation costs (the tenant environment's operations are sandboxed
+    # Jinja calls, several times dearer than the converted environment's helpers)
+    step_cost = 1
+
+    def __init__(
+        self,
+        *,
+        autoescape: bool,
+        limits: RenderLimits,
+        filters: dict[str, Callable[..., Any]],
+        tests: dict[str, Callable[..., Any]],
+        global_values: dict[str, Any],
+        extensions: list[str],
+    ) -> None:
+        super().__init__(
+            autoescape=autoescape,
+            keep_trailing_newline=True,
+            extensions=extensions,
+            cache_size=0,
+            auto_reload=False,
+            optimized=False,
+            finalize=to_text,
+        )
+        self.limits = limits
+        self.filters = {
+            **filters,
+            "_bounded_loop": bounded_loop,
+            "_steps": charge,
+        }
+        self.tests = dict(tests)
+        self.globals = dict(global_values)
+
+    # -- compile time ------------------------------------------------------------------------
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        self.check_tree(tree)
+        cost = self.step_cost
+        for loop in tree.find_all(nodes.For):
+            weight = static_weight(loop.body) + static_weight([loop.test] if loop.test else [])
+            weight *= cost
+            loop.iter = nodes.Filter(
+                loop.iter, "_bounded_loop", [nodes.Const(weight)], [], None, None
+            )
+            loop.iter.set_lineno(loop.lineno)
+            if loop.recursive:
+                # `loop(children)` runs the body again on another sequence: bounded the same way
+                for call in _recursive_calls(loop.body):
+                    if call.args:
+                        call.args[0] = nodes.Filter(
+                            call.args[0], "_bounded_loop", [nodes.Const(weight)], [], None, None
+                        )
+                        call.args[0].set_lineno(call.lineno)
+        for block in tree.find_all((nodes.Macro, nodes.CallBlock)):
+            weight = (static_weight(block.body) + MACRO_CALL_STEPS) * cost
+            counter = nodes.ExprStmt(
+                nodes.Filter(nodes.Const(weight), "_steps", [], [], None, None)
+            )
+            counter.set_lineno(block.lineno)
+            block.body.insert(0, counter)
+        return tree
+
+    def check_tree(self, tree: nodes.Template) -> None:
+        """Refuse constructs this environment does not offer."""
+        for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+            raise TemplateSyntaxError(
+                "templates cannot include, import or extend other templates", node.lineno
+            )
+        for node in tree.find_all((nodes.EvalContextModifier, nodes.ScopedEvalContextModifier)):
+            for keyword in node.options:
+                if not isinstance(keyword.value, nodes.Const):
+                    raise TemplateSyntaxError(
+                        "{% autoescape %} takes a literal true or false", node.lineno
+                    )
+
+    # -- run time: every access through the gate ---------------------------------------------
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        value = gate.attribute(obj, attribute, self.allow_specials)
+        if value is gate.MISSING:
+            # as Jinja: an attribute the value does not have is looked up as an item
+            if isinstance(obj, (dict, list, tuple, str)):
+                try:
+                    return obj[attribute]
+                except (TypeError, LookupError):
+                    pass
+            return self.undefined(obj=obj, name=attribute)
+        if not self.is_safe_attribute(obj, attribute, value):
+            return self.unsafe_undefined(obj, attribute)
+        return value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, Undefined):
+            obj._fail_with_undefined_error()
+        if isinstance(obj, (dict, list, tuple, str, bytes, range)):
+            try:
+                return gate.item(obj, argument)
+            except (TypeError, LookupError):
+                if isinstance(argument, str):
+                    return self.getattr(obj, argument)
+                return self.undefined(obj=obj, name=argument)
+        if isinstance(argument, str):
+            return self.getattr(obj, argument)
+        raise TemplateSecurityError(f"indexing a {type(obj).__name__!r} object is not allowed")
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise TemplateSecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is not allowed"
+        )
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        if not gate.is_allowed_callable(__obj, __self.allow_specials):
+            if not callable(__obj):
+                raise TypeError(f"'{type(__obj).__name__}' object is not callable")
+            raise TemplateSecurityError(f"calling a {type(__obj).__name__!r} object is not allowed")
+        if not __self.is_safe_callable(__obj):
+            raise SecurityError(f"{__obj!r} is not safely callable")
+        if isinstance(getattr(__obj, "__self__", None), str) and getattr(__obj, "__name__", "") in (
+            "format",
+            "format_map",
+        ):
+            charge_steps(__self.step_cost)
+            return __self.format_string(__obj.__self__, args, kwargs, __obj)
+        if type(__obj) is Macro:
+            # its body charges its own weight (see _parse)
+            return __context.call(__obj, *args, **kwargs)
+        if type(__obj) in (Namespace, dict) or __obj is Namespace or __obj is dict:
+            size = len(kwargs) + sum(len(a) if hasattr(a, "__len__") else 1 for a in args)
+            charge_steps(1 + (size >> 4))
+            reserve(size)
+            return __context.call(__obj, *args, **kwargs)
+        # (loop and block variables are for context functions: none of these takes a context)
+        kwargs.pop("_loop_vars", None)
+        kwargs.pop("_block_vars", None)
+        return gate.call(__obj, args, kwargs, __self.allow_specials)
+
+    def format_string(
+        self, s: str, args: tuple, kwargs: dict, format_func: Callable[..., Any] | None = None
+    ) -> str:
+        formatter = gate.BoundedFormatter(
+            self.getattr, self.getitem, escape_fields=isinstance(s, Markup)
+        )
+        if format_func is not None and format_func.__name__ == "format_map":
+            if len(args) != 1 or kwargs:
+                raise TypeError(
+                    "format_map() takes exactly one argument"
+                    f" {len(args) + (kwargs is not None)} given"
+                )
+            kwargs = args[0]
+            args = ()
+        rv = formatter.vformat(s, args, kwargs)
+        return type(s)(rv)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return gate.binop(operator, left, right)
+
+    @staticmethod
+    def compared(value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            if len(value) > 4096:
+                charge_steps(len(value) >> 10)
+        elif (kind is list or kind is tuple or kind is dict) and len(value) > 64:
+            charge_steps(len(value) >> 4)
+        return value
+
+    @staticmethod
+    def bounded_concat(values: tuple, autoescape: bool) -> str:
+        """`a ~ b ~ c`: each operand's text measured, the total refused before it is built."""
+        budget = _budget.get()
+        if budget is None:
+            _outside()
+        texts = [to_text(value) for value in values]
+        total = sum(map(len, texts))
+        reserve(total)
+        if autoescape and any(hasattr(text, "__html__") for text in texts):
+            return check_size(Markup("").join(texts))
+        return "".join(texts)
+
+    @staticmethod
+    def concat(parts: Iterable[str]) -> str:
+        """What macros, `{% set %}` blocks and call blocks return: their output, bounded."""
+        budget = _budget.get()
+        if budget is None:
+            _outside()
+        limit = budget.max_output_chars
+        collected = []
+        total = 0
+        for part in parts:
+            total += len(part)
+            if total > limit:
+                raise TemplateLimitError(f"output limit exceeded ({limit} characters)")
+            collected.append(part)
+        reserve(total)
+        return "".join(collected)
+
+
+def _recursive_calls(body: list[nodes.Node]) -> Iterable[nodes.Call]:
+    for node in body:
+        for call in node.find_all(nodes.Call):
+            if isinstance(call.node, nodes.Name) and call.node.name == "loop":
+                yield call
+
+
+# -- the tenant environment's filters: Jinja's own, allowlisted and bounded ------------------
+
+
+def _limit() -> int:
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    return budget.max_output_chars
+
+
+def _steps(count: int) -> None:
+    charge_steps(TenantEnvironment.step_cost * count)
+
+
+def _plain(func: Callable[..., Any], scan: bool = False) -> Callable[..., Any]:
+    """A filter that works on a value of bounded size and builds at most its size."""
+
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _steps(1 + ((len(value) >> 6) if scan and hasattr(value, "__len__") else 0))
+        result = func(value, *args, **kwargs)
+        if type(result) in _SIZED:
+            check_size(result)
+        return result
+
+    bounded.__name__ = getattr(func, "__name__", "filter")
+    return bounded
+
+
+def _textual(func: Callable[..., Any], grows: int = 1) -> Callable[..., Any]:
+    """A filter of text: its input measured as text first (a list that prints as 900 MB is
+    refused before it is printed), its result up to `grows` times as long."""
+    pass_arg = getattr(func, "jinja_pass_arg", None)
+
+    def prepare(value: Any) -> Any:
+        text = to_text(value) if not isinstance(value, str) else value
+        _steps(1 + (len(text) >> 8))
+        reserve(len(text) * grows)
+        return text
+
+    if pass_arg is None:
+
+        def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            return check_size(func(prepare(value), *args, **kwargs))
+
+    else:
+
+        def bounded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return check_size(func(context, prepare(value), *args, **kwargs))
+
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    bounded.__name__ = getattr(func, "__name__", "filter")
+    return bounded
+
+
+def _sorting(func: Callable[..., Any]) -> Callable[..., Any]:
+    pass_arg = getattr(func, "jinja_pass_arg", None)
+
+    def cost(value: Any) -> None:
+        n = len(value) if hasattr(value, "__len__") else 1
+        _steps(1 + ((n * max(n.bit_length(), 1)) >> 4))
+
+    if pass_arg is None:
+
+        def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            cost(value)
+            return func(value, *args, **kwargs)
+
+    else:
+
+        def bounded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            cost(value)
+            return func(context, value, *args, **kwargs)
+
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    bounded.__name__ = getattr(func, "__name__", "filter")
+    return bounded
+
+
+_SIZED = frozenset({str, list, dict, tuple, Markup, bytes})
+
+
+@pass_environment
+def _attr(environment: Any, obj: Any, name: Any) -> Any:
+    """`|attr(name)`: an attribute only (never an item), through the gate."""
+    _steps(1)
+    name = str(name)
+    value = gate.attribute(obj, name, environment.allow_specials)
+    if value is gate.MISSING:
+        return environment.undefined(obj=obj, name=name)
+    if not environment.is_safe_attribute(obj, name, value):
+        return environment.unsafe_undefined(obj, name)
+    return value
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
+    _steps(1)
+    if fill_with is not None and isinstance(linecount, int):
+        reserve(linecount)
+    return JINJA_FILTERS["batch"](value, linecount, fill_with)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
+    _steps(1)
+    if isinstance(slices, int):
+        reserve(slices)
+    return JINJA_FILTERS["slice"](value, slices, fill_with)
+
+
+def _center(value: Any, width: int = 80) -> str:
+    text = to_text(value) if not isinstance(value, str) else value
+    _steps(1 + (len(text) >> 8))
+    if isinstance(width, int):
+        reserve(max(width, len(text)))
+    return JINJA_FILTERS["center"](text, width)
+
+
+def _indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
+    text = to_text(s) if not isinstance(s, str) else s
+    size = len(width) if isinstance(width, str) else (width if isinstance(width, int) else 0)
+    lines = text.count("\n") + text.count("\r") + 2
+    _steps(1 + (len(text) >> 8))
+    reserve(len(text) + lines * max(size, 0))
+    return JINJA_FILTERS["indent"](text, width, first, blank)
+
+
+@pass_eval_context
+def _replace(eval_ctx: Any, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text = to_text(s) if not isinstance(s, str) else s
+    old_text = to_text(old) if not isinstance(old, str) else old
+    new_text = to_text(new) if not isinstance(new, str) else new
+    _steps(1 + (len(text) >> 8))
+    found = text.count(old_text) if old_text else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    # escaping (autoescape) may lengthen the parts up to 6 times
+    grow = 6 if eval_ctx.autoescape else 1
+    reserve(len(text) * grow + found * max(len(new_text) * grow - len(old_text), 0))
+    return check_size(JINJA_FILTERS["replace"](eval_ctx, text, old_text, new_text, count))
+
+
+@pass_eval_context
+def _join(eval_ctx: Any, value: Any, d: Any = "", attribute: Any = None) -> str:
+    items = gate._bounded_items(value)
+    _steps(1 + (len(items) >> 4))
+    if attribute is not None:
+        get = make_attrgetter(eval_ctx.environment, attribute)
+        items = [get(item) for item in items]
+    separator = to_text(d) if not isinstance(d, str) else d
+    limit = _limit()
+    texts = []
+    total = len(separator) * max(len(items) - 1, 0)
+    for item in items:
+        text = to_text(item) if not isinstance(item, str) else item
+        total += len(text)
+        if total > limit:
+            raise TemplateLimitError(f"value larger than the output limit ({limit})")
+        texts.append(text)
+    reserve(total * (6 if eval_ctx.autoescape else 1))
+    return check_size(JINJA_FILTERS["join"](eval_ctx, texts, separator))
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    if args and kwargs:
+        raise TypeError("can't handle positional and keyword arguments at the same time")
+    text = to_text(value) if not isinstance(value, str) else value
+    _steps(1)
+    return gate.percent_format(text, kwargs or args)
+
+
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    items = gate._bounded_items(iterable)
+    _steps(1 + len(items))
+    if attribute is not None:
+        get = make_attrgetter(environment, attribute)
+        items = [get(item) for item in items]
+    # adding lists or strings one by one is quadratic: each sum is bounded and counted
+    total = start
+    for item in items:
+        total = gate.binop("+", total, item)
+    return total
+
+
+_MAX_JSON_INDENT = 64
+
+
+@pass_eval_context
+def _tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Markup:
+    """`|tojson`: JSON built chunk by chunk, refused as soon as it passes the limit."""
+    _steps(1)
+    options = dict(eval_ctx.environment.policies["json.dumps_kwargs"])
+    if indent is not None:
+        if (isinstance(indent, int) and indent > _MAX_JSON_INDENT) or (
+            isinstance(indent, str) and len(indent) > _MAX_JSON_INDENT
+        ):
+            raise TemplateLimitError(f"tojson indent larger than {_MAX_JSON_INDENT}")
+        options["indent"] = indent
+    limit = _limit()
+    parts = []
+    total = 0
+    for chunk in json.JSONEncoder(**options).iterencode(value):
+        total += len(chunk)
+        if total > limit:
+            raise TemplateLimitError(f"value larger than the output limit ({limit})")
+        parts.append(chunk)
+    _steps(len(parts) >> 4)
+    reserve(total)
+    text = (
+        "".join(parts)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("'", "\\u0027")
+    )
+    return Markup(text)
+
+
+def _urlencode(value: Any) -> str:
+    size = text_size(value, _limit())
+    _steps(1 + (size >> 8))
+    reserve(size * 3)
+    return check_size(JINJA_FILTERS["urlencode"](value))
+
+
+@pass_eval_context
+def _xmlattr(eval_ctx: Any, d: Any, autospace: bool = True) -> str:
+    size = text_size(d, _limit())
+    _steps(1 + (size >> 8))
+    reserve(size * 6)
+    return check_size(JINJA_FILTERS["xmlattr"](eval_ctx, d, autospace))
+
+
+@pass_environment
+def _wordwrap(
+    environment: Any,
+    s: Any,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    text = to_text(s) if not isinstance(s, str) else s
+    if not isinstance(width, int) or width < 1:
+        raise TemplateLimitError("wordwrap width must be a positive integer")
+    words = text.split()
+    # textwrap's cost: a few microseconds per chunk, and quadratic in a word longer than the
+    # width (it slices the rest of the word once per line)
+    chunks = 2 * len(words)
+    quadratic = 0
+    for word in words:
+        if len(word) > width:
+            chunks += len(word) // width
+            quadratic += len(word) * len(word) // width
+    _steps(1 + chunks * 2 + (quadratic >> 10))
+    newline = wrapstring if wrapstring is not None else environment.newline_sequence
+    reserve(len(text) + (chunks + text.count("\n") + 1) * len(to_text(newline)))
+    return check_size(
+        JINJA_FILTERS["wordwrap"](
+            environment, text, width, break_long_words, wrapstring, break_on_hyphens
+        )
+    )
+
+
+def _list(value: Any) -> list:
+    items = gate._bounded_items(value)
+    _steps(1 + (len(items) >> 4))
+    reserve(len(items))
+    return items
+
+
+def _mark_safe(value: Any) -> Markup:
+    text = to_text(value) if not isinstance(value, str) else value
+    _steps(1)
+    return Markup(text)
+
+
+TENANT_FILTERS: dict[str, Callable[..., Any]] = {
+    "abs": _plain(JINJA_FILTERS["abs"]),
+    "attr": _attr,
+    "batch": _batch,
+    "capitalize": _textual(JINJA_FILTERS["capitalize"]),
+    "center": _center,
+    "count": _plain(JINJA_FILTERS["count"]),
+    "d": JINJA_FILTERS["d"],
+    "default": JINJA_FILTERS["default"],
+    "dictsort": _sorting(JINJA_FILTERS["dictsort"]),
+    "e": _textual(JINJA_FILTERS["e"], grows=6),
+    "escape": _textual(JINJA_FILTERS["escape"], grows=6),
+    "filesizeformat": _plain(JINJA_FILTERS["filesizeformat"]),
+    "first": _plain(JINJA_FILTERS["first"]),
+    "float": _plain(JINJA_FILTERS["float"]),
+    "forceescape": _textual(JINJA_FILTERS["forceescape"], grows=6),
+    "format": _format,
+    "groupby": _sorting(JINJA_FILTERS["groupby"]),
+    "indent": _indent,
+    "int": _plain(JINJA_FILTERS["int"]),
+    "join": _join,
+    "last": _plain(JINJA_FILTERS["last"]),
+    "length": _plain(JINJA_FILTERS["length"]),
+    "list": _list,
+    "lower": _textual(JINJA_FILTERS["lower"]),
+    "items": _plain(JINJA_FILTERS["items"]),
+    # map/select/reject run other filters and tests (bounded themselves) item by item
+    "map": JINJA_FILTERS["map"],
+    "min": _sorting(JINJA_FILTERS["min"]),
+    "max": _sorting(JINJA_FILTERS["max"]),
+    "random": _plain(JINJA_FILTERS["random"]),
+    "reject": JINJA_FILTERS["reject"],
+    "rejectattr": JINJA_FILTERS["rejectattr"],
+    "replace": _replace,
+    "reverse": _plain(JINJA_FILTERS["reverse"], scan=True),
+    "round": _plain(JINJA_FILTERS["round"]),
+    "safe": _mark_safe,
+    "select": JINJA_FILTERS["select"],
+    "selectattr": JINJA_FILTERS["selectattr"],
+    "slice": _slice,
+    "sort": _sorting(JINJA_FILTERS["sort"]),
+    "string": _textual(JINJA_FILTERS["string"]),
+    "striptags": _textual(JINJA_FILTERS["striptags"]),
+    "sum": _sum,
+    "title": _textual(JINJA_FILTERS["title"]),
+    "trim": _textual(JINJA_FILTERS["trim"]),
+    "truncate": _textual(JINJA_FILTERS["truncate"]),
+    "unique": _sorting(JINJA_FILTERS["unique"]),
+    "upper": _textual(JINJA_FILTERS["upper"], grows=3),
+    "urlencode": _urlencode,
+    "urlize": _textual(JINJA_FILTERS["urlize"], grows=4),
+    "wordcount": _textual(JINJA_FILTERS["wordcount"]),
+    "wordwrap": _wordwrap,
+    "xmlattr": _xmlattr,
+    "tojson": _tojson,
+}
+
+
+class TenantEnvironment(BoundedEnvironment):
+    """Tenant-authored Jinja: Jinja's filters, tests and globals (allowlisted, bounded), no
+    legacy helpers."""
+
+    step_cost = 4
+
+    def __init__(self, autoescape: bool, limits: RenderLimits) -> None:
+        super().__init__(
+            autoescape=autoescape,
+            limits=limits,
+            filters=TENANT_FILTERS,
+            tests=DEFAULT_TESTS,
+            global_values={"range": bounded_range, "dict": dict, "namespace": Namespace},
+            extensions=["jinja2.ext.loopcontrols"],
+        )
+
+
+def _register_group_tuple() -> None:
+    from jinja2.filters import _GroupTuple
+
+    gate.register_type(
+        _GroupTuple,
+        {"count": gate._scan_items, "index": gate._scan_items},
+        (
+            "grouper",
+            "list",
+        ),
+    )
+
+
+_register_group_tuple()

@@ -1,0 +1,150 @@
+"""Turning template values into text without building more than the budget allows.
+
+`str()` of a list that holds the same 900 kB string a thousand times is 900 MB, although the
+list itself is small. Every place a template value becomes text (output, `~`, `join`, format
+fields, filters) goes through `to_text`, which measures the exact length of the text first,
+stopping as soon as it passes the limit, and only then builds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2.runtime import Undefined
+from jinja2.utils import Namespace
+from markupsafe import Markup
+
+from .budget import _budget, _outside, reserve
+from .errors import TemplateLimitError
+
+__all__ = ["to_text", "text_size", "SCALARS"]
+
+SCALARS = frozenset({int, float, bool, type(None)})
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+# repr nesting deeper than this is refused (Python's own repr would hit its recursion limit)
+_MAX_NESTING = 200
+
+
+class _Measure:
+    __slots__ = ("total", "limit", "active", "str_sizes")
+
+    def __init__(self, limit: int) -> None:
+        self.total = 0
+        self.limit = limit
+        self.active: set[int] = set()
+        self.str_sizes: dict[int, int] = {}
+
+    def add(self, size: int) -> None:
+        self.total += size
+        if self.total > self.limit:
+            raise TemplateLimitError(f"value larger than the output limit ({self.limit})")
+
+    def repr_size(self, value: Any, depth: int) -> None:
+        """Adds len(repr(value)) (exactly, for the types templates hold)."""
+        kind = type(value)
+        if kind is str or kind is Markup or kind is bytes:
+            key = id(value)
+            size = self.str_sizes.get(key)
+            if size is None:
+                if len(value) + 2 > self.limit - self.total:
+                    raise TemplateLimitError(f"value larger than the output limit ({self.limit})")
+                size = len(repr(value))
+                self.str_sizes[key] = size
+            self.add(size)
+            return
+        if kind in SCALARS:
+            self.add(len(repr(value)))
+            return
+        self.container(value, depth, as_repr=True)
+
+    def container(self, value: Any, depth: int, as_repr: bool) -> None:
+        if depth > _MAX_NESTING:
+            raise TemplateLimitError("value nested too deeply to print")
+        key = id(value)
+        if isinstance(value, list):
+            if key in self.active:
+                self.add(5)  # [...]
+                return
+            self.items(value, key, "[", "]", depth)
+        elif isinstance(value, tuple):
+            if len(value) == 1:
+                self.add(3)
+                self.repr_size(value[0], depth + 1)
+            else:
+                self.items(value, key, "(", ")", depth)
+        elif isinstance(value, dict):
+            if key in self.active:
+                self.add(5)  # {...}
+                return
+            self.add(2 + max(len(value) - 1, 0) * 2)
+            self.active.add(key)
+            try:
+                for k, v in value.items():
+                    self.add(2)
+                    self.repr_size(k, depth + 1)
+                    self.repr_size(v, depth + 1)
+            finally:
+                self.active.discard(key)
+        elif isinstance(value, (set, frozenset)):
+            if not value:
+                self.add(len(repr(value)))
+                return
+            prefix = "" if type(value) is set else type(value).__name__ + "("
+            self.add(len(prefix) + (1 if prefix else 0))
+            self.items(list(value), key, "{", "}", depth)
+        elif isinstance(value, _DICT_VIEWS):
+            self.add(len(type(value).__name__) + 2)
+            self.items(list(value), key, "[", "]", depth)
+        elif isinstance(value, Namespace):
+            self.add(len("<Namespace >"))
+            self.container(value._Namespace__attrs, depth + 1, as_repr=True)  # type: ignore[attr-defined]
+        elif isinstance(value, Undefined):
+            self.add(len(repr(value)) if as_repr else len(str(value)))
+        else:
+            # everything else templates can hold prints a short, fixed-size text (functions,
+            # methods, ranges, loop contexts, macros)
+            self.add(len(repr(value)))
+
+    def items(self, seq: Any, key: int, opening: str, closing: str, depth: int) -> None:
+        self.add(2 + max(len(seq) - 1, 0) * 2)
+        self.active.add(key)
+        try:
+            for item in seq:
+                self.repr_size(item, depth + 1)
+        finally:
+            self.active.discard(key)
+
+
+def text_size(value: Any, limit: int) -> int:
+    """len(str(value)), computed without building it; TemplateLimitError past `limit`."""
+    kind = type(value)
+    if kind is str or kind is Markup:
+        if len(value) > limit:
+            raise TemplateLimitError(f"value larger than the output limit ({limit})")
+        return len(value)
+    measure = _Measure(limit)
+    if kind in SCALARS:
+        measure.add(len(str(value)))
+    elif kind is bytes:
+        measure.repr_size(value, 0)
+    else:
+        measure.container(value, 0, as_repr=False)
+    return measure.total
+
+
+def to_text(value: Any) -> str:
+    """str(value), refused before it is built when it would pass the per-value limit; the
+    text of a non-string value counts against the render's work."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if isinstance(value, str):  # Markup and other str subclasses keep their type
+        return value
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    if kind in SCALARS:
+        return str(value)
+    size = text_size(value, budget.max_output_chars)
+    reserve(size)
+    return str(value)
