@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not browser"
 
 lint: install
 	$(BIN)/ruff check .
