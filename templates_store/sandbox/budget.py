@@ -71,8 +71,8 @@ class RenderLimits:
     max_steps: int = 2_000_000
     max_work: int = 64_000_000
     max_int_bits: int = 16_384
-    regex_timeout: float = 0.25
-    regex_total: float = 1.0
+    regex_timeout: float = 0.1
+    regex_total: float = 0.3
 
 
 class RenderBudget:
