@@ -14,7 +14,7 @@ from jinja2.runtime import Undefined
 from jinja2.utils import Namespace
 from markupsafe import Markup
 
-from .budget import _budget, _outside, reserve
+from .budget import _budget, _outside, charge_steps, reserve
 from .errors import TemplateLimitError
 
 __all__ = ["to_text", "text_size", "SCALARS"]
@@ -146,5 +146,7 @@ def to_text(value: Any) -> str:
     if kind in SCALARS:
         return str(value)
     size = text_size(value, budget.max_output_chars)
+    # measuring walks the value item by item (at least two characters each)
+    charge_steps(size >> 3)
     reserve(size)
     return str(value)

@@ -89,7 +89,7 @@ def _vfor_bounded(ns: Any, var: str, iterable: Any, weight: int) -> Iterator[Any
         raise TemplateLimitError("loop outside a render")
     limit = budget.max_loop_iterations
     max_steps = budget.max_steps
-    cost = weight + 1
+    cost = weight
     namespace = runtime.foreach_namespace
     for counter, item in enumerate(iterable, start=1):
         budget.iterations += 2
@@ -435,7 +435,7 @@ class _Compiler:
     def count_iteration(self, depth: int, weight: int) -> None:
         """One item of a `vfor` loop: two iterations, as `_bounded_loop(v_foreach(...))`,
         and the body's weight in steps."""
-        cost = self.value(weight + 1)
+        cost = self.value(weight)
         if self.lazy:
             limit = self.value(self.max_iterations)
             steps = self.value(self.max_steps)
