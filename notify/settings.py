@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "notify.channels",
     "notify.api",
     "notify.rollout",
+    "notify.health",
     "compat",
     "templates_store",
 ]
@@ -193,6 +194,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="notify")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Health: workers write a heartbeat this often (seconds); /readyz counts a worker alive while its
+# last one is younger than three intervals. HEALTH_TOKEN (bearer) shows the checks' details.
+NOTIFY_HEARTBEAT_INTERVAL = env.float("NOTIFY_HEARTBEAT_INTERVAL", default=5.0)
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 # Dispatch: delays in seconds before retry 1, 2, ...; after the last one a message fails.
 NOTIFY_RETRY_DELAYS = env.list("NOTIFY_RETRY_DELAYS", cast=int, default=[10, 60, 300, 900, 3600])
