@@ -1,14 +1,14 @@
 """Views for /v2/templates: CRUD for templates and versions, render preview, Velocity conversion."""
 
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notify.api.errors import error_body
+from notify.api.errors import ErrorOutput, error_body
 from notify.api.validation import DataField, LocaleField, canonical_locale
 from templates_store import selectors, services
 from templates_store.models import Template, TemplateChannel, TemplateVersion
@@ -40,6 +40,17 @@ def check_sources(attrs: dict, autoescape: bool) -> None:
             errors[field] = ["The template is nested too deeply."]
     if errors:
         raise ValidationError(errors)
+
+
+STATUS_REFUSED = OpenApiResponse(
+    ErrorOutput,
+    description="`status_change_not_allowed`: `approved` needs the operator's grant of "
+    "self-approval to the tenant; `rejected`, and leaving it, are the operator's alone.",
+)
+
+
+def status_refused_response(exc: services.StatusChangeNotAllowed) -> Response:
+    return Response(error_body(exc.code, str(exc)), status=status.HTTP_403_FORBIDDEN)
 
 
 def get_template_or_404(request: Request, key: str) -> Template:
@@ -104,17 +115,28 @@ class TemplateListCreate(APIView):
         body = source_field()
         locale = LocaleField()
         autoescape = serializers.BooleanField(required=False, allow_null=True, default=None)
+        status = serializers.ChoiceField(
+            choices=Template.Status.choices, required=False, default=Template.Status.DRAFT
+        )
 
     @extend_schema(responses={200: TemplateOutput(many=True)}, summary="List templates")
     def get(self, request: Request) -> Response:
         templates = selectors.list_templates(request.user).prefetch_related("versions")
         return Response(TemplateOutput(templates, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: TemplateOutput}, summary="Create")
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: TemplateOutput, 403: STATUS_REFUSED},
+        summary="Create",
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
+        try:
+            services.check_status_by_tenant(request.user, Template.Status.DRAFT, fields["status"])
+        except services.StatusChangeNotAllowed as exc:
+            return status_refused_response(exc)
         autoescape = fields["autoescape"]
         if autoescape is None:
             autoescape = fields["channel"] == TemplateChannel.EMAIL
@@ -145,12 +167,21 @@ class TemplateDetail(APIView):
     def get(self, request: Request, key: str) -> Response:
         return Response(TemplateOutput(get_template_or_404(request, key)).data)
 
-    @extend_schema(request=UpdateSerializer, responses={200: TemplateOutput}, summary="Update")
+    @extend_schema(
+        request=UpdateSerializer,
+        responses={200: TemplateOutput, 403: STATUS_REFUSED},
+        summary="Update",
+    )
     def patch(self, request: Request, key: str) -> Response:
         template = get_template_or_404(request, key)
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changes = serializer.validated_data
+        if "status" in changes:
+            try:
+                services.check_status_by_tenant(request.user, template.status, changes["status"])
+            except services.StatusChangeNotAllowed as exc:
+                return status_refused_response(exc)
         if (
             "autoescape" in changes
             and changes["autoescape"] != template.autoescape
@@ -160,6 +191,8 @@ class TemplateDetail(APIView):
             raise ValidationError(
                 {"autoescape": ["Converted legacy templates render without escaping."]}
             )
+        if changes.get("autoescape", template.autoescape) != template.autoescape:
+            services.withdraw_approval_on_tenant_change(template, request.user)
         for field, value in changes.items():
             setattr(template, field, value)
         template.save()
@@ -194,6 +227,8 @@ class VersionListCreate(APIView):
         fields = serializer.validated_data
         check_sources(fields, template.autoescape)
         version = services.add_version(template, **fields, actor="api")
+        if fields["publish"]:
+            services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -237,6 +272,7 @@ class VersionPublish(APIView):
             services.publish_version(version, actor="api")
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data)
 
 
@@ -256,6 +292,7 @@ class TemplateRollback(APIView):
             version = services.rollback(template, **serializer.validated_data, actor="api")
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data)
 
 

@@ -21,8 +21,16 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "app_key", "qps_limit", "created_at")
-    list_filter = ("status",)
+    list_display = (
+        "slug",
+        "name",
+        "status",
+        "app_key",
+        "qps_limit",
+        "templates_self_approve",
+        "created_at",
+    )
+    list_filter = ("status", "templates_self_approve")
     search_fields = ("slug", "name", "app_key")
     exclude = ("app_secret",)
     readonly_fields = ("has_app_secret", "created_at", "updated_at")
