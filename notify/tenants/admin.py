@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -36,6 +37,8 @@ class TenantAdmin(admin.ModelAdmin):
     readonly_fields = ("has_app_secret", "created_at", "updated_at")
     inlines = [ApiKeyInline]
     actions = ["create_api_key"]
+    # A callback URL typed without a scheme is an HTTPS one.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(boolean=True, description="legacy app secret set")
     def has_app_secret(self, tenant: Tenant) -> bool:
