@@ -191,11 +191,14 @@ class TemplateDetail(APIView):
             raise ValidationError(
                 {"autoescape": ["Converted legacy templates render without escaping."]}
             )
-        if changes.get("autoescape", template.autoescape) != template.autoescape:
-            services.withdraw_approval_on_tenant_change(template, request.user)
-        for field, value in changes.items():
-            setattr(template, field, value)
-        template.save()
+        escaping_changes = changes.get("autoescape", template.autoescape) != template.autoescape
+        with transaction.atomic():
+            for field, value in changes.items():
+                setattr(template, field, value)
+            template.save()
+            # After the save: a `"status": "approved"` in the same request cannot undo it.
+            if escaping_changes:
+                services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(TemplateOutput(template).data)
 
     @extend_schema(responses={204: None}, summary="Delete a template and its versions")
@@ -226,9 +229,10 @@ class VersionListCreate(APIView):
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         check_sources(fields, template.autoescape)
-        version = services.add_version(template, **fields, actor="api")
-        if fields["publish"]:
-            services.withdraw_approval_on_tenant_change(template, request.user)
+        with transaction.atomic():
+            version = services.add_version(template, **fields, actor="api")
+            if fields["publish"]:
+                services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -269,10 +273,11 @@ class VersionPublish(APIView):
         template = get_template_or_404(request, key)
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
         try:
-            services.publish_version(version, actor="api")
+            with transaction.atomic():
+                services.publish_version(version, actor="api")
+                services.withdraw_approval_on_tenant_change(template, request.user)
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
-        services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data)
 
 
@@ -289,10 +294,11 @@ class TemplateRollback(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            version = services.rollback(template, **serializer.validated_data, actor="api")
+            with transaction.atomic():
+                version = services.rollback(template, **serializer.validated_data, actor="api")
+                services.withdraw_approval_on_tenant_change(template, request.user)
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
-        services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data)
 
 

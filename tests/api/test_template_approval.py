@@ -155,6 +155,18 @@ def test_tenant_changes_what_is_sent__approval_withdrawn(
     assert api_client.post("/v2/messages", SEND, format="json").status_code == 422
 
 
+def test_patch_escaping_and_status_approved_together__approval_still_withdrawn(
+    api_client, draft, approve_as_operator
+):
+    approve_as_operator("welcome")
+    response = api_client.patch(
+        "/v2/templates/welcome", {"autoescape": False, "status": "approved"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "draft"
+    assert status_of(draft) == "draft"
+
+
 def test_tenant_publishes_then_rolls_back__each_withdraws_approval(
     api_client, draft, approve_as_operator
 ):
