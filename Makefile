@@ -16,7 +16,6 @@ install: $(STAMP)
 
 ## Start the platform: web server, Celery worker and (unless EMAIL_URL is set) a local SMTP sink.
 run: install
-	$(BIN)/python manage.py migrate --noinput
 	bash scripts/run.sh
 
 ## The whole test suite (unit + e2e). Uses DATABASE_URL / REDIS_URL when set, embedded defaults otherwise.

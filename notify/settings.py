@@ -1,4 +1,6 @@
-"""Settings come from the environment; every value has a default that works on a bare machine.
+"""Settings come from the environment; every value has a default that works on a bare machine,
+except the two secrets: with DEBUG off, SECRET_KEY and FIELD_ENCRYPTION_KEY must be set (README,
+"Production settings").
 
 DATABASE_URL  default: SQLite file under var/            (postgres://... for PostgreSQL)
 REDIS_URL     default: none; CELERY_BROKER_URL then defaults to kombu's filesystem transport
@@ -8,23 +10,64 @@ EMAIL_URL     default: smtp://127.0.0.1:1025             (`make run` starts a si
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from notify import keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("NOTIFY_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+
+def proxy_ssl_header(value: str) -> tuple[str, str] | None:
+    """`HTTP_X_FORWARDED_PROTO,https` → ("HTTP_X_FORWARDED_PROTO", "https"); '' → None."""
+    if not value:
+        return None
+    header, _, expected = (part.strip() for part in value.partition(","))
+    if not header.startswith("HTTP_") or not expected or "," in expected:
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must be 'HTTP_<HEADER>,<value>', "
+            "e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    return header, expected
+
+
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
-SECRET_KEY = env.str(
-    "SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789"
-)
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
-# Key for provider credentials and legacy app secrets at rest; falls back to one derived from
-# SECRET_KEY so a fresh checkout works, but production sets its own and rotates SECRET_KEY freely.
+# No built-in keys: with DEBUG off both come from the environment or the process stops here
+# (notify/keys.py). With DEBUG on, a missing one is a development key kept in VAR_DIR.
+SECRET_KEY = env.str("SECRET_KEY", default="")
+# Earlier SECRET_KEYs, still accepted for signatures while sessions and tokens roll over.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# Fernet key(s) for provider credentials and legacy app secrets at rest, comma-separated and
+# newest first. Independent of SECRET_KEY: a stolen database without it stays unreadable.
 FIELD_ENCRYPTION_KEY = env.str("FIELD_ENCRYPTION_KEY", default="")
+if DEBUG and not (SECRET_KEY and FIELD_ENCRYPTION_KEY):
+    _development_keys = keys.development_keys(VAR_DIR)
+    SECRET_KEY = SECRET_KEY or _development_keys["SECRET_KEY"]
+    FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or _development_keys["FIELD_ENCRYPTION_KEY"]
+try:
+    keys.require_keys(SECRET_KEY, FIELD_ENCRYPTION_KEY)
+except keys.KeyConfigurationError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Behind a TLS-terminating proxy: the origins the admin's forms are posted from
+# (https://notify.example.com) and the header that says the original request was HTTPS.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header(env.str("SECURE_PROXY_SSL_HEADER", default=""))
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes talk plain HTTP to the process itself; a redirect to HTTPS would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^(livez|readyz|healthz)$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Cookies (the admin's session and CSRF token) travel over HTTPS only unless DEBUG is on.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,6 +83,7 @@ INSTALLED_APPS = [
     "notify.channels",
     "notify.api",
     "notify.rollout",
+    "notify.health",
     "compat",
     "templates_store",
 ]
@@ -114,7 +158,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["notify.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["notify.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "notify.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -150,6 +194,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="notify")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Health: workers write a heartbeat this often (seconds); /readyz counts a worker alive while its
+# last one is younger than three intervals. HEALTH_TOKEN (bearer) shows the checks' details.
+NOTIFY_HEARTBEAT_INTERVAL = env.float("NOTIFY_HEARTBEAT_INTERVAL", default=5.0)
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 # Dispatch: delays in seconds before retry 1, 2, ...; after the last one a message fails.
 NOTIFY_RETRY_DELAYS = env.list("NOTIFY_RETRY_DELAYS", cast=int, default=[10, 60, 300, 900, 3600])

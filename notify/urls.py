@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from notify.api.health import healthz
+from notify.health.views import livez, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
+    # The name earlier deployments probe: the same answer as /readyz.
+    path("healthz", readyz, name="healthz"),
     path("v2/", include("notify.api.urls")),
 ]
 

@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
+# DEBUG on: the development keys kept in var/ stand in for SECRET_KEY and FIELD_ENCRYPTION_KEY
+# (generated on first run). With DEBUG=0 both must be set, as in production.
 export DEBUG=${DEBUG:-1}
 
 pids=()
@@ -18,6 +20,7 @@ if [ -z "${EMAIL_URL:-}" ]; then
   pids+=($!)
 fi
 
+$BIN/python manage.py migrate --noinput
 $BIN/python manage.py demo_setup --base-url "http://$HOST:$PORT"
 $BIN/celery -A notify worker --loglevel INFO --concurrency 2 &
 pids+=($!)

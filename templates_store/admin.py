@@ -49,6 +49,24 @@ class TemplateAdmin(admin.ModelAdmin):
     search_fields = ("key", "name", "legacy_tpl_id")
     list_select_related = ("tenant",)
     inlines = [TemplateVersionInline]
+    actions = ["approve", "reject"]
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Template], status: str) -> None:
+        changed = 0
+        for template in queryset:
+            if services.set_status_by_operator(template, status):
+                changed += 1
+                # The admin's history records who did it.
+                self.log_change(request, template, f"Status set to {status} (admin action).")
+        self.message_user(request, f"{changed} template(s) {status}.")
+
+    @admin.action(description="Approve: messages may be sent with the selected templates")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
+        self._set_status(request, queryset, Template.Status.APPROVED)
+
+    @admin.action(description="Reject: the tenant can no longer send with them nor undo it")
+    def reject(self, request: HttpRequest, queryset: QuerySet[Template]) -> None:
+        self._set_status(request, queryset, Template.Status.REJECTED)
 
 
 def _render_both(version: TemplateVersion, data: dict) -> dict:

@@ -22,6 +22,31 @@ class TemplateError(Exception):
     """A template operation that cannot be done; the message says why."""
 
 
+class TemplateNotApproved(TemplateError):
+    """A send from a template the operator has not approved (a draft, or one it rejected).
+
+    The one place that says what this is in each API: `code` for v2, and the legacy gateway's
+    code and text for the legacy facade (SPEC: `20003 template not approved`, checked after
+    `20001` and before `20002`)."""
+
+    code = "template_not_approved"
+    legacy_code = "20003"
+    legacy_msg = "template not approved"
+
+    def __init__(self, template: Template) -> None:
+        super().__init__(
+            f"Template '{template.key}' is not approved (status: {template.status}); the "
+            "operator must approve it before messages can be sent with it."
+        )
+        self.template = template
+
+
+class StatusChangeNotAllowed(TemplateError):
+    """A tenant asked for a template status that only the operator can set."""
+
+    code = "status_change_not_allowed"
+
+
 @dataclass(frozen=True)
 class RenderedTemplate:
     subject: str
@@ -253,20 +278,77 @@ def render_template(template: Template, data: dict[str, Any], locale: str = "") 
     return RenderedTemplate(subject=subject, body=body, version=version)
 
 
+def ensure_sendable(template: Template) -> None:
+    """Raises TemplateNotApproved unless messages may be sent with `template`."""
+    if template.status != Template.Status.APPROVED:
+        raise TemplateNotApproved(template)
+
+
+def check_status_by_tenant(tenant: Tenant, current: str, wanted: str) -> None:
+    """What a tenant may do with its own template's status (the API); the rest is the
+    operator's, in the admin. Raises StatusChangeNotAllowed.
+
+    - draft: always (withdrawing an approval, or a template's first status);
+    - approved: only when the operator granted the tenant self-approval;
+    - rejected, and any change away from rejected: never. A rejection is the operator's
+      decision, and only the operator takes it back."""
+    if wanted == current:
+        return
+    if current == Template.Status.REJECTED:
+        raise StatusChangeNotAllowed(
+            "The operator rejected this template; only the operator can change its status."
+        )
+    if wanted == Template.Status.REJECTED:
+        raise StatusChangeNotAllowed("Only the operator can reject a template.")
+    if wanted == Template.Status.APPROVED and not tenant.templates_self_approve:
+        raise StatusChangeNotAllowed(
+            "Only the operator can approve this tenant's templates: ask the operator to "
+            "approve it, or to let this tenant approve its own."
+        )
+
+
+def withdraw_approval_on_tenant_change(template: Template, tenant: Tenant) -> None:
+    """An approval covers what the operator saw. When a tenant without self-approval changes
+    what a template sends (publishes or rolls back a version, switches escaping), the template
+    goes back to draft until the operator approves it again."""
+    if template.status == Template.Status.APPROVED and not tenant.templates_self_approve:
+        Template.objects.filter(pk=template.pk).update(
+            status=Template.Status.DRAFT, updated_at=timezone.now()
+        )
+        template.status = Template.Status.DRAFT
+
+
+def set_status_by_operator(template: Template, status: str) -> bool:
+    """The operator approves or rejects (admin actions). Returns whether anything changed."""
+    changed = (
+        Template.objects.filter(pk=template.pk)
+        .exclude(status=status)
+        .update(status=status, updated_at=timezone.now())
+    )
+    template.status = status
+    return changed == 1
+
+
 __all__ = [
     "RenderedTemplate",
+    "StatusChangeNotAllowed",
     "TemplateError",
+    "TemplateNotApproved",
     "TemplateRenderError",
     "add_version",
     "check_source",
+    "check_status_by_tenant",
     "convert",
     "convert_velocity",
     "conversion_proven",
     "create_template",
+    "ensure_sendable",
     "publish_version",
     "render_template",
     "render_version",
     "rollback",
+    "set_status_by_operator",
+    "withdraw_approval_on_tenant_change",
 ]
 
 

@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 from notify.celery import app as celery_app
 from notify.tenants.models import ApiKey, Tenant
 from notify.tenants.services import create_tenant
+from templates_store import services as template_services
+from templates_store.models import Template
 from tests.smtp import SmtpServer
 
 # CI explores the same examples every run: a red build is then a regression, not a dice roll.
@@ -84,6 +86,20 @@ def smtp_server(settings):  # noqa: ANN001, ANN201
         settings.EMAIL_HOST_USER = ""
         settings.EMAIL_HOST_PASSWORD = ""
         yield server
+
+
+@pytest.fixture
+def approve_as_operator(db):  # noqa: ANN001, ANN201
+    """The operator's approval (the admin action's service), for tests that send with a
+    template: tenants cannot approve their own without the operator's grant."""
+
+    def approve(key: str, tenant: Tenant | None = None) -> Template:
+        templates = Template.objects.filter(key=key)
+        template = (templates.filter(tenant=tenant) if tenant else templates).get()
+        template_services.set_status_by_operator(template, Template.Status.APPROVED)
+        return template
+
+    return approve
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import logging
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -25,6 +25,20 @@ _CODES = {
     exceptions.ParseError: "parse_error",
     exceptions.Throttled: "rate_limited",
 }
+
+
+class ErrorOutput(serializers.Serializer):
+    """The error shape, for the OpenAPI schema."""
+
+    class Detail(serializers.Serializer):
+        class Meta:
+            ref_name = "ErrorDetail"
+
+        code = serializers.CharField()
+        message = serializers.CharField()
+        fields = serializers.DictField(required=False)
+
+    error = Detail()
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:

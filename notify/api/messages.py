@@ -3,21 +3,22 @@
 import hashlib
 import json
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notify.api.errors import error_body
+from notify.api.errors import ErrorOutput, error_body
 from notify.api.validation import (
     PRINTABLE_TOKEN,
     DataField,
     LocaleField,
     contains_nul,
-    no_line_breaks,
+    header_safe,
 )
+from notify.headers import header_problem
 from notify.messaging import selectors
 from notify.messaging.models import Channel, Message
 from notify.messaging.services import (
@@ -29,7 +30,6 @@ from notify.messaging.services import (
 from notify.tenants.models import Tenant
 from templates_store import selectors as template_selectors
 from templates_store import services as template_services
-from templates_store.models import Template
 from templates_store.velocity.engine import TemplateRenderError
 
 SUPPORTED_CHANNELS = [Channel.EMAIL]
@@ -71,8 +71,7 @@ def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
     template = template_selectors.get_template(tenant, fields["template"])
     if template is None or template.channel != fields["channel"]:
         raise ValidationError({"template": [f"No {fields['channel']} template with this key."]})
-    if template.status == Template.Status.REJECTED:
-        raise ValidationError({"template": ["This template was rejected."]})
+    template_services.ensure_sendable(template)  # TemplateNotApproved: the view answers 422
     missing = [name for name in template.params if name not in fields["data"]]
     if missing:
         raise ValidationError({"data": [f"Missing template parameter: {missing[0]}."]})
@@ -86,8 +85,10 @@ def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
     problems = []
     if not subject:
         problems.append("The rendered subject is empty.")
-    elif len(subject) > MAX_SUBJECT_CHARS or "\r" in subject or "\n" in subject:
-        problems.append("The rendered subject has a line break or is too long.")
+    elif len(subject) > MAX_SUBJECT_CHARS:
+        problems.append("The rendered subject is too long.")
+    elif problem := header_problem(subject):
+        problems.append(f"The rendered subject cannot be a header: {problem}")
     if not rendered.body:
         problems.append("The rendered body is empty.")
     if contains_nul(subject) or contains_nul(rendered.body):
@@ -125,9 +126,9 @@ class MessageCreate(APIView):
             ref_name = "MessageCreateInput"
 
         channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
-        to = serializers.EmailField(max_length=254)
+        to = serializers.EmailField(max_length=254, validators=[header_safe])
         subject = serializers.CharField(
-            max_length=MAX_SUBJECT_CHARS, validators=[no_line_breaks], required=False, default=""
+            max_length=MAX_SUBJECT_CHARS, validators=[header_safe], required=False, default=""
         )
         body = body_field()
         html = body_field()
@@ -153,7 +154,14 @@ class MessageCreate(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={202: MessageOutput},
+        responses={
+            202: MessageOutput,
+            422: OpenApiResponse(
+                ErrorOutput,
+                description="`template_not_approved`: the template is a draft or was rejected; "
+                "the operator must approve it first.",
+            ),
+        },
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
         summary="Send a message",
     )
@@ -192,6 +200,10 @@ class MessageCreate(APIView):
                     idempotency_key=idempotency_key,
                     fingerprint=fingerprint,
                 )
+        except template_services.TemplateNotApproved as exc:
+            return Response(
+                error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
+            )
         except IdempotencyConflict:
             return Response(
                 error_body(

@@ -1,14 +1,14 @@
 """Views for /v2/templates: CRUD for templates and versions, render preview, Velocity conversion."""
 
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notify.api.errors import error_body
+from notify.api.errors import ErrorOutput, error_body
 from notify.api.validation import DataField, LocaleField, canonical_locale
 from templates_store import selectors, services
 from templates_store.engines import ENGINE_KINDS, JINJA2, VELOCITY
@@ -109,6 +109,17 @@ def version_fields(attrs: dict, channel: str, autoescape: bool) -> dict:
     return {"subject": attrs.get("subject", ""), "body": attrs["body"]}
 
 
+STATUS_REFUSED = OpenApiResponse(
+    ErrorOutput,
+    description="`status_change_not_allowed`: `approved` needs the operator's grant of "
+    "self-approval to the tenant; `rejected`, and leaving it, are the operator's alone.",
+)
+
+
+def status_refused_response(exc: services.StatusChangeNotAllowed) -> Response:
+    return Response(error_body(exc.code, str(exc)), status=status.HTTP_403_FORBIDDEN)
+
+
 def get_template_or_404(request: Request, key: str) -> Template:
     template = selectors.get_template(request.user, key)
     if template is None:
@@ -175,17 +186,28 @@ class TemplateListCreate(APIView):
         autoescape = serializers.BooleanField(required=False, allow_null=True, default=None)
         engine = engine_field()
         samples = samples_field()
+        status = serializers.ChoiceField(
+            choices=Template.Status.choices, required=False, default=Template.Status.DRAFT
+        )
 
     @extend_schema(responses={200: TemplateOutput(many=True)}, summary="List templates")
     def get(self, request: Request) -> Response:
         templates = selectors.list_templates(request.user).prefetch_related("versions")
         return Response(TemplateOutput(templates, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: TemplateOutput}, summary="Create")
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: TemplateOutput, 403: STATUS_REFUSED},
+        summary="Create",
+    )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
+        try:
+            services.check_status_by_tenant(request.user, Template.Status.DRAFT, fields["status"])
+        except services.StatusChangeNotAllowed as exc:
+            return status_refused_response(exc)
         autoescape = fields["autoescape"]
         if autoescape is None:
             autoescape = fields["channel"] == TemplateChannel.EMAIL
@@ -205,6 +227,7 @@ class TemplateListCreate(APIView):
                     body=version["body"],
                     locale=fields["locale"],
                     autoescape=autoescape,
+                    status=fields["status"],
                     actor="api",
                     conversion=version if velocity else None,
                 )
@@ -227,12 +250,21 @@ class TemplateDetail(APIView):
     def get(self, request: Request, key: str) -> Response:
         return Response(TemplateOutput(get_template_or_404(request, key)).data)
 
-    @extend_schema(request=UpdateSerializer, responses={200: TemplateOutput}, summary="Update")
+    @extend_schema(
+        request=UpdateSerializer,
+        responses={200: TemplateOutput, 403: STATUS_REFUSED},
+        summary="Update",
+    )
     def patch(self, request: Request, key: str) -> Response:
         template = get_template_or_404(request, key)
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changes = serializer.validated_data
+        if "status" in changes:
+            try:
+                services.check_status_by_tenant(request.user, template.status, changes["status"])
+            except services.StatusChangeNotAllowed as exc:
+                return status_refused_response(exc)
         if (
             "autoescape" in changes
             and changes["autoescape"] != template.autoescape
@@ -242,9 +274,14 @@ class TemplateDetail(APIView):
             raise ValidationError(
                 {"autoescape": ["Converted legacy templates render without escaping."]}
             )
-        for field, value in changes.items():
-            setattr(template, field, value)
-        template.save()
+        escaping_changes = changes.get("autoescape", template.autoescape) != template.autoescape
+        with transaction.atomic():
+            for field, value in changes.items():
+                setattr(template, field, value)
+            template.save()
+            # After the save: a `"status": "approved"` in the same request cannot undo it.
+            if escaping_changes:
+                services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(TemplateOutput(template).data)
 
     @extend_schema(responses={204: None}, summary="Delete a template and its versions")
@@ -277,13 +314,16 @@ class VersionListCreate(APIView):
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         version_data = version_fields(fields, template.channel, template.autoescape)
-        version = services.add_version(
-            template,
-            locale=fields["locale"],
-            publish=fields["publish"],
-            actor="api",
-            **version_data,
-        )
+        with transaction.atomic():
+            version = services.add_version(
+                template,
+                locale=fields["locale"],
+                publish=fields["publish"],
+                actor="api",
+                **version_data,
+            )
+            if fields["publish"]:
+                services.withdraw_approval_on_tenant_change(template, request.user)
         return Response(VersionOutput(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -324,7 +364,9 @@ class VersionPublish(APIView):
         template = get_template_or_404(request, key)
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
         try:
-            services.publish_version(version, actor="api")
+            with transaction.atomic():
+                services.publish_version(version, actor="api")
+                services.withdraw_approval_on_tenant_change(template, request.user)
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
         return Response(VersionOutput(version).data)
@@ -343,7 +385,9 @@ class TemplateRollback(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            version = services.rollback(template, **serializer.validated_data, actor="api")
+            with transaction.atomic():
+                version = services.rollback(template, **serializer.validated_data, actor="api")
+                services.withdraw_approval_on_tenant_change(template, request.user)
         except services.TemplateError as exc:
             return Response(error_body("conflict", str(exc)), status=status.HTTP_409_CONFLICT)
         return Response(VersionOutput(version).data)

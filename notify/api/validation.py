@@ -4,6 +4,8 @@ import re
 
 from rest_framework import serializers
 
+from notify.headers import header_problem
+
 PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]{1,255}")
 LOCALE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
@@ -24,9 +26,11 @@ def no_nul(value: object) -> None:
         raise serializers.ValidationError("Must not contain NUL characters.")
 
 
-def no_line_breaks(value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise serializers.ValidationError("Must not contain line breaks.")
+def header_safe(value: str) -> None:
+    """For every field that ends up in a header: see notify/headers.py."""
+    problem = header_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
 
 
 def canonical_locale(value: str) -> str:

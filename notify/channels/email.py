@@ -2,9 +2,32 @@ import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import sanitize_address
 
 from notify.channels.base import SendResult, Transport, TransportError, register
+from notify.headers import header_problem
 from notify.messaging.models import Message
+
+
+def build_check(mail: EmailMultiAlternatives) -> None:
+    """Builds the whole message, headers and addresses, before any connection is made, and
+    raises a permanent TransportError if it cannot be built: the same content never will be,
+    so retrying would only repeat the failure for an hour. Header-bound values get the same
+    check as at the API (a stored message may predate it, or come from another origin), since
+    the email library lets some line-breaking characters through into the header."""
+    for what, value in (("subject", mail.subject), *(("recipient", to) for to in mail.to)):
+        problem = header_problem(value)
+        if problem:
+            raise TransportError(f"message cannot be built: {what}: {problem}", permanent=True)
+    encoding = mail.encoding or settings.DEFAULT_CHARSET
+    try:
+        mail.message()
+        for address in (mail.from_email, *mail.recipients()):
+            sanitize_address(address, encoding)
+    except Exception as exc:  # whatever the email library refuses to build, it always will
+        raise TransportError(
+            f"message cannot be built: {type(exc).__name__}: {exc}", permanent=True
+        ) from exc
 
 
 def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
@@ -32,6 +55,7 @@ class EmailTransport(Transport):
             else:
                 mail.body = message.html
                 mail.content_subtype = "html"
+        build_check(mail)
         connection = get_connection(fail_silently=False)
         try:
             sent = connection.send_messages([mail])

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,13 +22,23 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "status", "app_key", "qps_limit", "created_at")
-    list_filter = ("status",)
+    list_display = (
+        "slug",
+        "name",
+        "status",
+        "app_key",
+        "qps_limit",
+        "templates_self_approve",
+        "created_at",
+    )
+    list_filter = ("status", "templates_self_approve")
     search_fields = ("slug", "name", "app_key")
     exclude = ("app_secret",)
     readonly_fields = ("has_app_secret", "created_at", "updated_at")
     inlines = [ApiKeyInline]
     actions = ["create_api_key"]
+    # A callback URL typed without a scheme is an HTTPS one.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     @admin.display(boolean=True, description="legacy app secret set")
     def has_app_secret(self, tenant: Tenant) -> bool:

@@ -1,25 +1,28 @@
 """Symmetric encryption for secrets that must be readable again (legacy app secrets, provider
-credentials): Fernet, keyed by FIELD_ENCRYPTION_KEY or, failing that, a key derived from
-SECRET_KEY."""
+credentials): Fernet, keyed by FIELD_ENCRYPTION_KEY only. There is deliberately no fallback (a
+key derived from SECRET_KEY would let anyone holding a copy of the database and the SECRET_KEY,
+or a guessed one, decrypt offline); settings refuse to start without a valid key."""
 
-import base64
-import hashlib
+from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import models
+
+from notify.keys import fernet_keys
 
 _PREFIX = "fernet:"
 
 
+@lru_cache(maxsize=4)
+def _multi_fernet(configured: str) -> MultiFernet:
+    return MultiFernet(fernet_keys(configured))
+
+
 def _fernet() -> MultiFernet:
-    """FIELD_ENCRYPTION_KEY may list several keys, newest first: data encrypted with an older
-    key stays readable while `rotate` re-encrypts it."""
-    configured = [key.strip() for key in settings.FIELD_ENCRYPTION_KEY.split(",") if key.strip()]
-    if configured:
-        return MultiFernet([Fernet(key.encode()) for key in configured])
-    digest = hashlib.sha256(("field-encryption:" + settings.SECRET_KEY).encode()).digest()
-    return MultiFernet([Fernet(base64.urlsafe_b64encode(digest))])
+    """FIELD_ENCRYPTION_KEY may list several keys, newest first: the first encrypts, every one
+    decrypts, so data encrypted with an older key stays readable after a rotation."""
+    return _multi_fernet(settings.FIELD_ENCRYPTION_KEY)
 
 
 def encrypt(plaintext: str) -> str:

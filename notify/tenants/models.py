@@ -25,6 +25,14 @@ class Tenant(models.Model):
     sign_name = models.CharField(max_length=32, blank=True, default="")
     callback_url = models.URLField(max_length=500, blank=True, default="")
     qps_limit = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
+    # Granted by the operator: this tenant may approve its own templates through the API.
+    # Without it, only the operator approves (Django admin), and sends refuse unapproved ones.
+    templates_self_approve = models.BooleanField(
+        "may approve its own templates",
+        default=False,
+        help_text="Lets the tenant set its templates' status to approved through the API. "
+        "Off: only an operator approves them, in the admin.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,9 +12,11 @@ WELCOME = {
 
 
 @pytest.fixture
-def welcome(api_client):  # noqa: ANN001, ANN201
+def welcome(api_client, approve_as_operator):  # noqa: ANN001, ANN201
+    """Created by the tenant, approved by the operator."""
     response = api_client.post("/v2/templates", WELCOME, format="json")
     assert response.status_code == 201, response.content
+    approve_as_operator("welcome")
     return response.json()
 
 
@@ -184,7 +186,7 @@ def test_send_message__nul_in_data__400_nothing_stored(api_client, welcome):
     assert Message.objects.count() == 0
 
 
-def test_send_message__declared_param_missing__400(api_client):
+def test_send_message__declared_param_missing__400(api_client, approve_as_operator):
     api_client.post(
         "/v2/templates",
         {
@@ -196,6 +198,7 @@ def test_send_message__declared_param_missing__400(api_client):
         },
         format="json",
     )
+    approve_as_operator("otp")
     response = api_client.post(
         "/v2/messages",
         {"channel": "email", "to": "a@example.com", "template": "otp", "data": {}},
@@ -243,7 +246,7 @@ def test_send_message__subject_with_markup__not_html_escaped(api_client, welcome
     assert message.html == "<p>Hello Tom &amp; Jerry</p>"
 
 
-def test_send_message__unescaped_email_template__sent_as_html(api_client):
+def test_send_message__unescaped_email_template__sent_as_html(api_client, approve_as_operator):
     api_client.post(
         "/v2/templates",
         {
@@ -255,6 +258,7 @@ def test_send_message__unescaped_email_template__sent_as_html(api_client):
         },
         format="json",
     )
+    approve_as_operator("raw")
     response = api_client.post(
         "/v2/messages",
         {"channel": "email", "to": "a@example.com", "template": "raw", "data": {"x": "<b>y</b>"}},

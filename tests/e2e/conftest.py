@@ -22,6 +22,8 @@ from tests.smtp import SmtpServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# The processes' HEALTH_TOKEN: readiness details (the worker's heartbeat) for these tests.
+HEALTH_TOKEN = "e2e-" + uuid.uuid4().hex
 
 
 def test_database_url() -> str:
@@ -70,6 +72,8 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
             "NOTIFY_RETRY_DELAYS": "1,1",
             "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
             "DEBUG": "0",
+            "HEALTH_TOKEN": HEALTH_TOKEN,
+            "NOTIFY_HEARTBEAT_INTERVAL": "1",
             "PYTHONUNBUFFERED": "1",
         }
         port = free_port()
@@ -107,7 +111,11 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
                     )
                 )
             running = Platform(f"http://127.0.0.1:{port}", smtp, [web_log, worker_log])
-            running.wait_for(lambda: _healthy(running.base_url), timeout=60, what="/healthz 200")
+            running.wait_for(
+                lambda: _ready_with_worker(running.base_url),
+                timeout=60,
+                what="/readyz 200 with the worker's heartbeat",
+            )
             yield running
         finally:
             for process in processes:
@@ -120,11 +128,18 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
                     process.wait()
 
 
-def _healthy(base_url: str) -> bool:
+def readiness(base_url: str) -> requests.Response:
+    """/readyz as an operator sees it."""
+    headers = {"Authorization": f"Bearer {HEALTH_TOKEN}"}
+    return requests.get(f"{base_url}/readyz", headers=headers, timeout=5)
+
+
+def _ready_with_worker(base_url: str) -> bool:
     try:
-        return requests.get(f"{base_url}/healthz", timeout=5).status_code == 200
+        response = readiness(base_url)
     except requests.ConnectionError:
         return False
+    return response.status_code == 200 and response.json()["checks"]["workers"]["status"] == "up"
 
 
 @pytest.fixture

@@ -22,6 +22,11 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug="demo").first()
         if tenant is None:
             tenant, _ = create_tenant("demo", name="Demo tenant")
+        # The demo tenant approves its own templates, so a template made through the API can be
+        # sent at once. Real tenants get this from the operator, in the admin.
+        if not tenant.templates_self_approve:
+            tenant.templates_self_approve = True
+            tenant.save(update_fields=["templates_self_approve", "updated_at"])
         # One live demo key at a time: earlier runs' keys are revoked.
         ApiKey.objects.filter(tenant=tenant, name=DEMO_KEY_NAME, revoked_at=None).update(
             revoked_at=timezone.now()
@@ -41,7 +46,7 @@ class Command(BaseCommand):
             f"""
 Notify is starting.
   Admin:    {base_url}/admin/   user: admin   password: {password}
-  Health:   {base_url}/healthz
+  Health:   {base_url}/readyz   (details when logged in to the admin)
   API key:  {raw_key}   (tenant "demo")
 
 Send a test message:

@@ -1,0 +1,75 @@
+"""A message the email transport cannot build is a permanent failure, with the reason, decided
+before any SMTP connection: retrying the same content could only fail again."""
+
+import pytest
+
+from notify.messaging import services
+from notify.messaging.models import Message, MessageStatus
+from notify.messaging.services import MessageDraft, create_message
+
+
+@pytest.fixture
+def queued_retries(monkeypatch) -> list:  # noqa: ANN001
+    calls: list = []
+    monkeypatch.setattr(services, "enqueue_delivery", lambda *args, **kwargs: calls.append(args))
+    return calls
+
+
+def stored_email(tenant, *, to: str = "ana@example.com", subject: str = "S") -> Message:  # noqa: ANN001
+    """A message as stored before the API refused such input (or from another origin)."""
+    message, _ = create_message(
+        tenant=tenant,
+        draft=MessageDraft(channel="email", recipient=to, subject=subject, body="B"),
+    )
+    return message
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\r\n"])
+def test_deliver__subject_cannot_be_a_header__failed_at_once_not_retried(
+    tenant, smtp_server, queued_retries, char
+):
+    # Given a stored message whose subject breaks a header line
+    message = stored_email(tenant, subject=f"Hello{char}Bcc: victim@example.com")
+    # When the worker delivers it
+    services.deliver(message.id)
+    # Then it fails for good on the first attempt, says why, and nothing reaches the server
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.attempts == 1
+    assert message.error.startswith("message cannot be built: subject: Must not contain")
+    assert queued_retries == []
+    assert smtp_server.received == []
+
+
+def test_deliver__recipient_cannot_be_a_header__failed_with_recipient_masked(
+    tenant, smtp_server, queued_retries
+):
+    message = stored_email(tenant, to="ana@exam\u2028ple.com")
+    services.deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.error.startswith("message cannot be built: recipient:")
+    assert queued_retries == [] and smtp_server.received == []
+
+
+def test_deliver__address_the_email_library_refuses__failed_at_once(
+    tenant, smtp_server, queued_retries
+):
+    # Given a domain label longer than DNS allows (63): the IDNA encoder refuses it
+    message = stored_email(tenant, to=f"ana@{'x' * 64}.example.com")
+    # When
+    services.deliver(message.id)
+    # Then: permanent, with the library's reason, never retried
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.attempts == 1
+    assert message.error.startswith("message cannot be built: UnicodeError")
+    assert queued_retries == [] and smtp_server.received == []
+
+
+def test_deliver__ordinary_message__still_sent(tenant, smtp_server, queued_retries):
+    message = stored_email(tenant, subject="Crème brûlée 🍮")
+    services.deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert smtp_server.received[0].subject == "Crème brûlée 🍮"
