@@ -144,6 +144,10 @@ def to_text(value: Any) -> str:
     if budget is None:
         _outside()
     if kind in SCALARS:
+        if kind is int and value.bit_length() > 2048:
+            # int to text is quadratic in its digits
+            digits = value.bit_length() // 30 + 1
+            charge_steps((digits * digits) >> 8)
         return str(value)
     size = text_size(value, budget.max_output_chars)
     # measuring walks the value item by item (at least two characters each)

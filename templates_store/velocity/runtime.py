@@ -555,6 +555,8 @@ def v_or(left: Any, right: Any) -> bool:
 
 
 def v_div(left: Any, right: Any) -> Any:
+    if type(left) is int and left.bit_length() > 2048:
+        charge_steps(gate.big_int_steps(left.bit_length()))
     return left // right
 
 

@@ -154,9 +154,7 @@ def test_add_version__velocity_to_jinja_template__each_version_renders_in_its_en
 )
 def test_render__failure__422_with_its_own_code(api_client, body, code):
     # Given a tenant template that fails at render time
-    api_client.post(
-        "/v2/templates", {"key": "t", "channel": "sms", "body": body}, format="json"
-    )
+    api_client.post("/v2/templates", {"key": "t", "channel": "sms", "body": body}, format="json")
     # When previewed
     response = api_client.post("/v2/templates/t/render", {"data": {"x": 1}}, format="json")
     # Then the error says which budget or rule stopped it
