@@ -268,6 +268,8 @@ def _format_spec_check(owner: Any, args: tuple, kwargs: dict) -> None:
         check_format_spec(spec)
     if isinstance(owner, str):
         reserve(len(owner))
+    else:
+        to_text(owner)  # (an empty spec prints the value: measured first)
 
 
 # -- the allowlists -----------------------------------------------------------------------------
@@ -388,6 +390,17 @@ _BASE_SPECIALS: dict[str, Check] = {
     "__format__": _format_spec_check,
     **dict.fromkeys(_COMPARISONS, _scan_items),
 }
+
+
+def _number_step(owner: Any, args: tuple, kwargs: dict) -> None:
+    """A numeric special method: big integers cost by their size (division is quadratic)."""
+    bits = owner.bit_length() if type(owner) is int else 0
+    for arg in args:
+        if type(arg) is int:
+            bits = max(bits, arg.bit_length())
+    charge_steps(CALL_STEPS + (big_int_steps(bits) if bits > 2048 else 0))
+
+
 _NUMBER_SPECIALS: dict[str, Check] = {
     **dict.fromkeys(
         (
@@ -422,7 +435,7 @@ _NUMBER_SPECIALS: dict[str, Check] = {
             "__rxor__",
             "__rshift__",
         ),
-        _step,
+        _number_step,
     ),
     "__mul__": _binop_check("*"),
     "__rmul__": _rbinop_check("*"),

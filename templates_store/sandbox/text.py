@@ -53,6 +53,8 @@ class _Measure:
             self.add(size)
             return
         if kind in SCALARS:
+            if kind is int and value.bit_length() > 2048:
+                _charge_int_text(value)
             self.add(len(repr(value)))
             return
         self.container(value, depth, as_repr=True)
@@ -115,6 +117,14 @@ class _Measure:
             self.active.discard(key)
 
 
+def _charge_int_text(value: int) -> None:
+    """An integer's text is quadratic in its digits: charged when a render is running (the
+    fast path's budget-less renders hand such values to Jinja first)."""
+    if _budget.get() is not None:
+        digits = value.bit_length() // 30 + 1
+        charge_steps((digits * digits) >> 8)
+
+
 def text_size(value: Any, limit: int) -> int:
     """len(str(value)), computed without building it; TemplateLimitError past `limit`."""
     kind = type(value)
@@ -124,6 +134,8 @@ def text_size(value: Any, limit: int) -> int:
         return len(value)
     measure = _Measure(limit)
     if kind in SCALARS:
+        if kind is int and value.bit_length() > 2048:
+            _charge_int_text(value)
         measure.add(len(str(value)))
     elif kind is bytes:
         measure.repr_size(value, 0)

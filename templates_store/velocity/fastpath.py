@@ -48,8 +48,14 @@ from typing import Any
 
 from jinja2 import nodes
 
-from templates_store.sandbox.budget import RenderLimits, charge_steps, steps_exceeded
+from templates_store.sandbox.budget import (
+    RenderLimits,
+    charge_steps,
+    current_budget,
+    steps_exceeded,
+)
 from templates_store.sandbox.environment import BoundedEnvironment
+from templates_store.sandbox.gate import big_int_steps
 from templates_store.sandbox.text import text_size
 
 from . import runtime
@@ -122,15 +128,19 @@ def _vno_value(value: Any, source: str, limit: int) -> str:
     the inlined macro counts it as produced)."""
     if value is None:
         return source
-    if type(value) not in _SCALAR_TYPES:
-        text_size(value, limit)
-    return str(value)
+    return _text(value, limit)
 
 
 def _text(value: Any, limit: int) -> str:
     """What the environment's finalize gives a streamed value: its text, measured before it
     is built (the output it joins is bounded as it is collected)."""
-    if type(value) not in _SCALAR_TYPES:
+    kind = type(value)
+    if kind is int and value.bit_length() > 2048:
+        # quadratic in its digits: charged (a render without its budget yet goes to Jinja)
+        if current_budget() is None:
+            raise _Bail
+        charge_steps(big_int_steps(value.bit_length()))
+    elif kind not in _SCALAR_TYPES:
         text_size(value, limit)
     return str(value)
 
@@ -590,8 +600,9 @@ class _Compiler:
         """The text of a streamed value: a str as it is, anything else measured (`_text`)."""
         temp = self.fresh("_t")
         return (
-            f"({temp} if type({temp} := {code}) is str else "
-            f"str({temp}) if type({temp}) in _SCALAR else _text({temp}, {limit}))"
+            f"({temp} if type({temp} := {code}) is str else str({temp}) if "
+            f"type({temp}) is float or (type({temp}) is int and -_SMALL < {temp} < _SMALL) "
+            f"else _text({temp}, {limit}))"
         )
 
     def if_expr(self, node: nodes.If, scope: _Scope) -> str:
