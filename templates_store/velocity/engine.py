@@ -22,7 +22,9 @@ from jinja2.utils import missing
 
 from templates_store.sandbox.budget import RenderLimits, reset_budget, set_budget
 from templates_store.sandbox.engine import (
+    CACHE_SOURCE_CHARS,
     BaseEngine,
+    SourceCache,
     collect,
     collect_stopping,
     compile_source,
@@ -205,6 +207,7 @@ class Engine(BaseEngine):
         # bounded like it, emptied when full
         self._hot: dict[str, CompiledTemplate] = {}
         self._hot_size = cache_size
+        self._evaluated = SourceCache(CACHE_SOURCE_CHARS // 4)
 
     def _compile(self, source: str) -> CompiledTemplate:
         env = self.env
@@ -240,6 +243,15 @@ class Engine(BaseEngine):
             fast=fast,
             bare=fast is not None and not fast.__needs_budget__,
         )
+
+    def compile_evaluated(self, source: str) -> jinja2.Template:
+        """An #evaluate text converted at render time: compiled for Jinja only (it renders
+        once per evaluation), in a cache of its own."""
+        template = self._evaluated.get(source)
+        if template is None:
+            template = compile_source(self.env, source)
+            self._evaluated.put(source, template)
+        return template
 
     def _lookup(self, source: str) -> CompiledTemplate:
         compiled = self.compile(source)

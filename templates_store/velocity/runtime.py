@@ -54,9 +54,10 @@ STOP_MARKER = "\x00vstop" + secrets.token_hex(8) + "\x00"
 # the code of every function the fast path compiles (fastpath.py) carries this file name
 FAST_TEMPLATE_FILENAME = "<fast template>"
 
-# steps charged for converting and compiling an #evaluate text (about a millisecond of work),
-# on top of its length
-EVALUATE_STEPS = 2_000
+# steps charged for converting and compiling an #evaluate text (a few milliseconds of work),
+# and per character of it
+EVALUATE_STEPS = 10_000
+EVALUATE_STEPS_PER_CHAR = 8
 
 
 def _count_built(size: int, weight: int | None = None) -> None:
@@ -696,7 +697,9 @@ def v_evaluate(ns: LocalNamespace, text: Any) -> str:
         )
         level = level.parent
     # converting and compiling cost about a millisecond plus the text's length
-    charge_steps(EVALUATE_STEPS + (len(text) if isinstance(text, str) else 0))
+    charge_steps(
+        EVALUATE_STEPS + EVALUATE_STEPS_PER_CHAR * (len(text) if isinstance(text, str) else 0)
+    )
     conversion = convert_evaluated(text, frozenset(defines))
     if conversion.source is None:
         raise TemplateRenderError("#evaluate: template could not be converted")
@@ -704,8 +707,8 @@ def v_evaluate(ns: LocalNamespace, text: Any) -> str:
     try:
         if budget.depth > budget.max_depth:
             raise TemplateLimitError("#evaluate nesting too deep")
-        compiled = budget.env.engine.compile(conversion.source)
-        return to_text(compiled.template.render({"_vdata": ns}))
+        template = budget.env.engine.compile_evaluated(conversion.source)
+        return to_text(template.render({"_vdata": ns}))
     finally:
         budget.depth -= 1
 
