@@ -101,6 +101,9 @@ LEGACY_TIME_ZONE = "Asia/Shanghai"
 LEGACY_DATA_DIR = Path(
     env.str("LEGACY_DATA_DIR", default=str(BASE_DIR.parent / "shared" / "legacy" / "data"))
 )
+# Converted legacy templates run as compiled Python functions (the fast path) unless this is
+# off; off, every render goes through Jinja (templates_store.engines passes it to the engine).
+TEMPLATE_FAST_PATH = env.bool("NOTIFY_TEMPLATE_FAST_PATH", default=True)
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
