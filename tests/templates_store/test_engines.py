@@ -42,7 +42,9 @@ def test_velocity_engine__template_fast_path_setting__fast_path_follows_it(
     assert engine.render(CONVERTED, {"name": "Ana", "l": [1, 2]}) == "Hi Ana, 12"
 
 
-@pytest.mark.parametrize(("value", "expected"), [("false", "None"), ("0", "None"), ("", "fast")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("false", "None"), ("0", "None"), ("Off", "None"), ("", "fast")]
+)
 def test_environment_variable__notify_template_fast_path__reaches_get_engine(
     value: str, expected: str
 ) -> None:
