@@ -145,6 +145,15 @@ LEGACY_TIME_ZONE = "Asia/Shanghai"
 LEGACY_DATA_DIR = Path(
     env.str("LEGACY_DATA_DIR", default=str(BASE_DIR.parent / "shared" / "legacy" / "data"))
 )
+# Converted legacy templates run as compiled Python functions (the fast path) unless this is
+# off; off, every render goes through Jinja (templates_store.engines passes it to the engine).
+# Read by the engine's own rule (velocity.engine.fast_path_default): only 0/false/off/no is off.
+TEMPLATE_FAST_PATH = env.str("NOTIFY_TEMPLATE_FAST_PATH", default="1").strip().lower() not in (
+    "0",
+    "false",
+    "off",
+    "no",
+)
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

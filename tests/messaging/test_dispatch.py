@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -193,21 +195,27 @@ def test_deliver__temporary_failure_then_success__delivered_once(
 
 
 def test_deliver__retry_task_arrives_early__not_sent_and_requeued_for_due_time(
-    deliver, tenant, smtp_server, queued_retries, settings
+    deliver, tenant, smtp_server, queued_retries, settings, time_machine
 ):
-    # Given a message waiting 300 s for its retry
+    # Given a message whose first try failed, waiting 300 s for its retry
     settings.NOTIFY_RETRY_DELAYS = [300]
     message = make_email(tenant, to="busy@example.com")
+    before = timezone.now()
     deliver(message.id)
+    after = timezone.now()
+    message.refresh_from_db()
+    assert before + timedelta(seconds=300) <= message.next_attempt_at
+    assert message.next_attempt_at <= after + timedelta(seconds=300)
+    assert queued_retries == [(message.id, 300)]
     Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
-    # When a duplicate task runs now
+    # When a duplicate task runs 120 s before the retry is due (the clock stopped there)
+    time_machine.move_to(message.next_attempt_at - timedelta(seconds=120), tick=False)
     deliver(message.id)
-    # Then nothing is sent yet, and a task is queued for when the retry is due
+    # Then nothing is sent yet, and a task is queued for exactly when the retry is due
     assert smtp_server.received == []
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.attempts == 1
-    assert queued_retries[-1][0] == message.id
-    assert 290 < queued_retries[-1][1] <= 300
+    assert queued_retries[-1] == (message.id, 120.0)
 
 
 def test_deliver__refusal_quotes_recipient__reason_masked(

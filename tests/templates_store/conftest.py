@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 
 from templates_store.legacy import LegacyExport
+from templates_store.velocity.engine import Engine
 
 LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
 
@@ -13,3 +14,12 @@ def legacy_export() -> LegacyExport:
     if not (LEGACY_DATA / "templates.jsonl").exists():
         pytest.fail(f"legacy export not found at {LEGACY_DATA} (shared/ must sit beside the repo)")
     return LegacyExport.read(LEGACY_DATA)
+
+
+@pytest.fixture(scope="session", params=[True, False], ids=["fast", "jinja"])
+def converted_engine(request) -> Engine:  # noqa: ANN001
+    """The converted-template engine with the fast path on, then off (Jinja only): parity
+    tests run both ways, so a bug in either path shows."""
+    engine = Engine(autoescape=False, fast_path=request.param)
+    assert engine.fast_path is request.param
+    return engine

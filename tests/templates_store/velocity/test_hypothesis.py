@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from templates_store.velocity import convert
+from templates_store.velocity import Engine, convert
 from templates_store.velocity.verifier import verify
 
 from .helpers import normalise
@@ -150,18 +150,23 @@ def blocks(depth: int = 0) -> st.SearchStrategy[str]:
     return st.lists(st.one_of(leaf, if_, foreach), min_size=1, max_size=4).map("".join)
 
 
+# the converted-template engine with the fast path on and off: each must match airspeed
+ENGINES = {"fast path": Engine(fast_path=True), "jinja only": Engine(fast_path=False)}
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(template=blocks(), cases=st.lists(datas, min_size=1, max_size=3))
 def test_random_template__both_engines__equal_or_flagged(template: str, cases: list) -> None:
     # Given a random Velocity template and random parameter sets
     conversion = convert(template)
-    # When both engines render every parameter set
-    differences = [
-        d
-        for d in verify(template, conversion, cases)
-        if d.legacy.failed
-        or d.converted.failed
-        or normalise(("ok", d.legacy.output)) != normalise(("ok", d.converted.output))
-    ]
-    # Then any difference comes with a needs_review conversion
-    assert not differences or conversion.status == "needs_review", differences[0].diff
+    for name, engine in ENGINES.items():
+        # When airspeed and our engine (fast path on, then off) render every parameter set
+        differences = [
+            d
+            for d in verify(template, conversion, cases, engine=engine)
+            if d.legacy.failed
+            or d.converted.failed
+            or normalise(("ok", d.legacy.output)) != normalise(("ok", d.converted.output))
+        ]
+        # Then any difference comes with a needs_review conversion
+        assert not differences or conversion.status == "needs_review", (name, differences[0].diff)
