@@ -137,18 +137,20 @@ def render_budget(limits: RenderLimits | None = None, env: Any = None) -> Iterat
         _budget.reset(token)
 
 
+class NoBudget(TemplateSecurityError):
+    """Template code ran where no render's budget is set (e.g. at compile time)."""
+
+
 def active_budget() -> RenderBudget:
     """The running render's budget; outside a render nothing may be evaluated."""
     budget = _budget.get()
     if budget is None:
-        raise TemplateSecurityError(
-            "template code cannot run outside a render (nothing is evaluated at compile time)"
-        )
+        _outside()
     return budget
 
 
 def _outside() -> None:
-    raise TemplateSecurityError(
+    raise NoBudget(
         "template code cannot run outside a render (nothing is evaluated at compile time)"
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from typing import Any
 
 import jinja2
@@ -142,30 +141,40 @@ def render_error(exc: BaseException) -> TemplateRenderError:
         return TemplateLimitError("recursion too deep")
     if isinstance(exc, MemoryError):
         return TemplateLimitError("out of memory")
-    return TemplateRenderError(f"{type(exc).__name__}: {exc}")
+    return TemplateRenderError(f"{type(exc).__name__}: {_message(exc)}")
+
+
+MAX_ERROR_MESSAGE = 300
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's text, bounded: Python puts values into some messages (`[...] is not in
+    list`), and a KeyError prints its key only when asked (a template-built key may be huge)."""
+    if isinstance(exc, KeyError):
+        return "key not found"
+    args = exc.args
+    text = args[0] if len(args) == 1 and isinstance(args[0], str) else ""
+    if not text and args:
+        text = "; ".join(arg for arg in args if isinstance(arg, str))
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[:MAX_ERROR_MESSAGE] + "…"
+    return text
 
 
 def limit_error(max_chars: int) -> TemplateLimitError:
     return TemplateLimitError(f"output limit exceeded ({max_chars} characters)")
 
 
-# Output is collected in batches: C-speed joins, and the limit is checked every batch, so at
-# most `_BATCH` chunks past the limit are ever produced.
-_BATCH = 32
-
-
 def collect(chunks: Iterator[str], max_chars: int) -> str:
-    parts = list(islice(chunks, _BATCH))
-    total = sum(map(len, parts))
-    if total > max_chars:
-        raise limit_error(max_chars)
-    if len(parts) < _BATCH:
-        return "".join(parts)
-    while batch := list(islice(chunks, _BATCH)):
-        total += sum(map(len, batch))
+    """The output, its size checked at every chunk (a chunk can be a million characters)."""
+    parts: list[str] = []
+    append = parts.append
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
         if total > max_chars:
             raise limit_error(max_chars)
-        parts += batch
+        append(chunk)
     return "".join(parts)
 
 

@@ -22,7 +22,7 @@ from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.defaults import DEFAULT_TESTS
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS as JINJA_FILTERS
-from jinja2.filters import make_attrgetter
+from jinja2.filters import make_attrgetter, sync_do_slice
 from jinja2.runtime import Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, pass_environment, pass_eval_context
@@ -39,7 +39,7 @@ from .budget import (
     steps_exceeded,
 )
 from .errors import TemplateLimitError, TemplateSecurityError, TemplateSyntaxError
-from .text import text_size, to_text
+from .text import charge_tree, text_size, to_text
 
 __all__ = ["BoundedEnvironment", "TenantEnvironment", "bounded_loop", "MACRO_CALL_STEPS"]
 
@@ -47,9 +47,29 @@ __all__ = ["BoundedEnvironment", "TenantEnvironment", "bounded_loop", "MACRO_CAL
 MACRO_CALL_STEPS = 10
 
 
+# The counters the environment adds to a template's tree (never filters a template can name:
+# the generated code calls the environment's own functions)
+BOUNDED_LOOP = "_bounded_loop"
+STEPS = "_steps"
+LOOP_ITEM = "_loop_item"
+INTERNAL = {BOUNDED_LOOP: "bounded_loop", STEPS: "charge", LOOP_ITEM: "count_loop_item"}
+
+
 class BoundedCodeGenerator(CodeGenerator):
     """Jinja's code generator with `~` and comparisons bounded, and no output constant folding
     beyond literal template text."""
+
+    def visit_Filter(self, node: nodes.Filter, frame: Frame) -> None:  # noqa: N802
+        internal = INTERNAL.get(node.name)
+        if internal is None:
+            super().visit_Filter(node, frame)
+            return
+        self.write(f"environment.{internal}(")
+        self.visit(node.node, frame)
+        for arg in node.args:
+            self.write(", ")
+            self.visit(arg, frame)
+        self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:  # noqa: N802
         self.write("environment.bounded_concat((")
@@ -86,6 +106,17 @@ class BoundedCodeGenerator(CodeGenerator):
             else:
                 self.visit(part, frame)
         self.write("))")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:  # noqa: N802
+        self.write("{")
+        for idx, item in enumerate(node.items):
+            if idx:
+                self.write(", ")
+            self.write("environment.hashed(")
+            self.visit(item.key, frame)
+            self.write("): ")
+            self.visit(item.value, frame)
+        self.write("}")
 
     def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
         if not isinstance(node, nodes.TemplateData):
@@ -159,8 +190,22 @@ def bounded_loop(iterable: Any, weight: int = 0) -> Any:
 
 
 def charge(weight: int) -> str:
-    """`{% do weight|_steps %}` at the top of a macro body: one call's steps."""
+    """The counter at the top of a macro body: one call's steps."""
     charge_steps(weight)
+    return ""
+
+
+def count_loop_item(weight: int) -> str:
+    """The counter at the top of a recursive loop's body: one iteration and its steps."""
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    budget.iterations += 1
+    if budget.iterations > budget.max_loop_iterations:
+        raise TemplateLimitError(f"loop iteration limit exceeded ({budget.max_loop_iterations})")
+    budget.steps += weight
+    if budget.steps > budget.max_steps:
+        steps_exceeded(budget)
     return ""
 
 
@@ -216,11 +261,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             finalize=to_text,
         )
         self.limits = limits
-        self.filters = {
-            **filters,
-            "_bounded_loop": bounded_loop,
-            "_steps": charge,
-        }
+        self.filters = dict(filters)
         self.tests = dict(tests)
         self.globals = dict(global_values)
 
@@ -232,29 +273,30 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         for loop in tree.find_all(nodes.For):
             weight = static_weight(loop.body) + static_weight([loop.test] if loop.test else [])
             weight = weight * cost + self.iteration_cost
-            loop.iter = nodes.Filter(
-                loop.iter, "_bounded_loop", [nodes.Const(weight)], [], None, None
-            )
-            loop.iter.set_lineno(loop.lineno)
             if loop.recursive:
-                # `loop(children)` runs the body again on another sequence: bounded the same way
-                for call in _recursive_calls(loop.body):
-                    if call.args:
-                        call.args[0] = nodes.Filter(
-                            call.args[0], "_bounded_loop", [nodes.Const(weight)], [], None, None
-                        )
-                        call.args[0].set_lineno(call.lineno)
+                # `loop(children)` (under any name) runs the body on another sequence: each
+                # run of the body is counted where it starts
+                counter = nodes.ExprStmt(
+                    nodes.Filter(nodes.Const(weight), LOOP_ITEM, [], [], None, None)
+                )
+                counter.set_lineno(loop.lineno)
+                loop.body.insert(0, counter)
+                continue
+            loop.iter = nodes.Filter(loop.iter, BOUNDED_LOOP, [nodes.Const(weight)], [], None, None)
+            loop.iter.set_lineno(loop.lineno)
         for block in tree.find_all((nodes.Macro, nodes.CallBlock)):
             weight = (static_weight(block.body) + MACRO_CALL_STEPS) * cost
-            counter = nodes.ExprStmt(
-                nodes.Filter(nodes.Const(weight), "_steps", [], [], None, None)
-            )
+            counter = nodes.ExprStmt(nodes.Filter(nodes.Const(weight), STEPS, [], [], None, None))
             counter.set_lineno(block.lineno)
             block.body.insert(0, counter)
         return tree
 
     def check_tree(self, tree: nodes.Template) -> None:
-        """Refuse constructs this environment does not offer."""
+        """Refuse constructs this environment does not offer (and any filter or test named
+        like the environment's own counters, which exist only in code the environment adds)."""
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            if node.name[:1] == "_":
+                raise TemplateSecurityError(f"no filter or test named {node.name!r}")
         for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
             raise TemplateSyntaxError(
                 "templates cannot include, import or extend other templates", node.lineno
@@ -316,9 +358,13 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if type(__obj) is Macro:
             # its body charges its own weight (see _parse)
             return __context.call(__obj, *args, **kwargs)
-        if type(__obj) in (Namespace, dict) or __obj is Namespace or __obj is dict:
+        if __obj is Namespace or __obj is dict:
+            # (an iterable argument is taken item by item: counted, and bounded, first)
+            args = tuple(
+                a if isinstance(a, (dict, Namespace)) else gate._bounded_items(a) for a in args
+            )
             size = len(kwargs) + sum(len(a) if hasattr(a, "__len__") else 1 for a in args)
-            charge_steps(1 + (size >> 4))
+            charge_steps(__self.step_cost * (1 + size))
             reserve(size)
             return __context.call(__obj, *args, **kwargs)
         # (loop and block variables are for context functions: none of these takes a context)
@@ -346,15 +392,28 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         return gate.binop(operator, left, right)
 
+    bounded_loop = staticmethod(bounded_loop)
+    charge = staticmethod(charge)
+    count_loop_item = staticmethod(count_loop_item)
+
     @staticmethod
     def compared(value: Any) -> Any:
+        """An operand of a comparison or a search, charged the walk Python makes through it
+        (nested values however shared, texts by their length)."""
         kind = type(value)
         if kind is str:
             if len(value) > 4096:
                 charge_steps(len(value) >> 8)
-        elif (kind is list or kind is tuple or kind is dict) and len(value) > 64:
-            charge_steps(len(value) >> 4)
+        elif kind is not int and kind is not float and kind is not bool and value is not None:
+            charge_tree(value)
         return value
+
+    @staticmethod
+    def hashed(key: Any) -> Any:
+        """A key of a dict literal: hashing a tuple walks every value nested in it."""
+        if type(key) is tuple:
+            charge_tree(key)
+        return key
 
     @staticmethod
     def bounded_concat(values: tuple, autoescape: bool) -> str:
@@ -386,13 +445,6 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             collected.append(part)
         reserve(total)
         return "".join(collected)
-
-
-def _recursive_calls(body: list[nodes.Node]) -> Iterable[nodes.Call]:
-    for node in body:
-        for call in node.find_all(nodes.Call):
-            if isinstance(call.node, nodes.Name) and call.node.name == "loop":
-                yield call
 
 
 # -- the tenant environment's filters: Jinja's own, allowlisted and bounded ------------------
@@ -441,14 +493,31 @@ def _per_item(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _plain(func: Callable[..., Any], scan: bool = False) -> Callable[..., Any]:
     """A filter that works on a value of bounded size and builds at most its size."""
+    pass_arg = getattr(func, "jinja_pass_arg", None)
 
-    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
-        _steps(1, (len(value) >> 4) if scan and hasattr(value, "__len__") else 0)
-        result = func(value, *args, **kwargs)
-        if type(result) in _SIZED:
+    def checked(result: Any) -> Any:
+        if type(result) is int:
+            gate._check_int(result)
+        elif type(result) in _SIZED:
             check_size(result)
         return result
 
+    def cost(value: Any) -> None:
+        _steps(1, (len(value) >> 4) if scan and hasattr(value, "__len__") else 0)
+
+    if pass_arg is None:
+
+        def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+            cost(value)
+            return checked(func(value, *args, **kwargs))
+
+    else:
+
+        def bounded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            cost(value)
+            return checked(func(context, value, *args, **kwargs))
+
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     bounded.__name__ = getattr(func, "__name__", "filter")
     return bounded
 
@@ -482,22 +551,24 @@ def _textual(func: Callable[..., Any], grows: int = 1) -> Callable[..., Any]:
 def _sorting(func: Callable[..., Any]) -> Callable[..., Any]:
     pass_arg = getattr(func, "jinja_pass_arg", None)
 
-    def cost(value: Any) -> None:
-        n = len(value) if hasattr(value, "__len__") else 1
-        # Python-level key functions and comparisons: about n log n of them
+    def cost(value: Any) -> list:
+        items = gate._bounded_items(value)
+        n = len(items)
+        # Python-level key functions and comparisons: about n log n of them, each walking the
+        # items it compares
         _steps(1 + n, (n * max(n.bit_length(), 1)) >> 2)
+        charge_tree(items, max(n.bit_length() >> 2, 1))
+        return items
 
     if pass_arg is None:
 
         def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
-            cost(value)
-            return func(value, *args, **kwargs)
+            return func(cost(value), *args, **kwargs)
 
     else:
 
         def bounded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            cost(value)
-            return func(context, value, *args, **kwargs)
+            return func(context, cost(value), *args, **kwargs)
 
         bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     bounded.__name__ = getattr(func, "__name__", "filter")
@@ -531,7 +602,7 @@ def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
     _steps(1)
     if isinstance(slices, int):
         reserve(slices)
-    return JINJA_FILTERS["slice"](value, slices, fill_with)
+    return sync_do_slice(value, slices, fill_with)
 
 
 def _center(value: Any, width: int = 80) -> str:
@@ -631,7 +702,7 @@ def _tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Markup:
         if total > limit:
             raise TemplateLimitError(f"value larger than the output limit ({limit})")
         parts.append(chunk)
-    _steps(len(parts) >> 2, total >> 6)
+    _steps(len(parts), total >> 6)
     reserve(total)
     text = (
         "".join(parts)
@@ -760,6 +831,37 @@ TENANT_FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _test(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A test (`is ...`, and through select/reject): one operation, and the walk through its
+    operands (`in` searches a text or a list, `eq` compares nested values)."""
+    pass_arg = getattr(func, "jinja_pass_arg", None)
+
+    def cost(value: Any, args: tuple) -> None:
+        _steps(1)
+        for operand in (value, *args):
+            if type(operand) not in (int, float, bool) and operand is not None:
+                charge_tree(operand)
+
+    if pass_arg is None:
+
+        def bounded(value: Any, *args: Any) -> Any:
+            cost(value, args)
+            return func(value, *args)
+
+    else:
+
+        def bounded(context: Any, value: Any, *args: Any) -> Any:  # type: ignore[misc]
+            cost(value, args)
+            return func(context, value, *args)
+
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    bounded.__name__ = getattr(func, "__name__", "test")
+    return bounded
+
+
+TENANT_TESTS = {name: _test(func) for name, func in DEFAULT_TESTS.items()}
+
+
 class TenantEnvironment(BoundedEnvironment):
     """Tenant-authored Jinja: Jinja's filters, tests and globals (allowlisted, bounded), no
     legacy helpers."""
@@ -772,7 +874,7 @@ class TenantEnvironment(BoundedEnvironment):
             autoescape=autoescape,
             limits=limits,
             filters=TENANT_FILTERS,
-            tests=DEFAULT_TESTS,
+            tests=TENANT_TESTS,
             global_values={"range": bounded_range, "dict": dict, "namespace": Namespace},
             extensions=["jinja2.ext.loopcontrols"],
         )

@@ -18,6 +18,7 @@ top of this gate).
 from __future__ import annotations
 
 import _string
+import codecs
 import math
 import operator
 import re
@@ -33,7 +34,7 @@ from markupsafe import Markup, escape
 
 from .budget import _budget, _outside, charge_steps, check_size, reserve
 from .errors import TemplateLimitError, TemplateSecurityError
-from .text import _Measure, to_text
+from .text import _Measure, charge_tree, to_text
 
 __all__ = [
     "MISSING",
@@ -80,16 +81,38 @@ def _step(owner: Any, args: tuple, kwargs: dict) -> None:
     charge_steps(CALL_STEPS)
 
 
+def _argument_text(args: tuple, kwargs: dict) -> int:
+    """The characters a call's text arguments hold (a tuple of prefixes counts them all)."""
+    size = 0
+    for arg in (*args, *kwargs.values()):
+        if isinstance(arg, (str, bytes)):
+            size += len(arg)
+        elif isinstance(arg, tuple):
+            size += len(arg) + sum(len(a) for a in arg if isinstance(a, (str, bytes)))
+    return size
+
+
 def _scan_text(owner: Any, args: tuple, kwargs: dict) -> None:
-    charge_steps(CALL_STEPS + (len(owner) >> 8))
+    # searching is O(text + pattern) on average; a search may compare each position (5 ns a
+    # character on bad patterns: one step per 64)
+    if not hasattr(owner, "__len__"):
+        charge_steps(CALL_STEPS + (_argument_text(args, kwargs) >> 6))
+        return
+    charge_steps(CALL_STEPS + ((len(owner) + _argument_text(args, kwargs)) >> 6))
 
 
 def _scan_items(owner: Any, args: tuple, kwargs: dict) -> None:
-    charge_steps(CALL_STEPS + (len(owner) >> 4))
+    # each item compared with the arguments: the walk through every nested value is charged
+    charge_steps(CALL_STEPS)
+    charge_tree(owner)
+    for arg in (*args, *kwargs.values()):
+        charge_tree(arg)
 
 
 def _copy_text(owner: Any, args: tuple, kwargs: dict) -> None:
-    charge_steps(CALL_STEPS + (len(owner) >> 10))
+    # a strip with characters checks each stripped character against them
+    chars = _argument_text(args, kwargs)
+    charge_steps(CALL_STEPS + (len(owner) >> 10) + ((len(owner) * chars) >> 10))
     reserve(len(owner))
 
 
@@ -158,16 +181,54 @@ def _join(owner: Any, args: tuple, kwargs: dict) -> tuple:
 def _translate(owner: Any, args: tuple, kwargs: dict) -> None:
     table = _arg(args, kwargs, 0, "table")
     longest = 1
+    replacements: Any = ()
     if isinstance(table, dict):
+        replacements = table.values()
+    elif isinstance(table, (list, tuple)):
+        replacements = table
+    if hasattr(table, "__len__"):
         charge_steps(CALL_STEPS + (len(table) >> 4))
-        for value in table.values():
-            if isinstance(value, str):
-                longest = max(longest, len(value))
+    for value in replacements:
+        if isinstance(value, str):
+            longest = max(longest, len(value))
     charge_steps(CALL_STEPS + (len(owner) >> 6))
     reserve(len(owner) * longest)
 
 
+# codecs implemented in C, linear in the text (others, e.g. punycode, are quadratic Python)
+_CODECS = frozenset(
+    {
+        "utf-8",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "utf-32-be",
+        "ascii",
+        "latin-1",
+        "iso8859-1",
+        "cp1252",
+        "gbk",
+        "gb2312",
+        "gb18030",
+        "big5",
+        "shift_jis",
+        "euc_jp",
+        "euc_kr",
+    }
+)
+
+
 def _encode(owner: Any, args: tuple, kwargs: dict) -> None:
+    name = _arg(args, kwargs, 0, "encoding", "utf-8")
+    if isinstance(name, str):
+        try:
+            canonical = codecs.lookup(name).name
+        except LookupError:
+            canonical = ""
+        if canonical not in _CODECS:
+            raise TemplateSecurityError(f"the {name!r} codec is not allowed")
     charge_steps(CALL_STEPS + (len(owner) >> 8))
     reserve(len(owner) * 4)
 
@@ -203,8 +264,17 @@ def _from_iterable(owner: Any, args: tuple, kwargs: dict) -> tuple:
     return (items, *args[1:])
 
 
+def _fromhex(owner: Any, args: tuple, kwargs: dict) -> None:
+    charge_steps(CALL_STEPS + (_argument_text(args, kwargs) >> 4))
+
+
+def _move_items(owner: Any, args: tuple, kwargs: dict) -> None:
+    charge_steps(CALL_STEPS + (len(owner) >> 6))
+
+
 def _grow_by_one(owner: Any, args: tuple, kwargs: dict) -> None:
-    charge_steps(CALL_STEPS)
+    # (an insert moves every item after it)
+    charge_steps(CALL_STEPS + (len(owner) >> 6))
     reserve(1)
     if len(owner) + 1 > _limit():
         raise TemplateLimitError(f"value larger than the output limit ({_limit()})")
@@ -343,9 +413,9 @@ _LIST_METHODS: dict[str, Check] = {
     "count": _scan_items,
     "index": _scan_items,
     "remove": _scan_items,
-    "pop": _step,
+    "pop": _move_items,
     "clear": _step,
-    "reverse": _scan_items,
+    "reverse": _move_items,
     "sort": _sort,
 }
 _DICT_METHODS: dict[str, Check] = {
@@ -374,7 +444,7 @@ _FLOAT_METHODS: dict[str, Check] = {
     "conjugate": _step,
     "hex": _step,
     "is_integer": _step,
-    "fromhex": _scan_text,
+    "fromhex": _fromhex,
 }
 _SEQUENCE_METHODS: dict[str, Check] = {"count": _scan_items, "index": _scan_items}
 
@@ -399,6 +469,19 @@ def _number_step(owner: Any, args: tuple, kwargs: dict) -> None:
         if type(arg) is int:
             bits = max(bits, arg.bit_length())
     charge_steps(CALL_STEPS + (big_int_steps(bits) if bits > 2048 else 0))
+
+
+def _round_step(owner: Any, args: tuple, kwargs: dict) -> None:
+    """Rounding an integer to -n digits computes 10**n first."""
+    ndigits = _arg(args, kwargs, 0, "ndigits")
+    if (
+        type(owner) is int
+        and type(ndigits) is int
+        and ndigits < 0
+        and -ndigits * 3.33 > _int_bits_limit()
+    ):
+        raise TemplateLimitError(f"integer larger than {_int_bits_limit()} bits")
+    _number_step(owner, args, kwargs)
 
 
 _NUMBER_SPECIALS: dict[str, Check] = {
@@ -441,6 +524,7 @@ _NUMBER_SPECIALS: dict[str, Check] = {
     "__rmul__": _rbinop_check("*"),
     "__pow__": _binop_check("**"),
     "__rpow__": _rbinop_check("**"),
+    "__round__": _round_step,
     "__lshift__": _binop_check("<<"),
     "__rlshift__": _rbinop_check("<<"),
 }
@@ -457,12 +541,14 @@ _ATTRIBUTES: dict[type, frozenset[str]] = {}
 _SPECIALS: dict[type, dict[str, Check]] = {}
 # methods the gate runs itself instead of the type's own (bounded formatting)
 _REPLACED: dict[tuple[type, str], Callable[..., Any]] = {}
+
+
 # (class, name) of allowed class methods reached through an instance (`$d.fromkeys(...)`)
 _CLASS_METHODS: dict[tuple[type, str], Check] = {
     (dict, "fromkeys"): _from_iterable,
     (int, "from_bytes"): _step,
     (bool, "from_bytes"): _step,
-    (float, "fromhex"): _scan_text,
+    (float, "fromhex"): _fromhex,
 }
 # static builtins reached through an instance (`''.maketrans`)
 _STATIC: dict[int, tuple[Any, Check]] = {id(str.maketrans): (str.maketrans, _maketrans)}
@@ -631,6 +717,8 @@ def item(obj: Any, key: Any) -> Any:
             charge_steps(CALL_STEPS + (size >> 6))
             reserve(size)
             return obj[key]
+        if type(key) is tuple:
+            charge_tree(key)  # (hashed: every nested value)
         return obj[key]
     if isinstance(obj, Undefined):
         obj._fail_with_undefined_error()
@@ -723,7 +811,9 @@ def call(func: Any, args: tuple = (), kwargs: dict | None = None, specials: bool
         else:
             charge_steps(CALL_STEPS)
         result = func(*args, **kwargs)
-        if type(result) in _SIZED:
+        if type(result) is int:
+            _check_int(result)
+        elif type(result) in _SIZED:
             check_size(result)
         if type(owner) in _MUTABLE:
             check_size(owner)
@@ -754,7 +844,9 @@ def call_method(obj: Any, name: str, args: tuple, specials: bool = False) -> Any
             if new_args is not None:
                 args = new_args
             result = getattr(obj, name)(*args)
-            if type(result) in _SIZED:
+            if type(result) is int:
+                _check_int(result)
+            elif type(result) in _SIZED:
                 check_size(result)
             if kind in _MUTABLE:
                 check_size(obj)
@@ -843,10 +935,19 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+def _check_int(value: int) -> None:
+    """An integer made without arithmetic (from text, bytes or rounding) is bounded too."""
+    limit = _int_bits_limit()
+    if value.bit_length() > limit:
+        raise TemplateLimitError(f"integer larger than {limit} bits")
+
+
 def binop(op: str, left: Any, right: Any) -> Any:
     """A template's arithmetic operator, bounded."""
     if op == "%" and isinstance(left, str):
         return percent_format(left, right)
+    if op == "%" and isinstance(left, (bytes, bytearray)):
+        raise TemplateSecurityError("formatting bytes with % is not supported")
     check_binop(op, left, right)
     if op in ("//", "%") and isinstance(left, int) and isinstance(right, int):
         bits = left.bit_length()
@@ -1040,6 +1141,7 @@ class BoundedFormatter(string.Formatter):
             if isinstance(value, str):
                 reserve(len(value))
             text = format(value, format_spec)
+            reserve(len(text))
         else:
             text = to_text(value) if not isinstance(value, str) else value
             text = str(text) if type(text) is not str and not self.escape_fields else text

@@ -14,24 +14,89 @@ from typing import Any
 import regex
 
 from .budget import _budget, _outside, charge_steps, reserve
-from .errors import TemplateLimitError
+from .errors import TemplateLimitError, TemplateSecurityError
 
 __all__ = ["match", "sub", "MatchResult"]
 
 # compiled patterns, shared by renders (bounded: emptied when full)
 _PATTERNS: dict[tuple[type, Any], Any] = {}
-_PATTERN_CACHE_SIZE = 256
-_MAX_PATTERN_CHARS = 10_000
+_PATTERN_CACHE_SIZE = 64
+MAX_PATTERN_CHARS = 1_000
+# what a pattern may expand to when compiled (counted repeats multiply what they repeat:
+# `(?:(?:a{30}){30}){30}` is 27,000 nodes, and compiling it takes seconds and megabytes)
+MAX_PATTERN_SIZE = 2_000
+_REPEAT = regex.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def pattern_size(pattern: str) -> int:
+    """An upper estimate of the compiled size of `pattern`: each atom counts 1, a counted
+    repeat multiplies what it follows (an atom, a class or a group)."""
+    stack = [0]
+    last = 0  # size of the item a quantifier would repeat
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            last = 1
+            stack[-1] += 1
+            continue
+        if ch == "[":
+            # a character class is one atom; `]` first in the class is literal
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+            last = 1
+            stack[-1] += 1
+            continue
+        if ch == "(":
+            stack.append(0)
+            i += 1
+            last = 0
+            continue
+        if ch == ")":
+            inner = stack.pop() if len(stack) > 1 else 0
+            last = max(inner, 1)
+            stack[-1] += last
+            i += 1
+            continue
+        if ch == "{":
+            repeat = _REPEAT.match(pattern, i)
+            if repeat is not None and (repeat.group(1) or repeat.group(2)):
+                counts = [int(c) for c in repeat.groups() if c]
+                times = max(counts) if counts else 1
+                stack[-1] += last * max(times - 1, 0)
+                last = last * max(times, 1)
+                i = repeat.end()
+                if stack[-1] > MAX_PATTERN_SIZE or times > MAX_PATTERN_SIZE:
+                    return MAX_PATTERN_SIZE + 1
+                continue
+        last = 1
+        stack[-1] += 1
+        i += 1
+    return sum(stack)
 
 
 def _compile(pattern: Any) -> Any:
     key = (type(pattern), pattern)
     compiled = _PATTERNS.get(key)
     if compiled is None:
-        if isinstance(pattern, str) and len(pattern) > _MAX_PATTERN_CHARS:
+        if not isinstance(pattern, str):
+            raise TemplateSecurityError("a regular expression must be a text")
+        if len(pattern) > MAX_PATTERN_CHARS:
             raise TemplateLimitError(
-                f"regular expression longer than {_MAX_PATTERN_CHARS} characters"
+                f"regular expression longer than {MAX_PATTERN_CHARS} characters"
             )
+        size = pattern_size(pattern)
+        if size > MAX_PATTERN_SIZE:
+            raise TemplateLimitError("regular expression too large once compiled")
+        charge_steps(8 * len(pattern) + size)
         compiled = regex.compile(pattern, regex.VERSION0)
         if len(_PATTERNS) >= _PATTERN_CACHE_SIZE:
             _PATTERNS.clear()
@@ -141,11 +206,14 @@ def sub(pattern: Any, replacement: Any, text: Any) -> Any:
     """`re.sub(pattern, replacement, text)` under the time bound; the result's size is known
     (and refused past the limit) before it is built."""
     compiled = _compile(pattern)
-    if not isinstance(text, (str, bytes)) or not isinstance(replacement, (str, bytes)):
-        return compiled.sub(replacement, text)  # the same TypeError re.sub gives
+    if not isinstance(replacement, str):
+        # (re.sub would call a callable with raw match objects, outside the sandbox)
+        raise TemplateSecurityError("replaceAll() takes a text replacement")
+    if not isinstance(text, str):
+        raise TypeError("expected string or bytes-like object")
     charge_steps(1 + (len(text) >> 10))
     # a replacement text can repeat the match (`\g<0>` as often as it has backslashes)
-    references = replacement.count("\\" if isinstance(replacement, str) else b"\\")
+    references = replacement.count("\\")
     clock = _Clock()
     try:
         size = len(text)

@@ -26,15 +26,18 @@ _MAX_NESTING = 200
 
 
 class _Measure:
-    __slots__ = ("total", "limit", "active", "str_sizes")
+    __slots__ = ("total", "limit", "active", "str_sizes", "nodes")
 
     def __init__(self, limit: int) -> None:
         self.total = 0
         self.limit = limit
         self.active: set[int] = set()
         self.str_sizes: dict[int, int] = {}
+        # values visited: the walk's own cost (charged by to_text)
+        self.nodes = 0
 
     def add(self, size: int) -> None:
+        self.nodes += 1
         self.total += size
         if self.total > self.limit:
             raise TemplateLimitError(f"value larger than the output limit ({self.limit})")
@@ -125,15 +128,22 @@ def _charge_int_text(value: int) -> None:
         charge_steps((digits * digits) >> 8)
 
 
+# steps charged per value a measurement visits (a Python-level walk: about a microsecond each)
+MEASURE_STEPS_PER_VALUE = 3
+
+
 def text_size(value: Any, limit: int) -> int:
     """len(str(value)), computed without building it; TemplateLimitError past `limit`."""
+    return measure_text(value, limit).total
+
+
+def measure_text(value: Any, limit: int) -> _Measure:
+    """The measurement of str(value) (its length and the values visited)."""
     kind = type(value)
-    if kind is str or kind is Markup:
-        if len(value) > limit:
-            raise TemplateLimitError(f"value larger than the output limit ({limit})")
-        return len(value)
     measure = _Measure(limit)
-    if kind in SCALARS:
+    if kind is str or kind is Markup:
+        measure.add(len(value))
+    elif kind in SCALARS:
         if kind is int and value.bit_length() > 2048:
             _charge_int_text(value)
         measure.add(len(str(value)))
@@ -141,7 +151,7 @@ def text_size(value: Any, limit: int) -> int:
         measure.repr_size(value, 0)
     else:
         measure.container(value, 0, as_repr=False)
-    return measure.total
+    return measure
 
 
 def to_text(value: Any) -> str:
@@ -161,8 +171,51 @@ def to_text(value: Any) -> str:
             digits = value.bit_length() // 30 + 1
             charge_steps((digits * digits) >> 8)
         return str(value)
-    size = text_size(value, budget.max_output_chars)
-    # measuring walks the value item by item (at least two characters each)
-    charge_steps(size >> 3)
-    reserve(size)
+    measure = measure_text(value, budget.max_output_chars)
+    charge_steps(measure.nodes * MEASURE_STEPS_PER_VALUE)
+    reserve(measure.total)
     return str(value)
+
+
+_TREES = (list, tuple, dict)
+
+
+def charge_tree(value: Any, times: int = 1) -> None:
+    """Charge the walk a comparison, a search or a hash makes through `value`: one step per
+    value it holds, nested values included however they are shared (`[a, a]` nested k deep
+    holds 2**k values, though only k lists were built), texts by their length. The walk stops
+    as soon as the budget does."""
+    kind = type(value)
+    if kind is str or kind is bytes or kind is Markup:
+        if len(value) > 4096:
+            charge_steps(times * (len(value) >> 8))
+        return
+    if kind is range:
+        charge_steps(times * (len(value) >> 4))
+        return
+    if not isinstance(value, _TREES):
+        return
+    budget = _budget.get()
+    if budget is None:
+        _outside()
+    pending = 0
+    text = 0
+    stack = [value]
+    pop = stack.pop
+    push = stack.extend
+    while stack:
+        item = pop()
+        pending += 1
+        if type(item) in SCALARS:
+            pass
+        elif isinstance(item, (list, tuple)):
+            push(item)
+        elif isinstance(item, dict):
+            push(item.keys())
+            push(item.values())
+        elif isinstance(item, (str, bytes)):
+            text += len(item)
+        if pending >= 4096:
+            charge_steps(times * (pending + (text >> 8)))
+            pending = text = 0
+    charge_steps(times * (pending + (text >> 8)))

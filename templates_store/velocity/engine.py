@@ -20,7 +20,7 @@ from jinja2.runtime import Context
 from jinja2.tests import test_none
 from jinja2.utils import missing
 
-from templates_store.sandbox.budget import RenderLimits, reset_budget, set_budget
+from templates_store.sandbox.budget import NoBudget, RenderLimits, reset_budget, set_budget
 from templates_store.sandbox.engine import (
     CACHE_SOURCE_CHARS,
     BaseEngine,
@@ -273,11 +273,14 @@ class Engine(BaseEngine):
         if fast is not None:
             token = None if compiled.bare else set_budget(self._budget_class())
             try:
-                text = fast(copy.deepcopy(data) if compiled.mutates else data)
-            except TemplateLimitError:
-                raise  # the same budget, counted the same way: no second run
-            except Exception:  # noqa: BLE001 - rendered again by Jinja, whose error it is
+                text = fast(_copied(data) if compiled.mutates else data)
+            except (fastpath.Bail, NoBudget):
+                # a case the fast path leaves to Jinja (a budget-free render reaching a helper
+                # that counts: Jinja renders it with its budget)
                 text = None
+            except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
+                # (never a second render: the budget was spent once)
+                raise render_error(exc) from exc
             finally:
                 if token is not None:
                     reset_budget(token)
@@ -295,7 +298,7 @@ class Engine(BaseEngine):
         data = {} if data is None else data
         token = set_budget(self._budget_class())
         try:
-            text = compiled.fast(copy.deepcopy(data) if compiled.mutates else data)
+            text = compiled.fast(_copied(data) if compiled.mutates else data)
         except Exception as exc:  # noqa: BLE001
             raise render_error(exc) from exc
         finally:
@@ -308,7 +311,7 @@ class Engine(BaseEngine):
 
     def _render_jinja(self, compiled: CompiledTemplate, data: dict[str, Any]) -> str:
         if compiled.mutates:
-            data = copy.deepcopy(data)
+            data = _copied(data)
         template = compiled.template
         if compiled.lean:
             ctx: Any = self._lean_context(data)
@@ -339,6 +342,14 @@ class Engine(BaseEngine):
             raise render_error(exc) from exc
         finally:
             reset_budget(token)
+
+
+def _copied(data: Any) -> Any:
+    """The data a render that may write into it works on (the caller's stays untouched)."""
+    try:
+        return copy.deepcopy(data)
+    except RecursionError:
+        raise TemplateLimitError("data nested too deeply") from None
 
 
 def _may_mutate(tree: nodes.Template) -> bool:

@@ -54,7 +54,7 @@ from templates_store.sandbox.budget import (
     current_budget,
     steps_exceeded,
 )
-from templates_store.sandbox.environment import BoundedEnvironment
+from templates_store.sandbox.environment import BOUNDED_LOOP, STEPS, BoundedEnvironment
 from templates_store.sandbox.gate import big_int_steps
 from templates_store.sandbox.text import text_size
 
@@ -78,7 +78,7 @@ _SPECIAL_NAMES = frozenset({"loop", "caller", "varargs", "kwargs"})
 # filters whose argument may be a macro (a callable only helpers ever see)
 _MACRO_TAKERS = frozenset({"vdefmacro", "vdefine", "vblock"})
 # the main body's output is checked against the limit at least every this many chunks
-_CHECK_EVERY = 64
+_CHECK_EVERY = 8
 
 
 class _Unsupported(Exception):
@@ -121,6 +121,9 @@ _vns = runtime.foreach_namespace
 
 class _Bail(Exception):
     """The fast render cannot give the helper's result: Jinja renders the template."""
+
+
+Bail = _Bail
 
 
 def _vno_value(value: Any, source: str, limit: int) -> str:
@@ -352,8 +355,8 @@ class _Compiler:
     def filter(self, name: str) -> str:
         ref = self.filters.get(name)
         if ref is None:
-            func = self.env.filters.get(name)
-            if func is None or not (name in runtime.FILTERS or name in ("_bounded_loop", "_steps")):
+            func = _INTERNAL.get(name) or self.env.filters.get(name)
+            if func is None or not (name in runtime.FILTERS or name in _INTERNAL):
                 raise _Unsupported(f"filter {name!r}")
             if getattr(func, "jinja_pass_arg", None) is not None:
                 raise _Unsupported(f"filter {name!r} takes a context")
@@ -529,10 +532,12 @@ class _Compiler:
         )
 
     def budgeted(self, call: str) -> str:
-        """A call of a helper that reads the budget (lazy renders: set it first)."""
-        if not self.lazy:
-            return call
-        return f"({call} if _tok is not None or (_tok := _budget_install()) else None)"
+        """A call of a helper that reads the budget. A lazy render counts everything in its
+        own variables and never has a budget: a template calling such a helper is compiled
+        with the budget set from the start (one count, as the Jinja path keeps)."""
+        if self.lazy:
+            raise _NotLazy
+        return call
 
     def function_body(
         self, body: list[nodes.Node], scope: _Scope, depth: int, toplevel: bool = False
@@ -760,7 +765,6 @@ class _Compiler:
             and len(iterable.node.args) == 2
             and not (iterable.node.kwargs or iterable.node.dyn_args or iterable.node.dyn_kwargs)
             and self.env.filters.get("vfor") is runtime.v_foreach
-            and self.env.filters.get("_bounded_loop") is not None
         ):
             vfor = iterable.node
             self.filter("_bounded_loop")  # same availability checks as the generic path
@@ -1448,13 +1452,7 @@ class _Compiler:
             return f"{cond} and type({var}) is list and ({temp} := len({var})) is not None", temp
         if method == "length" and runtime.ADDITIONAL_METHODS[str].get("length") is _STR_LENGTH:
             return f"{cond} and type({var}) is str and ({temp} := len({var})) is not None", temp
-        if method in _STR_METHODS:
-            # short strings only: a long one is charged its size by the gate's path
-            return (
-                f"{cond} and type({var}) is str and len({var}) < 4096 and "
-                f"len({temp} := {var}.{method}()) <= {self.value(self.max_chars)}",
-                temp,
-            )
+        # (str methods build values the gate counts: they always go through it)
         return None
 
     def needs_budget(self, tree: nodes.Template, code: str) -> bool:
@@ -1792,6 +1790,11 @@ def compile_fast(
 
 
 _NOT_LAZY: Any = object()
+# the counters the environment adds to a tree, as the environment's code calls them
+_INTERNAL = {
+    BOUNDED_LOOP: BoundedEnvironment.bounded_loop,
+    STEPS: BoundedEnvironment.charge,
+}
 
 
 def _compile_fast(tree: nodes.Template, env: Any, limits: RenderLimits, budget_class: Any) -> Any:

@@ -218,11 +218,36 @@ def test_macro_not_inlinable__compiled__still_fast_and_equal(velocity: str) -> N
 
 
 def test_methods__compiled__inlined() -> None:
-    # Given .size(), str methods, an unknown Java method and Map.get
-    code = _code("$l.size() $s.strip() $s.toUpperCase() $d.get($k)")
+    # Given .size(), an unknown Java method and Map.get
+    code = _code("$l.size() $s.toUpperCase() $d.get($k)")
     # When compiled
     # Then fast branches compute them without v_call
-    assert "len(" in code and ".strip()" in code and ".get(" in code
+    assert "len(" in code and ".get(" in code
+
+
+@pytest.mark.parametrize(
+    "velocity",
+    ["#set($t = 0)#foreach($i in $l)#set($t = $t + $i)#end$t", "${a|'x'} $a.upper()"],
+)
+def test_template_calling_a_counting_helper__compiled__budget_set_from_the_start(
+    velocity: str,
+) -> None:
+    # Given a template whose helpers count against the budget (arithmetic, method calls)
+    source = convert(velocity).source
+    # When compiled
+    compiled = ENGINE.compile(source)
+    # Then its fast path runs under the render's one budget (never a second, local count)
+    assert compiled.fast is not None and not compiled.bare
+    for data in ({"a": "x", "l": [1, 2]}, {"a": None, "l": []}):
+        assert _both(ENGINE, source, data)[0] == _both(ENGINE, source, data)[1]
+
+
+def test_str_methods__compiled__go_through_the_gate() -> None:
+    # Given a str method, which builds a value the budget counts
+    code = _code("$s.strip()")
+    # When compiled
+    # Then it is never inlined: the helper (and the gate's checks) compute it
+    assert ".strip()" not in code
 
 
 @pytest.mark.parametrize(
@@ -230,9 +255,8 @@ def test_methods__compiled__inlined() -> None:
     [
         "hello $a ${b.c} $!d",
         "#foreach($i in $l)$i#end",
-        "#set($t = 0)#foreach($i in $l)#set($t = $t + $i)#end$t",
         "#macro(m $a)[$a]#end#m('x')#m($a)",
-        "${a|'x'} $l.size() $a.upper()",
+        "${a|'x'} $!b ${b.c}",
     ],
 )
 def test_budget_free_template__render__sets_no_budget_outside(velocity: str) -> None:
