@@ -23,6 +23,7 @@ from templates_store.velocity import (
     Engine,
     RenderLimits,
     TemplateRenderError,
+    TemplateSecurityError,
     convert,
 )
 
@@ -518,9 +519,10 @@ def test_replace_all__list_add_as_replacement__caller_data_unchanged() -> None:
     # Given a legacy template that hands `$l.add` to replaceAll (no method call is written, so
     # the engine does not render on a copy of the data)
     data = {"s": "abc", "l": []}
-    # When it renders
-    render_velocity(VELOCITY, '$s.replaceAll(".", $l.add)', data)
-    # Then the caller's data is unchanged (today it holds three regex Match objects)
+    # When it renders (a callable replacement is refused: it would run outside the gate)
+    with pytest.raises(TemplateSecurityError):
+        render_velocity(VELOCITY, '$s.replaceAll(".", $l.add)', data)
+    # Then the caller's data is unchanged (before the fix it held three regex Match objects)
     assert data == {"s": "abc", "l": []}
 
 
