@@ -23,8 +23,8 @@ from tests.security.corpus import DEFAULT_DATA, build_data
 from tests.security.isolation import Job, Outcome, run_isolated
 
 # Sized so that the file runs in about a minute (each example forks a child).
-JINJA_EXAMPLES = 90
-VELOCITY_EXAMPLES = 90
+JINJA_EXAMPLES = 100
+VELOCITY_EXAMPLES = 60
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 HOSTILE_NAMES = [
@@ -147,6 +147,8 @@ def _jinja_templates() -> st.SearchStrategy[str]:
         expression.map(lambda e: "{% set t = " + e + " %}"),
         expression.map(lambda e: "{% set ns = namespace(v=" + e + ") %}"),
         expression.map(lambda e: "{% set ns.v = ns.v ~ " + e + " %}"),
+        # a value fed back into itself: doubling, squaring... inside loops
+        JINJA_OPERATORS.map(lambda op: "{% set ns.v = (ns.v " + op + " ns.v) %}"),
         st.sampled_from(["text ", "\n", "{{ ns.v }}"]),
     )
 
@@ -154,6 +156,9 @@ def _jinja_templates() -> st.SearchStrategy[str]:
         return st.one_of(
             st.tuples(expression, body).map(
                 lambda t: "{% for v in " + t[0] + " %}" + t[1] + "{% endfor %}"
+            ),
+            st.tuples(INTEGERS, body).map(
+                lambda t: "{% for v in range(" + t[0] + ") %}" + t[1] + "{% endfor %}"
             ),
             st.tuples(expression, body, body).map(
                 lambda t: "{% if " + t[0] + " %}" + t[1] + "{% else %}" + t[2] + "{% endif %}"
@@ -176,7 +181,13 @@ def _jinja_templates() -> st.SearchStrategy[str]:
         )
 
     statements = st.recursive(leaf, extend, max_leaves=5)
-    return st.lists(statements, min_size=1, max_size=4).map("".join)
+    # `ns.v` starts as a plain value, so that feeding it back into itself means something
+    start = st.one_of(INTEGERS, STRINGS, st.just("[1]")).map(
+        lambda v: "{% set ns = namespace(v=" + v + ") %}"
+    )
+    return st.tuples(start, st.lists(statements, min_size=1, max_size=4)).map(
+        lambda t: t[0] + "".join(t[1])
+    )
 
 
 VELOCITY_NAMES = ["x", "s", "n", "items", "obj", "cmd", "missing", "v", "t", "a", "class", "d"]
@@ -240,6 +251,10 @@ def _velocity_templates() -> st.SearchStrategy[str]:
         reference,
         st.sampled_from(["text ", "\n", "#stop", "## comment\n"]),
         st.tuples(name, value).map(lambda t: f"#set(${t[0]} = {t[1]})"),
+        # a value fed back into itself: doubling, squaring... inside loops
+        st.sampled_from(["$t * $t", "$t + $t", '"$t$t"', "[$t, $t]"]).map(
+            lambda v: f"#set($t = {v})"
+        ),
         value.map(lambda v: f"#evaluate({v})"),
         st.just("#set($t = '#evaluate($t)')#evaluate($t)"),
     )
@@ -247,6 +262,7 @@ def _velocity_templates() -> st.SearchStrategy[str]:
     def extend(body: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         return st.one_of(
             st.tuples(value, body).map(lambda t: f"#foreach($v in {t[0]}){t[1]}#end"),
+            st.tuples(INTEGERS, body).map(lambda t: f"#foreach($v in [1..{t[0]}]){t[1]}#end"),
             st.tuples(value, body, body).map(lambda t: f"#if({t[0]}){t[1]}#else{t[2]}#end"),
             st.tuples(body, value).map(lambda t: f"#macro(m $a){t[0]}#end#m({t[1]})"),
             st.tuples(body, value).map(lambda t: f"#macro(f $a){t[0]}#f($a)#f($a)#end#f({t[1]})"),
@@ -255,7 +271,11 @@ def _velocity_templates() -> st.SearchStrategy[str]:
         )
 
     statements = st.recursive(leaf, extend, max_leaves=5)
-    return st.lists(statements, min_size=1, max_size=4).map("".join)
+    # `$t` starts as a plain value, so that feeding it back into itself means something
+    start = st.one_of(INTEGERS, STRINGS, st.just("[1]")).map(lambda v: f"#set($t = {v})")
+    return st.tuples(start, st.lists(statements, min_size=1, max_size=4)).map(
+        lambda t: t[0] + "".join(t[1])
+    )
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from templates_store.velocity.runtime import FILTERS
 from tests.security.checks import (
     API_RENDER_ERROR_CODES,
     assert_api_error,
@@ -19,6 +20,19 @@ from tests.security.isolation import Job, run_isolated
 
 PAYLOADS = jinja_payloads()
 IDS = [payload.id for payload in PAYLOADS]
+
+
+@pytest.mark.parametrize("helper", sorted(FILTERS))
+def test_legacy_helper__tenant_engine__refused_at_compile(helper, marker):
+    # Given a tenant template that calls a helper of converted templates
+    source = "{{ ('touch @MARKER@'|" + helper + ") }}"
+    job = Job(source=source.replace("@MARKER@", str(marker)), env="jinja2", compile_only=True)
+    # When it is compiled in the tenant environment
+    outcome = run_isolated(job)
+    # Then the helper does not exist there: compiling fails with the engine's error
+    assert_no_marker(marker)
+    assert outcome.status == "raised" and outcome.stage == "compile", outcome.describe()
+    assert outcome.render_error, "an error outside the contract: " + outcome.describe()
 
 
 @pytest.mark.parametrize("autoescape", [False, True], ids=["raw", "autoescape"])
