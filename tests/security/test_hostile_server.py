@@ -5,6 +5,8 @@ connection - and the server's peak resident memory stays under 256 MB."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.security.checks import assert_no_marker
@@ -31,9 +33,10 @@ def test_hostile_traffic__real_server__clear_answers_and_bounded_memory(
     timings = run_hostile_requests(hostile_server.base_url, hostile_api_key, marker_path=marker)
     peak = hostile_server.resident_high_water_mark()
     slowest = max(timings, key=lambda timing: timing[2])
+    statuses = Counter(_NAMES.get(status, status) for _, status, _ in timings)
     print(
-        f"hostile requests: {len(timings)}; slowest: {slowest[0]} {slowest[2]:.2f}s; "
-        f"server VmHWM {peak / 2**20:.0f} MB"
+        f"hostile requests: {len(timings)} {dict(statuses)}; "
+        f"slowest: {slowest[0]} {slowest[2]:.2f}s; server VmHWM {peak / 2**20:.0f} MB"
     )
     # Then no payload ran a command
     assert_no_marker(marker)
