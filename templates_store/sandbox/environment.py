@@ -222,9 +222,29 @@ def bounded_range(*args: int) -> range:
     return rng
 
 
-gate.register_callable(bounded_range)
-gate.register_callable(dict)
-gate.register_callable(Namespace)
+class TemplateGlobal:
+    """A global function of the tenant environment: callable, with nothing to look into and
+    nothing of Python's to print (`{{ dict }}` shows `<dict>`, not a class)."""
+
+    __slots__ = ("name", "func")
+
+    def __init__(self, name: str, func: Callable[..., Any]) -> None:
+        self.name = name
+        self.func = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+RANGE = TemplateGlobal("range", bounded_range)
+DICT = TemplateGlobal("dict", dict)
+NAMESPACE = TemplateGlobal("namespace", Namespace)
+for _global in (RANGE, DICT, NAMESPACE):
+    gate.register_callable(_global)
+gate.register_type(TemplateGlobal)
 
 
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
@@ -358,7 +378,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if type(__obj) is Macro:
             # its body charges its own weight (see _parse)
             return __context.call(__obj, *args, **kwargs)
-        if __obj is Namespace or __obj is dict:
+        if __obj is NAMESPACE or __obj is DICT:
             # (an iterable argument is taken item by item: counted, and bounded, first)
             args = tuple(
                 a if isinstance(a, (dict, Namespace)) else gate._bounded_items(a) for a in args
@@ -875,7 +895,7 @@ class TenantEnvironment(BoundedEnvironment):
             limits=limits,
             filters=TENANT_FILTERS,
             tests=TENANT_TESTS,
-            global_values={"range": bounded_range, "dict": dict, "namespace": Namespace},
+            global_values={"range": RANGE, "dict": DICT, "namespace": NAMESPACE},
             extensions=["jinja2.ext.loopcontrols"],
         )
 

@@ -7,7 +7,9 @@ Data files, one JSON object a line, each citing where it comes from (`origin`):
   answer);
 - runaway.jsonl: templates that burn CPU or memory (`expect`: "limit" = TemplateLimitError;
   "limit_or_refused" = a construct the environment may not offer at all (a str method, a
-  global): TemplateLimitError, or any TemplateRenderError refusing it; "refused" = a template
+  global): TemplateLimitError, or any TemplateRenderError refusing it; "limit_or_answer" = a
+  regular expression the engine may match without backtracking: TemplateLimitError or a
+  normal answer (within the guard); "refused" = a template
   nested too deeply to compile: TemplateLimitError or TemplateSyntaxError).
 
 `@MARKER@` in a payload (or its data) stands for a file path: a payload that manages to run a

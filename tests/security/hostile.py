@@ -157,13 +157,10 @@ def run_hostile_requests(
 
     for number, hostile in enumerate(requests_to_send or HOSTILE_REQUESTS):
         source = hostile.source.replace("@MARKER@", marker)
-        if hostile.kind == "convert" or hostile.engine == "velocity":
-            converted = send(f"{hostile.name}:convert", "/v2/templates/convert", {"source": source})
-            if hostile.kind == "convert" or converted is None or converted.status_code != 200:
-                continue
-            source = converted.json().get("jinja")
-            if not source:
-                continue
+        if hostile.kind == "convert":
+            send(f"{hostile.name}:convert", "/v2/templates/convert", {"source": source})
+            continue
+        # (a Velocity source is created as it is: the platform converts it)
         key = f"hostile-{number}"
         created = send(
             f"{hostile.name}:create",
@@ -178,5 +175,9 @@ def run_hostile_requests(
         )
         if created is None or created.status_code != 201:
             continue
-        send(f"{hostile.name}:render", f"/v2/templates/{key}/render", {"data": hostile.data})
+        send(
+            f"{hostile.name}:render",
+            f"/v2/templates/{key}/render",
+            {"data": hostile.data, "version": 1},
+        )
     return timings

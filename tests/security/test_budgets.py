@@ -12,7 +12,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from templates_store.velocity.converter import convert
 from tests.security.checks import PEAK_BYTES, assert_api_error, assert_ended
 from tests.security.corpus import runaway_cases
 from tests.security.hostile import CLIENT_TIMEOUT, json_body
@@ -26,6 +25,8 @@ API_CODES = {
     "limit_or_refused": {"template_limit_exceeded", "template_security_error", "render_error"},
     "refused": {"template_limit_exceeded", "render_error"},
 }
+# (a regular expression the regex engine matches without backtracking ends in an answer)
+ANSWER_ALLOWED = {"limit_or_answer"}
 
 
 def _job(case, **options) -> Job:  # noqa: ANN001
@@ -43,8 +44,10 @@ def assert_stopped(outcome: Outcome, expect: str) -> None:
     assert_ended(outcome)
     if outcome.status == "unconverted":
         return  # the converter refused the Velocity source: nothing was rendered
+    if expect in ANSWER_ALLOWED and outcome.status == "returned":
+        return  # a normal answer within the guard (the budget's error is the other outcome)
     assert outcome.status == "raised", "not stopped: " + outcome.describe()
-    if expect == "limit":
+    if expect in ("limit", "limit_or_answer"):
         assert outcome.limit_error, "not a TemplateLimitError: " + outcome.describe()
     elif expect == "limit_or_refused":
         # (a method or global the environment does not offer is refused: any engine error)
@@ -84,11 +87,8 @@ def test_runaway_template__compiled__evaluates_nothing(case):
 def test_runaway_template__through_the_api__422_limit_or_400(case, hostile_server, hostile_api_key):
     # Given a tenant's runaway template, created through the API of a real server
     headers = {"Authorization": f"Bearer {hostile_api_key}", "Content-Type": "application/json"}
+    # (a Velocity source is sent as it is: the platform converts it)
     body = case.source
-    if case.form == "velocity":
-        body = convert(case.source).source
-        if body is None:
-            return  # the converter refuses it: there is nothing to create
     created = requests.post(
         f"{hostile_server.base_url}/v2/templates",
         data=json_body(
@@ -106,7 +106,7 @@ def test_runaway_template__through_the_api__422_limit_or_400(case, hostile_serve
     # When it is rendered
     rendered = requests.post(
         f"{hostile_server.base_url}/v2/templates/runaway/render",
-        data=json_body({"data": case.data}, ""),
+        data=json_body({"data": case.data, "version": 1}, ""),
         headers=headers,
         timeout=CLIENT_TIMEOUT,
     )
@@ -114,5 +114,7 @@ def test_runaway_template__through_the_api__422_limit_or_400(case, hostile_serve
     if case.nested_data and rendered.status_code == 400:
         assert_api_error(rendered, {"parse_error", "validation_error"})
         return
+    if case.expect in ANSWER_ALLOWED and rendered.status_code == 200:
+        return
     assert rendered.status_code == 422, rendered.text[:500]
-    assert_api_error(rendered, API_CODES[case.expect])
+    assert_api_error(rendered, API_CODES.get(case.expect, API_CODES["limit"]))
