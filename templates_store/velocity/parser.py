@@ -359,6 +359,31 @@ class Parser:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        # p_reference results by position: `[$a(...)` is parsed as a range first, then as a
+        # list; without this each nesting level would parse its inner levels twice (2^depth)
+        self._references: dict[int, tuple[Reference, int] | None] = {}
+        # the last search for a block comment's closing `*#`: (searched from, found at or -1)
+        self._comment_close: tuple[int, int] | None = None
+        by_first_char = (
+            self.p_text,
+            self.p_comment,
+            self.p_if,
+            self.p_set,
+            self.p_foreach,
+            self.p_include,
+            self.p_parse,
+            self.p_macro,
+            self.p_define,
+            self.p_stop,
+            self.p_evaluate,
+            self.p_macro_call,
+            self.p_fallthrough,
+        )
+        # Every block element but text starts with `#` or `$`: at any other character only
+        # p_text can match, and at `$` only p_text or p_reference (same order as airspeed's).
+        self._at_hash = by_first_char
+        self._at_dollar = (self.p_text, self.p_reference)
+        self._at_other = (self.p_text,)
 
     # -- helpers --------------------------------------------------------
     def match(self, pattern: re.Pattern[str], pos: int) -> re.Match[str]:
@@ -396,23 +421,16 @@ class Parser:
 
     def block(self, pos: int) -> tuple[list[Node], int]:
         children: list[Node] = []
-        alternatives = (
-            self.p_text,
-            self.p_reference,
-            self.p_comment,
-            self.p_if,
-            self.p_set,
-            self.p_foreach,
-            self.p_include,
-            self.p_parse,
-            self.p_macro,
-            self.p_define,
-            self.p_stop,
-            self.p_evaluate,
-            self.p_macro_call,
-            self.p_fallthrough,
-        )
+        text = self.text
+        at_hash, at_dollar, at_other = self._at_hash, self._at_dollar, self._at_other
+        size = len(text)
         while True:
+            if pos >= size:
+                # every element needs at least one character (TEXT_PLAIN's `\$$` and `#$`
+                # too): nothing matches at the end
+                return children, pos
+            char = text[pos]
+            alternatives = at_hash if char == "#" else at_dollar if char == "$" else at_other
             try:
                 node, pos = self.first(alternatives, pos)
             except NoMatch:
@@ -428,11 +446,34 @@ class Parser:
         return Text(pos, m.end(), m.group(1)), m.end()
 
     def p_comment(self, pos: int) -> tuple[Node, int]:
+        if self.text.startswith("#*", pos) and self._find_comment_close(pos + 2) < 0:
+            # unterminated: the regex would scan to the end of the text at every `#*`
+            raise NoMatch()
         m = self.match(COMMENT, pos)
         return Comment(pos, m.end()), m.end()
 
+    def _find_comment_close(self, pos: int) -> int:
+        """`text.find("*#", pos)`, reusing the last search: positions are searched in
+        increasing order, so each `#*` does not scan the rest of the text again."""
+        if self._comment_close is not None:
+            searched_from, found = self._comment_close
+            if searched_from <= pos and (found < 0 or pos <= found):
+                return found
+        found = self.text.find("*#", pos)
+        self._comment_close = (pos, found)
+        return found
+
     def p_reference(self, pos: int) -> tuple[Reference, int]:
-        m = self.match(REF_START, pos)
+        references = self._references
+        if pos in references:
+            known = references[pos]
+            if known is None:
+                raise NoMatch()
+            return known
+        m = REF_START.match(self.text, pos)
+        if m is None:
+            references[pos] = None
+            raise NoMatch()
         silent, braces = bool(m.group(1)), bool(m.group(2))
         end = m.end()
         try:
@@ -447,7 +488,10 @@ class Parser:
             except NoMatch:
                 pass
             end = self.require(CLOSING_BRACE, end, "}").end()
-        return Reference(pos, end, silent, braces, expr, alternate, self.text[pos:end]), end
+        # past REF_START nothing raises NoMatch: a result, or a syntax error that ends the parse
+        result = Reference(pos, end, silent, braces, expr, alternate, self.text[pos:end]), end
+        references[pos] = result
+        return result
 
     def p_if(self, pos: int) -> tuple[Node, int]:
         m = self.match(IF, pos)
@@ -589,42 +633,45 @@ class Parser:
         return RefExpr(steps), end
 
     def sub_expressions(self, pos: int, steps: list[Any]) -> int:
-        """airspeed's SubExpression chain, flattened; returns the end of what matched."""
+        """airspeed's SubExpression chain, flattened; returns the end of what matched.
+
+        Past its first character (`(` or `[`) a parameter list or an index never falls back
+        (it matches or is a syntax error), so the next character chooses the alternative:
+        the same result as trying each in turn, without raising NoMatch at every step
+        (raised inside an outer `except` block, that costs time in the nesting depth)."""
+        text = self.text
         while True:
-            dm = DOT.match(self.text, pos)
-            if dm:
-                try:
-                    step, end = self.name_or_call(dm.end())
+            char = text[pos : pos + 1]
+            if char == ".":
+                after = pos + 1
+                m = NAME.match(text, after)
+                if m is not None:
+                    step, pos = self._name_step(m)
                     steps.append(step)
-                    pos = end
                     continue
-                except NoMatch:
-                    # airspeed has already consumed the dot when it falls back to an index
-                    try:
-                        index, end = self.array_index(dm.end())
-                    except NoMatch:
-                        return pos
+                # airspeed has already consumed the dot when it falls back to an index
+                if text.startswith("[", after):
+                    index, pos = self.array_index(after)
                     steps.append(IndexStep(index))
-                    pos = end
                     continue
-            try:
-                index, end = self.array_index(pos)
-            except NoMatch:
                 return pos
-            steps.append(IndexStep(index))
-            pos = end
+            if char == "[":
+                index, pos = self.array_index(pos)
+                steps.append(IndexStep(index))
+                continue
+            return pos
 
     def name_or_call(self, pos: int) -> tuple[NameStep, int]:
-        m = self.match(NAME, pos)
+        return self._name_step(self.match(NAME, pos))
+
+    def _name_step(self, m: re.Match[str]) -> tuple[NameStep, int]:
         step = NameStep(m.group(1))
         end = m.end()
-        try:
+        char = self.text[end : end + 1]
+        if char == "(":
             step.params, end = self.parameter_list(end)
-        except NoMatch:
-            try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
-                step.index, end = self.array_index(end)
-            except NoMatch:
-                pass
+        elif char == "[":
+            step.index, end = self.array_index(end)
         return step, end
 
     def parameter_list(self, pos: int) -> tuple[list[Any], int]:
@@ -713,6 +760,9 @@ class Parser:
         try:
             node, end = self.range_(end)
         except NoMatch:
+            node = None
+        if node is None:
+            # not in the `except` block: the list's own parse raises and catches NoMatch
             try:
                 items, end = self.value_list(end)
             except NoMatch:
@@ -781,7 +831,7 @@ class Parser:
         """Same operator-precedence pass as airspeed's Expression.calculate."""
         ops: list[str] = []
         values: list[Any] = [terms[0]]
-        rest = terms[1:]
+        next_term, count = 1, len(terms)
 
         def reduce() -> None:
             right = values.pop()
@@ -789,11 +839,12 @@ class Parser:
             op = ops.pop()
             values.append(BinOp(start, end, OPERATORS[op], left, right))
 
-        while rest:
-            if not ops or PRECEDENCE[rest[0]] < PRECEDENCE[ops[-1]]:
-                ops.append(rest[0])
-                values.append(rest[1])
-                rest = rest[2:]
+        while next_term < count:
+            op = terms[next_term]
+            if not ops or PRECEDENCE[op] < PRECEDENCE[ops[-1]]:
+                ops.append(op)
+                values.append(terms[next_term + 1])
+                next_term += 2
             else:
                 reduce()
         while ops:
