@@ -12,10 +12,8 @@ from notify.api.errors import error_body
 from notify.api.validation import DataField, LocaleField, canonical_locale
 from templates_store import selectors, services
 from templates_store.models import Template, TemplateChannel, TemplateVersion
-from templates_store.velocity.converter import convert
+from templates_store.velocity.converter import MAX_SOURCE_CHARS, convert
 from templates_store.velocity.engine import TemplateRenderError, TemplateSecurityError
-
-MAX_SOURCE_CHARS = 200_000
 
 
 def render_error_response(exc: TemplateRenderError) -> Response:
@@ -310,7 +308,15 @@ class TemplateConvert(APIView):
         class Meta:
             ref_name = "TemplateConvertInput"
 
-        source = serializers.CharField(max_length=MAX_SOURCE_CHARS, trim_whitespace=False)
+        # the converter's documented limit, checked before anything parses the source
+        source = serializers.CharField(
+            max_length=MAX_SOURCE_CHARS,
+            trim_whitespace=False,
+            error_messages={
+                "max_length": "A Velocity source of at most {max_length:,} characters can be "
+                "converted."
+            },
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:

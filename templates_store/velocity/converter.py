@@ -54,7 +54,13 @@ from .parser import (
 )
 from .runtime import MUTATING_METHODS
 
-__all__ = ["convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
+__all__ = ["MAX_SOURCE_CHARS", "convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
+
+# The longest Velocity source convert() takes (characters). Conversion is linear in the size
+# of the source, but compiling the result costs far more per character than parsing it (see
+# `make bench`, "converter"); the legacy gateway's templates are all under 4,000 characters.
+# Longer sources are not converted (needs_review); POST /v2/templates/convert answers 400.
+MAX_SOURCE_CHARS = 200_000
 
 EXACT = "exact"
 EXACT_WITH_WARNINGS = "exact_with_warnings"
@@ -90,6 +96,9 @@ DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | f
     {"isEmpty", "keySet", "put", "putAll", "toString"}
 )
 FOREACH_KEYS = frozenset({"count", "index", "hasNext", "first", "last"})
+# Python compiles at most 20 nested loops in one function (its CO_MAXBLOCKS), and each
+# #foreach is one `for` in the function of its body (the template's, or a hoisted macro's).
+MAX_FOREACH_NESTING = 20
 
 
 @dataclass
@@ -335,6 +344,15 @@ class _Emitter:
                 terms = "[" + ", ".join(jinja_string(t) for t in node.terms) + "]"
                 out.append(("code", f"{{% do {ns}|vsetp({terms}, {value}) %}}"))
         elif isinstance(node, Foreach):
+            if depth == MAX_FOREACH_NESTING:
+                # reported (once per nest) instead of compiling: the code Jinja generates for
+                # nested loops grows with the square of the depth, and Python refuses it anyway
+                self.review(
+                    node.start,
+                    "nesting",
+                    f"#foreach nested more than {MAX_FOREACH_NESTING} deep: the converted "
+                    f"template cannot compile (Python allows {MAX_FOREACH_NESTING} nested loops)",
+                )
             inner = f"_v{depth + 1}"
             iterable = self.expr(node.iterable, ns, node.start)
             out.append(
@@ -979,8 +997,24 @@ def convert(source: str, channel: str | None = None) -> Conversion:
     """Convert Velocity `source` to Jinja for `Engine(autoescape=False)`.
 
     `channel` ("sms", "mail", "push") only tunes the warnings: unescaped output is reported
-    for mail (and when the channel is unknown).
+    for mail (and when the channel is unknown). A source longer than MAX_SOURCE_CHARS is not
+    converted: needs_review, without a Jinja source.
     """
+    if len(source) > MAX_SOURCE_CHARS:
+        return Conversion(
+            None,
+            NEEDS_REVIEW,
+            [
+                Issue(
+                    1,
+                    1,
+                    "size_limit",
+                    f"the source has {len(source):,} characters; the converter takes at most "
+                    f"{MAX_SOURCE_CHARS:,}",
+                    "error",
+                )
+            ],
+        )
     conversion = _convert(source, channel, frozenset())[0]
     if conversion.source is not None and conversion.status != "needs_review":
         _check_compiles(conversion)

@@ -364,26 +364,6 @@ class Parser:
         self._references: dict[int, tuple[Reference, int] | None] = {}
         # the last search for a block comment's closing `*#`: (searched from, found at or -1)
         self._comment_close: tuple[int, int] | None = None
-        by_first_char = (
-            self.p_text,
-            self.p_comment,
-            self.p_if,
-            self.p_set,
-            self.p_foreach,
-            self.p_include,
-            self.p_parse,
-            self.p_macro,
-            self.p_define,
-            self.p_stop,
-            self.p_evaluate,
-            self.p_macro_call,
-            self.p_fallthrough,
-        )
-        # Every block element but text starts with `#` or `$`: at any other character only
-        # p_text can match, and at `$` only p_text or p_reference (same order as airspeed's).
-        self._at_hash = by_first_char
-        self._at_dollar = (self.p_text, self.p_reference)
-        self._at_other = (self.p_text,)
 
     # -- helpers --------------------------------------------------------
     def match(self, pattern: re.Pattern[str], pos: int) -> re.Match[str]:
@@ -406,6 +386,30 @@ class Parser:
                 pass
         raise NoMatch()
 
+    def first_of(self, funcs: tuple[Any, ...], pos: int) -> tuple[Any, int]:
+        """first() for functions of the class (the dispatch tables below)."""
+        for func in funcs:
+            try:
+                return func(self, pos)
+            except NoMatch:
+                pass
+        raise NoMatch()
+
+    def block_alternatives(self, pos: int) -> tuple[Any, ...]:
+        """The block elements that can start at `pos`, in airspeed's order (see
+        _block_alternatives); `pos` is within the text."""
+        text = self.text
+        char = text[pos]
+        if char == "#":
+            return _AT_HASH.get(text[pos + 1 : pos + 2], _AT_HASH_OTHER)
+        if char == "$":
+            return _AT_DOLLAR.get(text[pos + 1 : pos + 2], _AT_DOLLAR_OTHER)
+        return _AT_TEXT
+
+    def value_alternatives(self, pos: int) -> tuple[Any, ...]:
+        """The values that can start at `pos`, in airspeed's order (see _value_alternatives)."""
+        return _AT_VALUE.get(self.text[pos : pos + 1], _VALUES)
+
     def require_el(self, funcs: tuple[Any, ...], pos: int, expected: str) -> tuple[Any, int]:
         try:
             return self.first(funcs, pos)
@@ -421,18 +425,14 @@ class Parser:
 
     def block(self, pos: int) -> tuple[list[Node], int]:
         children: list[Node] = []
-        text = self.text
-        at_hash, at_dollar, at_other = self._at_hash, self._at_dollar, self._at_other
-        size = len(text)
+        size = len(self.text)
         while True:
             if pos >= size:
                 # every element needs at least one character (TEXT_PLAIN's `\$$` and `#$`
                 # too): nothing matches at the end
                 return children, pos
-            char = text[pos]
-            alternatives = at_hash if char == "#" else at_dollar if char == "$" else at_other
             try:
-                node, pos = self.first(alternatives, pos)
+                node, pos = self.first_of(self.block_alternatives(pos), pos)
             except NoMatch:
                 return children, pos
             children.append(node)
@@ -705,22 +705,7 @@ class Parser:
 
     # -- values -----------------------------------------------------------
     def value(self, pos: int) -> tuple[Any, int]:
-        return self.first(
-            (
-                self.ref_value,
-                self.floating,
-                self.integer,
-                self.string,
-                self.istring,
-                self.array,
-                self.dictionary,
-                self.parenthesized,
-                self.unary,
-                self.boolean,
-                self.null,
-            ),
-            pos,
-        )
+        return self.first_of(self.value_alternatives(pos), pos)
 
     def ref_value(self, pos: int) -> tuple[Any, int]:
         ref, end = self.p_reference(pos)
@@ -850,6 +835,106 @@ class Parser:
         while ops:
             reduce()
         return values[0]
+
+
+# ---------------------------------------------------------------------------
+# Dispatch on the next characters. Trying every alternative in airspeed's order raises
+# NoMatch for each one that fails, most of the parse's time; these tables keep, in the same
+# order, only the alternatives whose expression can match what starts at the position, so
+# the first that matches is the same one. Only ASCII characters are in the tables (re.I folds
+# some non-ASCII letters onto ASCII ones): at any other character every alternative is tried.
+# ---------------------------------------------------------------------------
+
+_BLOCK = (
+    Parser.p_text,
+    Parser.p_reference,
+    Parser.p_comment,
+    Parser.p_if,
+    Parser.p_set,
+    Parser.p_foreach,
+    Parser.p_include,
+    Parser.p_parse,
+    Parser.p_macro,
+    Parser.p_define,
+    Parser.p_stop,
+    Parser.p_evaluate,
+    Parser.p_macro_call,
+    Parser.p_fallthrough,
+)
+# the letter after `#` each directive's expression starts with (EVALUATE has no re.I)
+_DIRECTIVE_LETTERS = {
+    Parser.p_if: "iI",
+    Parser.p_set: "sS",
+    Parser.p_foreach: "fF",
+    Parser.p_include: "iI",
+    Parser.p_parse: "pP",
+    Parser.p_macro: "mM",
+    Parser.p_define: "dD",
+    Parser.p_stop: "sS",
+    Parser.p_evaluate: "e",
+}
+
+
+def _block_alternatives(first: str, second: str) -> tuple[Any, ...]:
+    """The block elements that can match text starting with `first` (`#` or `$`) then
+    `second` (an ASCII character, or "" at the end of the text)."""
+    if second == "" or TEXT_PLAIN.match(first + second):
+        # TEXT_PLAIN's `#$`/`\$$` at the end; else `#[^...]+` or `\$[^...]` matches whatever
+        # follows `second`, and p_text comes first
+        return (Parser.p_text,)
+    if first == "$":
+        return (Parser.p_reference,)
+    possible = []
+    for func in _BLOCK[2:]:
+        if func is Parser.p_comment:
+            can_match = second in "#*"
+        elif func is Parser.p_macro_call:
+            can_match = second.isalpha()
+        elif func is Parser.p_fallthrough:
+            can_match = True
+        else:
+            can_match = second in _DIRECTIVE_LETTERS[func]
+        if can_match:
+            possible.append(func)
+    return tuple(possible)
+
+
+_ASCII = [chr(code) for code in range(128)]
+_AT_HASH = {c: _block_alternatives("#", c) for c in ["", *_ASCII]}
+_AT_DOLLAR = {c: _block_alternatives("$", c) for c in ["", *_ASCII]}
+_AT_HASH_OTHER = tuple(func for func in _BLOCK if func is not Parser.p_reference)
+_AT_DOLLAR_OTHER = (Parser.p_text, Parser.p_reference)
+_AT_TEXT = (Parser.p_text,)  # every other element starts with `#` or `$`
+
+_VALUES = (
+    Parser.ref_value,
+    Parser.floating,
+    Parser.integer,
+    Parser.string,
+    Parser.istring,
+    Parser.array,
+    Parser.dictionary,
+    Parser.parenthesized,
+    Parser.unary,
+    Parser.boolean,
+    Parser.null,
+)
+# the first characters each value's expression can start with (ASCII)
+_VALUE_STARTS = {
+    Parser.ref_value: "$",
+    Parser.floating: "-.0123456789",
+    Parser.integer: "-0123456789",
+    Parser.string: "'",
+    Parser.istring: '"',
+    Parser.array: "[",
+    Parser.dictionary: "{",
+    Parser.parenthesized: "(",
+    # UNARY_OP starts with \s*
+    Parser.unary: "!n" + "".join(c for c in _ASCII if re.match(r"\s", c)),
+    Parser.boolean: "tTfF",
+    Parser.null: "nN",
+}
+_AT_VALUE = {c: tuple(f for f in _VALUES if c in _VALUE_STARTS[f]) for c in _ASCII}
 
 
 def parse(text: str) -> list[Node]:
