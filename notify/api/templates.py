@@ -18,9 +18,8 @@ from templates_store.sandbox.errors import (
     TemplateRenderError,
     TemplateSecurityError,
 )
-from templates_store.velocity.converter import convert
+from templates_store.velocity.converter import MAX_SOURCE_CHARS, convert
 
-MAX_SOURCE_CHARS = 200_000
 MAX_SAMPLES = services.MAX_VERIFICATION_SAMPLES
 
 
@@ -444,7 +443,15 @@ class TemplateConvert(APIView):
         class Meta:
             ref_name = "TemplateConvertInput"
 
-        source = serializers.CharField(max_length=MAX_SOURCE_CHARS, trim_whitespace=False)
+        # the converter's documented limit, checked before anything parses the source
+        source = serializers.CharField(
+            max_length=MAX_SOURCE_CHARS,
+            trim_whitespace=False,
+            error_messages={
+                "max_length": "A Velocity source of at most {max_length:,} characters can be "
+                "converted."
+            },
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:

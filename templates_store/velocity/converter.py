@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import _string
 import argparse
+import bisect
 import contextlib
 import json
+import re
 import string
 import sys
 from dataclasses import asdict, dataclass, field
@@ -50,12 +52,17 @@ from .parser import (
     Text,
     Unary,
     VelocitySyntaxError,
-    line_col,
     parse,
 )
 from .runtime import MUTATING_METHODS
 
-__all__ = ["convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
+__all__ = ["MAX_SOURCE_CHARS", "convert", "Conversion", "Issue", "jinja_string", "jinja_text"]
+
+# The longest Velocity source convert() takes (characters). Conversion is linear in the size
+# of the source, but compiling the result costs far more per character than parsing it (see
+# `make bench`, "converter"); the legacy gateway's templates are all under 4,000 characters.
+# Longer sources are not converted (needs_review); POST /v2/templates/convert answers 400.
+MAX_SOURCE_CHARS = 200_000
 
 EXACT = "exact"
 EXACT_WITH_WARNINGS = "exact_with_warnings"
@@ -95,6 +102,9 @@ DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | f
     {"isEmpty", "keySet", "put", "putAll", "toString"}
 )
 FOREACH_KEYS = frozenset({"count", "index", "hasNext", "first", "last"})
+# Python compiles at most 20 nested loops in one function (its CO_MAXBLOCKS), and each
+# #foreach is one `for` in the function of its body (the template's, or a hoisted macro's).
+MAX_FOREACH_NESTING = 20
 
 
 @dataclass
@@ -120,26 +130,25 @@ class Conversion:
         }
 
 
+_JINJA_STRING_ESCAPES = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)},
+    ord("\\"): "\\\\",
+    ord("'"): "\\'",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
 def jinja_string(value: str) -> str:
     """A Jinja string literal for `value` (Jinja decodes literals with unicode-escape)."""
-    out = ["'"]
-    for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "'":
-            out.append("\\'")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append("'")
-    return "".join(out)
+    return "'" + value.translate(_JINJA_STRING_ESCAPES) + "'"
+
+
+# a `\r`, and a `{` that would open a tag with what follows (`\Z`: the next chunk may be a tag)
+_JINJA_TEXT_FINAL = re.compile(r"\r|\{(?=[{%#\r])")
+_JINJA_TEXT_CHUNK = re.compile(r"\r|\{(?=[{%#\r]|\Z)")
+_JINJA_TEXT_ESCAPES = {"\r": "{{ '\\r' }}", "{": "{{ '{' }}"}
 
 
 def jinja_text(text: str, final: bool = False) -> str:
@@ -148,20 +157,22 @@ def jinja_text(text: str, final: bool = False) -> str:
     Jinja would read `{{`, `{%`, `{#` as tags and turns `\\r` into `\\n`; a `{` at the end of
     a chunk is also escaped since the next chunk may be a tag.
     """
-    out = []
-    run_start = 0
-    n = len(text)
-    for i, ch in enumerate(text):
-        if ch == "\r":
-            out.append(text[run_start:i])
-            out.append("{{ '\\r' }}")
-            run_start = i + 1
-        elif ch == "{" and (i + 1 == n and not final or i + 1 < n and text[i + 1] in "{%#\r"):
-            out.append(text[run_start:i])
-            out.append("{{ '{' }}")
-            run_start = i + 1
-    out.append(text[run_start:])
-    return "".join(out)
+    pattern = _JINJA_TEXT_FINAL if final else _JINJA_TEXT_CHUNK
+    return pattern.sub(lambda m: _JINJA_TEXT_ESCAPES[m.group()], text)
+
+
+class _LineIndex:
+    """Line and column of positions in one text, by binary search over its newlines (computing
+    them from the start of the text for each issue would be quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_col(self, pos: int) -> tuple[int, int]:
+        # same figures as parser.line_col: newlines before `pos`, and the column after the last
+        before = bisect.bisect_left(self.newlines, pos)
+        line_start = self.newlines[before - 1] + 1 if before else 0
+        return before + 1, pos - line_start + 1
 
 
 class _Emitter:
@@ -169,6 +180,7 @@ class _Emitter:
         self, source: str, channel: str | None, defines: frozenset[str] = frozenset()
     ) -> None:
         self.source = source
+        self.lines = _LineIndex(source)
         self.channel = channel
         self.issues: list[Issue] = []
         self.hoisted: list[str] = []
@@ -178,6 +190,8 @@ class _Emitter:
         self.pos_override: int | None = None
         self.warned_output = False
         self._seen: set[tuple[int, str]] = set()
+        # effects() by value node (id): BinOp operands are asked again at every level
+        self._effects: dict[int, bool] = {}
         # emitting the main body, whose output the engine streams and bounds chunk by chunk
         # (macro, define and interpolated-string bodies build text that is counted instead)
         self.streamed = True
@@ -190,7 +204,7 @@ class _Emitter:
         if key in self._seen:
             return
         self._seen.add(key)
-        line, column = line_col(self.source, pos)
+        line, column = self.lines.line_col(pos)
         self.issues.append(Issue(line, column, construct, message, severity))
 
     def review(self, pos: int, construct: str, message: str) -> None:
@@ -204,8 +218,10 @@ class _Emitter:
         return f"{prefix}{self.counter}"
 
     # -- analysis -------------------------------------------------------------
-    def collect_defines(self, nodes: list[Node]) -> None:
-        for node in walk_nodes(nodes):
+    def collect_defines(self, walked: list[Node]) -> None:
+        """Names bound by the #defines among `walked` (walk_nodes of a template) and in the
+        literal texts of its #evaluates."""
+        for node in walked:
             if isinstance(node, DefineDef):
                 self.define_names.add(node.name)
             elif isinstance(node, Evaluate):
@@ -213,7 +229,7 @@ class _Emitter:
                 text = static_text(node.value)
                 if text is not None:
                     with contextlib.suppress(VelocitySyntaxError, RecursionError):
-                        self.collect_defines(parse(text))
+                        self.collect_defines(walk_nodes(parse(text)))
 
     def pure(self, value: Any) -> bool:
         """Evaluating `value` can neither fail nor change anything (so it may be eager)."""
@@ -265,22 +281,31 @@ class _Emitter:
         return True
 
     def effects(self, value: Any) -> bool:
-        """Evaluating `value` may change data another operand reads."""
-        for node in walk_values(value):
-            if isinstance(node, RefExpr):
-                if node.steps[0].name in self.define_names or node.steps[0].params is not None:
-                    return True
-                for step in node.steps[1:]:
-                    if (
-                        isinstance(step, NameStep)
-                        and step.params is not None
-                        and step.name in MUTATING_METHODS
-                    ):
-                        return True
-            elif isinstance(node, InterpStr) and any(
-                not isinstance(n, (Text, Comment, Reference)) for n in node.block
-            ):
+        """Evaluating `value` may change data another operand reads (itself or any value
+        within it, as walk_values visits them)."""
+        known = self._effects.get(id(value))
+        if known is None:
+            known = self._effects_here(value) or any(
+                self.effects(child) for child in _value_children(value)
+            )
+            self._effects[id(value)] = known
+        return known
+
+    def _effects_here(self, node: Any) -> bool:
+        if isinstance(node, RefExpr):
+            if node.steps[0].name in self.define_names or node.steps[0].params is not None:
                 return True
+            for step in node.steps[1:]:
+                if (
+                    isinstance(step, NameStep)
+                    and step.params is not None
+                    and step.name in MUTATING_METHODS
+                ):
+                    return True
+        elif isinstance(node, InterpStr) and any(
+            not isinstance(n, (Text, Comment, Reference)) for n in node.block
+        ):
+            return True
         return False
 
     # -- templates --------------------------------------------------------------
@@ -325,6 +350,15 @@ class _Emitter:
                 terms = "[" + ", ".join(jinja_string(t) for t in node.terms) + "]"
                 out.append(("code", f"{{% do {ns}|vsetp({terms}, {value}) %}}"))
         elif isinstance(node, Foreach):
+            if depth == MAX_FOREACH_NESTING:
+                # reported (once per nest) instead of compiling: the code Jinja generates for
+                # nested loops grows with the square of the depth, and Python refuses it anyway
+                self.review(
+                    node.start,
+                    "nesting",
+                    f"#foreach nested more than {MAX_FOREACH_NESTING} deep: the converted "
+                    f"template cannot compile (Python allows {MAX_FOREACH_NESTING} nested loops)",
+                )
             inner = f"_v{depth + 1}"
             iterable = self.expr(node.iterable, ns, node.start)
             out.append(
@@ -605,11 +639,12 @@ class _Emitter:
                 "it is evaluated eagerly here",
             )
 
-    def check_format_fields(self, nodes: list[Node]) -> None:
+    def check_format_fields(self, nodes: list[Node], walked: list[Node]) -> None:
         """`'{0.__class__}'.format($x)`: legacy rendered the internal, the sandbox refuses it.
         When the template formats strings, every text of it is checked for such fields (a
-        format string only known at run time fails the render with a security error)."""
-        values = [v for node in walk_nodes(nodes) for v in statement_values(node)]
+        format string only known at run time fails the render with a security error).
+        `walked` is walk_nodes(nodes)."""
+        values = [v for node in walked for v in statement_values(node)]
         formats = any(
             isinstance(v, RefExpr)
             and any(
@@ -640,38 +675,105 @@ class _Emitter:
                     "the sandbox refuses it",
                 )
 
-    def check_recursion(self, nodes: list[Node]) -> None:
-        calls: dict[str, set[str]] = {}
+    def check_recursion(self, order: list[Node], ends: list[int]) -> None:
+        """Reports each #define whose body (nested bodies and interpolated strings included)
+        renders its own name, then each macro that can reach a call of itself.
+
+        `order, ends` is walk_nodes_with_ends of the template. One pass over them: a nested
+        body is not walked again for each enclosing #define or #macro, and cycles come from
+        strongly connected components rather than a search from every macro."""
+        # the #defines around the current node, per name, innermost last; `recursive` holds
+        # the ones found to render themselves (if one is, every enclosing one of that name is)
+        open_defines: list[tuple[int, str]] = []
+        open_by_name: dict[str, list[int]] = {}
+        recursive: set[int] = set()
+        # the call graph: a macro name leads to each of its definitions, a definition to the
+        # names it calls and to the definitions nested in its body (whose calls it makes too)
+        definitions: dict[str, list[int]] = {}
         where: dict[str, int] = {}
-        for node in walk_nodes(nodes):
+        edges: dict[int, list[str | int]] = {}
+        open_macros: list[int] = []
+        for index, node in enumerate(order):
+            while open_defines and ends[open_defines[-1][0]] <= index:
+                open_by_name[open_defines.pop()[1]].pop()
+            while open_macros and ends[open_macros[-1]] <= index:
+                open_macros.pop()
             if isinstance(node, MacroDef):
                 key = node.name.lower()
                 where.setdefault(key, node.start)
-                calls.setdefault(key, set()).update(
-                    n.name for n in walk_nodes(node.block) if isinstance(n, MacroCall)
-                )
+                definitions.setdefault(key, []).append(index)
+                edges[index] = []
+                if open_macros:
+                    edges[open_macros[-1]].append(index)
+                open_macros.append(index)
             elif isinstance(node, DefineDef):
-                for value in walk_nodes(node.block):
-                    refs = [value.expr] if isinstance(value, Reference) else []
-                    if any(r is not None and r.steps[0].name == node.name for r in refs):
-                        self.review(node.start, "recursion", "a #define that renders itself")
-        for start in calls:
-            seen: set[str] = set()
-            stack = list(calls[start])
-            while stack:
-                current = stack.pop()
-                if current == start:
-                    self.review(
-                        where[start],
-                        "recursion",
-                        "recursive macro: airspeed's failure depth (Python's recursion limit) "
-                        "cannot be reproduced exactly",
-                    )
+                open_defines.append((index, node.name))
+                open_by_name.setdefault(node.name, []).append(index)
+            elif isinstance(node, MacroCall):
+                if open_macros:
+                    edges[open_macros[-1]].append(node.name)
+            elif isinstance(node, Reference) and node.expr is not None:
+                for enclosing in reversed(open_by_name.get(node.expr.steps[0].name, ())):
+                    if enclosing in recursive:
+                        break  # and so are the ones around it
+                    recursive.add(enclosing)
+        for index, node in enumerate(order):
+            if index in recursive:
+                self.review(node.start, "recursion", "a #define that renders itself")
+        graph: dict[str | int, list[str | int]] = {**definitions, **edges}  # type: ignore[dict-item]
+        on_cycle = _nodes_on_cycles(graph)
+        for key in definitions:
+            if key in on_cycle:
+                self.review(
+                    where[key],
+                    "recursion",
+                    "recursive macro: airspeed's failure depth (Python's recursion limit) "
+                    "cannot be reproduced exactly",
+                )
+
+
+def _nodes_on_cycles(graph: dict[Any, list[Any]]) -> set[Any]:
+    """The nodes of `graph` that lie on a cycle (strongly connected components of more than one
+    node; the graphs here have no self-loops). Tarjan's algorithm, without recursion."""
+    index_of: dict[Any, int] = {}
+    lowlink: dict[Any, int] = {}
+    stack: list[Any] = []
+    on_stack: set[Any] = set()
+    result: set[Any] = set()
+    for root in graph:
+        if root in index_of:
+            continue
+        work = [(root, iter(graph.get(root, ())))]
+        index_of[root] = lowlink[root] = len(index_of)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            for successor in successors:
+                if successor not in index_of:
+                    index_of[successor] = lowlink[successor] = len(index_of)
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, iter(graph.get(successor, ()))))
                     break
-                if current in seen:
-                    continue
-                seen.add(current)
-                stack.extend(calls.get(current, ()))
+                if successor in on_stack:
+                    lowlink[node] = min(lowlink[node], index_of[successor])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    lowlink[parent] = min(lowlink[parent], lowlink[node])
+                if lowlink[node] == index_of[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        result.update(component)
+    return result
 
 
 def static_text(value: Any) -> str | None:
@@ -707,19 +809,25 @@ def unsafe_format_field(text: str, depth: int = 2) -> str | None:
     return None
 
 
-def statement_texts(nodes: list[Node]) -> Any:
+def statement_texts(nodes: list[Node]) -> list[Text]:
     """The Text nodes of the template's own statements (bodies of #if, #foreach, #macro,
     #define), not those inside interpolated strings."""
+    out: list[Text] = []
+    _collect_statement_texts(nodes, out)
+    return out
+
+
+def _collect_statement_texts(nodes: list[Node], out: list[Text]) -> None:
     for node in nodes:
         if isinstance(node, Text):
-            yield node
+            out.append(node)
         elif isinstance(node, If):
             for _cond, body in node.branches:
-                yield from statement_texts(body)
+                _collect_statement_texts(body, out)
             if node.else_block:
-                yield from statement_texts(node.else_block)
+                _collect_statement_texts(node.else_block, out)
         elif isinstance(node, (Foreach, MacroDef, DefineDef)):
-            yield from statement_texts(node.block)
+            _collect_statement_texts(node.block, out)
 
 
 def statement_values(node: Node) -> list[Any]:
@@ -774,85 +882,145 @@ def finalize(pieces: list[tuple[str, str]], final: bool = True) -> str:
     return "".join(out)
 
 
-def walk_nodes(nodes: list[Node]) -> Any:
+# The walks build lists (a chain of nested generators costs one step per level for every
+# node it yields: quadratic in the nesting depth).
+
+
+def walk_nodes(nodes: list[Node]) -> list[Node]:
     """All statement nodes, depth first, including those inside interpolated strings."""
+    out: list[Node] = []
+    _collect_nodes(nodes, out, None)
+    return out
+
+
+def walk_nodes_with_ends(nodes: list[Node]) -> tuple[list[Node], list[int]]:
+    """walk_nodes, and for the node at each index, the index past the nodes it contains."""
+    out: list[Node] = []
+    ends: list[int] = []
+    _collect_nodes(nodes, out, ends)
+    return out, ends
+
+
+def _collect_nodes(nodes: list[Node], out: list[Node], ends: list[int] | None) -> None:
     for node in nodes:
-        yield node
+        index = len(out)
+        out.append(node)
+        if ends is not None:
+            ends.append(0)
         if isinstance(node, If):
             for cond, body in node.branches:
-                yield from _values_nodes(cond)
-                yield from walk_nodes(body)
+                _collect_values_nodes(cond, out, ends)
+                _collect_nodes(body, out, ends)
             if node.else_block:
-                yield from walk_nodes(node.else_block)
+                _collect_nodes(node.else_block, out, ends)
         elif isinstance(node, Foreach):
-            yield from _values_nodes(node.iterable)
-            yield from walk_nodes(node.block)
+            _collect_values_nodes(node.iterable, out, ends)
+            _collect_nodes(node.block, out, ends)
         elif isinstance(node, (MacroDef, DefineDef)):
-            yield from walk_nodes(node.block)
+            _collect_nodes(node.block, out, ends)
         elif isinstance(node, Set):
-            yield from _values_nodes(node.value)
+            _collect_values_nodes(node.value, out, ends)
         elif isinstance(node, MacroCall):
             for arg in node.args:
-                yield from _values_nodes(arg)
+                _collect_values_nodes(arg, out, ends)
         elif isinstance(node, Reference):
             if node.expr is not None:
-                yield from _values_nodes(node.expr)
+                _collect_values_nodes(node.expr, out, ends)
             if node.alternate is not None:
-                yield from _values_nodes(node.alternate)
+                _collect_values_nodes(node.alternate, out, ends)
         elif isinstance(node, (Evaluate,)):
-            yield from _values_nodes(node.value)
+            _collect_values_nodes(node.value, out, ends)
+        if ends is not None:
+            ends[index] = len(out)
 
 
-def _values_nodes(value: Any) -> Any:
-    for v in walk_values(value):
-        if isinstance(v, InterpStr):
-            yield from walk_nodes(v.block)
+def _collect_values_nodes(value: Any, out: list[Node], ends: list[int] | None) -> None:
+    """The statements of the interpolated strings among walk_values(value), in that order."""
+    if isinstance(value, InterpStr):
+        _collect_nodes(value.block, out, ends)
+    children = _value_children(value)
+    for child in children:
+        _collect_values_nodes(child, out, ends)
 
 
-def walk_values(value: Any) -> Any:
-    yield value
-    if isinstance(value, RefValue):
-        if value.ref.expr is not None:
-            yield from walk_values(value.ref.expr)
-    elif isinstance(value, RefExpr):
-        for step in value.steps:
-            if isinstance(step, IndexStep):
-                yield from walk_values(step.index)
-            else:
-                for p in step.params or ():
-                    yield from walk_values(p)
-                if step.index is not None:
-                    yield from walk_values(step.index)
-    elif isinstance(value, ListLit):
-        for v in value.items:
-            yield from walk_values(v)
-    elif isinstance(value, DictLit):
-        for k, v in value.pairs:
-            yield from walk_values(k)
-            yield from walk_values(v)
-    elif isinstance(value, RangeLit):
-        yield from walk_values(value.low)
-        yield from walk_values(value.high)
-    elif isinstance(value, Unary):
-        yield from walk_values(value.value)
-    elif isinstance(value, BinOp):
-        yield from walk_values(value.left)
-        yield from walk_values(value.right)
-    elif isinstance(value, InterpStr):
-        for node in value.block:
-            if isinstance(node, Reference):
-                if node.expr is not None:
-                    yield from walk_values(node.expr)
-                if node.alternate is not None:
-                    yield from walk_values(node.alternate)
+def walk_values(value: Any) -> list[Any]:
+    """`value` and every value within it, depth first (not the statements of interpolated
+    strings: only their references' values)."""
+    out: list[Any] = []
+    _collect_values(value, out)
+    return out
+
+
+def _collect_values(value: Any, out: list[Any]) -> None:
+    out.append(value)
+    for child in _value_children(value):
+        _collect_values(child, out)
+
+
+def _value_children(value: Any) -> Any:
+    """The values directly within `value`, in walk_values order."""
+    children = _VALUE_CHILDREN.get(type(value))
+    return children(value) if children is not None else ()
+
+
+def _ref_expr_children(value: RefExpr) -> list[Any]:
+    children = []
+    for step in value.steps:
+        if isinstance(step, IndexStep):
+            children.append(step.index)
+        else:
+            children.extend(step.params or ())
+            if step.index is not None:
+                children.append(step.index)
+    return children
+
+
+def _interp_children(value: InterpStr) -> list[Any]:
+    children = []
+    for node in value.block:
+        if isinstance(node, Reference):
+            if node.expr is not None:
+                children.append(node.expr)
+            if node.alternate is not None:
+                children.append(node.alternate)
+    return children
+
+
+# by exact type: the parser's value classes have no subclasses
+_VALUE_CHILDREN: dict[type, Any] = {
+    RefValue: lambda v: (v.ref.expr,) if v.ref.expr is not None else (),
+    RefExpr: _ref_expr_children,
+    ListLit: lambda v: v.items,
+    DictLit: lambda v: [item for pair in v.pairs for item in pair],
+    RangeLit: lambda v: (v.low, v.high),
+    Unary: lambda v: (v.value,),
+    BinOp: lambda v: (v.left, v.right),
+    InterpStr: _interp_children,
+}
 
 
 def convert(source: str, channel: str | None = None) -> Conversion:
     """Convert Velocity `source` to Jinja for `Engine(autoescape=False)`.
 
     `channel` ("sms", "mail", "push") only tunes the warnings: unescaped output is reported
-    for mail (and when the channel is unknown).
+    for mail (and when the channel is unknown). A source longer than MAX_SOURCE_CHARS is not
+    converted: needs_review, without a Jinja source.
     """
+    if len(source) > MAX_SOURCE_CHARS:
+        return Conversion(
+            None,
+            NEEDS_REVIEW,
+            [
+                Issue(
+                    1,
+                    1,
+                    "size_limit",
+                    f"the source has {len(source):,} characters; the converter takes at most "
+                    f"{MAX_SOURCE_CHARS:,}",
+                    "error",
+                )
+            ],
+        )
     conversion = _convert(source, channel, frozenset())[0]
     if conversion.source is not None and conversion.status != "needs_review":
         _check_compiles(conversion)
@@ -903,15 +1071,16 @@ def _convert(
         )
         failing = "{% do " + jinja_string(f"Velocity syntax error: {exc}") + "|vraise %}"
         return Conversion(failing, NEEDS_REVIEW, emitter.issues), emitter
-    emitter.collect_defines(nodes)
-    emitter.check_recursion(nodes)
-    emitter.check_format_fields(nodes)
+    walked, ends = walk_nodes_with_ends(nodes)
+    emitter.collect_defines(walked)
+    emitter.check_recursion(walked, ends)
+    emitter.check_format_fields(nodes, walked)
     body_pieces = emitter.block(nodes, "_v", 0)
     body = finalize(body_pieces)
     uses_code = any(kind == "code" for kind, _ in body_pieces) or emitter.hoisted
     prefix = "".join(emitter.hoisted)
     if uses_code:
-        if any(isinstance(n, (Set, DefineDef, MacroDef, Evaluate)) for n in walk_nodes(nodes)):
+        if any(isinstance(n, (Set, DefineDef, MacroDef, Evaluate)) for n in walked):
             prefix += "{% set _v = _vdata|vroot %}"
         else:
             # nothing is ever written into the outermost namespace: it can be the data

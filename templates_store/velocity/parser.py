@@ -359,6 +359,11 @@ class Parser:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        # p_reference results by position: `[$a(...)` is parsed as a range first, then as a
+        # list; without this each nesting level would parse its inner levels twice (2^depth)
+        self._references: dict[int, tuple[Reference, int] | None] = {}
+        # the last search for a block comment's closing `*#`: (searched from, found at or -1)
+        self._comment_close: tuple[int, int] | None = None
 
     # -- helpers --------------------------------------------------------
     def match(self, pattern: re.Pattern[str], pos: int) -> re.Match[str]:
@@ -381,6 +386,30 @@ class Parser:
                 pass
         raise NoMatch()
 
+    def first_of(self, funcs: tuple[Any, ...], pos: int) -> tuple[Any, int]:
+        """first() for functions of the class (the dispatch tables below)."""
+        for func in funcs:
+            try:
+                return func(self, pos)
+            except NoMatch:
+                pass
+        raise NoMatch()
+
+    def block_alternatives(self, pos: int) -> tuple[Any, ...]:
+        """The block elements that can start at `pos`, in airspeed's order (see
+        _block_alternatives); `pos` is within the text."""
+        text = self.text
+        char = text[pos]
+        if char == "#":
+            return _AT_HASH.get(text[pos + 1 : pos + 2], _AT_HASH_OTHER)
+        if char == "$":
+            return _AT_DOLLAR.get(text[pos + 1 : pos + 2], _AT_DOLLAR_OTHER)
+        return _AT_TEXT
+
+    def value_alternatives(self, pos: int) -> tuple[Any, ...]:
+        """The values that can start at `pos`, in airspeed's order (see _value_alternatives)."""
+        return _AT_VALUE.get(self.text[pos : pos + 1], _VALUES)
+
     def require_el(self, funcs: tuple[Any, ...], pos: int, expected: str) -> tuple[Any, int]:
         try:
             return self.first(funcs, pos)
@@ -396,25 +425,14 @@ class Parser:
 
     def block(self, pos: int) -> tuple[list[Node], int]:
         children: list[Node] = []
-        alternatives = (
-            self.p_text,
-            self.p_reference,
-            self.p_comment,
-            self.p_if,
-            self.p_set,
-            self.p_foreach,
-            self.p_include,
-            self.p_parse,
-            self.p_macro,
-            self.p_define,
-            self.p_stop,
-            self.p_evaluate,
-            self.p_macro_call,
-            self.p_fallthrough,
-        )
+        size = len(self.text)
         while True:
+            if pos >= size:
+                # every element needs at least one character (TEXT_PLAIN's `\$$` and `#$`
+                # too): nothing matches at the end
+                return children, pos
             try:
-                node, pos = self.first(alternatives, pos)
+                node, pos = self.first_of(self.block_alternatives(pos), pos)
             except NoMatch:
                 return children, pos
             children.append(node)
@@ -428,11 +446,34 @@ class Parser:
         return Text(pos, m.end(), m.group(1)), m.end()
 
     def p_comment(self, pos: int) -> tuple[Node, int]:
+        if self.text.startswith("#*", pos) and self._find_comment_close(pos + 2) < 0:
+            # unterminated: the regex would scan to the end of the text at every `#*`
+            raise NoMatch()
         m = self.match(COMMENT, pos)
         return Comment(pos, m.end()), m.end()
 
+    def _find_comment_close(self, pos: int) -> int:
+        """`text.find("*#", pos)`, reusing the last search: positions are searched in
+        increasing order, so each `#*` does not scan the rest of the text again."""
+        if self._comment_close is not None:
+            searched_from, found = self._comment_close
+            if searched_from <= pos and (found < 0 or pos <= found):
+                return found
+        found = self.text.find("*#", pos)
+        self._comment_close = (pos, found)
+        return found
+
     def p_reference(self, pos: int) -> tuple[Reference, int]:
-        m = self.match(REF_START, pos)
+        references = self._references
+        if pos in references:
+            known = references[pos]
+            if known is None:
+                raise NoMatch()
+            return known
+        m = REF_START.match(self.text, pos)
+        if m is None:
+            references[pos] = None
+            raise NoMatch()
         silent, braces = bool(m.group(1)), bool(m.group(2))
         end = m.end()
         try:
@@ -447,7 +488,10 @@ class Parser:
             except NoMatch:
                 pass
             end = self.require(CLOSING_BRACE, end, "}").end()
-        return Reference(pos, end, silent, braces, expr, alternate, self.text[pos:end]), end
+        # past REF_START nothing raises NoMatch: a result, or a syntax error that ends the parse
+        result = Reference(pos, end, silent, braces, expr, alternate, self.text[pos:end]), end
+        references[pos] = result
+        return result
 
     def p_if(self, pos: int) -> tuple[Node, int]:
         m = self.match(IF, pos)
@@ -589,42 +633,45 @@ class Parser:
         return RefExpr(steps), end
 
     def sub_expressions(self, pos: int, steps: list[Any]) -> int:
-        """airspeed's SubExpression chain, flattened; returns the end of what matched."""
+        """airspeed's SubExpression chain, flattened; returns the end of what matched.
+
+        Past its first character (`(` or `[`) a parameter list or an index never falls back
+        (it matches or is a syntax error), so the next character chooses the alternative:
+        the same result as trying each in turn, without raising NoMatch at every step
+        (raised inside an outer `except` block, that costs time in the nesting depth)."""
+        text = self.text
         while True:
-            dm = DOT.match(self.text, pos)
-            if dm:
-                try:
-                    step, end = self.name_or_call(dm.end())
+            char = text[pos : pos + 1]
+            if char == ".":
+                after = pos + 1
+                m = NAME.match(text, after)
+                if m is not None:
+                    step, pos = self._name_step(m)
                     steps.append(step)
-                    pos = end
                     continue
-                except NoMatch:
-                    # airspeed has already consumed the dot when it falls back to an index
-                    try:
-                        index, end = self.array_index(dm.end())
-                    except NoMatch:
-                        return pos
+                # airspeed has already consumed the dot when it falls back to an index
+                if text.startswith("[", after):
+                    index, pos = self.array_index(after)
                     steps.append(IndexStep(index))
-                    pos = end
                     continue
-            try:
-                index, end = self.array_index(pos)
-            except NoMatch:
                 return pos
-            steps.append(IndexStep(index))
-            pos = end
+            if char == "[":
+                index, pos = self.array_index(pos)
+                steps.append(IndexStep(index))
+                continue
+            return pos
 
     def name_or_call(self, pos: int) -> tuple[NameStep, int]:
-        m = self.match(NAME, pos)
+        return self._name_step(self.match(NAME, pos))
+
+    def _name_step(self, m: re.Match[str]) -> tuple[NameStep, int]:
         step = NameStep(m.group(1))
         end = m.end()
-        try:
+        char = self.text[end : end + 1]
+        if char == "(":
             step.params, end = self.parameter_list(end)
-        except NoMatch:
-            try:  # noqa: SIM105 - hot path, contextlib.suppress is slower
-                step.index, end = self.array_index(end)
-            except NoMatch:
-                pass
+        elif char == "[":
+            step.index, end = self.array_index(end)
         return step, end
 
     def parameter_list(self, pos: int) -> tuple[list[Any], int]:
@@ -658,22 +705,7 @@ class Parser:
 
     # -- values -----------------------------------------------------------
     def value(self, pos: int) -> tuple[Any, int]:
-        return self.first(
-            (
-                self.ref_value,
-                self.floating,
-                self.integer,
-                self.string,
-                self.istring,
-                self.array,
-                self.dictionary,
-                self.parenthesized,
-                self.unary,
-                self.boolean,
-                self.null,
-            ),
-            pos,
-        )
+        return self.first_of(self.value_alternatives(pos), pos)
 
     def ref_value(self, pos: int) -> tuple[Any, int]:
         ref, end = self.p_reference(pos)
@@ -713,6 +745,9 @@ class Parser:
         try:
             node, end = self.range_(end)
         except NoMatch:
+            node = None
+        if node is None:
+            # not in the `except` block: the list's own parse raises and catches NoMatch
             try:
                 items, end = self.value_list(end)
             except NoMatch:
@@ -781,7 +816,7 @@ class Parser:
         """Same operator-precedence pass as airspeed's Expression.calculate."""
         ops: list[str] = []
         values: list[Any] = [terms[0]]
-        rest = terms[1:]
+        next_term, count = 1, len(terms)
 
         def reduce() -> None:
             right = values.pop()
@@ -789,16 +824,117 @@ class Parser:
             op = ops.pop()
             values.append(BinOp(start, end, OPERATORS[op], left, right))
 
-        while rest:
-            if not ops or PRECEDENCE[rest[0]] < PRECEDENCE[ops[-1]]:
-                ops.append(rest[0])
-                values.append(rest[1])
-                rest = rest[2:]
+        while next_term < count:
+            op = terms[next_term]
+            if not ops or PRECEDENCE[op] < PRECEDENCE[ops[-1]]:
+                ops.append(op)
+                values.append(terms[next_term + 1])
+                next_term += 2
             else:
                 reduce()
         while ops:
             reduce()
         return values[0]
+
+
+# ---------------------------------------------------------------------------
+# Dispatch on the next characters. Trying every alternative in airspeed's order raises
+# NoMatch for each one that fails, most of the parse's time; these tables keep, in the same
+# order, only the alternatives whose expression can match what starts at the position, so
+# the first that matches is the same one. Only ASCII characters are in the tables (re.I folds
+# some non-ASCII letters onto ASCII ones): at any other character every alternative is tried.
+# ---------------------------------------------------------------------------
+
+_BLOCK = (
+    Parser.p_text,
+    Parser.p_reference,
+    Parser.p_comment,
+    Parser.p_if,
+    Parser.p_set,
+    Parser.p_foreach,
+    Parser.p_include,
+    Parser.p_parse,
+    Parser.p_macro,
+    Parser.p_define,
+    Parser.p_stop,
+    Parser.p_evaluate,
+    Parser.p_macro_call,
+    Parser.p_fallthrough,
+)
+# the letter after `#` each directive's expression starts with (EVALUATE has no re.I)
+_DIRECTIVE_LETTERS = {
+    Parser.p_if: "iI",
+    Parser.p_set: "sS",
+    Parser.p_foreach: "fF",
+    Parser.p_include: "iI",
+    Parser.p_parse: "pP",
+    Parser.p_macro: "mM",
+    Parser.p_define: "dD",
+    Parser.p_stop: "sS",
+    Parser.p_evaluate: "e",
+}
+
+
+def _block_alternatives(first: str, second: str) -> tuple[Any, ...]:
+    """The block elements that can match text starting with `first` (`#` or `$`) then
+    `second` (an ASCII character, or "" at the end of the text)."""
+    if second == "" or TEXT_PLAIN.match(first + second):
+        # TEXT_PLAIN's `#$`/`\$$` at the end; else `#[^...]+` or `\$[^...]` matches whatever
+        # follows `second`, and p_text comes first
+        return (Parser.p_text,)
+    if first == "$":
+        return (Parser.p_reference,)
+    possible = []
+    for func in _BLOCK[2:]:
+        if func is Parser.p_comment:
+            can_match = second in "#*"
+        elif func is Parser.p_macro_call:
+            can_match = second.isalpha()
+        elif func is Parser.p_fallthrough:
+            can_match = True
+        else:
+            can_match = second in _DIRECTIVE_LETTERS[func]
+        if can_match:
+            possible.append(func)
+    return tuple(possible)
+
+
+_ASCII = [chr(code) for code in range(128)]
+_AT_HASH = {c: _block_alternatives("#", c) for c in ["", *_ASCII]}
+_AT_DOLLAR = {c: _block_alternatives("$", c) for c in ["", *_ASCII]}
+_AT_HASH_OTHER = tuple(func for func in _BLOCK if func is not Parser.p_reference)
+_AT_DOLLAR_OTHER = (Parser.p_text, Parser.p_reference)
+_AT_TEXT = (Parser.p_text,)  # every other element starts with `#` or `$`
+
+_VALUES = (
+    Parser.ref_value,
+    Parser.floating,
+    Parser.integer,
+    Parser.string,
+    Parser.istring,
+    Parser.array,
+    Parser.dictionary,
+    Parser.parenthesized,
+    Parser.unary,
+    Parser.boolean,
+    Parser.null,
+)
+# the first characters each value's expression can start with (ASCII)
+_VALUE_STARTS = {
+    Parser.ref_value: "$",
+    Parser.floating: "-.0123456789",
+    Parser.integer: "-0123456789",
+    Parser.string: "'",
+    Parser.istring: '"',
+    Parser.array: "[",
+    Parser.dictionary: "{",
+    Parser.parenthesized: "(",
+    # UNARY_OP starts with \s*
+    Parser.unary: "!n" + "".join(c for c in _ASCII if re.match(r"\s", c)),
+    Parser.boolean: "tTfF",
+    Parser.null: "nN",
+}
+_AT_VALUE = {c: tuple(f for f in _VALUES if c in _VALUE_STARTS[f]) for c in _ASCII}
 
 
 def parse(text: str) -> list[Node]:
