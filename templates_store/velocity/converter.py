@@ -1021,10 +1021,24 @@ def convert(source: str, channel: str | None = None) -> Conversion:
                 )
             ],
         )
-    conversion = _convert(source, channel, frozenset())[0]
+    conversion = _convert_or_refuse(source, channel, frozenset())
     if conversion.source is not None and conversion.status != "needs_review":
         _check_compiles(conversion)
     return conversion
+
+
+def _convert_or_refuse(source: str, channel: str | None, defines: frozenset[str]) -> Conversion:
+    """_convert, with a source past Python's own limits (nesting deeper than its recursion
+    limit, a number literal longer than its 4,300 digits) reported, never raised."""
+    try:
+        return _convert(source, channel, defines)[0]
+    except (RecursionError, ValueError, MemoryError) as exc:
+        reason = (
+            "the template is nested too deeply to convert"
+            if isinstance(exc, RecursionError)
+            else f"the template cannot be converted: {str(exc)[:200]}"
+        )
+        return Conversion(None, NEEDS_REVIEW, [Issue(1, 1, "too_complex", reason, "error")])
 
 
 def _check_compiles(conversion: Conversion) -> None:
@@ -1049,7 +1063,7 @@ _compile_check_engine: dict[str, Any] = {}
 def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:
     """An #evaluate text at run time: `defines` are the names bound to a #define in the
     namespace it shares (so its references to them are converted as they are statically)."""
-    return _convert(source, None, defines)[0]
+    return _convert_or_refuse(source, None, defines)
 
 
 def _convert(
