@@ -79,6 +79,8 @@ _SPECIAL_NAMES = frozenset({"loop", "caller", "varargs", "kwargs"})
 _MACRO_TAKERS = frozenset({"vdefmacro", "vdefine", "vblock"})
 # the main body's output is checked against the limit at least every this many chunks
 _CHECK_EVERY = 8
+# fields of one generated f-string (longer outputs are joined from several)
+_FSTRING_FIELDS = 32
 
 
 class _Unsupported(Exception):
@@ -581,13 +583,15 @@ class _Compiler:
         if len(parts) == 1 and parts[0][0]:
             return parts[0][1]
         limit = self.value(self.max_chars)
-        return (
-            'f"'
-            + "".join(
-                "{(" + (p if is_str else self.text_of(p, limit)) + ")}" for is_str, p in parts
-            )
-            + '"'
-        )
+        fields = ["{(" + (p if is_str else self.text_of(p, limit)) + ")}" for is_str, p in parts]
+        if len(fields) <= _FSTRING_FIELDS:
+            return 'f"' + "".join(fields) + '"'
+        # Python compiles one long f-string in time quadratic in its fields: joined in pieces
+        pieces = [
+            'f"' + "".join(fields[i : i + _FSTRING_FIELDS]) + '"'
+            for i in range(0, len(fields), _FSTRING_FIELDS)
+        ]
+        return "_join((" + ", ".join(pieces) + ",))"
 
     def text_parts(self, body: list[nodes.Node], scope: _Scope) -> list[tuple[bool, str]]:
         """(already a str, expression) pairs."""

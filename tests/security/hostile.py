@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def run_hostile_requests(
             send(f"{hostile.name}:convert", "/v2/templates/convert", {"source": source})
             continue
         # (a Velocity source is created as it is: the platform converts it)
-        key = f"hostile-{number}"
+        key = f"hostile-{number}-{uuid.uuid4().hex[:8]}"
         created = send(
             f"{hostile.name}:create",
             "/v2/templates",
