@@ -1,9 +1,11 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from templates_store.legacy import LegacyExport
+from templates_store.velocity.legacy_render import LegacyRenderer
 
 LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
 
@@ -13,3 +15,10 @@ def legacy_export() -> LegacyExport:
     if not (LEGACY_DATA / "templates.jsonl").exists():
         pytest.fail(f"legacy export not found at {LEGACY_DATA} (shared/ must sit beside the repo)")
     return LegacyExport.read(LEGACY_DATA)
+
+
+@pytest.fixture(scope="session")
+def legacy_renderer() -> Iterator[LegacyRenderer]:
+    """One sandboxed airspeed process for the tests' own (trusted) templates."""
+    with LegacyRenderer() as renderer:
+        yield renderer

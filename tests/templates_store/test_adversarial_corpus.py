@@ -24,13 +24,15 @@ def _same_but_address(difference) -> bool:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[f"corpus{i}" for i in range(len(ROWS))])
-def test_corpus_template__converted__same_output_as_airspeed_or_flagged(row):
+def test_corpus_template__converted__same_output_as_airspeed_or_flagged(row, legacy_renderer):
     # When
     conversion = convert(row["source"], channel=row.get("channel"))
     # Then
     if conversion.status == "needs_review":
         return
     differences = [
-        d for d in verify(row["source"], conversion, row["cases"]) if not _same_but_address(d)
+        d
+        for d in verify(row["source"], conversion, row["cases"], legacy=legacy_renderer)
+        if not _same_but_address(d)
     ]
     assert differences == [], differences[0].diff
