@@ -1,4 +1,5 @@
 import difflib
+import functools
 import json
 
 from django.contrib import admin, messages
@@ -10,7 +11,7 @@ from django.utils.safestring import mark_safe
 from templates_store import services
 from templates_store.engines import get_engine
 from templates_store.models import PublishEvent, Template, TemplateVersion
-from templates_store.velocity.verifier import render_legacy
+from templates_store.velocity.legacy_render import LegacyRenderer
 
 
 class TemplateVersionInline(admin.TabularInline):
@@ -69,8 +70,23 @@ class TemplateAdmin(admin.ModelAdmin):
         self._set_status(request, queryset, Template.Status.REJECTED)
 
 
+def _render_legacy(legacy: LegacyRenderer, source: str, data: dict) -> str:
+    """airspeed's text, or (like the gateway's 50000) its error or the limit it exceeded."""
+    outcome = legacy.render(source, data)
+    if outcome.limit is not None:
+        return f"⚠ {outcome.error}"
+    if outcome.output is None:
+        return f"⚠ render error: {outcome.error}"
+    return outcome.output
+
+
 def _render_both(version: TemplateVersion, data: dict) -> dict:
     """Renders subject and body with the legacy engine and the new one, with an HTML diff."""
+    with LegacyRenderer() as legacy:  # the page's airspeed renders, in a sandboxed process
+        return _render_both_with(version, data, functools.partial(_render_legacy, legacy))
+
+
+def _render_both_with(version: TemplateVersion, data: dict, render_legacy) -> dict:  # noqa: ANN001
     engine = get_engine(version.engine, version.template.autoescape)
     rows = []
     for field, legacy_source, new_source in (

@@ -1,11 +1,18 @@
 """`make bench`: render throughput of converted templates on the new engine against airspeed
-(the old engine), same templates, same data, same run. Printed as a ratio, overall and per
-template kind (channel). Speed is measured here, never asserted by the unit tests."""
+(the old engine), same templates, same data, same run. Printed as a ratio. Then "converter":
+the conversion time of a 200,000-character hostile source of each kind (the size limit), and
+what convert()'s compile check of the result costs on smaller ones."""
 
 import sys
 
+from templates_store.velocity.bench_convert import benchmark_compile_check, benchmark_conversion
 from templates_store.velocity.bench_render import benchmark, legacy_data_dir, load_legacy_data
+from templates_store.velocity.converter import MAX_SOURCE_CHARS
 from templates_store.velocity.engine import fast_path_default
+
+# kinds whose compile check is timed (it costs far more per character than converting)
+COMPILE_CHECK_KINDS = ["plain_text", "mixed", "references", "nested_foreach_20"]
+COMPILE_CHECK_CHARS = 10_000
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +37,29 @@ def main(argv: list[str]) -> int:
             f"{figures['airspeed_per_second']:>10,.0f}/s, jinja2 "
             f"{figures['engine_per_second']:>10,.0f}/s  ({figures['ratio']:.2f}x)"
         )
+    print_converter()
     return 0
+
+
+def print_converter() -> None:
+    rows = benchmark_conversion(MAX_SOURCE_CHARS)
+    print(
+        f"converter: hostile Velocity sources of {MAX_SOURCE_CHARS:,} characters (parse, "
+        "analysis and Jinja output; without the compile check)"
+    )
+    for row in rows:
+        print(
+            f"  {row['kind']:<26} {row['chars']:>8,} chars {row['seconds']:>8.3f} s  "
+            f"{row['status']}"
+        )
+    slowest = max(rows, key=lambda row: row["seconds"])
+    print(f"  slowest: {slowest['kind']} {slowest['seconds']:.3f} s")
+    print("  compile check of the converted source (convert() runs it once), on smaller sources:")
+    for row in benchmark_compile_check(COMPILE_CHECK_KINDS, COMPILE_CHECK_CHARS):
+        print(
+            f"  {row['kind']:<26} {row['chars']:>8,} chars ({row['jinja_chars']:>7,} Jinja) "
+            f"{row['seconds']:>8.3f} s"
+        )
 
 
 if __name__ == "__main__":

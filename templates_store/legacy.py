@@ -4,6 +4,7 @@ the result as a new version (published only once approved)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
@@ -19,6 +20,7 @@ from notify.tenants.models import Tenant
 from templates_store import services
 from templates_store.models import Template, TemplateVersion
 from templates_store.velocity.converter import convert
+from templates_store.velocity.legacy_render import LegacyRenderer
 from templates_store.velocity.verifier import verify
 
 CHANNELS = {"sms": "sms", "mail": "email", "push": "push"}
@@ -133,12 +135,14 @@ class ConversionOutcome:
 
 
 def convert_and_verify(
-    source: str, channel: str, cases: list[dict[str, Any]]
+    source: str, channel: str, cases: list[dict[str, Any]], legacy: LegacyRenderer | None = None
 ) -> tuple[str | None, FieldResult]:
+    """Converts `source` and verifies it on `cases`; the legacy renders run in `legacy`'s
+    child process (a new one by default)."""
     if not source:
         return "", FieldResult("exact", [], [])
     conversion = convert(source, channel=channel)
-    differences = verify(source, conversion, [case["params"] for case in cases])
+    differences = verify(source, conversion, [case["params"] for case in cases], legacy=legacy)
     return conversion.source, FieldResult(
         conversion.status,
         conversion.to_dict()["issues"],
@@ -155,11 +159,17 @@ def convert_and_verify(
 
 @transaction.atomic
 def convert_template(
-    row: dict[str, Any], tenant: Tenant, cases: list[dict[str, Any]], *, approve: bool = True
+    row: dict[str, Any],
+    tenant: Tenant,
+    cases: list[dict[str, Any]],
+    *,
+    approve: bool = True,
+    legacy: LegacyRenderer | None = None,
 ) -> ConversionOutcome:
     """Upserts the template of a legacy row and stores a verified conversion as a new version
     when its legacy source changed. Exact conversions with no difference on any case are
-    approved and published when `approve` is set; the others wait for review."""
+    approved and published when `approve` is set; the others wait for review. The legacy
+    renders run in `legacy`'s sandboxed process (one of the tenant's own), else a new one."""
     legacy_channel = row.get("channel", "")
     channel = CHANNELS.get(legacy_channel, legacy_channel)
     template = Template.objects.filter(tenant=tenant, legacy_tpl_id=row["tpl_id"]).first()
@@ -178,8 +188,11 @@ def convert_template(
     template.save()
 
     legacy_subject, legacy_body = row.get("subject") or "", row.get("content") or ""
-    subject, subject_result = convert_and_verify(legacy_subject, legacy_channel, cases)
-    body, body_result = convert_and_verify(legacy_body, legacy_channel, cases)
+    with contextlib.ExitStack() as stack:
+        if legacy is None:
+            legacy = stack.enter_context(LegacyRenderer())
+        subject, subject_result = convert_and_verify(legacy_subject, legacy_channel, cases, legacy)
+        body, body_result = convert_and_verify(legacy_body, legacy_channel, cases, legacy)
     status = max(subject_result.status, body_result.status, key=STATUS_RANK.__getitem__)
     if subject is None or body is None:
         status = "needs_review"
@@ -259,13 +272,22 @@ def convert_export(
     tenants = import_apps(export.apps)
     cases = export.cases_by_template()
     outcomes = []
-    for row in progress(export.templates):
-        tenant = tenants.get(row.get("app_key", ""))
-        if tenant is None or (tenant_slug_filter and tenant.slug != tenant_slug_filter):
-            continue
-        outcomes.append(
-            convert_template(row, tenant, cases.get(row["tpl_id"], []), approve=approve)
-        )
+    # each tenant's legacy templates render in a sandboxed process of its own
+    renderers: dict[str, LegacyRenderer] = {}
+    try:
+        for row in progress(export.templates):
+            tenant = tenants.get(row.get("app_key", ""))
+            if tenant is None or (tenant_slug_filter and tenant.slug != tenant_slug_filter):
+                continue
+            legacy = renderers.setdefault(tenant.slug, LegacyRenderer())
+            outcomes.append(
+                convert_template(
+                    row, tenant, cases.get(row["tpl_id"], []), approve=approve, legacy=legacy
+                )
+            )
+    finally:
+        for legacy in renderers.values():
+            legacy.close()
     return outcomes
 
 

@@ -62,7 +62,7 @@ HOSTILE_SOURCES: dict[str, Callable[[int], str]] = {
     "evaluate": lambda n: _repeat("#evaluate('$a #set($b = 1)')", n),
     "escapes": lambda n: _repeat("\\$a \\#if \\\\$b \\${c} ", n),
     "unterminated_comments": lambda n: _repeat("#* x ", n),
-    "unterminated_directives": lambda n: _repeat("#if x #foreach( #set $ ", n),
+    "unterminated_directives": lambda n: _repeat("#if x #set x #m x #stopx #{x} $!{} ", n),
     "unterminated_string": lambda n: "#if('" + "x" * n,
     "literal_markers": lambda n: _repeat("#[[ $a ]]# ", n),
     "block_comments": lambda n: _repeat("#* comment $a #if *# ", n),

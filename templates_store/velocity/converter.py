@@ -315,6 +315,14 @@ class _Emitter:
             self.statement(node, ns, depth, pieces)
         return pieces
 
+    def block_into(
+        self, nodes: list[Node], ns: str, depth: int, out: list[tuple[str, str]]
+    ) -> None:
+        """block(), appending to `out` (copying each nested body's pieces into its parent's
+        would cost the nesting depth times the body)."""
+        for node in nodes:
+            self.statement(node, ns, depth, out)
+
     def nested_block(self, nodes: list[Node]) -> list[tuple[str, str]]:
         """A body rendered into a string (macro, define, interpolated string)."""
         saved = self.streamed
@@ -335,10 +343,10 @@ class _Emitter:
             for i, (cond, body) in enumerate(node.branches):
                 keyword = "if" if i == 0 else "elif"
                 out.append(("code", f"{{% {keyword} {self.expr(cond, ns, node.start)} %}}"))
-                out.extend(self.block(body, ns, depth))
+                self.block_into(body, ns, depth, out)
             if node.else_block is not None:
                 out.append(("code", "{% else %}"))
-                out.extend(self.block(node.else_block, ns, depth))
+                self.block_into(node.else_block, ns, depth, out)
             out.append(("code", "{% endif %}"))
         elif isinstance(node, Set):
             value = self.expr(node.value, ns, node.start)
@@ -367,7 +375,7 @@ class _Emitter:
                     f"{{% for {inner} in {ns}|vfor({jinja_string(node.var)}, {iterable}) %}}",
                 )
             )
-            out.extend(self.block(node.block, inner, depth + 1))
+            self.block_into(node.block, inner, depth + 1, out)
             out.append(("code", "{% endfor %}"))
         elif isinstance(node, Include):
             self.warn(

@@ -2,6 +2,7 @@ import pytest
 
 from notify.messaging.models import Message
 from templates_store.models import Template
+from templates_store.velocity.converter import MAX_SOURCE_CHARS
 
 WELCOME = {
     "key": "welcome",
@@ -320,3 +321,26 @@ def test_convert__nested_too_deep__422_not_500(api_client):
     assert response.status_code in (200, 422)
     if response.status_code == 200:
         assert response.json()["status"] == "needs_review"
+
+
+def test_convert__source_over_the_limit__400_naming_field_and_limit(api_client):
+    # Given a Velocity source one character over the converter's limit
+    source = "x" * (MAX_SOURCE_CHARS + 1)
+    # When converted
+    response = api_client.post("/v2/templates/convert", {"source": source}, format="json")
+    # Then the API's own validation error names the field and the limit
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    message = f"A Velocity source of at most {MAX_SOURCE_CHARS:,} characters can be converted."
+    assert error["fields"] == {"source": [message]}
+
+
+def test_convert__source_at_the_limit__converted(api_client):
+    # Given a Velocity source of exactly the limit
+    source = "Dear $name, " + "x" * (MAX_SOURCE_CHARS - 12)
+    # When converted
+    response = api_client.post("/v2/templates/convert", {"source": source}, format="json")
+    # Then it is converted
+    assert response.status_code == 200
+    assert response.json()["status"] in ("exact", "exact_with_warnings")

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ from django.conf import settings
 
 from templates_store.legacy import LegacyExport
 from templates_store.velocity.engine import Engine
+from templates_store.velocity.legacy_render import LegacyRenderer
 
 LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
 
@@ -23,3 +25,10 @@ def converted_engine(request) -> Engine:  # noqa: ANN001
     engine = Engine(autoescape=False, fast_path=request.param)
     assert engine.fast_path is request.param
     return engine
+
+
+@pytest.fixture(scope="session")
+def legacy_renderer() -> Iterator[LegacyRenderer]:
+    """One sandboxed airspeed process for the tests' own (trusted) templates."""
+    with LegacyRenderer() as renderer:
+        yield renderer

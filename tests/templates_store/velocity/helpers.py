@@ -8,10 +8,13 @@ from typing import Any
 
 from templates_store.velocity import Engine, convert
 from templates_store.velocity.bench_render import legacy_data_dir
-from templates_store.velocity.verifier import render_legacy
+from templates_store.velocity.legacy_render import LegacyRenderer
+from templates_store.velocity.verifier import LegacyRenderError, render_legacy
 
 LEGACY_DATA = legacy_data_dir()
 ENGINE = Engine(autoescape=False)
+# airspeed runs in its sandboxed process, as in production; one for all the tests' renders
+LEGACY = LegacyRenderer()
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 
@@ -22,8 +25,8 @@ def load_jsonl(name: str) -> list[dict[str, Any]]:
 
 def outcome_legacy(source: str, params: dict[str, Any]) -> tuple[str, str | None]:
     try:
-        return "ok", render_legacy(source, params)
-    except Exception:  # noqa: BLE001 - any airspeed failure is the gateway's 50000
+        return "ok", render_legacy(source, params, LEGACY)
+    except LegacyRenderError:  # any airspeed failure is the gateway's 50000
         return "error", None
 
 

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from templates_store.velocity import Engine, convert
+from templates_store.velocity.legacy_render import LegacyRenderer
 from templates_store.velocity.verifier import verify
 
 from .helpers import normalise
@@ -156,14 +157,16 @@ ENGINES = {"fast path": Engine(fast_path=True), "jinja only": Engine(fast_path=F
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(template=blocks(), cases=st.lists(datas, min_size=1, max_size=3))
-def test_random_template__both_engines__equal_or_flagged(template: str, cases: list) -> None:
+def test_random_template__both_engines__equal_or_flagged(
+    template: str, cases: list, legacy_renderer: LegacyRenderer
+) -> None:
     # Given a random Velocity template and random parameter sets
     conversion = convert(template)
     for name, engine in ENGINES.items():
         # When airspeed and our engine (fast path on, then off) render every parameter set
         differences = [
             d
-            for d in verify(template, conversion, cases, engine=engine)
+            for d in verify(template, conversion, cases, engine=engine, legacy=legacy_renderer)
             if d.legacy.failed
             or d.converted.failed
             or normalise(("ok", d.legacy.output)) != normalise(("ok", d.converted.output))
