@@ -14,6 +14,7 @@ from functools import cache
 from django.conf import settings
 
 from templates_store.sandbox.engine import BaseEngine, TenantEngine
+from templates_store.velocity.converter import use_check_engine
 from templates_store.velocity.engine import Engine as ConvertedEngine
 
 JINJA2 = "jinja2"
@@ -31,7 +32,9 @@ def _engine(kind: str, autoescape: bool) -> BaseEngine:
     if kind == JINJA2:
         return TenantEngine(autoescape=autoescape)
     if kind == VELOCITY:
-        return ConvertedEngine(
+        engine = ConvertedEngine(
             autoescape=False, fast_path=getattr(settings, "TEMPLATE_FAST_PATH", None)
         )
+        use_check_engine(engine)
+        return engine
     raise ValueError(f"unknown template engine {kind!r}")

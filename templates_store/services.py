@@ -84,6 +84,7 @@ def convert_velocity(
 
     The version publishes only through the conversion proof rules (approve_conversion)."""
     legacy_channel = LEGACY_CHANNELS.get(channel, channel)
+    get_engine(VELOCITY)  # (conversions are checked on the engine that renders them)
     fields: dict[str, Any] = {"engine": VELOCITY, "legacy_subject": subject, "legacy_body": body}
     status = "exact"
     issues: list[dict[str, Any]] = []

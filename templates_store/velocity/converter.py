@@ -63,6 +63,9 @@ __all__ = ["MAX_SOURCE_CHARS", "convert", "Conversion", "Issue", "jinja_string",
 # `make bench`, "converter"); the legacy gateway's templates are all under 4,000 characters.
 # Longer sources are not converted (needs_review); POST /v2/templates/convert answers 400.
 MAX_SOURCE_CHARS = 200_000
+# the most references and directives (`$`, `#`) a source may hold: the converted template must
+# compile within the engine's token limit (the largest legacy template has 200)
+MAX_DIRECTIVES = 1_000
 
 EXACT = "exact"
 EXACT_WITH_WARNINGS = "exact_with_warnings"
@@ -1038,6 +1041,22 @@ def convert(source: str, channel: str | None = None) -> Conversion:
 def _convert_or_refuse(source: str, channel: str | None, defines: frozenset[str]) -> Conversion:
     """_convert, with a source past Python's own limits (nesting deeper than its recursion
     limit, a number literal longer than its 4,300 digits) reported, never raised."""
+    directives = source.count("$") + source.count("#")
+    if directives > MAX_DIRECTIVES:
+        return Conversion(
+            None,
+            NEEDS_REVIEW,
+            [
+                Issue(
+                    1,
+                    1,
+                    "too_complex",
+                    f"the source has {directives:,} references and directives; the converter "
+                    f"takes at most {MAX_DIRECTIVES:,}",
+                    "error",
+                )
+            ],
+        )
     try:
         return _convert(source, channel, defines)[0]
     except (RecursionError, ValueError, MemoryError) as exc:
@@ -1066,6 +1085,12 @@ def _check_compiles(conversion: Conversion) -> None:
 
 
 _compile_check_engine: dict[str, Any] = {}
+
+
+def use_check_engine(engine: Any) -> None:
+    """Check conversions with `engine` (the process's converted-template engine: what it
+    compiles for the check, it keeps for the render)."""
+    _compile_check_engine["engine"] = engine
 
 
 def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:
