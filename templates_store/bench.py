@@ -1,10 +1,12 @@
 """`make bench`: render throughput of converted templates on the new engine against airspeed
 (the old engine), same templates, same data, same run. Printed as a ratio. Then "converter":
 the conversion time of a 200,000-character hostile source of each kind (the size limit), and
-what convert()'s compile check of the result costs on smaller ones."""
+what convert()'s compile check of the result costs on smaller ones. Last, the hostile requests
+of the security suite through a real server: the slowest one and the server's peak memory."""
 
 import sys
 
+from templates_store.bench_hostile import benchmark_hostile
 from templates_store.velocity.bench_convert import benchmark_compile_check, benchmark_conversion
 from templates_store.velocity.bench_render import benchmark, legacy_data_dir, load_legacy_data
 from templates_store.velocity.converter import MAX_SOURCE_CHARS
@@ -38,7 +40,23 @@ def main(argv: list[str]) -> int:
             f"{figures['engine_per_second']:>10,.0f}/s  ({figures['ratio']:.2f}x)"
         )
     print_converter()
+    print_hostile()
     return 0
+
+
+def print_hostile() -> None:
+    result = benchmark_hostile()
+    name, status, seconds = result["slowest"]
+    statuses = ", ".join(f"{code}: {count}" for code, count in sorted(result["statuses"].items()))
+    print(
+        "hostile requests through a real server (tests/security/hostile.py; production "
+        "settings, SQLite):"
+    )
+    print(f"  {result['requests']} requests, answers by status: {statuses}")
+    print(f"  slowest request: {name} {seconds:.3f} s (HTTP {status}; goal: under 1 s)")
+    print(f"  server peak resident memory (VmHWM): {result['peak_bytes'] / 2**20:.0f} MB")
+    if result["marker_created"]:
+        print("  A PAYLOAD CREATED ITS MARKER FILE: a template ran code")
 
 
 def print_converter() -> None:

@@ -200,6 +200,17 @@ def text_weight(text: str) -> int:
     return size
 
 
+def stored_size(value: Any) -> int:
+    """What keeping `value` in a container counts for: a text its weight, a collection its
+    items (their own values were counted when they were built), anything else one."""
+    kind = type(value)
+    if kind is str:
+        return text_weight(value)
+    if kind is bytes or kind is list or kind is tuple or kind is dict:
+        return len(value) or 1
+    return 1
+
+
 def reserve(size: int) -> None:
     """Before building a value of `size` characters/items: refuse it when it would pass the
     per-value limit, and count it against the render's work."""

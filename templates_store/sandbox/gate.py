@@ -32,7 +32,7 @@ from jinja2.runtime import LoopContext, Macro, Undefined
 from jinja2.utils import Namespace
 from markupsafe import Markup, escape
 
-from .budget import _budget, _outside, charge_steps, check_size, reserve
+from .budget import _budget, _outside, charge_steps, check_size, reserve, stored_size
 from .errors import TemplateLimitError, TemplateSecurityError
 from .text import _Measure, charge_tree, to_text
 
@@ -275,7 +275,7 @@ def _move_items(owner: Any, args: tuple, kwargs: dict) -> None:
 def _grow_by_one(owner: Any, args: tuple, kwargs: dict) -> None:
     # (an insert moves every item after it)
     charge_steps(CALL_STEPS + (len(owner) >> 6))
-    reserve(1)
+    reserve(stored_size(args[-1]) if args else 1)
     if len(owner) + 1 > _limit():
         raise TemplateLimitError(f"value larger than the output limit ({_limit()})")
 
@@ -286,7 +286,7 @@ def _extend(owner: Any, args: tuple, kwargs: dict) -> tuple:
     if len(owner) + len(items) > limit:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
     charge_steps(CALL_STEPS + (len(items) >> 4))
-    reserve(len(items))
+    reserve(sum(map(stored_size, items)))
     return (items,)
 
 
@@ -298,7 +298,10 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
     if len(owner) + size > limit:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
     charge_steps(CALL_STEPS + (size >> 4))
-    reserve(size)
+    reserve(size + sum(map(stored_size, kwargs.values())))
+    for arg in args:
+        if isinstance(arg, dict):
+            reserve(sum(map(stored_size, arg.values())))
 
 
 def _sort(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -826,10 +829,43 @@ def call(func: Any, args: tuple = (), kwargs: dict | None = None, specials: bool
     raise TemplateSecurityError(f"calling a {type(func).__name__!r} object is not allowed")
 
 
+# Methods of a short text called without arguments: their cost and result are bounded by the
+# text (at most three times its length), so the operation's own weight covers them (the fast
+# path computes them inline under the same rule)
+SHORT_TEXT = 4096
+SHORT_TEXT_METHODS = frozenset(
+    {
+        "upper",
+        "lower",
+        "title",
+        "capitalize",
+        "swapcase",
+        "casefold",
+        "strip",
+        "lstrip",
+        "rstrip",
+        "isalnum",
+        "isalpha",
+        "isascii",
+        "isdecimal",
+        "isdigit",
+        "isidentifier",
+        "islower",
+        "isnumeric",
+        "isprintable",
+        "isspace",
+        "istitle",
+        "isupper",
+    }
+)
+
+
 def call_method(obj: Any, name: str, args: tuple, specials: bool = False) -> Any:
     """`obj.name(*args)` in one step (no bound method is handed out); MISSING when the type
     has no such attribute. Refused as `attribute` refuses."""
     kind = type(obj)
+    if kind is str and not args and name in SHORT_TEXT_METHODS and len(obj) < SHORT_TEXT:
+        return getattr(obj, name)()
     methods = _METHODS.get(kind)
     if methods is not None:
         check = methods.get(name)

@@ -235,7 +235,7 @@ class Engine(BaseEngine):
         return CompiledTemplate(
             source=source,
             template=template,
-            mutates=_may_mutate(tree),
+            mutates=fastpath.may_mutate(tree),
             stops=stops,
             converted=lean or "_vdata|vroot" in source,
             lean=lean,
@@ -270,20 +270,30 @@ class Engine(BaseEngine):
         if data is None:
             data = {}
         fast = compiled.fast
-        if fast is not None:
-            token = None if compiled.bare else set_budget(self._budget_class())
+        if compiled.bare:
+            # no budget set: a helper that needs one raises NoBudget (Jinja renders it)
             try:
                 text = fast(_copied(data) if compiled.mutates else data)
             except (fastpath.Bail, NoBudget):
-                # a case the fast path leaves to Jinja (a budget-free render reaching a helper
-                # that counts: Jinja renders it with its budget)
+                text = None
+            except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
+                raise render_error(exc) from exc
+            if text is not None:
+                if len(text) > self._max_chars:
+                    raise limit_error(self._max_chars)
+                return text
+        elif fast is not None:
+            token = set_budget(self._budget_class())
+            try:
+                text = fast(_copied(data) if compiled.mutates else data)
+            except (fastpath.Bail, NoBudget):
+                # a case the fast path leaves to Jinja (it renders with a budget of its own)
                 text = None
             except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
                 # (never a second render: the budget was spent once)
                 raise render_error(exc) from exc
             finally:
-                if token is not None:
-                    reset_budget(token)
+                reset_budget(token)
             if text is not None:
                 if len(text) > self._max_chars:
                     raise limit_error(self._max_chars)
@@ -350,26 +360,3 @@ def _copied(data: Any) -> Any:
         return copy.deepcopy(data)
     except RecursionError:
         raise TemplateLimitError("data nested too deeply") from None
-
-
-def _may_mutate(tree: nodes.Template) -> bool:
-    """The template calls a helper that can change the data: renders work on a copy.
-
-    Method calls (`vc`) only count when the method name is not a constant known to leave
-    its object unchanged.
-    """
-    for node in tree.find_all(nodes.Filter):
-        if node.name in runtime.MUTATING_FILTERS:
-            return True
-        if node.name in runtime.METHOD_FILTERS:
-            name = node.args[0] if node.args else None
-            if (
-                not isinstance(name, nodes.Const)
-                or not isinstance(name.value, str)
-                or name.value in runtime.MUTATING_METHODS
-                or node.kwargs
-                or node.dyn_args
-                or node.dyn_kwargs
-            ):
-                return True
-    return False

@@ -48,6 +48,7 @@ from typing import Any
 
 from jinja2 import nodes
 
+from templates_store.sandbox import gate
 from templates_store.sandbox.budget import (
     RenderLimits,
     charge_steps,
@@ -148,6 +149,21 @@ def _text(value: Any, limit: int) -> str:
     elif kind not in _SCALAR_TYPES:
         text_size(value, limit)
     return str(value)
+
+
+def _loop_over(
+    iterations: int, limit: int, steps: int, max_steps: int, length: int, cost: int
+) -> None:
+    """A loop counted before its first item passes a limit: the one an item-by-item count
+    (two iterations, then `cost` steps, per item) would have passed first."""
+    first_iterations = iterations - 2 * length
+    first_steps = steps - cost * length
+    # items counted before each limit is passed (the first item past it raises)
+    within_iterations = (limit - first_iterations) // 2
+    within_steps = (max_steps - first_steps) // cost if cost > 0 else length
+    if within_iterations <= within_steps:
+        _loop_limit(limit)
+    _steps_limit(max_steps)
 
 
 def _steps_limit(limit: int) -> None:
@@ -273,7 +289,6 @@ class _Compiler:
                 "float": float,
             },
             "_join": "".join,
-            "_str_join": _str_join,
             "_check_size": runtime.check_size,
             "_call_binop": env.call_binop,
             "_concat": BoundedEnvironment.bounded_concat,
@@ -283,11 +298,13 @@ class _Compiler:
             "_steps_limit": _steps_limit,
             "_no_budget": _no_budget,
             "_SCALAR": _SCALAR_TYPES,
-            "_SMALL": 1 << 62,
+            "_SMALL": _SMALL,
+            "_NSMALL": -_SMALL,
             "_vfor_bounded": _vfor_bounded,
             "_vfor_seq": _vfor_seq,
             "_vns": _vns,
             "_loop_limit": _loop_limit,
+            "_loop_over": _loop_over,
             "_budget_get": runtime._budget.get,
             "_vno_value": _vno_value,
             "_budget_reset": runtime._budget.reset,
@@ -313,6 +330,9 @@ class _Compiler:
         self.chains: dict[str, tuple[tuple[str, ...], bool]] = {"_vdata": (("_vdata",), True)}
         self.assign_counts: dict[str, int] = {}
         self.inline = True
+        # `pure` for a streamed value ("text": `text_pure`) or for a dict whose item is read
+        # ("dict")
+        self.text_mode: str | None = None
         self.values: dict[tuple[type, str], str] = {}
         self.variables: dict[tuple[int, str], str] = {}
         self.scopes: list[_Scope] = []
@@ -326,6 +346,7 @@ class _Compiler:
         self.macro_nodes: dict[str, nodes.Macro] = {}
         # inlined macros: lower-cased name -> (function, argument count, root namespace)
         self.inlined: dict[str, tuple[str, int, str]] = {}
+        self.inline_calls: set[str] = set()
         self.inline_banned: set[str] = set()
         # built loop namespaces: keys certainly present and unchanged -> Python variable
         self.known: dict[str, dict[str, str]] = {}
@@ -374,6 +395,9 @@ class _Compiler:
     def template(self, tree: nodes.Template) -> None:
         scope = _Scope(None, _scope_stores(tree.body), True)
         scope.bound["_vdata"] = "_vdata"
+        # nothing can change a sequence while a loop walks it: each loop counts all its
+        # iterations before the first
+        self.fixed_loops = not may_mutate(tree)
         if "_vdata" in scope.stores:
             raise _Unsupported("_vdata assigned")
         for assign in tree.find_all(nodes.Assign):
@@ -467,6 +491,30 @@ class _Compiler:
             self.write(depth, f"_bud.steps += {cost}")
             self.write(depth, "if _bud.steps > _slim:")
             self.write(depth + 1, "_steps_limit(_slim)")
+
+    def count_loop(self, depth: int, weight: int, length: str) -> None:
+        """All the items of a `vfor` loop over a sequence nothing changes, counted before the
+        first: the same totals as `count_iteration` per item; the limit that an item-by-item
+        count reaches first is the one reported."""
+        cost = self.value(weight)
+        if self.lazy:
+            limit = self.value(self.max_iterations)
+            steps = self.value(self.max_steps)
+            self.write(depth, f"_it += 2 * {length}")
+            self.write(depth, f"_st += {cost} * {length}")
+            self.write(depth, f"if _it > {limit} or _st > {steps}:")
+            self.write(
+                depth + 1,
+                f"_loop_over(_it, {limit}, _st, {steps}, {length}, {cost})",
+            )
+        else:
+            self.write(depth, f"_bud.iterations += 2 * {length}")
+            self.write(depth, f"_bud.steps += {cost} * {length}")
+            self.write(depth, "if _bud.iterations > _lim or _bud.steps > _slim:")
+            self.write(
+                depth + 1,
+                f"_loop_over(_bud.iterations, _lim, _bud.steps, _slim, {length}, {cost})",
+            )
 
     def lazy_produced(self, node: nodes.Filter, scope: _Scope) -> str:
         """vo/vq/vs/valt in a lazy render: the same text, its length counted in `_pr` (the
@@ -583,7 +631,10 @@ class _Compiler:
         if len(parts) == 1 and parts[0][0]:
             return parts[0][1]
         limit = self.value(self.max_chars)
-        fields = ["{(" + (p if is_str else self.text_of(p, limit)) + ")}" for is_str, p in parts]
+        fields = [
+            "{(" + (p if is_str else self.text_of(p, limit, field=True)) + ")}"
+            for is_str, p in parts
+        ]
         if len(fields) <= _FSTRING_FIELDS:
             return 'f"' + "".join(fields) + '"'
         # Python compiles one long f-string in time quadratic in its fields: joined in pieces
@@ -605,12 +656,37 @@ class _Compiler:
                 raise _Unsupported(type(node).__name__)
         return parts
 
-    def text_of(self, code: str, limit: str) -> str:
-        """The text of a streamed value: a str as it is, anything else measured (`_text`)."""
+    def streamed(self, node: nodes.Node, scope: _Scope) -> str:
+        """The code of an output value; one whose text the fast form already checks is
+        marked (`_STREAMED`): `text_of` then keeps it as it is in an f-string field."""
+        fast = self.text_pure(node, scope) if self.inline else None
+        general = self.expr(node, scope)
+        if general in self.inline_calls:
+            return _STREAMED + general  # an inlined macro's text
+        if fast is None:
+            return general
+        cond, var = fast
+        limit = self.value(self.max_chars)
+        return f"{_STREAMED}({var} if {cond} else {self.text_of(general, limit)})"
+
+    def text_of(self, code: str, limit: str, field: bool = False) -> str:
+        """The text of a streamed value: a str as it is, a float or a small int its
+        `str()`, anything else measured (`_text`). As an f-string's `field`, a number is left
+        to the f-string's own conversion (the same text)."""
+        if code.startswith(_STREAMED):
+            code = code[len(_STREAMED) :]
+            if field:
+                return code
+            temp = self.fresh("_t")
+            return f"({temp} if type({temp} := {code}) is str else str({temp}))"
         temp = self.fresh("_t")
+        number = f"(type({temp}) is int and _NSMALL < {temp} < _SMALL) or type({temp}) is float"
+        if field:
+            return (
+                f"({temp} if type({temp} := {code}) is str or {number} else _text({temp}, {limit}))"
+            )
         return (
-            f"({temp} if type({temp} := {code}) is str else str({temp}) if "
-            f"type({temp}) is float or (type({temp}) is int and -_SMALL < {temp} < _SMALL) "
+            f"({temp} if type({temp} := {code}) is str else str({temp}) if {number} "
             f"else _text({temp}, {limit}))"
         )
 
@@ -646,7 +722,7 @@ class _Compiler:
                 if consts:
                     parts.append((True, self.value("".join(consts))))
                     consts = []
-                parts.append((False, self.expr(child, scope)))
+                parts.append((False, self.streamed(child, scope)))
                 continue
             consts.append(text)
         if consts:
@@ -894,10 +970,13 @@ class _Compiler:
         else:
             self.chains[target] = ((target, parent), False)
         self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        if self.fixed_loops:
+            self.count_loop(depth, weight, length)
         self.write(depth, f"{count} = 0")
         self.write(depth, f"for {item} in {seq}:")
         self.write(depth + 1, f"{count} += 1")
-        self.count_iteration(depth + 1, weight)
+        if not self.fixed_loops:
+            self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{has_next} = {count} < {length}")
         if uses_foreach:
             self.write(
@@ -946,10 +1025,13 @@ class _Compiler:
         # the namespace's parent is evaluated first, as the helper's argument
         self.write(depth, f"{parent_temp} = {parent}")
         self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        if self.fixed_loops:
+            self.count_loop(depth, weight, length)
         self.write(depth, f"{count} = 0")
         self.write(depth, f"for {item} in {seq}:")
         self.write(depth + 1, f"{count} += 1")
-        self.count_iteration(depth + 1, weight)
+        if not self.fixed_loops:
+            self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{target} = _new_dict(_LNS)")
         self.write(depth + 1, f"{target}.parent = {parent_temp}")
         entries: list[str] = []
@@ -1189,7 +1271,9 @@ class _Compiler:
             items = [self.const(v) for v in consts]
         if len(items) != count:
             return None  # execute raises its error
-        return f"{func_name}({''.join(i + ', ' for i in items)})"
+        call = f"{func_name}({''.join(i + ', ' for i in items)})"
+        self.inline_calls.add(call)  # (its result is a str)
+        return call
 
     def root_of_data(self, value: nodes.Node, scope: _Scope) -> bool:
         """`_vdata|vroot`, `_vdata` being the render's data (a dict)."""
@@ -1282,10 +1366,36 @@ class _Compiler:
             code = f"({var}[{key}] if {key} in {var} else {code})"
         return code
 
+    def text_pure(self, node: nodes.Node, scope: _Scope) -> tuple[str, str] | None:
+        """Like `pure`, for a value streamed into an f-string: the condition also holds only
+        when the result is a str, a float or a small int (text as it is formatted), so the
+        streamed value needs no check of its own. None: no such form (`pure` and `text_of`
+        apply)."""
+        if not isinstance(node, nodes.Filter) or node.name not in ("vn", "vnt", "vp", "vot", "vqt"):
+            return None
+        self.text_mode = "text"
+        try:
+            return self.pure(node, scope, False)
+        finally:
+            self.text_mode = None
+
+    def text_check(self, temp: str, code: str) -> str:
+        kind = self.fresh("_y")
+        return (
+            f"((({kind} := type({temp} := {code})) is str) or ({kind} is int and "
+            f"_NSMALL < {temp} < _SMALL) or {kind} is float)"
+        )
+
     def pure(self, node: nodes.Node, scope: _Scope, nonnull: bool) -> tuple[str, str] | None:
         """(condition, variable): when the condition holds (evaluating only dict lookups
         and type checks), the variable holds the helper chain's exact result."""
         if not isinstance(node, nodes.Filter) or node.node is None:
+            return None
+        if self.text_mode and (
+            nonnull
+            or node.name
+            not in (("vn", "vnt", "vp", "vot", "vqt"), ("vn", "vp"))[self.text_mode == "dict"]
+        ):
             return None
         if node.kwargs or node.dyn_args or node.dyn_kwargs:
             return None
@@ -1310,6 +1420,11 @@ class _Compiler:
             lookup = self.lookup_code(chain, self.value(key.value), key.value)
             # v_name's result (a FunctionDef is never accepted: its text is computed)
             types = "_VALUE" if nonnull or name == "vnt" or not chain[1] else "_VALUE_NONE"
+            if self.text_mode == "text":
+                # the caller streams it: a str, a float or a small int (the rest: general)
+                return self.text_check(temp, lookup), temp
+            if self.text_mode == "dict":
+                return f"type({temp} := {lookup}) is dict", temp
             return f"type({temp} := {lookup}) in {types}", temp
         if name == "vni":
             # `$name[i]` with a constant int on a list: the item when in range
@@ -1345,6 +1460,23 @@ class _Compiler:
             if not nonnull and _plain_property(name_value):
                 # v_prop of null is null; of a dict, its item: a missing (or null) item is
                 # null too (no dict attribute or shim has that name)
+                text_mode = self.text_mode
+                if text_mode:
+                    # an item read from a dict: a dict's own check (null or anything else
+                    # goes the general way)
+                    self.text_mode = "dict"
+                    try:
+                        inner = self.pure(node.node, scope, False)
+                    finally:
+                        self.text_mode = text_mode
+                    if inner is None:
+                        return None
+                    cond, var = inner
+                    if text_mode == "text":
+                        check = self.text_check(temp, f"{var}.get({key})")
+                    else:
+                        check = f"type({temp} := {var}.get({key})) is dict"
+                    return f"{cond} and {check}", temp
                 inner = self.pure(node.node, scope, False)
                 if inner is None:
                     return None
@@ -1373,9 +1505,13 @@ class _Compiler:
             inner = self.pure(node.node, scope, False)
             if inner is not None:
                 cond, var = inner
+                if self.text_mode:
+                    return cond, var  # (never null: a null goes the general way)
                 # a null value renders the reference's own text (`$!`: nothing)
                 text = self.const(args[0].value) if name == "vot" else self.value("")  # type: ignore[attr-defined]
                 return cond, f"({text} if {var} is None else {var})"
+            if self.text_mode:
+                return None
             null = self.null_method(node.node, scope)
             if null is not None:
                 # the method gives null: the reference's own text (`$!`: nothing)
@@ -1456,7 +1592,14 @@ class _Compiler:
             return f"{cond} and type({var}) is list and ({temp} := len({var})) is not None", temp
         if method == "length" and runtime.ADDITIONAL_METHODS[str].get("length") is _STR_LENGTH:
             return f"{cond} and type({var}) is str and ({temp} := len({var})) is not None", temp
-        # (str methods build values the gate counts: they always go through it)
+        if method in gate.SHORT_TEXT_METHODS:
+            # the gate's own rule for a short text's method without arguments: bounded by the
+            # text, covered by the operation's weight
+            return (
+                f"{cond} and type({var}) is str and len({var}) < {gate.SHORT_TEXT} and "
+                f"(({temp} := {var}.{method}()) is not None)",
+                temp,
+            )
         return None
 
     def needs_budget(self, tree: nodes.Template, code: str) -> bool:
@@ -1587,13 +1730,13 @@ class _Compiler:
                         return (
                             f"({r} if (type({a} := {left}) in _NUM) & "
                             f"(type({b} := {right}) in _NUM) and "
-                            f"-_SMALL < ({r} := {a} + {b}) < _SMALL else {slow.format(a=a, b=b)})"
+                            f"_NSMALL < ({r} := {a} + {b}) < _SMALL else {slow.format(a=a, b=b)})"
                         )
                     return (
                         f"({a} * {b} if ((type({a} := {left}) is float) or "
-                        f"(type({a}) is int and -_SMALL < {a} < _SMALL)) & "
+                        f"(type({a}) is int and _NSMALL < {a} < _SMALL)) & "
                         f"((type({b} := {right}) is float) or "
-                        f"(type({b}) is int and -_SMALL < {b} < _SMALL)) "
+                        f"(type({b}) is int and _NSMALL < {b} < _SMALL)) "
                         f"else {slow.format(a=a, b=b)})"
                     )
                 return slow.format(a=left, b=right)
@@ -1703,9 +1846,6 @@ _PRODUCERS = frozenset({"vo", "vq", "vs", "valt", "vno"})
 # filters reading a namespace by name (their first argument)
 _NAME_READERS = frozenset({"vn", "vnt", "vno", "vni"})
 # str methods without arguments that v_call runs as they are (then checks the size)
-_STR_METHODS = frozenset(
-    {"strip", "lstrip", "rstrip", "upper", "lower", "title", "capitalize", "swapcase", "casefold"}
-)
 _LIST_SIZE = runtime.ADDITIONAL_METHODS[list]["size"]
 _STR_LENGTH = runtime.ADDITIONAL_METHODS[str]["length"]
 
@@ -1761,12 +1901,31 @@ def _steps_weight(node: nodes.Node) -> int | None:
     return None
 
 
-def _str_join(seq: Any) -> str:
-    return "".join(map(str, seq))
-
-
 _JINJA_TEST_NONE: Any = None
 _SANDBOX_CALL_BINOP: Any = None
+
+
+def may_mutate(tree: nodes.Template) -> bool:
+    """The template calls a helper that can change the data: renders work on a copy.
+
+    Method calls (`vc`) only count when the method name is not a constant known to leave
+    its object unchanged.
+    """
+    for node in tree.find_all(nodes.Filter):
+        if node.name in runtime.MUTATING_FILTERS:
+            return True
+        if node.name in runtime.METHOD_FILTERS:
+            name = node.args[0] if node.args else None
+            if (
+                not isinstance(name, nodes.Const)
+                or not isinstance(name.value, str)
+                or name.value in runtime.MUTATING_METHODS
+                or node.kwargs
+                or node.dyn_args
+                or node.dyn_kwargs
+            ):
+                return True
+    return False
 
 
 def compile_fast(
@@ -1794,6 +1953,12 @@ def compile_fast(
 
 
 _NOT_LAZY: Any = object()
+# ints inlined (in output and arithmetic) lie strictly between -_SMALL and _SMALL: one
+# machine digit, which the interpreter compares without a generic call; others go through
+# the helpers
+_SMALL = (1 << 30) - 1
+# marks the code of an output value whose text is checked (`_Compiler.streamed`)
+_STREAMED = "#streamed#"
 # the counters the environment adds to a tree, as the environment's code calls them
 _INTERNAL = {
     BOUNDED_LOOP: BoundedEnvironment.bounded_loop,

@@ -29,6 +29,7 @@ from templates_store.sandbox.budget import (
     reserve,
     reset_budget,
     set_budget,
+    stored_size,
     text_weight,
 )
 from templates_store.sandbox.regex import MatchResult
@@ -173,13 +174,13 @@ def _list_contains(self: list, value: Any) -> bool:
 
 
 def _list_add(self: list, value: Any) -> None:
-    reserve(1)
+    reserve(stored_size(value))
     self.append(value)
     check_size(self)
 
 
 def _dict_put(self: dict, key: Any, value: Any) -> None:
-    reserve(1)
+    reserve(stored_size(value))
     self.update({key: value})
     check_size(self)
 
@@ -187,7 +188,7 @@ def _dict_put(self: dict, key: Any, value: Any) -> None:
 def _dict_put_all(self: dict, values: Any) -> None:
     size = len(values) if hasattr(values, "__len__") else 0
     charge_steps(1 + (size >> 4))
-    reserve(size)
+    reserve(sum(map(stored_size, values.values())) if isinstance(values, dict) else size)
     self.update(values)
     check_size(self)
 
@@ -586,8 +587,7 @@ def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
         raise TemplateSecurityError("cannot assign into the namespace")
     if type(cur) not in (dict, list):
         raise TypeError(f"'{type(cur).__name__}' object does not support item assignment")
-    if type(cur) is dict and terms[-1] not in cur:
-        reserve(1)
+    reserve(stored_size(value))
     cur[terms[-1]] = value
     check_size(cur)
     return ""

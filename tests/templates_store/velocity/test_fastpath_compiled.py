@@ -242,12 +242,13 @@ def test_template_calling_a_counting_helper__compiled__budget_set_from_the_start
         assert _both(ENGINE, source, data)[0] == _both(ENGINE, source, data)[1]
 
 
-def test_str_methods__compiled__go_through_the_gate() -> None:
-    # Given a str method, which builds a value the budget counts
-    code = _code("$s.strip()")
+def test_str_methods__compiled__inlined_only_under_the_gates_rule() -> None:
+    # Given str methods with and without arguments
     # When compiled
-    # Then it is never inlined: the helper (and the gate's checks) compute it
-    assert ".strip()" not in code
+    # Then only a method without arguments is inlined (on a short text, as the gate computes
+    # it without counting); one with arguments goes through the gate's checks
+    assert ".strip()" in _code("$s.strip()")
+    assert ".strip(" not in _code("$s.strip('x')").replace(".strip()", "")
 
 
 @pytest.mark.parametrize(
@@ -429,3 +430,88 @@ def test_much_text_built__render__is_jinjas(velocity: str) -> None:
     # Then the outcome is Jinja's (the fast path gives such renders to Jinja)
     public = _outcome(lambda: WIDE.render(source, data))
     assert public == _outcome(lambda: WIDE._render_jinja(WIDE.compile(source), data))
+
+
+@pytest.mark.parametrize(
+    ("max_loop_iterations", "max_steps"),
+    # only iterations; only steps; both, steps first (twice); both, iterations first; neither
+    [(30, 2_000_000), (2_000, 60), (30, 60), (31, 200), (20, 200), (1_000, 1_000)],
+)
+def test_loop_past_a_limit__counted_before_its_items__the_limit_jinja_reports(
+    max_loop_iterations: int, max_steps: int
+) -> None:
+    # Given a loop over a list nothing in the template changes, and tight limits
+    engine = Engine(
+        autoescape=False,
+        limits=RenderLimits(max_loop_iterations=max_loop_iterations, max_steps=max_steps),
+    )
+    source = convert("#foreach($i in $l)$i $d.k,#end").source
+    data = {"l": list(range(40)), "d": {"k": "v"}}
+    compiled = engine.compile(source)
+    assert compiled.fast is not None
+    # When both paths render it
+    outcomes = []
+    for render in (
+        lambda: engine._render_fast(source, copy.deepcopy(data)),
+        lambda: engine._render_jinja(compiled, copy.deepcopy(data)),
+    ):
+        try:
+            outcomes.append(("ok", render()))
+        except TemplateLimitError as exc:
+            outcomes.append(("limit", str(exc)))
+    # Then the fast path reports what Jinja reports, item by item (the same limit first)
+    assert outcomes[0] == outcomes[1]
+
+
+def test_streamed_reference__compiled__one_check_for_its_value_and_its_text() -> None:
+    # Given references streamed into the output
+    # When compiled
+    # Then each has one inline check (value and text together), the general form behind it
+    for velocity in ("$x", "$d.k", "$!{d.k.k}"):
+        code = _code(velocity)
+        assert "_y" in code and "_text(" in code, velocity
+
+
+def test_loop_over_a_sequence__compiled__counted_once_unless_the_template_can_change_it() -> None:
+    # Given a loop over data nothing changes, and one whose body adds to a list
+    fixed = _code("#foreach($i in $l)$i#end")
+    changing = _code("#foreach($i in $l)$i$l.add(1)#end")
+    # Then the first counts all its items before the first; the second counts each item
+    assert "2 * _n" in fixed and "+= 2\n" not in fixed
+    assert "+= 2\n" in changing
+
+
+@pytest.mark.parametrize(
+    "velocity",
+    ["$x", "${x}", "$!x", "$!{x}", "$d.k", "$!d.k", "${d.k.k}", "$d.k.k", "[$x|$d.k]"],
+)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "text",
+        "",
+        0,
+        -7,
+        (1 << 30) - 1,
+        1 << 30,
+        -(1 << 30),
+        10**40,
+        2**3000,
+        1.5,
+        float("nan"),
+        True,
+        False,
+        None,
+        [1, "a", None],
+        {"k": "v"},
+        {"k": {"k": 3}},
+    ],
+)
+def test_streamed_value__checked_inline__same_text_as_jinja(velocity: str, value: Any) -> None:
+    # Given a reference streamed into the output, whose value has any JSON type or size
+    source = convert(velocity).source
+    for data in ({"x": value, "d": {"k": value}}, {"x": value, "d": value}, {}):
+        # When both paths render it
+        fast, jinja = _both(ENGINE, source, data)
+        # Then the fast path's own text check gives Jinja's text (or its error)
+        assert fast == jinja, (velocity, data)
