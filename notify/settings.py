@@ -120,6 +120,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Connections are kept (a new PostgreSQL connection per request or task costs more than the
+# work), and checked before reuse.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server and worker are separate processes: wait for the write lock instead of failing,
     # and take it at BEGIN so two writers never deadlock upgrading a read lock.
@@ -194,7 +198,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Longer than the longest retry countdown, so a scheduled retry is not redelivered early.
+    # Retries wait in the database, not in the broker; an unacknowledged task is redelivered
+    # after this (the conditional claim makes a redelivery harmless).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -211,6 +216,24 @@ HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
 # Dispatch: delays in seconds before retry 1, 2, ...; after the last one a message fails.
 NOTIFY_RETRY_DELAYS = env.list("NOTIFY_RETRY_DELAYS", cast=int, default=[10, 60, 300, 900, 3600])
+# The database holds the pending work; broker messages are wake-ups. Every NOTIFY_SWEEP_INTERVAL
+# seconds the sweep (Celery beat: `celery -A notify worker -B`) queues again the messages whose
+# worker stopped mid-send (NOTIFY_SENDING_LEASE after their claim) and publishes again the due
+# messages no worker claimed within NOTIFY_REPUBLISH_AFTER seconds of their last publish, at most
+# NOTIFY_SWEEP_BATCH of each per run.
+NOTIFY_SWEEP_INTERVAL = env.float("NOTIFY_SWEEP_INTERVAL", default=2.0)
+NOTIFY_REPUBLISH_AFTER = env.float("NOTIFY_REPUBLISH_AFTER", default=60.0)
+NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
+NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
+CELERY_BEAT_SCHEDULE = {
+    "messaging-sweep": {
+        "task": "messaging.sweep",
+        "schedule": NOTIFY_SWEEP_INTERVAL,
+        # a sweep that waited past the next one is useless
+        "options": {"expires": NOTIFY_SWEEP_INTERVAL},
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

@@ -22,7 +22,8 @@ fi
 
 $BIN/python manage.py migrate --noinput
 $BIN/python manage.py demo_setup --base-url "http://$HOST:$PORT"
-$BIN/celery -A notify worker --loglevel INFO --concurrency 2 &
+# -B: the beat that runs the sweep (pending work lives in the database)
+$BIN/celery -A notify worker -B --loglevel INFO --concurrency 2 &
 pids+=($!)
 $BIN/python manage.py runserver --noreload "$HOST:$PORT" &
 pids+=($!)

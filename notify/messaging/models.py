@@ -52,7 +52,13 @@ class Message(models.Model):
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A queued row is published (a broker wake-up) again from then on if no worker claimed it:
+    # a publish that failed, or a queue the broker lost, delays a message, never loses it.
+    republish_at = models.DateTimeField(null=True, blank=True)
+    # A row in `sending` whose worker died is queued again once its lease is over.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
@@ -68,7 +74,20 @@ class Message(models.Model):
                 name="message_unique_idempotency_key_per_tenant",
             )
         ]
-        indexes = [models.Index(fields=["tenant", "-created_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            # the sweep's two scans, each over the few rows in that state
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="queued"),
+                name="message_queued_due",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="sending"),
+                name="message_sending_lease",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.id

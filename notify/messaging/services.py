@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -40,10 +40,27 @@ class MessageDraft:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def enqueue_delivery(message_id: str, countdown: float | None = None) -> None:
+def enqueue_delivery(message_id: str) -> None:
+    """A broker wake-up for one queued message (never its only copy: the row is)."""
     from notify.messaging.tasks import deliver_message
 
-    deliver_message.apply_async(args=[message_id], countdown=countdown)
+    deliver_message.apply_async(args=[message_id])
+
+
+def _publish(message_ids: list[str]) -> int:
+    """Wake-ups for committed messages; a broker outage stops here, logged (the sweep publishes
+    the rest once their `republish_at` is reached). Returns how many were published."""
+    for done, message_id in enumerate(message_ids):
+        try:
+            enqueue_delivery(message_id)
+        except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
+            logger.warning(
+                "broker unavailable: %d message(s) left for the sweep to publish",
+                len(message_ids) - done,
+                exc_info=True,
+            )
+            return done
+    return len(message_ids)
 
 
 def create_message(
@@ -64,6 +81,7 @@ def create_message(
         existing = find_by_idempotency_key(tenant, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
+    now = timezone.now()
     try:
         with transaction.atomic():
             (message_id,) = allocate_ids(1)
@@ -79,11 +97,14 @@ def create_message(
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
                 origin=origin,
+                created_at=now,
+                next_attempt_at=now,
+                republish_at=now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
             )
             MessageEvent.objects.create(message=message, status=MessageStatus.QUEUED)
-            # robust: a broker outage must not turn an accepted (committed) message into a 500;
-            # the message stays queued and is logged.
-            transaction.on_commit(lambda: enqueue_delivery(message_id), robust=True)
+            # after the commit: a broker outage must not turn an accepted message into a 500;
+            # the row is the work, the sweep publishes it again
+            transaction.on_commit(lambda: _publish([message_id]))
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = (
@@ -136,7 +157,12 @@ def _claim(message_id: str, now) -> bool:  # noqa: ANN001
         changed = (
             Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .update(status=MessageStatus.SENDING, attempts=F("attempts") + 1, updated_at=now)
+            .update(
+                status=MessageStatus.SENDING,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+                lease_expires_at=now + timedelta(seconds=settings.NOTIFY_SENDING_LEASE),
+            )
         )
         if changed == 1:
             MessageEvent.objects.create(
@@ -158,17 +184,8 @@ def deliver(message_id: str) -> None:
     message from queued to sending sends it."""
     now = timezone.now()
     if not _claim(message_id, now):
-        early = (
-            Message.objects.filter(
-                pk=message_id, status=MessageStatus.QUEUED, next_attempt_at__gt=now
-            )
-            .values_list("next_attempt_at", flat=True)
-            .first()
-        )
-        if early is not None:
-            # Delivered before its retry time (a duplicate, or a broker redelivery): come back
-            # then instead of dropping the only task that would send it.
-            enqueue_delivery(message_id, countdown=(early - now).total_seconds())
+        # taken by another worker, finished, or not due yet (a retry's wake-up that came
+        # early): the row says when, and the sweep publishes it then
         logger.info("message %s not claimable now; skipping", message_id)
         return
     message = Message.objects.get(pk=message_id)
@@ -182,7 +199,14 @@ def deliver(message_id: str) -> None:
         _record_failure(message, TransportError(f"internal error: {exc!r}", permanent=False))
         return
     now = timezone.now()
-    _transition(message_id, MessageStatus.SENDING, MessageStatus.SENT, result.detail, sent_at=now)
+    _transition(
+        message_id,
+        MessageStatus.SENDING,
+        MessageStatus.SENT,
+        result.detail,
+        sent_at=now,
+        lease_expires_at=None,
+    )
     if result.delivered:
         _transition(
             message_id, MessageStatus.SENT, MessageStatus.DELIVERED, result.detail, delivered_at=now
@@ -215,21 +239,89 @@ def _record_failure(message: Message, error: TransportError) -> None:
             reason,
             error=reason,
             failed_at=timezone.now(),
+            lease_expires_at=None,
         )
         logger.warning("message failed id=%s: %s", message.id, reason)
         return
     next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    with transaction.atomic():
-        moved = _transition(
-            message.id,
-            MessageStatus.SENDING,
-            MessageStatus.QUEUED,
-            f"attempt {message.attempts} failed, retry in {delay}s: {error.reason}",
-            error=error.reason,
-            next_attempt_at=next_attempt_at,
-        )
-        if moved:
-            transaction.on_commit(
-                lambda: enqueue_delivery(message.id, countdown=delay), robust=True
-            )
+    # no broker countdown: the row holds the time, and the sweep publishes it when due
+    _transition(
+        message.id,
+        MessageStatus.SENDING,
+        MessageStatus.QUEUED,
+        f"attempt {message.attempts} failed, retry in {delay}s: {error.reason}",
+        error=error.reason,
+        next_attempt_at=next_attempt_at,
+        republish_at=next_attempt_at,
+        lease_expires_at=None,
+    )
     logger.info("message retry id=%s in %ss: %s", message.id, delay, error.reason)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    resumed: int
+    published: int
+
+
+def sweep(now: datetime | None = None, limit: int | None = None) -> SweepResult:
+    """The database's pending work, made sure to reach a worker: rows in `sending` whose lease
+    is over (their worker died) are queued again, then due queued rows that no worker has
+    claimed since they were last published are published again, oldest first, at most `limit`
+    of each. Concurrent sweeps skip each other's rows (SKIP LOCKED on PostgreSQL)."""
+    now = now or timezone.now()
+    limit = limit or settings.NOTIFY_SWEEP_BATCH
+    return SweepResult(resumed=_resume_expired(now, limit), published=_publish_due(now, limit))
+
+
+def _resume_expired(now: datetime, limit: int) -> int:
+    lease = timedelta(seconds=settings.NOTIFY_SENDING_LEASE)
+    with transaction.atomic():
+        ids = list(
+            Message.objects.filter(status=MessageStatus.SENDING)
+            # (a row from before leases were recorded: its last change stands in)
+            .filter(
+                Q(lease_expires_at__lt=now)
+                | Q(lease_expires_at__isnull=True, updated_at__lt=now - lease)
+            )
+            .order_by("lease_expires_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return 0
+        resumed = Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED,
+            next_attempt_at=now,
+            republish_at=now,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        MessageEvent.objects.bulk_create(
+            MessageEvent(
+                message_id=message_id,
+                status=MessageStatus.QUEUED,
+                detail="the worker sending it stopped (lease expired): queued again",
+                created_at=now,
+            )
+            for message_id in ids
+        )
+    logger.warning("sweep: %d message(s) whose worker stopped queued again", resumed)
+    return resumed
+
+
+def _publish_due(now: datetime, limit: int) -> int:
+    republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
+    with transaction.atomic():
+        ids = list(
+            Message.objects.filter(status=MessageStatus.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return 0
+        Message.objects.filter(pk__in=ids).update(republish_at=republish_at)
+    return _publish(ids)

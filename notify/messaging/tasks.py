@@ -16,3 +16,9 @@ from notify.messaging import services
 )
 def deliver_message(message_id: str) -> None:
     services.deliver(message_id)
+
+
+@shared_task(name="messaging.sweep", ignore_result=True)
+def sweep() -> None:
+    """Run by Celery beat (`celery -A notify worker -B`) every NOTIFY_SWEEP_INTERVAL seconds."""
+    services.sweep()

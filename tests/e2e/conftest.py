@@ -74,6 +74,10 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
             "DEBUG": "0",
             "HEALTH_TOKEN": HEALTH_TOKEN,
             "NOTIFY_HEARTBEAT_INTERVAL": "1",
+            # the sweep (beat, in the worker): often, and quick to publish again
+            "NOTIFY_SWEEP_INTERVAL": "0.5",
+            "NOTIFY_REPUBLISH_AFTER": "2",
+            "NOTIFY_SENDING_LEASE": "3",
             "PYTHONUNBUFFERED": "1",
         }
         port = free_port()
@@ -89,6 +93,9 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
                     "-A",
                     "notify",
                     "worker",
+                    "-B",
+                    "--schedule",
+                    str(tmp_path / "celerybeat-schedule"),
                     "--pool",
                     "solo",
                     "--loglevel",

@@ -10,12 +10,20 @@ from notify.messaging.tasks import deliver_message
 
 
 @pytest.fixture
-def queued_retries(monkeypatch) -> list[tuple[str, float | None]]:  # noqa: ANN001
-    calls: list[tuple[str, float | None]] = []
-    monkeypatch.setattr(
-        services, "enqueue_delivery", lambda mid, countdown=None: calls.append((mid, countdown))
-    )
+def queued_retries(monkeypatch) -> list[str]:  # noqa: ANN001
+    """The ids of the broker wake-ups published (nothing reaches a broker)."""
+    calls: list[str] = []
+    monkeypatch.setattr(services, "enqueue_delivery", calls.append)
     return calls
+
+
+def retry_wait(message: Message) -> float:
+    """Seconds from the last failure to the retry the row schedules (the sweep publishes it
+    then: nothing waits in the broker)."""
+    message.refresh_from_db()
+    assert message.republish_at == message.next_attempt_at
+    failed_at = message.events.filter(status="queued").latest("created_at", "id").created_at
+    return round((message.next_attempt_at - failed_at).total_seconds())
 
 
 @pytest.fixture
@@ -133,13 +141,12 @@ def test_deliver__recipient_refused_temporarily__requeued_with_backoff(
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED
     assert "451" in message.error
-    assert message.next_attempt_at is not None
-    assert queued_retries[-1] == (message.id, 7)
+    assert retry_wait(message) == 7
     # When the second try fails too, the wait grows
     make_due(message)
     deliver(message.id)
     message.refresh_from_db()
-    assert queued_retries[-1] == (message.id, 70)
+    assert retry_wait(message) == 70
     assert message.attempts == 2
     # When the last try fails, the message fails
     make_due(message)
@@ -174,7 +181,7 @@ def test_deliver__smtp_server_down__temporary_failure_retried(
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED
     assert "unreachable" in message.error
-    assert queued_retries[-1] == (message.id, 5)
+    assert retry_wait(message) == 5
 
 
 def test_deliver__temporary_failure_then_success__delivered_once(
@@ -194,7 +201,7 @@ def test_deliver__temporary_failure_then_success__delivered_once(
     assert len(smtp_server.received) == 1
 
 
-def test_deliver__retry_task_arrives_early__not_sent_and_requeued_for_due_time(
+def test_deliver__retry_task_arrives_early__not_sent_and_published_when_due(
     deliver, tenant, smtp_server, queued_retries, settings, time_machine
 ):
     # Given a message whose first try failed, waiting 300 s for its retry
@@ -206,16 +213,23 @@ def test_deliver__retry_task_arrives_early__not_sent_and_requeued_for_due_time(
     message.refresh_from_db()
     assert before + timedelta(seconds=300) <= message.next_attempt_at
     assert message.next_attempt_at <= after + timedelta(seconds=300)
-    assert queued_retries == [(message.id, 300)]
     Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
-    # When a duplicate task runs 120 s before the retry is due (the clock stopped there)
+    published = len(queued_retries)
+    # When a duplicate task runs 120 s before the retry is due, and the sweep runs then
     time_machine.move_to(message.next_attempt_at - timedelta(seconds=120), tick=False)
     deliver(message.id)
-    # Then nothing is sent yet, and a task is queued for exactly when the retry is due
+    services.sweep()
+    # Then nothing is sent or published yet
     assert smtp_server.received == []
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.attempts == 1
-    assert queued_retries[-1] == (message.id, 120.0)
+    assert len(queued_retries) == published
+    # When the retry is due, the sweep publishes it, and its task sends it
+    time_machine.move_to(message.next_attempt_at, tick=False)
+    services.sweep()
+    assert queued_retries[published:] == [message.id]
+    deliver(message.id)
+    assert len(smtp_server.received) == 1
 
 
 def test_deliver__refusal_quotes_recipient__reason_masked(

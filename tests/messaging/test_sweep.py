@@ -1,0 +1,138 @@
+"""The sweep: the database holds the pending work, broker messages are only wake-ups. A publish
+that failed, a queue the broker lost and a worker that died mid-send delay a message; none
+loses it, and none sends it twice."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from notify.messaging import services
+from notify.messaging.models import Message, MessageStatus
+from notify.messaging.services import MessageDraft, create_message
+
+
+@pytest.fixture
+def broker(monkeypatch) -> dict:  # noqa: ANN001
+    """A broker the test can take down: `published` holds the wake-ups it accepted."""
+    state = {"up": True, "published": []}
+
+    def publish(message_id: str) -> None:
+        if not state["up"]:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        state["published"].append(message_id)
+
+    monkeypatch.setattr(services, "enqueue_delivery", publish)
+    return state
+
+
+@pytest.fixture
+def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
+    def run(message_id: str) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.deliver(message_id)
+
+    return run
+
+
+def accept(tenant, django_capture_on_commit_callbacks, to="ana@example.com") -> Message:  # noqa: ANN001
+    """What POST /v2/messages does: the row committed, then its wake-up published."""
+    with django_capture_on_commit_callbacks(execute=True):
+        message, _ = create_message(
+            tenant=tenant,
+            draft=MessageDraft(channel="email", recipient=to, subject="Code", body="123456"),
+        )
+    return message
+
+
+def test_sweep__broker_down_when_accepted__published_later_and_sent_once(
+    tenant, broker, deliver, smtp_server, settings, time_machine, django_capture_on_commit_callbacks
+):
+    # Given the broker is down when a message is accepted
+    settings.NOTIFY_REPUBLISH_AFTER = 30
+    time_machine.move_to(timezone.now(), tick=False)
+    broker["up"] = False
+    message = accept(tenant, django_capture_on_commit_callbacks)
+    assert Message.objects.get(pk=message.pk).status == MessageStatus.QUEUED
+    # When the broker is back and the sweep runs before the message's republish time
+    broker["up"] = True
+    services.sweep()
+    # Then it waits (a worker may still have a wake-up for it)
+    assert broker["published"] == []
+    # When the sweep runs once that time has passed
+    time_machine.shift(timedelta(seconds=31))
+    result = services.sweep()
+    # Then the message is published once, and its task sends it
+    assert result.published == 1 and broker["published"] == [message.id]
+    deliver(message.id)
+    deliver(message.id)
+    assert len(smtp_server.received) == 1
+    assert Message.objects.get(pk=message.pk).status == MessageStatus.DELIVERED
+
+
+def test_sweep__broker_lost_its_queue__every_message_published_again_once(
+    tenant, broker, settings, time_machine, django_capture_on_commit_callbacks
+):
+    # Given 50 accepted messages whose wake-ups the broker then lost
+    settings.NOTIFY_REPUBLISH_AFTER = 30
+    time_machine.move_to(timezone.now(), tick=False)
+    messages = [accept(tenant, django_capture_on_commit_callbacks) for _ in range(50)]
+    broker["published"].clear()
+    # When the sweep runs after their republish time, 20 at a time
+    time_machine.shift(timedelta(seconds=31))
+    counts = [services.sweep(limit=20).published for _ in range(4)]
+    # Then each is published exactly once, oldest first
+    assert counts == [20, 20, 10, 0]
+    assert sorted(broker["published"]) == sorted(m.id for m in messages)
+
+
+def test_sweep__worker_died_mid_send__queued_again_after_its_lease_and_delivered(
+    tenant, broker, deliver, smtp_server, settings, time_machine, django_capture_on_commit_callbacks
+):
+    # Given a message a worker claimed, then died before recording anything
+    settings.NOTIFY_SENDING_LEASE = 300
+    time_machine.move_to(timezone.now(), tick=False)
+    message = accept(tenant, django_capture_on_commit_callbacks)
+    assert services._claim(message.id, timezone.now())
+    broker["published"].clear()
+    # When the sweep runs within the lease
+    time_machine.shift(timedelta(seconds=299))
+    assert services.sweep().resumed == 0
+    # Then the message is left to its worker
+    assert Message.objects.get(pk=message.pk).status == MessageStatus.SENDING
+    # When the sweep runs after the lease
+    time_machine.shift(timedelta(seconds=2))
+    result = services.sweep()
+    # Then it is queued again (the timeline says why), published, and delivered by a new task
+    assert result.resumed == 1 and broker["published"] == [message.id]
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED
+    assert "lease expired" in message.events.latest("created_at", "id").detail
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED and message.attempts == 2
+    assert len(smtp_server.received) == 1
+
+
+def test_sweep__finished_and_scheduled_messages__left_alone(
+    tenant, broker, deliver, smtp_server, settings, time_machine, django_capture_on_commit_callbacks
+):
+    # Given a delivered message, and one waiting for its retry in an hour
+    settings.NOTIFY_REPUBLISH_AFTER = 30
+    settings.NOTIFY_RETRY_DELAYS = [3600]
+    time_machine.move_to(timezone.now(), tick=False)
+    delivered = accept(tenant, django_capture_on_commit_callbacks)
+    deliver(delivered.id)
+    waiting = accept(tenant, django_capture_on_commit_callbacks, to="busy@example.com")
+    deliver(waiting.id)
+    broker["published"].clear()
+    # When the sweep runs a few minutes later
+    time_machine.shift(timedelta(minutes=5))
+    result = services.sweep()
+    # Then it publishes nothing
+    assert (result.resumed, result.published) == (0, 0)
+    assert broker["published"] == []
+    # And the retry is published when it is due
+    time_machine.shift(timedelta(minutes=56))
+    assert services.sweep().published == 1
+    assert broker["published"] == [waiting.id]
