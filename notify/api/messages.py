@@ -24,8 +24,10 @@ from notify.messaging.models import Channel, Message
 from notify.messaging.services import (
     IdempotencyConflict,
     MessageDraft,
+    NotRetryable,
     create_message,
     find_by_idempotency_key,
+    retry_message,
 )
 from notify.tenants.models import Tenant
 from templates_store import selectors as template_selectors
@@ -43,6 +45,15 @@ class MessageEventOutput(serializers.Serializer):
     at = serializers.DateTimeField(source="created_at")
 
 
+class DeliveryAttemptOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    outcome = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    error = serializers.CharField()
+    latency_ms = serializers.IntegerField(allow_null=True)
+
+
 class MessageOutput(serializers.Serializer):
     id = serializers.CharField()
     status = serializers.CharField()
@@ -57,6 +68,7 @@ class MessageOutput(serializers.Serializer):
     delivered_at = serializers.DateTimeField()
     failed_at = serializers.DateTimeField()
     events = MessageEventOutput(many=True)
+    delivery_attempts = DeliveryAttemptOutput(many=True)
 
 
 def request_fingerprint(fields: dict) -> str:
@@ -223,3 +235,31 @@ class MessageDetail(APIView):
         if message is None:
             raise NotFound("Message not found.")
         return Response(MessageOutput(message).data)
+
+
+class MessageRetry(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            202: MessageOutput,
+            404: OpenApiResponse(ErrorOutput, description="No such message for this tenant."),
+            409: OpenApiResponse(ErrorOutput, description="The message is not dead or failed."),
+        },
+        summary="Queue a dead or failed message again, with a new round of attempts",
+    )
+    def post(self, request: Request, message_id: str) -> Response:
+        message: Message | None = selectors.get_message(request.user, message_id)
+        if message is None:
+            raise NotFound("Message not found.")
+        try:
+            retry_message(message, by=f"tenant {request.user.slug} (API)")
+        except NotRetryable:
+            return Response(
+                error_body(
+                    "not_retryable",
+                    f"Only a dead or failed message can be retried; this one is {message.status}.",
+                ),
+                status=status.HTTP_409_CONFLICT,
+            )
+        message = selectors.get_message(request.user, message_id)
+        return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)

@@ -2,11 +2,12 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from notify.api import templates
-from notify.api.messages import MessageCreate, MessageDetail
+from notify.api.messages import MessageCreate, MessageDetail, MessageRetry
 
 urlpatterns = [
     path("messages", MessageCreate.as_view(), name="message-create"),
     path("messages/<str:message_id>", MessageDetail.as_view(), name="message-detail"),
+    path("messages/<str:message_id>/retry", MessageRetry.as_view(), name="message-retry"),
     path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
     path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
     path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),

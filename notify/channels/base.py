@@ -11,10 +11,17 @@ if TYPE_CHECKING:
 
 
 class TransportError(Exception):
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    """`permanent`: trying again cannot help. `retry_after`: the provider asked for this many
+    seconds before the next try (its Retry-After), honoured over the platform's backoff."""
+
+    def __init__(
+        self, reason: str, *, permanent: bool, retry_after: float | None = None, kind: str = ""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.retry_after = retry_after
+        self.kind = kind or ("permanent" if permanent else "temporary")
 
 
 @dataclass(frozen=True)

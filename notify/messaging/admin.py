@@ -1,8 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from notify.messaging.masking import mask_recipient
-from notify.messaging.models import Message, MessageEvent
+from notify.messaging.models import DeliveryAttempt, Message, MessageEvent
+from notify.messaging.services import NotRetryable, retry_message
 
 
 class MessageEventInline(admin.TabularInline):
@@ -10,6 +12,27 @@ class MessageEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ("created_at", "status", "detail")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = (
+        "number",
+        "outcome",
+        "provider",
+        "started_at",
+        "finished_at",
+        "latency_ms",
+        "error_kind",
+        "error",
+        "provider_message_id",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
@@ -32,8 +55,26 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("=id", "=batch_id")
     list_select_related = ("tenant",)
     date_hierarchy = "created_at"
-    inlines = [MessageEventInline]
+    inlines = [DeliveryAttemptInline, MessageEventInline]
     show_full_result_count = False
+    actions = ["retry"]
+
+    @admin.action(description="Retry the selected dead or failed messages")
+    def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        retried = skipped = 0
+        for message in queryset:
+            try:
+                retry_message(message, by=f"operator {request.user.get_username()} (admin)")
+                retried += 1
+            except NotRetryable:
+                skipped += 1
+        self.message_user(request, f"{retried} message(s) queued again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} message(s) skipped: only dead or failed messages can be retried.",
+                messages.WARNING,
+            )
 
     @admin.display(description="recipient")
     def masked_recipient(self, message: Message) -> str:

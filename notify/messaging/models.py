@@ -18,10 +18,16 @@ class MessageStatus(models.TextChoices):
     SENT = "sent", "Sent"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed"
+    # every attempt allowed failed temporarily: kept for an operator's (or the tenant's) retry
+    DEAD = "dead", "Dead"
     CANCELLED = "cancelled", "Cancelled"
 
 
-FINAL_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.CANCELLED})
+FINAL_STATUSES = frozenset(
+    {MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.DEAD, MessageStatus.CANCELLED}
+)
+# what a retry may start again from
+RETRYABLE_STATUSES = frozenset({MessageStatus.DEAD, MessageStatus.FAILED})
 
 
 class Origin(models.TextChoices):
@@ -46,6 +52,8 @@ class Message(models.Model):
     )
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
+    # `attempts` when the message was last retried by hand: each retry allows a new round
+    attempts_before_retry = models.PositiveIntegerField(default=0)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     # Fingerprint of the request that created the message, to tell a retry from a key reuse.
     request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
@@ -91,6 +99,43 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class AttemptOutcome(models.TextChoices):
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    TEMPORARY_FAILURE = "temporary_failure", "Temporary failure"
+    PERMANENT_FAILURE = "permanent_failure", "Permanent failure"
+    # the worker stopped before it recorded anything (its lease expired)
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at handing a message to its provider: when, through what, how it ended."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    number = models.PositiveIntegerField()
+    # the provider configuration used (the channels issue adds them; blank until then)
+    provider = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=24, choices=AttemptOutcome.choices, default=AttemptOutcome.SENDING
+    )
+    error_kind = models.CharField(max_length=32, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="attempt_number_per_message")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} #{self.number} {self.outcome}"
 
 
 class MessageEvent(models.Model):

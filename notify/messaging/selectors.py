@@ -11,7 +11,10 @@ def get_message(tenant: Tenant, message_id: str) -> Message | None:
     if not is_message_id(message_id):
         return None
     return (
-        Message.objects.for_tenant(tenant).prefetch_related("events").filter(pk=message_id).first()
+        Message.objects.for_tenant(tenant)
+        .prefetch_related("events", "delivery_attempts")
+        .filter(pk=message_id)
+        .first()
     )
 
 

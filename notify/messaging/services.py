@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +19,15 @@ from django.utils import timezone
 from notify.channels.base import TransportError, get_transport
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
-from notify.messaging.models import Message, MessageEvent, MessageStatus, Origin
+from notify.messaging.models import (
+    RETRYABLE_STATUSES,
+    AttemptOutcome,
+    DeliveryAttempt,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Origin,
+)
 from notify.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -151,8 +162,9 @@ def _transition(
     return changed == 1
 
 
-def _claim(message_id: str, now) -> bool:  # noqa: ANN001
-    """queued → sending, only if it is due; exactly one caller wins."""
+def _claim(message_id: str, now: datetime) -> bool:
+    """queued → sending, only if it is due; exactly one caller wins, and its attempt is
+    recorded in the same transaction."""
     with transaction.atomic():
         changed = (
             Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
@@ -168,13 +180,27 @@ def _claim(message_id: str, now) -> bool:  # noqa: ANN001
             MessageEvent.objects.create(
                 message_id=message_id, status=MessageStatus.SENDING, created_at=now
             )
+            number = Message.objects.filter(pk=message_id).values_list("attempts", flat=True)[0]
+            DeliveryAttempt.objects.create(message_id=message_id, number=number, started_at=now)
     return changed == 1
 
 
-def retry_delay(attempt: int) -> int | None:
-    """Seconds to wait before the next try after `attempt` failed tries, or None: give up."""
+# a number in [0, 1) for each backoff (tests fix it)
+backoff_jitter: Callable[[], float] = random.random
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait before the next try after `attempt` failed tries of this round, or
+    None: give up. Full jitter: anywhere up to the attempt's step of NOTIFY_RETRY_DELAYS (so
+    the retries of many messages failing together spread out), at least one second, and never
+    sooner than the provider's Retry-After."""
     delays = settings.NOTIFY_RETRY_DELAYS
-    return delays[attempt - 1] if attempt <= len(delays) else None
+    if attempt > len(delays):
+        return None
+    delay = max(1.0, delays[attempt - 1] * backoff_jitter())
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    return round(delay, 3)
 
 
 def deliver(message_id: str) -> None:
@@ -189,28 +215,41 @@ def deliver(message_id: str) -> None:
         logger.info("message %s not claimable now; skipping", message_id)
         return
     message = Message.objects.get(pk=message_id)
+    started = time.monotonic()
     try:
         result = get_transport(message.channel).send(message)
     except TransportError as exc:
-        _record_failure(message, exc)
+        _record_failure(message, exc, started)
         return
     except Exception as exc:  # a bug in a transport must not leave the message in `sending`
         logger.exception("transport crashed for message %s", message_id)
-        _record_failure(message, TransportError(f"internal error: {exc!r}", permanent=False))
+        error = TransportError(f"internal error: {exc!r}", permanent=False, kind="internal")
+        _record_failure(message, error, started)
         return
     now = timezone.now()
-    _transition(
-        message_id,
-        MessageStatus.SENDING,
-        MessageStatus.SENT,
-        result.detail,
-        sent_at=now,
-        lease_expires_at=None,
-    )
-    if result.delivered:
-        _transition(
-            message_id, MessageStatus.SENT, MessageStatus.DELIVERED, result.detail, delivered_at=now
+    with transaction.atomic():
+        _finish_attempt(
+            message,
+            started,
+            AttemptOutcome.DELIVERED if result.delivered else AttemptOutcome.SENT,
+            provider_message_id=result.provider_message_id,
         )
+        _transition(
+            message_id,
+            MessageStatus.SENDING,
+            MessageStatus.SENT,
+            result.detail,
+            sent_at=now,
+            lease_expires_at=None,
+        )
+        if result.delivered:
+            _transition(
+                message_id,
+                MessageStatus.SENT,
+                MessageStatus.DELIVERED,
+                result.detail,
+                delivered_at=now,
+            )
     logger.info(
         "message sent id=%s to=%s: %s",
         message_id,
@@ -219,43 +258,100 @@ def deliver(message_id: str) -> None:
     )
 
 
-def _record_failure(message: Message, error: TransportError) -> None:
+def _finish_attempt(
+    message: Message, started: float, outcome: str, error: TransportError | None = None, **fields
+) -> None:
+    DeliveryAttempt.objects.filter(
+        message_id=message.id, number=message.attempts, outcome=AttemptOutcome.SENDING
+    ).update(
+        outcome=outcome,
+        finished_at=timezone.now(),
+        latency_ms=int((time.monotonic() - started) * 1000),
+        error=error.reason if error else "",
+        error_kind=error.kind if error else "",
+        **fields,
+    )
+
+
+def _record_failure(message: Message, error: TransportError, started: float) -> None:
     # Providers quote the address in their refusals; it must not reach logs or admin lists.
     masked = mask_recipient(message.channel, message.recipient)
     error = TransportError(
-        error.reason.replace(message.recipient, masked), permanent=error.permanent
+        error.reason.replace(message.recipient, masked),
+        permanent=error.permanent,
+        retry_after=error.retry_after,
+        kind=error.kind,
     )
-    delay = None if error.permanent else retry_delay(message.attempts)
+    round_attempts = message.attempts - message.attempts_before_retry
+    delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
+    outcome = (
+        AttemptOutcome.PERMANENT_FAILURE if error.permanent else AttemptOutcome.TEMPORARY_FAILURE
+    )
     if delay is None:
-        reason = (
-            error.reason
-            if error.permanent
-            else f"gave up after {message.attempts} attempts: {error.reason}"
-        )
-        _transition(
-            message.id,
-            MessageStatus.SENDING,
-            MessageStatus.FAILED,
-            reason,
-            error=reason,
-            failed_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        logger.warning("message failed id=%s: %s", message.id, reason)
+        if error.permanent:
+            status, reason = MessageStatus.FAILED, error.reason
+        else:
+            status = MessageStatus.DEAD
+            reason = f"gave up after {round_attempts} attempts: {error.reason}"
+        with transaction.atomic():
+            _finish_attempt(message, started, outcome, error)
+            _transition(
+                message.id,
+                MessageStatus.SENDING,
+                status,
+                reason,
+                error=reason,
+                failed_at=timezone.now(),
+                lease_expires_at=None,
+            )
+        logger.warning("message %s id=%s: %s", status, message.id, reason)
         return
     next_attempt_at = timezone.now() + timedelta(seconds=delay)
     # no broker countdown: the row holds the time, and the sweep publishes it when due
-    _transition(
-        message.id,
-        MessageStatus.SENDING,
-        MessageStatus.QUEUED,
-        f"attempt {message.attempts} failed, retry in {delay}s: {error.reason}",
-        error=error.reason,
-        next_attempt_at=next_attempt_at,
-        republish_at=next_attempt_at,
-        lease_expires_at=None,
-    )
+    with transaction.atomic():
+        _finish_attempt(message, started, outcome, error)
+        _transition(
+            message.id,
+            MessageStatus.SENDING,
+            MessageStatus.QUEUED,
+            f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}",
+            error=error.reason,
+            next_attempt_at=next_attempt_at,
+            republish_at=next_attempt_at,
+            lease_expires_at=None,
+        )
     logger.info("message retry id=%s in %ss: %s", message.id, delay, error.reason)
+
+
+class NotRetryable(Exception):
+    """The message is not dead or failed (it is on its way, or delivered)."""
+
+
+def retry_message(message: Message, by: str) -> Message:
+    """A dead or failed message queued again, with a new round of attempts; published once
+    committed. Raises NotRetryable for any other status. `by` says who asked (the timeline)."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Message.objects.filter(pk=message.pk, status__in=list(RETRYABLE_STATUSES)).update(
+            status=MessageStatus.QUEUED,
+            attempts_before_retry=F("attempts"),
+            next_attempt_at=now,
+            republish_at=now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
+            error="",
+            failed_at=None,
+            updated_at=now,
+        )
+        if changed != 1:
+            raise NotRetryable(message.pk)
+        MessageEvent.objects.create(
+            message_id=message.pk,
+            status=MessageStatus.QUEUED,
+            detail=f"retried by {by}",
+            created_at=now,
+        )
+        transaction.on_commit(lambda: _publish([message.pk]))
+    logger.info("message retried id=%s by %s", message.pk, by)
+    return Message.objects.get(pk=message.pk)
 
 
 @dataclass(frozen=True)
@@ -296,6 +392,12 @@ def _resume_expired(now: datetime, limit: int) -> int:
             republish_at=now,
             lease_expires_at=None,
             updated_at=now,
+        )
+        DeliveryAttempt.objects.filter(message_id__in=ids, outcome=AttemptOutcome.SENDING).update(
+            outcome=AttemptOutcome.ABANDONED,
+            finished_at=now,
+            error="the worker stopped before recording an outcome (lease expired)",
+            error_kind="abandoned",
         )
         MessageEvent.objects.bulk_create(
             MessageEvent(

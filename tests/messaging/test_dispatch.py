@@ -9,6 +9,12 @@ from notify.messaging.services import MessageDraft, create_message
 from notify.messaging.tasks import deliver_message
 
 
+@pytest.fixture(autouse=True)
+def longest_backoff(monkeypatch) -> None:  # noqa: ANN001
+    """Each retry waits its whole step (the jitter picks the top of its range)."""
+    monkeypatch.setattr(services, "backoff_jitter", lambda: 1.0)
+
+
 @pytest.fixture
 def queued_retries(monkeypatch) -> list[str]:  # noqa: ANN001
     """The ids of the broker wake-ups published (nothing reaches a broker)."""
@@ -148,11 +154,11 @@ def test_deliver__recipient_refused_temporarily__requeued_with_backoff(
     message.refresh_from_db()
     assert retry_wait(message) == 70
     assert message.attempts == 2
-    # When the last try fails, the message fails
+    # When the last try fails, the message is dead (kept for a retry)
     make_due(message)
     deliver(message.id)
     message.refresh_from_db()
-    assert message.status == MessageStatus.FAILED
+    assert message.status == MessageStatus.DEAD
     assert message.error.startswith("gave up after 3 attempts")
     assert statuses(message) == [
         "queued",
@@ -161,7 +167,12 @@ def test_deliver__recipient_refused_temporarily__requeued_with_backoff(
         "sending",
         "queued",
         "sending",
-        "failed",
+        "dead",
+    ]
+    assert list(message.delivery_attempts.values_list("number", "outcome")) == [
+        (1, "temporary_failure"),
+        (2, "temporary_failure"),
+        (3, "temporary_failure"),
     ]
 
 
