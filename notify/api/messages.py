@@ -15,28 +15,27 @@ from notify.api.validation import (
     PRINTABLE_TOKEN,
     DataField,
     LocaleField,
-    contains_nul,
     header_safe,
 )
-from notify.headers import header_problem
 from notify.messaging import selectors
+from notify.messaging.composition import (
+    MAX_SUBJECT_CHARS,
+    ComposeRequest,
+    CompositionError,
+    compose,
+)
 from notify.messaging.models import Channel, Message
 from notify.messaging.services import (
     IdempotencyConflict,
-    MessageDraft,
     NotRetryable,
     create_message,
     find_by_idempotency_key,
     retry_message,
 )
-from notify.tenants.models import Tenant
-from templates_store import selectors as template_selectors
 from templates_store import services as template_services
-from templates_store.velocity.engine import TemplateRenderError
 
 SUPPORTED_CHANNELS = [Channel.EMAIL]
 MAX_BODY_CHARS = 1_000_000
-MAX_SUBJECT_CHARS = 998
 
 
 class MessageEventOutput(serializers.Serializer):
@@ -76,50 +75,6 @@ def request_fingerprint(fields: dict) -> str:
     same request is recognised even after the template changed."""
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def draft_from_template(tenant: Tenant, fields: dict) -> MessageDraft:
-    """Renders the tenant's template now: the message keeps exactly what was sent."""
-    template = template_selectors.get_template(tenant, fields["template"])
-    if template is None or template.channel != fields["channel"]:
-        raise ValidationError({"template": [f"No {fields['channel']} template with this key."]})
-    template_services.ensure_sendable(template)  # TemplateNotApproved: the view answers 422
-    missing = [name for name in template.params if name not in fields["data"]]
-    if missing:
-        raise ValidationError({"data": [f"Missing template parameter: {missing[0]}."]})
-    try:
-        rendered = template_services.render_template(template, fields["data"], fields["locale"])
-    except template_services.TemplateError as exc:
-        raise ValidationError({"template": [str(exc)]}) from exc
-    except TemplateRenderError as exc:
-        raise ValidationError({"data": [f"The template cannot be rendered: {exc}"]}) from exc
-    subject = fields["subject"] or rendered.subject
-    problems = []
-    if not subject:
-        problems.append("The rendered subject is empty.")
-    elif len(subject) > MAX_SUBJECT_CHARS:
-        problems.append("The rendered subject is too long.")
-    elif problem := header_problem(subject):
-        problems.append(f"The rendered subject cannot be a header: {problem}")
-    if not rendered.body:
-        problems.append("The rendered body is empty.")
-    if contains_nul(subject) or contains_nul(rendered.body):
-        problems.append("The rendered message contains NUL characters.")
-    if problems:
-        raise ValidationError({"data": problems})
-    return MessageDraft(
-        channel=fields["channel"],
-        recipient=fields["to"],
-        subject=subject,
-        # Email template bodies are HTML (legacy mail content always was).
-        html=rendered.body,
-        params={
-            "template": template.key,
-            "version": rendered.version.number,
-            "locale": rendered.version.locale,
-            "data": fields["data"],
-        },
-    )
 
 
 def body_field() -> serializers.CharField:
@@ -196,22 +151,27 @@ class MessageCreate(APIView):
                 else None
             )
             if message is None:
-                if "template" in fields:
-                    draft = draft_from_template(request.user, fields)
-                else:
-                    draft = MessageDraft(
+                draft = compose(
+                    request.user,
+                    ComposeRequest(
                         channel=fields["channel"],
                         recipient=fields["to"],
                         subject=fields["subject"],
                         body=fields["body"],
                         html=fields["html"],
-                    )
+                        template=fields.get("template", ""),
+                        data=fields["data"],
+                        locale=fields["locale"],
+                    ),
+                )
                 message, _ = create_message(
                     tenant=request.user,
                     draft=draft,
                     idempotency_key=idempotency_key,
                     fingerprint=fingerprint,
                 )
+        except CompositionError as exc:
+            raise ValidationError(exc.fields) from exc
         except template_services.TemplateNotApproved as exc:
             return Response(
                 error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY

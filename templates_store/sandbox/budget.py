@@ -200,26 +200,46 @@ def text_weight(text: str) -> int:
     return size
 
 
+# What the work budget counts, in bytes of memory: a character of text one, a slot of a list
+# or tuple eight, an entry of a dict or set (its slot, hash and key object) 64, any other new
+# object 32. A render builds and keeps at most `max_work` of them.
+ITEM_BYTES = 8
+ENTRY_BYTES = 64
+OBJECT_BYTES = 32
+
+
 def stored_size(value: Any) -> int:
-    """What keeping `value` in a container counts for: a text its weight, a collection its
-    items (their own values were counted when they were built), anything else one."""
+    """What keeping `value` in a collection counts for: a text its weight, a collection its
+    slots (their own values were counted when they were built), anything else one object."""
     kind = type(value)
     if kind is str:
         return text_weight(value)
-    if kind is bytes or kind is list or kind is tuple or kind is dict:
+    if kind is bytes:
         return len(value) or 1
-    return 1
+    if kind is list or kind is tuple:
+        return ITEM_BYTES * (len(value) or 1)
+    if kind is dict:
+        return ENTRY_BYTES * (len(value) or 1)
+    return OBJECT_BYTES
 
 
-def reserve(size: int) -> None:
+def collection_bytes(owner: Any, count: int) -> int:
+    """The memory `count` new slots of `owner`'s kind take (entries for a dict or a set)."""
+    if isinstance(owner, (dict, set, frozenset)) or owner in (dict, set, frozenset):
+        return ENTRY_BYTES * count
+    return ITEM_BYTES * count
+
+
+def reserve(size: int, memory: int | None = None) -> None:
     """Before building a value of `size` characters/items: refuse it when it would pass the
-    per-value limit, and count it against the render's work."""
+    per-value limit, and count what it takes (`memory`, in the work budget's bytes; by
+    default its size) against the render's work."""
     budget = _budget.get()
     if budget is None:
         _outside()
     limit = budget.max_output_chars
     if size > limit:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
-    budget.produced += size
+    budget.produced += size if memory is None else memory
     if budget.produced > budget.max_work:
         raise TemplateLimitError(f"work limit exceeded (values built: {budget.produced})")

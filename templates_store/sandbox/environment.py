@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from . import gate
 from .budget import (
+    ITEM_BYTES,
     RenderLimits,
     _budget,
     _outside,
@@ -533,6 +534,11 @@ def _plain(func: Callable[..., Any], scan: bool = False) -> Callable[..., Any]:
         return result
 
     def cost(value: Any) -> None:
+        if isinstance(value, str):
+            # a number parsed from text (`int`, `float`): quadratic in its digits
+            size = len(value)
+            _steps(1, size + ((size * size) >> 16))
+            return
         _steps(1, (len(value) >> 4) if scan and hasattr(value, "__len__") else 0)
 
     if pass_arg is None:
@@ -552,14 +558,18 @@ def _plain(func: Callable[..., Any], scan: bool = False) -> Callable[..., Any]:
     return bounded
 
 
-def _textual(func: Callable[..., Any], grows: int = 1) -> Callable[..., Any]:
+def _textual(
+    func: Callable[..., Any], grows: int = 1, steps_per_char: int = 1
+) -> Callable[..., Any]:
     """A filter of text: its input measured as text first (a list that prints as 900 MB is
     refused before it is printed), its result up to `grows` times as long."""
     pass_arg = getattr(func, "jinja_pass_arg", None)
 
     def prepare(value: Any) -> Any:
         text = to_text(value) if not isinstance(value, str) else value
-        _steps(1, len(text) >> 6)
+        # a step per character: `urlize`, `striptags`, `title`, `wordcount` run regular
+        # expressions over all of it
+        _steps(1, len(text) * steps_per_char)
         reserve(len(text) * grows)
         return text
 
@@ -622,16 +632,17 @@ def _attr(environment: Any, obj: Any, name: Any) -> Any:
 
 
 def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
-    _steps(1)
+    # a step per item it regroups (and a slot per filler)
+    _steps(1, len(value) if hasattr(value, "__len__") else 0)
     if fill_with is not None and isinstance(linecount, int):
-        reserve(linecount)
+        reserve(linecount, linecount * ITEM_BYTES)
     return JINJA_FILTERS["batch"](value, linecount, fill_with)
 
 
 def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
-    _steps(1)
+    _steps(1, len(value) if hasattr(value, "__len__") else 0)
     if isinstance(slices, int):
-        reserve(slices)
+        reserve(slices, slices * ITEM_BYTES)
     return sync_do_slice(value, slices, fill_with)
 
 
@@ -853,7 +864,8 @@ TENANT_FILTERS: dict[str, Callable[..., Any]] = {
     "unique": _sorting(JINJA_FILTERS["unique"]),
     "upper": _textual(JINJA_FILTERS["upper"], grows=3),
     "urlencode": _urlencode,
-    "urlize": _textual(JINJA_FILTERS["urlize"], grows=4),
+    # (a regular expression tried at every word, then one per link)
+    "urlize": _textual(JINJA_FILTERS["urlize"], grows=4, steps_per_char=6),
     "wordcount": _textual(JINJA_FILTERS["wordcount"]),
     "wordwrap": _wordwrap,
     "xmlattr": _xmlattr,

@@ -32,7 +32,17 @@ from jinja2.runtime import LoopContext, Macro, Undefined
 from jinja2.utils import Namespace
 from markupsafe import Markup, escape
 
-from .budget import _budget, _outside, charge_steps, check_size, reserve, stored_size
+from .budget import (
+    ITEM_BYTES,
+    OBJECT_BYTES,
+    _budget,
+    _outside,
+    charge_steps,
+    check_size,
+    collection_bytes,
+    reserve,
+    stored_size,
+)
 from .errors import TemplateLimitError, TemplateSecurityError
 from .text import _Measure, charge_tree, to_text
 
@@ -117,8 +127,8 @@ def _copy_text(owner: Any, args: tuple, kwargs: dict) -> None:
 
 
 def _copy_items(owner: Any, args: tuple, kwargs: dict) -> None:
-    charge_steps(CALL_STEPS + (len(owner) >> 6))
-    reserve(len(owner))
+    charge_steps(CALL_STEPS + (len(owner) >> 4))
+    reserve(len(owner), collection_bytes(owner, len(owner)))
 
 
 def _arg(args: tuple, kwargs: dict, index: int, name: str, default: Any = None) -> Any:
@@ -260,7 +270,9 @@ def _to_bytes(owner: Any, args: tuple, kwargs: dict) -> None:
 
 def _from_iterable(owner: Any, args: tuple, kwargs: dict) -> tuple:
     items = _bounded_items(_arg(args, kwargs, 0, "iterable", ()))
-    reserve(len(items))
+    # one step and one slot (or entry) per item: `dict.fromkeys(range(n))` hashes n new ints
+    charge_steps(CALL_STEPS + len(items))
+    reserve(len(items), collection_bytes(owner, len(items)) + OBJECT_BYTES * len(items))
     return (items, *args[1:])
 
 
@@ -275,7 +287,7 @@ def _move_items(owner: Any, args: tuple, kwargs: dict) -> None:
 def _grow_by_one(owner: Any, args: tuple, kwargs: dict) -> None:
     # (an insert moves every item after it)
     charge_steps(CALL_STEPS + (len(owner) >> 6))
-    reserve(stored_size(args[-1]) if args else 1)
+    reserve(1, collection_bytes(owner, 1) + (stored_size(args[-1]) if args else 0))
     if len(owner) + 1 > _limit():
         raise TemplateLimitError(f"value larger than the output limit ({_limit()})")
 
@@ -285,8 +297,8 @@ def _extend(owner: Any, args: tuple, kwargs: dict) -> tuple:
     limit = _limit()
     if len(owner) + len(items) > limit:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
-    charge_steps(CALL_STEPS + (len(items) >> 4))
-    reserve(sum(map(stored_size, items)))
+    charge_steps(CALL_STEPS + len(items))
+    reserve(len(items), ITEM_BYTES * len(items) + sum(map(stored_size, items)))
     return (items,)
 
 
@@ -297,11 +309,12 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
     limit = _limit()
     if len(owner) + size > limit:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
-    charge_steps(CALL_STEPS + (size >> 4))
-    reserve(size + sum(map(stored_size, kwargs.values())))
+    # one step per entry: each is hashed and stored
+    charge_steps(CALL_STEPS + size)
+    reserve(size, collection_bytes(dict, size) + sum(map(stored_size, kwargs.values())))
     for arg in args:
         if isinstance(arg, dict):
-            reserve(sum(map(stored_size, arg.values())))
+            reserve(0, sum(map(stored_size, arg.values())))
 
 
 def _sort(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -829,10 +842,10 @@ def call(func: Any, args: tuple = (), kwargs: dict | None = None, specials: bool
     raise TemplateSecurityError(f"calling a {type(func).__name__!r} object is not allowed")
 
 
-# Methods of a short text called without arguments: their cost and result are bounded by the
-# text (at most three times its length), so the operation's own weight covers them (the fast
-# path computes them inline under the same rule)
-SHORT_TEXT = 4096
+# Methods of a short text (under 64 characters) called without arguments: their cost and result
+# are those of any one operation, which the operation's own weight covers (the fast path
+# computes them inline under the same rule); a longer text goes through the method's check
+SHORT_TEXT = 64
 SHORT_TEXT_METHODS = frozenset(
     {
         "upper",
@@ -931,7 +944,12 @@ def check_binop(op: str, left: Any, right: Any) -> None:
     if op == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple, bytes)) and isinstance(times, int):
-                reserve(len(seq) * max(times, 0))
+                size = len(seq) * max(times, 0)
+                if isinstance(seq, (list, tuple)):
+                    charge_steps(size >> 4)
+                    reserve(size, size * ITEM_BYTES)
+                else:
+                    reserve(size)
                 return
         if isinstance(left, int) and isinstance(right, int):
             _big_int(left.bit_length() + right.bit_length(), _int_bits_limit())
@@ -951,7 +969,8 @@ def check_binop(op: str, left: Any, right: Any) -> None:
         if isinstance(left, (str, list, tuple, bytes)) and isinstance(
             right, (str, list, tuple, bytes)
         ):
-            reserve(len(left) + len(right))
+            size = len(left) + len(right)
+            reserve(size, size * ITEM_BYTES if isinstance(left, (list, tuple)) else size)
         elif isinstance(left, int) and isinstance(right, int):
             bits = max(left.bit_length(), right.bit_length())
             if bits > 2048:

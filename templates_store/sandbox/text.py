@@ -177,7 +177,10 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-_TREES = (list, tuple, dict)
+# what a comparison, search or hash walks item by item (dict views and sets too: `d.keys() ==
+# d.keys()` compares every key)
+_VIEWS = (type({}.keys()), type({}.values()), type({}.items()), set, frozenset)
+_TREES = (list, tuple, dict, *_VIEWS)
 
 
 def charge_tree(value: Any, times: int = 1) -> None:
@@ -208,7 +211,7 @@ def charge_tree(value: Any, times: int = 1) -> None:
         pending += 1
         if type(item) in SCALARS:
             pass
-        elif isinstance(item, (list, tuple)):
+        elif isinstance(item, (list, tuple, *_VIEWS)):
             push(item)
         elif isinstance(item, dict):
             push(item.keys())

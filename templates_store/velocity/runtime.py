@@ -19,6 +19,8 @@ from jinja2.runtime import Macro
 from templates_store.sandbox import gate
 from templates_store.sandbox import regex as bounded_regex
 from templates_store.sandbox.budget import (
+    ENTRY_BYTES,
+    ITEM_BYTES,
     RenderBudget,
     _budget,
     _outside,
@@ -174,21 +176,25 @@ def _list_contains(self: list, value: Any) -> bool:
 
 
 def _list_add(self: list, value: Any) -> None:
-    reserve(stored_size(value))
+    reserve(1, ITEM_BYTES + stored_size(value))
     self.append(value)
     check_size(self)
 
 
 def _dict_put(self: dict, key: Any, value: Any) -> None:
-    reserve(stored_size(value))
+    reserve(1, ENTRY_BYTES + stored_size(value))
     self.update({key: value})
     check_size(self)
 
 
 def _dict_put_all(self: dict, values: Any) -> None:
     size = len(values) if hasattr(values, "__len__") else 0
-    charge_steps(1 + (size >> 4))
-    reserve(sum(map(stored_size, values.values())) if isinstance(values, dict) else size)
+    charge_steps(1 + size)
+    reserve(
+        size,
+        ENTRY_BYTES * size
+        + (sum(map(stored_size, values.values())) if isinstance(values, dict) else 0),
+    )
     self.update(values)
     check_size(self)
 
@@ -587,7 +593,7 @@ def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
         raise TemplateSecurityError("cannot assign into the namespace")
     if type(cur) not in (dict, list):
         raise TypeError(f"'{type(cur).__name__}' object does not support item assignment")
-    reserve(stored_size(value))
+    reserve(1, ENTRY_BYTES + stored_size(value))
     cur[terms[-1]] = value
     check_size(cur)
     return ""
