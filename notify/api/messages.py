@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -27,7 +29,9 @@ from notify.messaging.composition import (
 from notify.messaging.models import Channel, Message
 from notify.messaging.services import (
     IdempotencyConflict,
+    NotCancellable,
     NotRetryable,
+    cancel_message,
     create_message,
     find_by_idempotency_key,
     retry_message,
@@ -36,6 +40,7 @@ from templates_store import services as template_services
 
 SUPPORTED_CHANNELS = [Channel.EMAIL]
 MAX_BODY_CHARS = 1_000_000
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
 
 class MessageEventOutput(serializers.Serializer):
@@ -66,6 +71,7 @@ class MessageOutput(serializers.Serializer):
     sent_at = serializers.DateTimeField()
     delivered_at = serializers.DateTimeField()
     failed_at = serializers.DateTimeField()
+    send_at = serializers.DateTimeField()
     events = MessageEventOutput(many=True)
     delivery_attempts = DeliveryAttemptOutput(many=True)
 
@@ -102,6 +108,15 @@ class MessageCreate(APIView):
         template = serializers.SlugField(max_length=100, required=False)
         data = DataField()
         locale = LocaleField()
+        send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+        def validate_send_at(self, value: datetime | None) -> datetime | None:
+            if value is not None and value > timezone.now() + MAX_SCHEDULE_AHEAD:
+                raise ValidationError(
+                    f"At most {MAX_SCHEDULE_AHEAD.days} days ahead; a time in the past sends "
+                    "at once."
+                )
+            return value
 
         def validate(self, attrs: dict) -> dict:
             if "template" in attrs:
@@ -169,6 +184,7 @@ class MessageCreate(APIView):
                     draft=draft,
                     idempotency_key=idempotency_key,
                     fingerprint=fingerprint,
+                    send_at=fields["send_at"],
                 )
         except CompositionError as exc:
             raise ValidationError(exc.fields) from exc
@@ -223,3 +239,32 @@ class MessageRetry(APIView):
             )
         message = selectors.get_message(request.user, message_id)
         return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MessageCancel(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: MessageOutput,
+            404: OpenApiResponse(ErrorOutput, description="No such message for this tenant."),
+            409: OpenApiResponse(
+                ErrorOutput, description="The message is no longer waiting (sending or ended)."
+            ),
+        },
+        summary="Cancel a message that is still waiting (scheduled, or between retries)",
+    )
+    def post(self, request: Request, message_id: str) -> Response:
+        message: Message | None = selectors.get_message(request.user, message_id)
+        if message is None:
+            raise NotFound("Message not found.")
+        try:
+            cancel_message(message, by=f"tenant {request.user.slug} (API)")
+        except NotCancellable:
+            return Response(
+                error_body(
+                    "not_cancellable",
+                    f"Only a queued message can be cancelled; this one is {message.status}.",
+                ),
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(MessageOutput(selectors.get_message(request.user, message_id)).data)

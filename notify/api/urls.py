@@ -2,12 +2,13 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from notify.api import templates
-from notify.api.messages import MessageCreate, MessageDetail, MessageRetry
+from notify.api.messages import MessageCancel, MessageCreate, MessageDetail, MessageRetry
 
 urlpatterns = [
     path("messages", MessageCreate.as_view(), name="message-create"),
     path("messages/<str:message_id>", MessageDetail.as_view(), name="message-detail"),
     path("messages/<str:message_id>/retry", MessageRetry.as_view(), name="message-retry"),
+    path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
     path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
     path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
     path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),

@@ -60,6 +60,8 @@ class Message(models.Model):
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the caller asked it to be sent (None: at once)
+    send_at = models.DateTimeField(null=True, blank=True)
     # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # A queued row is published (a broker wake-up) again from then on if no worker claimed it:

@@ -81,6 +81,7 @@ def create_message(
     idempotency_key: str = "",
     fingerprint: str = "",
     origin: str = Origin.V2,
+    send_at: datetime | None = None,
 ) -> tuple[Message, bool]:
     """Stores a queued message and queues its delivery once the row is committed.
 
@@ -93,6 +94,10 @@ def create_message(
         if existing is not None:
             return existing, False
     now = timezone.now()
+    scheduled = send_at is not None and send_at > now
+    due = send_at if scheduled else now
+    # a scheduled message is published by the sweep when it is due; any other at once
+    republish_at = due if scheduled else now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
     try:
         with transaction.atomic():
             (message_id,) = allocate_ids(1)
@@ -109,13 +114,19 @@ def create_message(
                 request_hash=fingerprint,
                 origin=origin,
                 created_at=now,
-                next_attempt_at=now,
-                republish_at=now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
+                send_at=send_at,
+                next_attempt_at=due,
+                republish_at=republish_at,
             )
-            MessageEvent.objects.create(message=message, status=MessageStatus.QUEUED)
-            # after the commit: a broker outage must not turn an accepted message into a 500;
-            # the row is the work, the sweep publishes it again
-            transaction.on_commit(lambda: _publish([message_id]))
+            MessageEvent.objects.create(
+                message=message,
+                status=MessageStatus.QUEUED,
+                detail=f"scheduled for {due.isoformat()}" if scheduled else "",
+            )
+            if not scheduled:
+                # after the commit: a broker outage must not turn an accepted message into a
+                # 500; the row is the work, the sweep publishes it again
+                transaction.on_commit(lambda: _publish([message_id]))
     except IntegrityError:
         # Two requests with the same key raced; the other one won.
         existing = (
@@ -321,6 +332,30 @@ def _record_failure(message: Message, error: TransportError, started: float) -> 
             lease_expires_at=None,
         )
     logger.info("message retry id=%s in %ss: %s", message.id, delay, error.reason)
+
+
+class NotCancellable(Exception):
+    """The message is no longer waiting: a worker has it, or it has ended."""
+
+
+def cancel_message(message: Message, by: str) -> Message:
+    """A queued message (scheduled, or waiting for a retry) cancelled: it is never sent.
+    Raises NotCancellable for any other status."""
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.CANCELLED, next_attempt_at=None, republish_at=None, updated_at=now
+        )
+        if changed != 1:
+            raise NotCancellable(message.pk)
+        MessageEvent.objects.create(
+            message_id=message.pk,
+            status=MessageStatus.CANCELLED,
+            detail=f"cancelled by {by}",
+            created_at=now,
+        )
+    logger.info("message cancelled id=%s by %s", message.pk, by)
+    return Message.objects.get(pk=message.pk)
 
 
 class NotRetryable(Exception):

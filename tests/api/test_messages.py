@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from notify.messaging.models import Message, MessageEvent, MessageStatus
 
@@ -251,3 +254,46 @@ def test_post_message__data_without_template__400(api_client):
     response = post_message(api_client, {**VALID_EMAIL, "data": {"a": 1}})
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"template"}
+
+
+def test_send_at__scheduled_then_cancelled__api_shows_it_and_refuses_a_second_cancel(
+    api_client, other_tenant_client, monkeypatch
+):
+    # Given a message scheduled through the API for tomorrow
+    published: list[str] = []
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", published.append)
+    tomorrow = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
+    response = api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "a@example.com",
+            "subject": "Reminder",
+            "body": "Tomorrow",
+            "send_at": tomorrow.isoformat(),
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["send_at"] is not None
+    assert published == []
+    message_id = body["id"]
+    # When another tenant tries to cancel it
+    # Then it is not found
+    assert other_tenant_client.post(f"/v2/messages/{message_id}/cancel").status_code == 404
+    # When its tenant cancels it
+    response = api_client.post(f"/v2/messages/{message_id}/cancel")
+    # Then it is cancelled, and a second cancel is refused in the API's format
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    again = api_client.post(f"/v2/messages/{message_id}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "not_cancellable"
+
+
+def test_send_at__more_than_a_year_ahead_or_not_a_time__400(api_client):
+    base = {"channel": "email", "to": "a@example.com", "subject": "S", "body": "B"}
+    far = (timezone.now() + timedelta(days=400)).isoformat()
+    for value in (far, "tomorrow", 12):
+        response = api_client.post("/v2/messages", {**base, "send_at": value}, format="json")
+        assert response.status_code == 400, value
+        assert "send_at" in response.json()["error"]["fields"]

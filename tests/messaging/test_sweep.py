@@ -115,11 +115,19 @@ def test_sweep__worker_died_mid_send__queued_again_after_its_lease_and_delivered
 
 
 def test_sweep__finished_and_scheduled_messages__left_alone(
-    tenant, broker, deliver, smtp_server, settings, time_machine, django_capture_on_commit_callbacks
+    tenant,
+    broker,
+    deliver,
+    smtp_server,
+    settings,
+    time_machine,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
 ):
     # Given a delivered message, and one waiting for its retry in an hour
     settings.NOTIFY_REPUBLISH_AFTER = 30
     settings.NOTIFY_RETRY_DELAYS = [3600]
+    monkeypatch.setattr(services, "backoff_jitter", lambda: 1.0)
     time_machine.move_to(timezone.now(), tick=False)
     delivered = accept(tenant, django_capture_on_commit_callbacks)
     deliver(delivered.id)
@@ -136,3 +144,38 @@ def test_sweep__finished_and_scheduled_messages__left_alone(
     time_machine.shift(timedelta(minutes=56))
     assert services.sweep().published == 1
     assert broker["published"] == [waiting.id]
+
+
+def test_scheduled_message__sent_at_its_time__not_before_and_never_once_cancelled(
+    tenant, broker, deliver, smtp_server, time_machine, django_capture_on_commit_callbacks
+):
+    # Given two messages scheduled for an hour from now
+    time_machine.move_to(timezone.now(), tick=False)
+    send_at = timezone.now() + timedelta(hours=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        kept, _ = create_message(
+            tenant=tenant,
+            draft=MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B"),
+            send_at=send_at,
+        )
+        cancelled, _ = create_message(
+            tenant=tenant,
+            draft=MessageDraft(channel="email", recipient="b@example.com", subject="S", body="B"),
+            send_at=send_at,
+        )
+    # Then nothing is published when they are accepted, nor by a sweep before their time
+    assert broker["published"] == []
+    time_machine.shift(timedelta(minutes=59))
+    assert services.sweep().published == 0
+    deliver(kept.id)  # (an early wake-up sends nothing)
+    assert smtp_server.received == []
+    # When one is cancelled, and their time comes
+    services.cancel_message(cancelled, by="test")
+    time_machine.shift(timedelta(minutes=1))
+    services.sweep()
+    # Then only the other is published and sent
+    assert broker["published"] == [kept.id]
+    deliver(kept.id)
+    deliver(cancelled.id)
+    assert [mail.rcpt_tos for mail in smtp_server.received] == [["a@example.com"]]
+    assert Message.objects.get(pk=cancelled.id).status == MessageStatus.CANCELLED
