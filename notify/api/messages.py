@@ -8,6 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,7 +27,7 @@ from notify.messaging.composition import (
     CompositionError,
     compose,
 )
-from notify.messaging.models import Channel, Message
+from notify.messaging.models import Channel, Message, MessageStatus
 from notify.messaging.services import (
     IdempotencyConflict,
     NotCancellable,
@@ -93,7 +94,58 @@ def body_field() -> serializers.CharField:
     )
 
 
-class MessageCreate(APIView):
+class MessagePagination(CursorPagination):
+    """Cursor pages, newest first: stable while messages arrive (no offsets)."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+class MessageSummaryOutput(serializers.Serializer):
+    id = serializers.CharField()
+    status = serializers.CharField()
+    channel = serializers.CharField()
+    to = serializers.CharField(source="recipient")
+    subject = serializers.CharField()
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+    batch_id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    send_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField()
+    delivered_at = serializers.DateTimeField()
+    failed_at = serializers.DateTimeField()
+
+
+class Messages(APIView):
+    """`GET`: the tenant's messages; `POST`: send one."""
+
+    class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MessageListFilter"
+
+        status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
+        channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+        batch = serializers.RegexField(r"^[0-9]{1,18}$", required=False)
+        created_after = serializers.DateTimeField(required=False)
+        created_before = serializers.DateTimeField(required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: MessageSummaryOutput(many=True)},
+        summary="List messages, newest first, with filters and cursor pages",
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        messages = selectors.list_messages(request.user, **filters.validated_data)
+        paginator = MessagePagination()
+        page = paginator.paginate_queryset(messages, request, view=self)
+        return paginator.get_paginated_response(MessageSummaryOutput(page, many=True).data)
+
     class InputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "MessageCreateInput"

@@ -1,5 +1,7 @@
 """Selectors read, always within a tenant."""
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from notify.messaging.ids import is_message_id
@@ -18,5 +20,25 @@ def get_message(tenant: Tenant, message_id: str) -> Message | None:
     )
 
 
-def list_messages(tenant: Tenant) -> QuerySet[Message]:
-    return Message.objects.for_tenant(tenant).order_by("-created_at", "-id")
+def list_messages(
+    tenant: Tenant,
+    *,
+    status: str = "",
+    channel: str = "",
+    batch: str = "",
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Message]:
+    """The tenant's messages, newest first, narrowed by the filters given."""
+    messages = Message.objects.for_tenant(tenant)
+    if status:
+        messages = messages.filter(status=status)
+    if channel:
+        messages = messages.filter(channel=channel)
+    if batch:
+        messages = messages.filter(batch_id=batch)
+    if created_after is not None:
+        messages = messages.filter(created_at__gte=created_after)
+    if created_before is not None:
+        messages = messages.filter(created_at__lt=created_before)
+    return messages.order_by("-created_at", "-id")

@@ -297,3 +297,58 @@ def test_send_at__more_than_a_year_ahead_or_not_a_time__400(api_client):
         response = api_client.post("/v2/messages", {**base, "send_at": value}, format="json")
         assert response.status_code == 400, value
         assert "send_at" in response.json()["error"]["fields"]
+
+
+def _accept(client, to: str) -> str:  # noqa: ANN001
+    response = client.post(
+        "/v2/messages",
+        {"channel": "email", "to": to, "subject": "S", "body": "B"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+def test_list__two_tenants__each_sees_only_its_own_newest_first_in_cursor_pages(
+    api_client, other_tenant_client, monkeypatch
+):
+    # Given 5 messages of one tenant and 1 of another
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    mine = [_accept(api_client, f"user{i}@example.com") for i in range(5)]
+    theirs = _accept(other_tenant_client, "other@example.com")
+    # When the first tenant lists them two at a time
+    seen, url = [], "/v2/messages?limit=2"
+    while url:
+        page = api_client.get(url).json()
+        assert len(page["results"]) <= 2
+        seen += [message["id"] for message in page["results"]]
+        url = page["next"]
+    # Then it gets exactly its own, newest first, each once
+    assert seen == list(reversed(mine))
+    assert theirs not in seen
+    # And the other tenant sees only its own
+    assert [m["id"] for m in other_tenant_client.get("/v2/messages").json()["results"]] == [
+        theirs
+    ]
+
+
+def test_list__filters__narrow_the_list_and_bad_values_are_400(api_client, monkeypatch):
+    # Given a queued message and a cancelled one
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    queued = _accept(api_client, "a@example.com")
+    cancelled = _accept(api_client, "b@example.com")
+    assert api_client.post(f"/v2/messages/{cancelled}/cancel").status_code == 200
+    # When filtered by status and by time
+    by_status = api_client.get("/v2/messages?status=cancelled").json()["results"]
+    future = (timezone.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    after_now = api_client.get("/v2/messages", {"created_after": future}).json()["results"]
+    # Then only the matching messages are listed
+    assert [m["id"] for m in by_status] == [cancelled]
+    assert after_now == []
+    by_channel = api_client.get("/v2/messages?channel=email").json()["results"]
+    assert queued in [m["id"] for m in by_channel]
+    # And a filter value that means nothing is a 400 naming the field
+    for query in ("status=lost", "channel=fax", "created_after=yesterday", "batch=x' OR 1=1"):
+        response = api_client.get(f"/v2/messages?{query}")
+        assert response.status_code == 400, query
+        assert response.json()["error"]["code"] == "validation_error"
