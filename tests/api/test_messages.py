@@ -327,9 +327,7 @@ def test_list__two_tenants__each_sees_only_its_own_newest_first_in_cursor_pages(
     assert seen == list(reversed(mine))
     assert theirs not in seen
     # And the other tenant sees only its own
-    assert [m["id"] for m in other_tenant_client.get("/v2/messages").json()["results"]] == [
-        theirs
-    ]
+    assert [m["id"] for m in other_tenant_client.get("/v2/messages").json()["results"]] == [theirs]
 
 
 def test_list__filters__narrow_the_list_and_bad_values_are_400(api_client, monkeypatch):
