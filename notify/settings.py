@@ -225,6 +225,10 @@ NOTIFY_SWEEP_INTERVAL = env.float("NOTIFY_SWEEP_INTERVAL", default=2.0)
 NOTIFY_REPUBLISH_AFTER = env.float("NOTIFY_REPUBLISH_AFTER", default=60.0)
 NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
+# Idempotency-Key: a key's first answer is replayed this long (seconds); a first request that
+# has not completed after NOTIFY_IDEMPOTENCY_TAKEOVER seconds is taken over by its retry.
+NOTIFY_IDEMPOTENCY_TTL = env.int("NOTIFY_IDEMPOTENCY_TTL", default=24 * 3600)
+NOTIFY_IDEMPOTENCY_TAKEOVER = env.int("NOTIFY_IDEMPOTENCY_TAKEOVER", default=60)
 CELERY_BEAT_SCHEDULE = {
     "messaging-sweep": {
         "task": "messaging.sweep",

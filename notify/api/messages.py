@@ -4,6 +4,7 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -20,6 +21,7 @@ from notify.api.validation import (
     LocaleField,
     header_safe,
 )
+from notify.messaging import requests as send_requests
 from notify.messaging import selectors
 from notify.messaging.composition import (
     MAX_SUBJECT_CHARS,
@@ -27,14 +29,12 @@ from notify.messaging.composition import (
     CompositionError,
     compose,
 )
-from notify.messaging.models import Channel, Message, MessageStatus
+from notify.messaging.models import Channel, Message, MessageStatus, SendRequest
 from notify.messaging.services import (
-    IdempotencyConflict,
     NotCancellable,
     NotRetryable,
     cancel_message,
     create_message,
-    find_by_idempotency_key,
     retry_message,
 )
 from templates_store import services as template_services
@@ -196,7 +196,17 @@ class Messages(APIView):
                 "the operator must approve it first.",
             ),
         },
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="The same key and request within 24 h: the first answer again "
+                "(header `Idempotent-Replayed: true`); the same key with another request: 422 "
+                "`idempotency_key_reused`; while the first is still being answered: 409 "
+                "`idempotency_request_in_flight`.",
+            )
+        ],
         summary="Send a message",
     )
     def post(self, request: Request) -> Response:
@@ -211,49 +221,77 @@ class Messages(APIView):
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         fingerprint = request_fingerprint(fields)
-        try:
-            message = (
-                find_by_idempotency_key(request.user, idempotency_key, fingerprint)
-                if idempotency_key
-                else None
-            )
-            if message is None:
-                draft = compose(
-                    request.user,
-                    ComposeRequest(
-                        channel=fields["channel"],
-                        recipient=fields["to"],
-                        subject=fields["subject"],
-                        body=fields["body"],
-                        html=fields["html"],
-                        template=fields.get("template", ""),
-                        data=fields["data"],
-                        locale=fields["locale"],
+        send_request = None
+        if idempotency_key:
+            try:
+                begun = send_requests.begin(
+                    request.user, "v2/messages", idempotency_key, fingerprint
+                )
+            except send_requests.IdempotencyKeyReused:
+                return Response(
+                    error_body(
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was already used for a different request.",
                     ),
+                    status=status.HTTP_422_UNPROCESSABLE_ENTITY,
                 )
-                message, _ = create_message(
-                    tenant=request.user,
-                    draft=draft,
-                    idempotency_key=idempotency_key,
-                    fingerprint=fingerprint,
-                    send_at=fields["send_at"],
+            except send_requests.RequestInFlight:
+                return Response(
+                    error_body(
+                        "idempotency_request_in_flight",
+                        "The first request with this Idempotency-Key is still being answered; "
+                        "try again shortly.",
+                    ),
+                    status=status.HTTP_409_CONFLICT,
+                    headers={"Retry-After": "1"},
                 )
+            if isinstance(begun, send_requests.Replay):
+                return Response(
+                    begun.body, status=begun.status, headers={"Idempotent-Replayed": "true"}
+                )
+            send_request = begun
+        try:
+            draft = compose(
+                request.user,
+                ComposeRequest(
+                    channel=fields["channel"],
+                    recipient=fields["to"],
+                    subject=fields["subject"],
+                    body=fields["body"],
+                    html=fields["html"],
+                    template=fields.get("template", ""),
+                    data=fields["data"],
+                    locale=fields["locale"],
+                ),
+            )
         except CompositionError as exc:
+            _abandon(send_request)
             raise ValidationError(exc.fields) from exc
         except template_services.TemplateNotApproved as exc:
+            _abandon(send_request)
             return Response(
                 error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
             )
-        except IdempotencyConflict:
-            return Response(
-                error_body(
-                    "idempotency_conflict",
-                    "This Idempotency-Key was already used for a different request.",
-                ),
-                status=status.HTTP_409_CONFLICT,
+        except Exception:
+            _abandon(send_request)
+            raise
+        with transaction.atomic():
+            message, _ = create_message(
+                tenant=request.user,
+                draft=draft,
+                fingerprint=fingerprint,
+                send_at=fields["send_at"],
+                send_request=send_request,
             )
-        message = selectors.get_message(request.user, message.id)
-        return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
+            body = MessageOutput(selectors.get_message(request.user, message.id)).data
+            if send_request is not None:
+                send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _abandon(send_request: SendRequest | None) -> None:
+    if send_request is not None:
+        send_requests.abandon(send_request)
 
 
 class MessageDetail(APIView):

@@ -35,6 +35,41 @@ class Origin(models.TextChoices):
     LEGACY = "legacy", "Legacy API"
 
 
+class SendRequest(models.Model):
+    """One request to send (v2 or legacy), as its caller made it: the idempotency key it
+    carried, the fingerprint of its body, and the first answer it got, replayed to a retry of
+    the same request until `expires_at`. Its messages point back to it."""
+
+    class State(models.TextChoices):
+        PROCESSING = "processing", "Processing"
+        COMPLETED = "completed", "Completed"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="send_requests")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
+    endpoint = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROCESSING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "endpoint", "idempotency_key"],
+                name="send_request_unique_key_per_endpoint",
+            )
+        ]
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.endpoint} {self.idempotency_key}"
+
+
 class Message(models.Model):
     """One message to one recipient. Its id has the legacy 18-digit shape (see ids.py)."""
 
@@ -57,6 +92,9 @@ class Message(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
     # Fingerprint of the request that created the message, to tell a retry from a key reuse.
     request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    send_request = models.ForeignKey(
+        SendRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -27,6 +27,7 @@ from notify.messaging.models import (
     MessageEvent,
     MessageStatus,
     Origin,
+    SendRequest,
 )
 from notify.tenants.models import Tenant
 
@@ -82,6 +83,7 @@ def create_message(
     fingerprint: str = "",
     origin: str = Origin.V2,
     send_at: datetime | None = None,
+    send_request: SendRequest | None = None,
 ) -> tuple[Message, bool]:
     """Stores a queued message and queues its delivery once the row is committed.
 
@@ -115,6 +117,7 @@ def create_message(
                 origin=origin,
                 created_at=now,
                 send_at=send_at,
+                send_request=send_request,
                 next_attempt_at=due,
                 republish_at=republish_at,
             )

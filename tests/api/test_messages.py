@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notify.messaging.models import Message, MessageEvent, MessageStatus
+from notify.messaging.models import Message, MessageEvent, MessageStatus, SendRequest
 
 VALID_EMAIL = {"channel": "email", "to": "ana@example.com", "subject": "Hello", "body": "Hi Ana"}
 
@@ -143,14 +143,70 @@ def test_post_message__same_idempotency_key_twice__one_message_same_answer(api_c
     assert Message.objects.count() == 1
 
 
-def test_post_message__idempotency_key_reused_for_other_request__409(api_client):
+def test_post_message__idempotency_key_reused_for_other_request__422(api_client):
     post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-42")
     response = post_message(
         api_client, {**VALID_EMAIL, "to": "bob@example.com"}, HTTP_IDEMPOTENCY_KEY="order-42"
     )
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "idempotency_conflict"
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
     assert Message.objects.count() == 1
+
+
+def test_post_message__same_key_later__first_answer_replayed_unchanged(api_client):
+    # Given a first request with a key, whose message has moved on since
+    first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-43")
+    Message.objects.update(status="delivered")
+    # When the same request is sent again with the key
+    again = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-43")
+    # Then the first answer comes back as it was, marked as a replay
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert Message.objects.count() == 1
+
+
+def test_post_message__first_request_still_in_flight__409_retry_after(api_client):
+    # Given a first request with this key that is being answered right now
+    first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-44")
+    SendRequest.objects.filter(idempotency_key="order-44").update(
+        state=SendRequest.State.PROCESSING, response_status=None, response_body=None
+    )
+    # When a retry arrives
+    response = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-44")
+    # Then it is told to come back, and nothing new is sent
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_request_in_flight"
+    assert response.headers["Retry-After"] == "1"
+    assert Message.objects.count() == 1
+    assert first.status_code == 202
+
+
+def test_post_message__key_older_than_24h__a_new_request(api_client, time_machine):
+    # Given a key used 25 hours ago
+    time_machine.move_to(timezone.now() - timedelta(hours=25), tick=False)
+    first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-45")
+    time_machine.move_to(timezone.now() + timedelta(hours=25), tick=False)
+    # When it is used again, even for another request
+    again = post_message(
+        api_client, {**VALID_EMAIL, "to": "bob@example.com"}, HTTP_IDEMPOTENCY_KEY="order-45"
+    )
+    # Then it is a new request
+    assert again.status_code == 202 and again.json()["id"] != first.json()["id"]
+
+
+def test_post_message__refused_request__its_key_stays_free(api_client):
+    # Given a request refused for its content (an unknown template)
+    refused = post_message(
+        api_client,
+        {"channel": "email", "to": "a@example.com", "template": "nope", "data": {}},
+        HTTP_IDEMPOTENCY_KEY="order-46",
+    )
+    assert refused.status_code == 400
+    # When the corrected request is sent with the same key
+    fixed = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-46")
+    # Then it is accepted
+    assert fixed.status_code == 202
 
 
 def test_post_message__same_key_two_tenants__independent(api_client, other_tenant_client):
