@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils.text import slugify
 
+from notify.channels import registry
 from notify.tenants.models import Tenant
 from templates_store import services
 from templates_store.models import Template, TemplateVersion
@@ -23,7 +24,6 @@ from templates_store.velocity.converter import convert
 from templates_store.velocity.legacy_render import LegacyRenderer
 from templates_store.velocity.verifier import verify
 
-CHANNELS = {"sms": "sms", "mail": "email", "push": "push"}
 TEMPLATE_STATUS = {
     0: Template.Status.DRAFT,
     1: Template.Status.APPROVED,
@@ -171,7 +171,10 @@ def convert_template(
     approved and published when `approve` is set; the others wait for review. The legacy
     renders run in `legacy`'s sandboxed process (one of the tenant's own), else a new one."""
     legacy_channel = row.get("channel", "")
-    channel = CHANNELS.get(legacy_channel, legacy_channel)
+    try:
+        channel = registry.from_legacy(legacy_channel).name
+    except registry.UnknownChannel:
+        channel = legacy_channel
     template = Template.objects.filter(tenant=tenant, legacy_tpl_id=row["tpl_id"]).first()
     if template is None:
         key = base = slugify(row["tpl_id"])[:90] or "legacy"

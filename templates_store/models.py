@@ -3,14 +3,15 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from notify.channels import registry
 from notify.tenants.models import Tenant
 from notify.tenants.scoping import TenantScopedQuerySet
 
-
-class TemplateChannel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
+# the channels of the registry (notify/channels/registry.py), where each is declared
+TemplateChannel = models.TextChoices(
+    "TemplateChannel",
+    [(spec.name.upper(), (spec.name, spec.label)) for spec in registry.all_channels()],
+)
 
 
 class Template(models.Model):

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from notify.channels import registry
 from notify.tenants.models import Tenant
 from templates_store import selectors
 from templates_store.engines import JINJA2, VELOCITY, get_engine
@@ -65,13 +66,18 @@ def check_source(source: str, autoescape: bool, engine: str = JINJA2) -> None:
     get_engine(engine, autoescape and engine == JINJA2).compile(source)
 
 
-# the legacy gateway's channel names (the converter tunes its warnings by channel)
-LEGACY_CHANNELS = {"email": "mail", "sms": "sms", "push": "push"}
 # issues that keep a tenant's Velocity from being rendered by the legacy engine at all: it
 # would run Python internals (airspeed has no sandbox) or a text only known from the data
 _UNSAFE_FOR_LEGACY = frozenset({"unsafe_name", "#evaluate", "syntax"})
 _STATUS_RANK = {"exact": 0, "exact_with_warnings": 1, "needs_review": 2}
 MAX_VERIFICATION_SAMPLES = 20
+
+
+def _html_bodies(channel: str) -> bool:
+    try:
+        return registry.get(channel).html_bodies
+    except registry.UnknownChannel:
+        return False
 
 
 def convert_velocity(
@@ -83,7 +89,11 @@ def convert_velocity(
     make the legacy engine run Python internals is never rendered by it: it needs review.
 
     The version publishes only through the conversion proof rules (approve_conversion)."""
-    legacy_channel = LEGACY_CHANNELS.get(channel, channel)
+    # (the converter tunes its warnings by the legacy gateway's channel name)
+    try:
+        legacy_channel = registry.get(channel).legacy_alias
+    except registry.UnknownChannel:
+        legacy_channel = channel
     get_engine(VELOCITY)  # (conversions are checked on the engine that renders them)
     fields: dict[str, Any] = {"engine": VELOCITY, "legacy_subject": subject, "legacy_body": body}
     status = "exact"
@@ -182,7 +192,7 @@ def create_template(
     if conversion is not None:
         autoescape = False
     elif autoescape is None:
-        autoescape = channel == "email"
+        autoescape = _html_bodies(channel)
     template = Template.objects.create(
         tenant=tenant,
         key=key,

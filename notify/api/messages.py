@@ -21,6 +21,7 @@ from notify.api.validation import (
     LocaleField,
     header_safe,
 )
+from notify.channels import registry
 from notify.messaging import requests as send_requests
 from notify.messaging import selectors
 from notify.messaging.composition import (
@@ -39,7 +40,6 @@ from notify.messaging.services import (
 )
 from templates_store import services as template_services
 
-SUPPORTED_CHANNELS = [Channel.EMAIL]
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
@@ -150,8 +150,9 @@ class Messages(APIView):
         class Meta:
             ref_name = "MessageCreateInput"
 
-        channel = serializers.ChoiceField(choices=[c.value for c in SUPPORTED_CHANNELS])
-        to = serializers.EmailField(max_length=254, validators=[header_safe])
+        # the channels the registry can deliver today
+        channel = serializers.ChoiceField(choices=registry.sendable_names())
+        to = serializers.CharField(max_length=4096, validators=[header_safe])
         subject = serializers.CharField(
             max_length=MAX_SUBJECT_CHARS, validators=[header_safe], required=False, default=""
         )
@@ -171,6 +172,10 @@ class Messages(APIView):
             return value
 
         def validate(self, attrs: dict) -> dict:
+            try:
+                attrs["to"] = registry.get(attrs["channel"]).normalise(attrs["to"])
+            except registry.InvalidRecipient as exc:
+                raise ValidationError({"to": [str(exc)]}) from None
             if "template" in attrs:
                 if attrs["body"] or attrs["html"]:
                     raise ValidationError({"template": ["Give `template` or a body, not both."]})

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from notify.api.errors import ErrorOutput, error_body
 from notify.api.validation import DataField, LocaleField, canonical_locale
+from notify.channels import registry
 from templates_store import selectors, services
 from templates_store.engines import ENGINE_KINDS, JINJA2, VELOCITY
 from templates_store.models import Template, TemplateChannel, TemplateVersion
@@ -209,7 +210,7 @@ class TemplateListCreate(APIView):
             return status_refused_response(exc)
         autoescape = fields["autoescape"]
         if autoescape is None:
-            autoescape = fields["channel"] == TemplateChannel.EMAIL
+            autoescape = registry.get(fields["channel"]).html_bodies
         if selectors.get_template(request.user, fields["key"]) is not None:
             raise ValidationError({"key": ["A template with this key exists."]})
         version = version_fields(fields, fields["channel"], autoescape)

@@ -2,14 +2,14 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from notify.channels import registry
 from notify.tenants.models import Tenant
 from notify.tenants.scoping import TenantScopedQuerySet
 
-
-class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
+# the channels of the registry (notify/channels/registry.py), where each is declared
+Channel = models.TextChoices(
+    "Channel", [(spec.name.upper(), (spec.name, spec.label)) for spec in registry.all_channels()]
+)
 
 
 class MessageStatus(models.TextChoices):
