@@ -3,11 +3,9 @@ whether trying again can help."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
-
-if TYPE_CHECKING:
-    from notify.messaging.models import Message
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar
 
 
 class TransportError(Exception):
@@ -25,6 +23,22 @@ class TransportError(Exception):
 
 
 @dataclass(frozen=True)
+class Envelope:
+    """What a transport sends: the rendered message and where to, nothing else. Transports
+    never see a database row, an API request or the legacy world."""
+
+    message_id: str
+    channel: str
+    recipient: str
+    subject: str = ""
+    body: str = ""
+    html: str = ""
+    headers: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # what a provider may use (a sender name, a template id at the provider...)
+    provider_hints: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class SendResult:
     detail: str
     # True when the provider's acceptance is the last word we will get (SMTP's 250 after DATA);
@@ -36,7 +50,7 @@ class SendResult:
 class Transport:
     channel: ClassVar[str]
 
-    def send(self, message: Message) -> SendResult:
+    def send(self, envelope: Envelope) -> SendResult:
         raise NotImplementedError
 
 

@@ -4,9 +4,8 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import sanitize_address
 
-from notify.channels.base import SendResult, Transport, TransportError, register
+from notify.channels.base import Envelope, SendResult, Transport, TransportError, register
 from notify.headers import header_problem
-from notify.messaging.models import Message
 
 
 def build_check(mail: EmailMultiAlternatives) -> None:
@@ -41,19 +40,19 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
 class EmailTransport(Transport):
     channel = "email"
 
-    def send(self, message: Message) -> SendResult:
+    def send(self, envelope: Envelope) -> SendResult:
         mail = EmailMultiAlternatives(
-            subject=message.subject,
-            body=message.body,
+            subject=envelope.subject,
+            body=envelope.body,
             from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[message.recipient],
-            headers={"X-Notify-Message-Id": message.id},
+            to=[envelope.recipient],
+            headers={**envelope.headers, "X-Notify-Message-Id": envelope.message_id},
         )
-        if message.html:
-            if message.body:
-                mail.attach_alternative(message.html, "text/html")
+        if envelope.html:
+            if envelope.body:
+                mail.attach_alternative(envelope.html, "text/html")
             else:
-                mail.body = message.html
+                mail.body = envelope.html
                 mail.content_subtype = "html"
         build_check(mail)
         connection = get_connection(fail_silently=False)

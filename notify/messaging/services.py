@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notify.channels.base import TransportError, get_transport
+from notify.channels.base import Envelope, TransportError, get_transport
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
@@ -231,7 +231,7 @@ def deliver(message_id: str) -> None:
     message = Message.objects.get(pk=message_id)
     started = time.monotonic()
     try:
-        result = get_transport(message.channel).send(message)
+        result = get_transport(message.channel).send(envelope_of(message))
     except TransportError as exc:
         _record_failure(message, exc, started)
         return
@@ -269,6 +269,18 @@ def deliver(message_id: str) -> None:
         message_id,
         mask_recipient(message.channel, message.recipient),
         result.detail,
+    )
+
+
+def envelope_of(message: Message) -> Envelope:
+    """The immutable envelope a transport gets for a message (never the row itself)."""
+    return Envelope(
+        message_id=message.id,
+        channel=message.channel,
+        recipient=message.recipient,
+        subject=message.subject,
+        body=message.body,
+        html=message.html,
     )
 
 

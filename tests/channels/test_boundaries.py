@@ -1,0 +1,26 @@
+"""Transports know nothing of rows, HTTP APIs or the old world: they get an Envelope."""
+
+import ast
+from pathlib import Path
+
+import notify.channels
+
+CHANNELS_DIR = Path(notify.channels.__file__).parent
+FORBIDDEN = ("notify.messaging", "notify.api", "compat", "rest_framework", "django.db")
+
+
+def test_channel_modules__imports__never_rows_apis_or_the_legacy_world():
+    offending = []
+    for module in sorted(CHANNELS_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offending += [
+                f"{module.name}: {name}"
+                for name in names
+                if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+            ]
+    assert offending == []
