@@ -173,6 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["notify.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "notify.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["notify.api.throttling.TenantRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
