@@ -182,6 +182,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel notifications. Authenticate with `Authorization: Bearer <key>`.",
     "VERSION": "2.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "notify.channels.registry.CHANNEL_CHOICES",
+        "SendableChannelEnum": "notify.channels.registry.SENDABLE_CHANNEL_CHOICES",
+    },
 }
 
 # Celery. Without REDIS_URL the broker is kombu's filesystem transport: no server needed.
@@ -226,6 +230,8 @@ NOTIFY_SWEEP_INTERVAL = env.float("NOTIFY_SWEEP_INTERVAL", default=2.0)
 NOTIFY_REPUBLISH_AFTER = env.float("NOTIFY_REPUBLISH_AFTER", default=60.0)
 NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
+# A batch's messages are published in chunks of this many (one task sends a chunk).
+NOTIFY_CHUNK_SIZE = env.int("NOTIFY_CHUNK_SIZE", default=100)
 # Idempotency-Key: a key's first answer is replayed this long (seconds); a first request that
 # has not completed after NOTIFY_IDEMPOTENCY_TAKEOVER seconds is taken over by its retry.
 NOTIFY_IDEMPOTENCY_TTL = env.int("NOTIFY_IDEMPOTENCY_TTL", default=24 * 3600)

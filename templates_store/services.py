@@ -279,10 +279,16 @@ def render_version(
     return subject, body
 
 
-def render_template(template: Template, data: dict[str, Any], locale: str = "") -> RenderedTemplate:
-    """Renders the published version for `locale` (with fallback). Raises TemplateError if none
+def render_template(
+    template: Template,
+    data: dict[str, Any],
+    locale: str = "",
+    version: TemplateVersion | None = None,
+) -> RenderedTemplate:
+    """Renders the published version for `locale` (with fallback; `version`: that version,
+    already looked up, as a batch does once for all its messages). Raises TemplateError if none
     is published, TemplateRenderError if rendering fails."""
-    version = selectors.published_version(template, locale)
+    version = version or selectors.published_version(template, locale)
     if version is None:
         raise TemplateError(f"template {template.key!r} has no published version")
     subject, body = render_version(version, data, autoescape=template.autoescape)

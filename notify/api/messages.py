@@ -29,12 +29,14 @@ from notify.messaging.composition import (
     ComposeRequest,
     CompositionError,
     compose,
+    compose_many,
 )
 from notify.messaging.models import Channel, Message, MessageStatus, SendRequest
 from notify.messaging.services import (
     NotCancellable,
     NotRetryable,
     cancel_message,
+    create_batch,
     create_message,
     retry_message,
 )
@@ -363,3 +365,162 @@ class MessageCancel(APIView):
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(MessageOutput(selectors.get_message(request.user, message_id)).data)
+
+
+MAX_BATCH_RECIPIENTS = 10_000
+
+
+class MessageBatchCreate(APIView):
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MessageBatchCreateInput"
+
+        class Recipient(serializers.Serializer):
+            class Meta:
+                ref_name = "MessageBatchRecipient"
+
+            to = serializers.CharField(max_length=4096, validators=[header_safe])
+            data = DataField()
+
+        channel = serializers.ChoiceField(choices=registry.sendable_names())
+        subject = serializers.CharField(
+            max_length=MAX_SUBJECT_CHARS, validators=[header_safe], required=False, default=""
+        )
+        body = body_field()
+        html = body_field()
+        template = serializers.SlugField(max_length=100, required=False)
+        data = DataField()
+        locale = LocaleField()
+        recipients = Recipient(many=True, allow_empty=False, max_length=MAX_BATCH_RECIPIENTS)
+
+        def validate(self, attrs: dict) -> dict:
+            spec = registry.get(attrs["channel"])
+            errors = {}
+            for index, recipient in enumerate(attrs["recipients"]):
+                try:
+                    recipient["to"] = spec.normalise(recipient["to"])
+                except registry.InvalidRecipient as exc:
+                    errors[f"recipients.{index}.to"] = [str(exc)]
+            if "template" in attrs:
+                if attrs["body"] or attrs["html"]:
+                    errors["template"] = ["Give `template` or a body, not both."]
+            else:
+                if not attrs["subject"]:
+                    errors["subject"] = ["This field is required."]
+                if not attrs["body"] and not attrs["html"]:
+                    errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
+            if errors:
+                raise ValidationError(errors)
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MessageBatchCreated"
+
+        batch_id = serializers.CharField()
+        count = serializers.IntegerField()
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            202: OutputSerializer,
+            422: OpenApiResponse(ErrorOutput, description="`template_not_approved`."),
+        },
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        summary="Send one message to each of up to 10,000 recipients",
+    )
+    def post(self, request: Request) -> Response:
+        idempotency_key = request.headers.get("Idempotency-Key", "")
+        if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
+            raise ValidationError(
+                {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
+            )
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        fields = serializer.validated_data
+        fingerprint = request_fingerprint(fields)
+        send_request = None
+        if idempotency_key:
+            try:
+                begun = send_requests.begin(
+                    request.user, "v2/messages/batch", idempotency_key, fingerprint
+                )
+            except send_requests.IdempotencyKeyReused:
+                return Response(
+                    error_body(
+                        "idempotency_key_reused",
+                        "This Idempotency-Key was already used for a different request.",
+                    ),
+                    status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                )
+            except send_requests.RequestInFlight:
+                return Response(
+                    error_body(
+                        "idempotency_request_in_flight",
+                        "The first request with this Idempotency-Key is still being answered.",
+                    ),
+                    status=status.HTTP_409_CONFLICT,
+                    headers={"Retry-After": "1"},
+                )
+            if isinstance(begun, send_requests.Replay):
+                return Response(
+                    begun.body, status=begun.status, headers={"Idempotent-Replayed": "true"}
+                )
+            send_request = begun
+        try:
+            drafts = compose_many(
+                request.user,
+                ComposeRequest(
+                    channel=fields["channel"],
+                    recipient="",
+                    subject=fields["subject"],
+                    body=fields["body"],
+                    html=fields["html"],
+                    template=fields.get("template", ""),
+                    data=fields["data"],
+                    locale=fields["locale"],
+                ),
+                [(r["to"], r["data"]) for r in fields["recipients"]],
+            )
+        except CompositionError as exc:
+            _abandon(send_request)
+            raise ValidationError(exc.fields) from exc
+        except template_services.TemplateNotApproved as exc:
+            _abandon(send_request)
+            return Response(
+                error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
+            )
+        except Exception:
+            _abandon(send_request)
+            raise
+        with transaction.atomic():
+            batch = create_batch(tenant=request.user, drafts=drafts, send_request=send_request)
+            body = self.OutputSerializer(
+                {"batch_id": batch.batch_id, "count": len(batch.message_ids)}
+            ).data
+            if send_request is not None:
+                send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class BatchDetail(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "BatchSummary"
+
+        id = serializers.CharField()
+        count = serializers.IntegerField()
+        counts = serializers.DictField(child=serializers.IntegerField())
+        finished = serializers.IntegerField()
+        progress = serializers.FloatField()
+
+    @extend_schema(
+        responses={200: OutputSerializer}, summary="A batch: its messages counted by status"
+    )
+    def get(self, request: Request, batch_id: str) -> Response:
+        summary = selectors.batch_summary(request.user, batch_id)
+        if summary is None:
+            raise NotFound("Batch not found.")
+        return Response(self.OutputSerializer(summary).data)

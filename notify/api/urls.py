@@ -2,10 +2,19 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from notify.api import templates
-from notify.api.messages import MessageCancel, MessageDetail, MessageRetry, Messages
+from notify.api.messages import (
+    BatchDetail,
+    MessageBatchCreate,
+    MessageCancel,
+    MessageDetail,
+    MessageRetry,
+    Messages,
+)
 
 urlpatterns = [
     path("messages", Messages.as_view(), name="message-create"),
+    path("messages/batch", MessageBatchCreate.as_view(), name="message-batch"),
+    path("batches/<str:batch_id>", BatchDetail.as_view(), name="batch-detail"),
     path("messages/<str:message_id>", MessageDetail.as_view(), name="message-detail"),
     path("messages/<str:message_id>/retry", MessageRetry.as_view(), name="message-retry"),
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),

@@ -173,3 +173,7 @@ PUSH = register(
         mask=mask_opaque,
     )
 )
+
+# for the OpenAPI schema's enum names (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"])
+CHANNEL_CHOICES = [spec.name for spec in all_channels()]
+SENDABLE_CHANNEL_CHOICES = sendable_names()

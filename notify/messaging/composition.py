@@ -4,7 +4,7 @@ the legacy facade tomorrow; views only parse input and answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from notify.headers import header_problem
@@ -54,17 +54,49 @@ def compose(tenant: Tenant, request: ComposeRequest) -> MessageDraft:
     return _from_template(tenant, request)
 
 
-def _from_template(tenant: Tenant, request: ComposeRequest) -> MessageDraft:
-    """Renders the tenant's template now: the message keeps exactly what was sent."""
+def compose_many(
+    tenant: Tenant, request: ComposeRequest, recipients: list[tuple[str, dict[str, Any]]]
+) -> list[MessageDraft]:
+    """One message per (recipient, data) of a batch: `request` gives what they share (its
+    `data` under each recipient's own). The template is read once. Raises CompositionError
+    naming the recipient at fault (`recipients.<index>.<field>`), or TemplateNotApproved."""
+    template = _sendable_template(tenant, request) if request.template else None
+    version = template_selectors.published_version(template, request.locale) if template else None
+    drafts = []
+    for index, (recipient, data) in enumerate(recipients):
+        one = replace(request, recipient=recipient, data={**request.data, **data})
+        try:
+            drafts.append(
+                _render(one, template, version) if template is not None else compose(tenant, one)
+            )
+        except CompositionError as exc:
+            raise CompositionError(
+                {f"recipients.{index}.{name}": msgs for name, msgs in exc.fields.items()}
+            ) from exc
+    return drafts
+
+
+def _sendable_template(tenant: Tenant, request: ComposeRequest) -> Any:
     template = template_selectors.get_template(tenant, request.template)
     if template is None or template.channel != request.channel:
         raise CompositionError({"template": [f"No {request.channel} template with this key."]})
     template_services.ensure_sendable(template)
+    return template
+
+
+def _from_template(tenant: Tenant, request: ComposeRequest) -> MessageDraft:
+    """Renders the tenant's template now: the message keeps exactly what was sent."""
+    return _render(request, _sendable_template(tenant, request))
+
+
+def _render(request: ComposeRequest, template: Any, version: Any = None) -> MessageDraft:
     missing = [name for name in template.params if name not in request.data]
     if missing:
         raise CompositionError({"data": [f"Missing template parameter: {missing[0]}."]})
     try:
-        rendered = template_services.render_template(template, request.data, request.locale)
+        rendered = template_services.render_template(
+            template, request.data, request.locale, version
+        )
     except template_services.TemplateError as exc:
         raise CompositionError({"template": [str(exc)]}) from exc
     except TemplateRenderError as exc:

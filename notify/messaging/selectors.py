@@ -2,10 +2,10 @@
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from notify.messaging.ids import is_message_id
-from notify.messaging.models import Message
+from notify.messaging.models import FINAL_STATUSES, Message
 from notify.tenants.models import Tenant
 
 
@@ -42,3 +42,27 @@ def list_messages(
     if created_before is not None:
         messages = messages.filter(created_at__lt=created_before)
     return messages.order_by("-created_at", "-id")
+
+
+def batch_summary(tenant: Tenant, batch_id: str) -> dict | None:
+    """A batch's messages counted by status, or None when the tenant has no such batch."""
+    if not is_message_id(batch_id):
+        return None
+    rows = (
+        Message.objects.for_tenant(tenant)
+        .filter(batch_id=batch_id)
+        .values("status")
+        .annotate(count=Count("id"))
+    )
+    counts = {row["status"]: row["count"] for row in rows}
+    if not counts:
+        return None
+    total = sum(counts.values())
+    finished = sum(counts.get(status, 0) for status in FINAL_STATUSES)
+    return {
+        "id": batch_id,
+        "count": total,
+        "counts": counts,
+        "finished": finished,
+        "progress": round(finished / total, 4),
+    }

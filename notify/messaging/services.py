@@ -150,6 +150,90 @@ def create_message(
     return message, True
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: str
+    message_ids: list[str]
+
+
+def create_batch(
+    *,
+    tenant: Tenant,
+    drafts: list[MessageDraft],
+    send_request: SendRequest | None = None,
+    origin: str = Origin.V2,
+) -> BatchResult:
+    """Stores one queued message per draft under a new batch id, in one transaction with set
+    inserts (messages, then their events), and publishes them after the commit in chunks of
+    NOTIFY_CHUNK_SIZE (one task sends a chunk); the sweep publishes any chunk whose publish
+    failed, message by message."""
+    now = timezone.now()
+    republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
+    with transaction.atomic():
+        batch_id, *ids = allocate_ids(len(drafts) + 1)
+        Message.objects.bulk_create(
+            [
+                Message(
+                    id=message_id,
+                    tenant=tenant,
+                    batch_id=batch_id,
+                    channel=draft.channel,
+                    recipient=draft.recipient,
+                    subject=draft.subject,
+                    body=draft.body,
+                    html=draft.html,
+                    params=draft.params or {},
+                    request_hash=draft.fingerprint(),
+                    origin=origin,
+                    created_at=now,
+                    send_request=send_request,
+                    next_attempt_at=now,
+                    republish_at=republish_at,
+                )
+                for message_id, draft in zip(ids, drafts, strict=True)
+            ],
+            batch_size=1000,
+        )
+        MessageEvent.objects.bulk_create(
+            [
+                MessageEvent(
+                    message_id=message_id,
+                    status=MessageStatus.QUEUED,
+                    detail=f"batch {batch_id}",
+                    created_at=now,
+                )
+                for message_id in ids
+            ],
+            batch_size=1000,
+        )
+        transaction.on_commit(lambda: _publish_chunks(ids))
+    logger.info("batch queued id=%s tenant=%s messages=%d", batch_id, tenant.slug, len(ids))
+    return BatchResult(batch_id, ids)
+
+
+def _publish_chunks(message_ids: list[str]) -> None:
+    from notify.messaging.tasks import deliver_chunk
+
+    size = settings.NOTIFY_CHUNK_SIZE
+    for start in range(0, len(message_ids), size):
+        try:
+            deliver_chunk.apply_async(args=[message_ids[start : start + size]])
+        except Exception:  # noqa: BLE001 - any broker failure: the sweep publishes the rest
+            logger.warning(
+                "broker unavailable: %d message(s) of a batch left for the sweep",
+                len(message_ids) - start,
+                exc_info=True,
+            )
+            return
+
+
+def deliver_chunk(message_ids: list[str]) -> None:
+    """Sends a chunk of messages, each claimed as `deliver` claims it (a message of the chunk
+    that another worker took, or that is done, is skipped)."""
+    for message_id in message_ids:
+        deliver(message_id)
+
+
 def find_by_idempotency_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
     """The message created earlier with this key, or None; IdempotencyConflict if that
     message came from a different request."""

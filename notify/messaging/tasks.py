@@ -18,6 +18,18 @@ def deliver_message(message_id: str) -> None:
     services.deliver(message_id)
 
 
+@shared_task(
+    name="messaging.deliver_chunk",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=10,
+)
+def deliver_chunk(message_ids: list[str]) -> None:
+    services.deliver_chunk(message_ids)
+
+
 @shared_task(name="messaging.sweep", ignore_result=True)
 def sweep() -> None:
     """Run by Celery beat (`celery -A notify worker -B`) every NOTIFY_SWEEP_INTERVAL seconds."""
