@@ -1,0 +1,76 @@
+"""A second tenant walks every v2 URL that names an object of the first (every method each
+view answers): each answer is a 404 in the API's format, and nothing of the first tenant's
+changes. Collections list only the caller's own objects. New URLs are walked automatically."""
+
+import re
+
+from django.urls import URLPattern
+
+from notify.api import urls as api_urls
+from notify.messaging.models import Message, MessageStatus, SendRequest
+from notify.messaging.services import MessageDraft, create_batch, create_message
+from templates_store.models import Template, TemplateVersion
+
+METHODS = ("get", "post", "put", "patch", "delete")
+BODY = {"status": "approved", "subject": "x", "body": "x", "channel": "email", "data": {}}
+
+
+def snapshot() -> tuple:
+    return (
+        sorted(Message.objects.values_list("id", "status", "subject", "attempts")),
+        sorted(Template.objects.values_list("key", "status", "name")),
+        sorted(TemplateVersion.objects.values_list("template__key", "number", "published_at")),
+        SendRequest.objects.count(),
+    )
+
+
+def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
+    api_client, tenant, other_tenant_client, approve_as_operator, monkeypatch
+):
+    # Given the first tenant's template (published, approved), a dead message and a batch
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    monkeypatch.setattr("notify.messaging.services._publish_chunks", lambda ids: None)
+    created = api_client.post(
+        "/v2/templates",
+        {"key": "welcome", "channel": "email", "subject": "Hi", "body": "<p>Hi</p>"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    approve_as_operator("welcome")
+    message, _ = create_message(
+        tenant=tenant,
+        draft=MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B"),
+    )
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.DEAD)
+    batch = create_batch(
+        tenant=tenant,
+        drafts=[MessageDraft(channel="email", recipient="b@example.com", subject="S", body="B")],
+    )
+    values = {"message_id": message.id, "batch_id": batch.batch_id, "key": "welcome", "number": "1"}
+    before = snapshot()
+    # When the second tenant calls every method of every URL naming one of them
+    walked = []
+    for pattern in api_urls.urlpatterns:
+        assert isinstance(pattern, URLPattern)
+        route = str(pattern.pattern)
+        names = re.findall(r"<(?:\w+:)?(\w+)>", route)
+        if not names:
+            continue  # a collection: checked below
+        path = "/v2/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+        view = pattern.callback.view_class
+        for method in METHODS:
+            if not hasattr(view, method):
+                continue
+            response = getattr(other_tenant_client, method)(path, BODY, format="json")
+            walked.append((method.upper(), path, response.status_code))
+            # Then each is a 404 in the API's error format
+            assert response.status_code == 404, (method, path, response.content)
+            assert response.json()["error"]["code"] == "not_found"
+    # And nothing of the first tenant changed
+    assert snapshot() == before
+    assert len(walked) >= 12
+    # And the collections show the second tenant none of the first's objects
+    listed = other_tenant_client.get("/v2/messages").json()["results"]
+    assert listed == []
+    templates = other_tenant_client.get("/v2/templates").json()
+    assert "welcome" not in str(templates)
