@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from notify import keys
 
@@ -211,6 +212,19 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="notify")
+# Lanes: transactional messages and bulk chunks wait in queues of their own. A worker started
+# without -Q serves all of them; production runs a pool per lane (README).
+NOTIFY_TRANSACTIONAL_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.transactional"
+NOTIFY_BULK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.bulk"
+CELERY_TASK_QUEUES = [
+    Queue(CELERY_TASK_DEFAULT_QUEUE),
+    Queue(NOTIFY_TRANSACTIONAL_QUEUE),
+    Queue(NOTIFY_BULK_QUEUE),
+]
+CELERY_TASK_ROUTES = {
+    "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
+    "messaging.deliver_chunk": {"queue": NOTIFY_BULK_QUEUE},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

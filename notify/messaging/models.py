@@ -70,6 +70,14 @@ class SendRequest(models.Model):
         return f"{self.tenant_id} {self.endpoint} {self.idempotency_key}"
 
 
+class Lane(models.TextChoices):
+    """Transactional traffic (codes, receipts) and bulk traffic (batches, campaigns) wait in
+    separate queues, served by separate worker pools: a campaign never delays a code."""
+
+    TRANSACTIONAL = "transactional", "Transactional"
+    BULK = "bulk", "Bulk"
+
+
 class Message(models.Model):
     """One message to one recipient. Its id has the legacy 18-digit shape (see ids.py)."""
 
@@ -98,6 +106,7 @@ class Message(models.Model):
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.V2)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.TRANSACTIONAL)
     # When the caller asked it to be sent (None: at once)
     send_at = models.DateTimeField(null=True, blank=True)
     # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.

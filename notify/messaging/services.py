@@ -23,6 +23,7 @@ from notify.messaging.models import (
     RETRYABLE_STATUSES,
     AttemptOutcome,
     DeliveryAttempt,
+    Lane,
     Message,
     MessageEvent,
     MessageStatus,
@@ -187,6 +188,7 @@ def create_batch(
                     origin=origin,
                     created_at=now,
                     send_request=send_request,
+                    lane=Lane.BULK,
                     next_attempt_at=now,
                     republish_at=republish_at,
                 )
@@ -549,15 +551,21 @@ def _resume_expired(now: datetime, limit: int) -> int:
 def _publish_due(now: datetime, limit: int) -> int:
     republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
     with transaction.atomic():
-        ids = list(
+        rows = list(
             Message.objects.filter(status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
             .order_by("next_attempt_at")
             .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
+            .values_list("pk", "lane")[:limit]
         )
-        if not ids:
+        if not rows:
             return 0
-        Message.objects.filter(pk__in=ids).update(republish_at=republish_at)
-    return _publish(ids)
+        Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
+    # each in its own lane: bulk messages in chunks, the others one task each
+    bulk = [pk for pk, lane in rows if lane == Lane.BULK]
+    transactional = [pk for pk, lane in rows if lane != Lane.BULK]
+    published = _publish(transactional)
+    if bulk:
+        _publish_chunks(bulk)
+    return published + len(bulk)

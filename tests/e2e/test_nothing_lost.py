@@ -60,3 +60,29 @@ def test_message_left_sending_by_a_dead_worker__resumed_and_delivered(platform):
     message.refresh_from_db()
     assert message.attempts == 2
     assert message.events.filter(detail__contains="lease expired").count() == 1
+
+
+def test_batch_through_the_api__every_recipient_gets_one_mail(platform):
+    # Given a tenant with an API key
+    import requests
+
+    _, api_key = create_tenant("e2e-batch", name="E2E Batch")
+    recipients = [{"to": f"member{i}@example.com"} for i in range(25)]
+    # When it sends a batch of 25 through the API (published in bulk chunks)
+    response = requests.post(
+        f"{platform.base_url}/v2/messages/batch",
+        json={"channel": "email", "subject": "Newsletter", "body": "Hi", "recipients": recipients},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["batch_id"]
+    # Then the worker's bulk lane delivers each once
+    platform.wait_for(
+        lambda: (
+            Message.objects.filter(batch_id=batch_id, status=MessageStatus.DELIVERED).count() == 25
+        ),
+        what="the batch delivered",
+    )
+    got = sorted(m.rcpt_tos[0] for m in platform.smtp.received if m.subject == "Newsletter")
+    assert got == sorted(r["to"] for r in recipients)

@@ -179,3 +179,39 @@ def test_scheduled_message__sent_at_its_time__not_before_and_never_once_cancelle
     deliver(cancelled.id)
     assert [mail.rcpt_tos for mail in smtp_server.received] == [["a@example.com"]]
     assert Message.objects.get(pk=cancelled.id).status == MessageStatus.CANCELLED
+
+
+def test_sweep__lost_wake_ups_of_both_lanes__each_published_in_its_own_lane(
+    tenant, broker, settings, time_machine, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a single message and a batch of two whose wake-ups were lost
+    settings.NOTIFY_REPUBLISH_AFTER = 30
+    chunks: list[list[str]] = []
+    monkeypatch.setattr(services, "_publish_chunks", chunks.append)
+    time_machine.move_to(timezone.now(), tick=False)
+    single = accept(tenant, django_capture_on_commit_callbacks)
+    batch = services.create_batch(
+        tenant=tenant,
+        drafts=[
+            MessageDraft(channel="email", recipient=f"{n}@example.com", subject="S", body="B")
+            for n in ("a", "b")
+        ],
+    )
+    broker["published"].clear()
+    chunks.clear()
+    # When the sweep publishes them again
+    time_machine.shift(timedelta(seconds=31))
+    assert services.sweep().published == 3
+    # Then the single message is a transactional wake-up, the batch one bulk chunk
+    assert broker["published"] == [single.id]
+    assert [sorted(chunk) for chunk in chunks] == [sorted(batch.message_ids)]
+
+
+def test_lanes__tasks_routed__transactional_and_bulk_queues_apart(settings):
+    from notify.celery import app
+
+    route = app.amqp.router.route
+    assert route({}, "messaging.deliver_message")["queue"].name == (
+        settings.NOTIFY_TRANSACTIONAL_QUEUE
+    )
+    assert route({}, "messaging.deliver_chunk")["queue"].name == settings.NOTIFY_BULK_QUEUE
