@@ -1,5 +1,5 @@
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notify.api import templates
 from notify.api.messages import (
@@ -42,5 +42,12 @@ urlpatterns = [
         "schema",
         SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]),
         name="schema",
+    ),
+    path(
+        "docs",
+        SpectacularSwaggerView.as_view(
+            url_name="schema", permission_classes=[], authentication_classes=[]
+        ),
+        name="docs",
     ),
 ]

@@ -406,3 +406,10 @@ def test_list__filters__narrow_the_list_and_bad_values_are_400(api_client, monke
         response = api_client.get(f"/v2/messages?{query}")
         assert response.status_code == 400, query
         assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_docs__anonymous__interactive_page_pointing_at_the_schema(anonymous_client):
+    response = anonymous_client.get("/v2/docs")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "swagger" in page.lower() and "/v2/schema" in page
