@@ -75,6 +75,8 @@ class MessageOutput(serializers.Serializer):
     delivered_at = serializers.DateTimeField()
     failed_at = serializers.DateTimeField()
     send_at = serializers.DateTimeField()
+    category = serializers.CharField()
+    critical = serializers.BooleanField()
     events = MessageEventOutput(many=True)
     delivery_attempts = DeliveryAttemptOutput(many=True)
 
@@ -164,6 +166,8 @@ class Messages(APIView):
         data = DataField()
         locale = LocaleField()
         send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        category = serializers.SlugField(max_length=64, required=False, default="")
+        critical = serializers.BooleanField(required=False, default=False)
 
         def validate_send_at(self, value: datetime | None) -> datetime | None:
             if value is not None and value > timezone.now() + MAX_SCHEDULE_AHEAD:
@@ -269,6 +273,8 @@ class Messages(APIView):
                     template=fields.get("template", ""),
                     data=fields["data"],
                     locale=fields["locale"],
+                    category=fields["category"],
+                    critical=fields["critical"],
                 ),
             )
         except CompositionError as exc:

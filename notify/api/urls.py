@@ -10,6 +10,7 @@ from notify.api.messages import (
     MessageRetry,
     Messages,
 )
+from notify.api.recipients import Preferences, Suppressions
 
 urlpatterns = [
     path("messages", Messages.as_view(), name="message-create"),
@@ -18,6 +19,8 @@ urlpatterns = [
     path("messages/<str:message_id>", MessageDetail.as_view(), name="message-detail"),
     path("messages/<str:message_id>/retry", MessageRetry.as_view(), name="message-retry"),
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
+    path("suppressions", Suppressions.as_view(), name="suppressions"),
+    path("preferences", Preferences.as_view(), name="preferences"),
     path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
     path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
     path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),

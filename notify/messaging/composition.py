@@ -38,6 +38,8 @@ class ComposeRequest:
     template: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     locale: str = ""
+    category: str = ""
+    critical: bool = False
 
 
 def compose(tenant: Tenant, request: ComposeRequest) -> MessageDraft:
@@ -50,6 +52,8 @@ def compose(tenant: Tenant, request: ComposeRequest) -> MessageDraft:
             subject=request.subject,
             body=request.body,
             html=request.html,
+            category=request.category,
+            critical=request.critical,
         )
     return _from_template(tenant, request)
 
@@ -127,4 +131,6 @@ def _render(request: ComposeRequest, template: Any, version: Any = None) -> Mess
             "locale": rendered.version.locale,
             "data": request.data,
         },
+        category=request.category,
+        critical=request.critical,
     )

@@ -20,11 +20,19 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     # every attempt allowed failed temporarily: kept for an operator's (or the tenant's) retry
     DEAD = "dead", "Dead"
+    # not sent: the recipient is on the tenant's suppression list, or opted out of it
+    SUPPRESSED = "suppressed", "Suppressed"
     CANCELLED = "cancelled", "Cancelled"
 
 
 FINAL_STATUSES = frozenset(
-    {MessageStatus.DELIVERED, MessageStatus.FAILED, MessageStatus.DEAD, MessageStatus.CANCELLED}
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.FAILED,
+        MessageStatus.DEAD,
+        MessageStatus.CANCELLED,
+        MessageStatus.SUPPRESSED,
+    }
 )
 # what a retry may start again from
 RETRYABLE_STATUSES = frozenset({MessageStatus.DEAD, MessageStatus.FAILED})
@@ -107,6 +115,10 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.TRANSACTIONAL)
+    # what the message is about, for recipients' preferences ("" : none given)
+    category = models.CharField(max_length=64, blank=True, default="")
+    # a message the recipient must get (a verification code): preferences do not stop it
+    critical = models.BooleanField(default=False)
     # When the caller asked it to be sent (None: at once)
     send_at = models.DateTimeField(null=True, blank=True)
     # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.
@@ -210,3 +222,51 @@ class IdCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class Suppression(models.Model):
+    """A recipient the tenant must not send to on a channel (a hard bounce, a complaint, a
+    request): honoured at send time, critical messages included."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="suppressions")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.CharField(max_length=4096)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "recipient"], name="suppression_once_per_recipient"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.recipient}"
+
+
+class Preference(models.Model):
+    """A recipient's opt-out of a channel, for one category or (category "") all of them:
+    honoured at send time, except for critical messages."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="preferences")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.CharField(max_length=4096)
+    category = models.CharField(max_length=64, blank=True, default="")
+    opted_out = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "recipient", "category"],
+                name="preference_once_per_recipient_category",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.recipient}:{self.category or '*'}"

@@ -28,7 +28,9 @@ from notify.messaging.models import (
     MessageEvent,
     MessageStatus,
     Origin,
+    Preference,
     SendRequest,
+    Suppression,
 )
 from notify.tenants.models import Tenant
 
@@ -47,6 +49,8 @@ class MessageDraft:
     body: str = ""
     html: str = ""
     params: dict | None = None
+    category: str = ""
+    critical: bool = False
 
     def fingerprint(self) -> str:
         payload = json.dumps(self.__dict__, sort_keys=True, ensure_ascii=False, default=str)
@@ -113,6 +117,8 @@ def create_message(
                 body=draft.body,
                 html=draft.html,
                 params=draft.params or {},
+                category=draft.category,
+                critical=draft.critical,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
                 origin=origin,
@@ -184,6 +190,8 @@ def create_batch(
                     body=draft.body,
                     html=draft.html,
                     params=draft.params or {},
+                    category=draft.category,
+                    critical=draft.critical,
                     request_hash=draft.fingerprint(),
                     origin=origin,
                     created_at=now,
@@ -309,6 +317,8 @@ def deliver(message_id: str) -> None:
     Safe to call twice for the same message: only the caller whose conditional UPDATE moved the
     message from queued to sending sends it."""
     now = timezone.now()
+    if _suppress_if_unwanted(message_id, now):
+        return
     if not _claim(message_id, now):
         # taken by another worker, finished, or not due yet (a retry's wake-up that came
         # early): the row says when, and the sweep publishes it then
@@ -356,6 +366,63 @@ def deliver(message_id: str) -> None:
         mask_recipient(message.channel, message.recipient),
         result.detail,
     )
+
+
+def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
+    """A due queued message whose recipient is suppressed (or opted out, unless the message
+    is critical) ends `suppressed`, with the reason in its timeline: never sent, never a
+    silent drop. Returns whether it was."""
+    row = (
+        Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+        .values("tenant_id", "channel", "recipient", "category", "critical")
+        .first()
+    )
+    if row is None:
+        return False
+    reason = suppression_reason(
+        row["tenant_id"], row["channel"], row["recipient"], row["category"], row["critical"]
+    )
+    if reason is None:
+        return False
+    with transaction.atomic():
+        changed = (
+            Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .update(status=MessageStatus.SUPPRESSED, updated_at=now, error=reason)
+        )
+        if changed == 1:
+            MessageEvent.objects.create(
+                message_id=message_id,
+                status=MessageStatus.SUPPRESSED,
+                detail=reason,
+                created_at=now,
+            )
+    return changed == 1
+
+
+def suppression_reason(
+    tenant_id: int, channel: str, recipient: str, category: str, critical: bool
+) -> str | None:
+    """Why a message must not go to `recipient`, or None."""
+    suppression = (
+        Suppression.objects.filter(tenant_id=tenant_id, channel=channel, recipient=recipient)
+        .values_list("reason", flat=True)
+        .first()
+    )
+    if suppression is not None:
+        return "recipient suppressed" + (f": {suppression}" if suppression else "")
+    if critical:
+        return None
+    opted_out = Preference.objects.filter(
+        tenant_id=tenant_id,
+        channel=channel,
+        recipient=recipient,
+        category__in=["", category] if category else [""],
+        opted_out=True,
+    ).exists()
+    if opted_out:
+        return "recipient opted out" + (f" of {category!r}" if category else "")
+    return None
 
 
 def envelope_of(message: Message) -> Envelope:
