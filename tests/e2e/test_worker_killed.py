@@ -1,0 +1,136 @@
+"""A worker is SIGKILLed in the middle of a 2,000-recipient batch, then another starts: every
+message reaches a final state and each mail reaches the SMTP server once, except at most one
+per killed worker process (the send in flight at the instant of the kill: SMTP has no
+idempotency). That message's worker held a lease; when it runs out, the sweep queues the
+message again (an event says so) and it is sent again: at least once, never lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections import Counter
+
+import pytest
+import requests
+from django.conf import settings
+
+from notify.messaging.models import FINAL_STATUSES, Message, MessageEvent
+from notify.tenants.services import create_tenant
+from tests.e2e.conftest import BIN, HEALTH_TOKEN, ROOT, Platform, _ready_with_worker
+from tests.e2e.conftest import test_database_url as database_url_of_test_db
+from tests.smtp import SmtpServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+BATCH = 2000
+
+
+def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_one_in_flight(
+    transactional_db,
+    tmp_path,  # noqa: ANN001
+):
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_test_db(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": f"killed-{uuid.uuid4().hex[:8]}",
+        "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
+        "DEBUG": "0",
+        "HEALTH_TOKEN": HEALTH_TOKEN,
+        "NOTIFY_HEARTBEAT_INTERVAL": "1",
+        "NOTIFY_SWEEP_INTERVAL": "0.5",
+        "NOTIFY_REPUBLISH_AFTER": "2",
+        "NOTIFY_SENDING_LEASE": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    logs = [tmp_path / "web.log", tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+
+    def worker(log) -> subprocess.Popen:  # noqa: ANN001
+        return subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "notify",
+                "worker",
+                "-B",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"killed-{uuid.uuid4().hex[:6]}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    with SmtpServer() as smtp:
+        env["EMAIL_URL"] = smtp.url
+        web = subprocess.Popen(
+            [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[0].open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        processes = [web, worker(logs[1])]
+        try:
+            platform = Platform(f"http://127.0.0.1:{port}", smtp, logs)
+            platform.wait_for(lambda: _ready_with_worker(platform.base_url), timeout=60)
+            # Given a batch of 2,000 being delivered
+            _, api_key = create_tenant("e2e-killed", name="E2E Killed")
+            response = requests.post(
+                f"{platform.base_url}/v2/messages/batch",
+                json={
+                    "channel": "email",
+                    "subject": "Notice",
+                    "body": "Hello",
+                    "recipients": [{"to": f"r{i}@example.com"} for i in range(BATCH)],
+                },
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=60,
+            )
+            assert response.status_code == 202, response.text
+            batch_id = response.json()["batch_id"]
+            platform.wait_for(lambda: len(smtp.received) >= 300, timeout=120, what="300 mails")
+            # When its worker is killed outright, then another one starts
+            processes[1].send_signal(signal.SIGKILL)
+            processes[1].wait()
+            processes.append(worker(logs[2]))
+            # Then every message of the batch ends in a final state
+            messages = Message.objects.filter(batch_id=batch_id)
+            platform.wait_for(
+                lambda: messages.filter(status__in=list(FINAL_STATUSES)).count() == BATCH,
+                timeout=240,
+                what="every message final",
+            )
+            assert set(messages.values_list("status", flat=True)) == {"delivered"}
+            # And the SMTP server got each once, but at most one (the send in flight)
+            received = Counter(m.message["X-Notify-Message-Id"] for m in smtp.received)
+            assert set(received) == set(messages.values_list("id", flat=True))
+            twice = [message_id for message_id, count in received.items() if count > 1]
+            assert len(twice) <= 1 and max(received.values()) <= 2
+            # And a message sent again says why in its timeline
+            for message_id in twice:
+                assert MessageEvent.objects.filter(
+                    message_id=message_id, detail__contains="lease expired"
+                ).exists()
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
