@@ -175,11 +175,11 @@ def convert_template(
         channel = registry.from_legacy(legacy_channel).name
     except registry.UnknownChannel:
         channel = legacy_channel
-    template = Template.objects.filter(tenant=tenant, legacy_tpl_id=row["tpl_id"]).first()
+    template = Template.objects.for_tenant(tenant).filter(legacy_tpl_id=row["tpl_id"]).first()
     if template is None:
         key = base = slugify(row["tpl_id"])[:90] or "legacy"
         suffix = 1
-        while Template.objects.filter(tenant=tenant, key=key).exists():
+        while Template.objects.for_tenant(tenant).filter(key=key).exists():
             suffix += 1
             key = f"{base}-{suffix}"
         template = Template(tenant=tenant, legacy_tpl_id=row["tpl_id"], key=key)

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from notify.channels import registry
 from notify.tenants.models import Tenant
-from notify.tenants.scoping import TenantScopedQuerySet
+from notify.tenants.scoping import AllTenantsManager, TenantScopedManager
 
 # the channels of the registry (notify/channels/registry.py), where each is declared
 TemplateChannel = models.TextChoices(
@@ -34,7 +34,8 @@ class Template(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = TenantScopedQuerySet.as_manager()
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
 
     class Meta:
         ordering = ["tenant", "key"]

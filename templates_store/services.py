@@ -211,7 +211,7 @@ def create_template(
 def _lock(template_id: int) -> None:
     # Publication changes are serialised per template, so two concurrent publishes cannot
     # both leave a version published.
-    Template.objects.select_for_update().filter(pk=template_id).first()
+    Template.all_tenants.select_for_update().filter(pk=template_id).first()
 
 
 @transaction.atomic
@@ -329,7 +329,7 @@ def withdraw_approval_on_tenant_change(template: Template, tenant: Tenant) -> No
     what a template sends (publishes or rolls back a version, switches escaping), the template
     goes back to draft until the operator approves it again."""
     if template.status == Template.Status.APPROVED and not tenant.templates_self_approve:
-        Template.objects.filter(pk=template.pk).update(
+        Template.all_tenants.filter(pk=template.pk).update(
             status=Template.Status.DRAFT, updated_at=timezone.now()
         )
         template.status = Template.Status.DRAFT
@@ -338,7 +338,7 @@ def withdraw_approval_on_tenant_change(template: Template, tenant: Tenant) -> No
 def set_status_by_operator(template: Template, status: str) -> bool:
     """The operator approves or rejects (admin actions). Returns whether anything changed."""
     changed = (
-        Template.objects.filter(pk=template.pk)
+        Template.all_tenants.filter(pk=template.pk)
         .exclude(status=status)
         .update(status=status, updated_at=timezone.now())
     )

@@ -94,7 +94,7 @@ def approve_as_operator(db):  # noqa: ANN001, ANN201
     template: tenants cannot approve their own without the operator's grant."""
 
     def approve(key: str, tenant: Tenant | None = None) -> Template:
-        templates = Template.objects.filter(key=key)
+        templates = Template.all_tenants.filter(key=key)
         template = (templates.filter(tenant=tenant) if tenant else templates).get()
         template_services.set_status_by_operator(template, Template.Status.APPROVED)
         return template

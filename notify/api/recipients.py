@@ -154,7 +154,7 @@ class Preferences(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
-        row, _ = Preference.objects.update_or_create(
+        row, _ = Preference.objects.for_tenant(request.user).update_or_create(
             tenant=request.user,
             channel=fields["channel"],
             recipient=fields["to"],

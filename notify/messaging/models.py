@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from notify.channels import registry
 from notify.tenants.models import Tenant
-from notify.tenants.scoping import TenantScopedQuerySet
+from notify.tenants.scoping import AllTenantsManager, TenantScopedManager
 
 # the channels of the registry (notify/channels/registry.py), where each is declared
 Channel = models.TextChoices(
@@ -63,7 +63,8 @@ class SendRequest(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
-    objects = TenantScopedQuerySet.as_manager()
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
 
     class Meta:
         constraints = [
@@ -132,7 +133,8 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
 
-    objects = TenantScopedQuerySet.as_manager()
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -234,7 +236,8 @@ class Suppression(models.Model):
     reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = TenantScopedQuerySet.as_manager()
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
 
     class Meta:
         constraints = [
@@ -258,7 +261,8 @@ class Preference(models.Model):
     opted_out = models.BooleanField(default=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
-    objects = TenantScopedQuerySet.as_manager()
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
 
     class Meta:
         constraints = [

@@ -66,7 +66,7 @@ def begin(
         if existing is None:
             continue  # (deleted meanwhile)
         if existing.expires_at <= now:
-            SendRequest.objects.filter(pk=existing.pk, expires_at__lte=now).delete()
+            SendRequest.all_tenants.filter(pk=existing.pk, expires_at__lte=now).delete()
             continue
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused(key)
@@ -75,7 +75,7 @@ def begin(
         stale = now - timedelta(seconds=settings.NOTIFY_IDEMPOTENCY_TAKEOVER)
         if existing.created_at < stale:
             # its first request died before committing anything: this one takes it over
-            taken = SendRequest.objects.filter(
+            taken = SendRequest.all_tenants.filter(
                 pk=existing.pk, state=SendRequest.State.PROCESSING, created_at=existing.created_at
             ).update(created_at=now)
             if taken == 1:
@@ -87,11 +87,11 @@ def begin(
 
 def complete(send_request: SendRequest, status: int, body: Any) -> None:
     """Stores the first answer (call it in the transaction that stores the messages)."""
-    SendRequest.objects.filter(pk=send_request.pk).update(
+    SendRequest.all_tenants.filter(pk=send_request.pk).update(
         state=SendRequest.State.COMPLETED, response_status=status, response_body=body
     )
 
 
 def abandon(send_request: SendRequest) -> None:
     """The request was refused before anything was stored: its key is free again."""
-    SendRequest.objects.filter(pk=send_request.pk, state=SendRequest.State.PROCESSING).delete()
+    SendRequest.all_tenants.filter(pk=send_request.pk, state=SendRequest.State.PROCESSING).delete()

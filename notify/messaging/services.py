@@ -108,7 +108,7 @@ def create_message(
     try:
         with transaction.atomic():
             (message_id,) = allocate_ids(1)
-            message = Message.objects.create(
+            message = Message.all_tenants.create(
                 id=message_id,
                 tenant=tenant,
                 channel=draft.channel,
@@ -178,7 +178,7 @@ def create_batch(
     republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
     with transaction.atomic():
         batch_id, *ids = allocate_ids(len(drafts) + 1)
-        Message.objects.bulk_create(
+        Message.all_tenants.bulk_create(
             [
                 Message(
                     id=message_id,
@@ -247,7 +247,7 @@ def deliver_chunk(message_ids: list[str]) -> None:
 def find_by_idempotency_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
     """The message created earlier with this key, or None; IdempotencyConflict if that
     message came from a different request."""
-    existing = Message.objects.for_tenant(tenant).filter(idempotency_key=key).first()
+    existing = Message.all_tenants.for_tenant(tenant).filter(idempotency_key=key).first()
     if existing is not None and existing.request_hash != fingerprint:
         raise IdempotencyConflict(key)
     return existing
@@ -260,7 +260,7 @@ def _transition(
     event in the same transaction. Returns whether this caller made the change."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Message.objects.filter(pk=message_id, status=from_status).update(
+        changed = Message.all_tenants.filter(pk=message_id, status=from_status).update(
             status=to_status, updated_at=now, **fields
         )
         if changed == 1:
@@ -275,7 +275,7 @@ def _claim(message_id: str, now: datetime) -> bool:
     recorded in the same transaction."""
     with transaction.atomic():
         changed = (
-            Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+            Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .update(
                 status=MessageStatus.SENDING,
@@ -288,7 +288,7 @@ def _claim(message_id: str, now: datetime) -> bool:
             MessageEvent.objects.create(
                 message_id=message_id, status=MessageStatus.SENDING, created_at=now
             )
-            number = Message.objects.filter(pk=message_id).values_list("attempts", flat=True)[0]
+            number = Message.all_tenants.filter(pk=message_id).values_list("attempts", flat=True)[0]
             DeliveryAttempt.objects.create(message_id=message_id, number=number, started_at=now)
     return changed == 1
 
@@ -324,7 +324,7 @@ def deliver(message_id: str) -> None:
         # early): the row says when, and the sweep publishes it then
         logger.info("message %s not claimable now; skipping", message_id)
         return
-    message = Message.objects.get(pk=message_id)
+    message = Message.all_tenants.get(pk=message_id)
     started = time.monotonic()
     try:
         result = get_transport(message.channel).send(envelope_of(message))
@@ -373,7 +373,7 @@ def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
     is critical) ends `suppressed`, with the reason in its timeline: never sent, never a
     silent drop. Returns whether it was."""
     row = (
-        Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+        Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
         .values("tenant_id", "channel", "recipient", "category", "critical")
         .first()
     )
@@ -386,7 +386,7 @@ def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
         return False
     with transaction.atomic():
         changed = (
-            Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED)
+            Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .update(status=MessageStatus.SUPPRESSED, updated_at=now, error=reason)
         )
@@ -405,7 +405,7 @@ def suppression_reason(
 ) -> str | None:
     """Why a message must not go to `recipient`, or None."""
     suppression = (
-        Suppression.objects.filter(tenant_id=tenant_id, channel=channel, recipient=recipient)
+        Suppression.all_tenants.filter(tenant_id=tenant_id, channel=channel, recipient=recipient)
         .values_list("reason", flat=True)
         .first()
     )
@@ -413,7 +413,7 @@ def suppression_reason(
         return "recipient suppressed" + (f": {suppression}" if suppression else "")
     if critical:
         return None
-    opted_out = Preference.objects.filter(
+    opted_out = Preference.all_tenants.filter(
         tenant_id=tenant_id,
         channel=channel,
         recipient=recipient,
@@ -511,7 +511,7 @@ def cancel_message(message: Message, by: str) -> Message:
     Raises NotCancellable for any other status."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
+        changed = Message.all_tenants.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
             status=MessageStatus.CANCELLED, next_attempt_at=None, republish_at=None, updated_at=now
         )
         if changed != 1:
@@ -523,7 +523,7 @@ def cancel_message(message: Message, by: str) -> Message:
             created_at=now,
         )
     logger.info("message cancelled id=%s by %s", message.pk, by)
-    return Message.objects.get(pk=message.pk)
+    return Message.all_tenants.get(pk=message.pk)
 
 
 class NotRetryable(Exception):
@@ -535,7 +535,9 @@ def retry_message(message: Message, by: str) -> Message:
     committed. Raises NotRetryable for any other status. `by` says who asked (the timeline)."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Message.objects.filter(pk=message.pk, status__in=list(RETRYABLE_STATUSES)).update(
+        changed = Message.all_tenants.filter(
+            pk=message.pk, status__in=list(RETRYABLE_STATUSES)
+        ).update(
             status=MessageStatus.QUEUED,
             attempts_before_retry=F("attempts"),
             next_attempt_at=now,
@@ -554,7 +556,7 @@ def retry_message(message: Message, by: str) -> Message:
         )
         transaction.on_commit(lambda: _publish([message.pk]))
     logger.info("message retried id=%s by %s", message.pk, by)
-    return Message.objects.get(pk=message.pk)
+    return Message.all_tenants.get(pk=message.pk)
 
 
 @dataclass(frozen=True)
@@ -577,7 +579,7 @@ def _resume_expired(now: datetime, limit: int) -> int:
     lease = timedelta(seconds=settings.NOTIFY_SENDING_LEASE)
     with transaction.atomic():
         ids = list(
-            Message.objects.filter(status=MessageStatus.SENDING)
+            Message.all_tenants.filter(status=MessageStatus.SENDING)
             # (a row from before leases were recorded: its last change stands in)
             .filter(
                 Q(lease_expires_at__lt=now)
@@ -589,7 +591,7 @@ def _resume_expired(now: datetime, limit: int) -> int:
         )
         if not ids:
             return 0
-        resumed = Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+        resumed = Message.all_tenants.filter(pk__in=ids, status=MessageStatus.SENDING).update(
             status=MessageStatus.QUEUED,
             next_attempt_at=now,
             republish_at=now,
@@ -619,7 +621,7 @@ def _publish_due(now: datetime, limit: int) -> int:
     republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
     with transaction.atomic():
         rows = list(
-            Message.objects.filter(status=MessageStatus.QUEUED)
+            Message.all_tenants.filter(status=MessageStatus.QUEUED)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
             .order_by("next_attempt_at")
@@ -628,7 +630,7 @@ def _publish_due(now: datetime, limit: int) -> int:
         )
         if not rows:
             return 0
-        Message.objects.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
+        Message.all_tenants.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
     # each in its own lane: bulk messages in chunks, the others one task each
     bulk = [pk for pk, lane in rows if lane == Lane.BULK]
     transactional = [pk for pk, lane in rows if lane != Lane.BULK]

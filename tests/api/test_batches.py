@@ -90,7 +90,7 @@ def test_batch__template_with_shared_and_own_data__each_rendered_with_its_own(
     )
     # Then each message has its own name and the shared site
     assert response.status_code == 202, response.content
-    subjects = sorted(Message.objects.values_list("subject", flat=True))
+    subjects = sorted(Message.all_tenants.values_list("subject", flat=True))
     assert subjects == ["Acme: hello Ana", "Acme: hello Bo"]
 
 
@@ -103,7 +103,7 @@ def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(api_client, 
     assert response.json()["error"]["fields"] == {
         "recipients.1.to": ["Enter a valid email address."]
     }
-    assert Message.objects.count() == 0 and chunks == []
+    assert Message.all_tenants.count() == 0 and chunks == []
 
 
 @pytest.mark.parametrize("count", [0, 10_001])
@@ -125,7 +125,7 @@ def test_batch__10000_recipients__accepted_stored_and_published_in_100_chunks(
     # Then every message is stored queued, and published in chunks of 100
     assert response.status_code == 202, response.content
     assert response.json()["count"] == 10_000
-    assert Message.objects.filter(status=MessageStatus.QUEUED).count() == 10_000
+    assert Message.all_tenants.filter(status=MessageStatus.QUEUED).count() == 10_000
     assert len(chunks) == 100 and sum(map(len, chunks)) == 10_000
 
 
@@ -135,4 +135,4 @@ def test_batch__same_idempotency_key_again__first_answer_no_second_batch(api_cli
     again = post_batch(api_client, body, HTTP_IDEMPOTENCY_KEY="campaign-7")
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
-    assert Message.objects.count() == 2
+    assert Message.all_tenants.count() == 2

@@ -59,7 +59,7 @@ def test_post_message__control_character_in_subject__400_naming_it_and_nothing_s
     error = assert_api_error(response, 400, "validation_error")
     assert set(error["fields"]) == {"subject"}
     assert codepoint(char) in error["fields"]["subject"][0]
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_post_message__control_character_in_recipient__400(api_client, to):
     response = api_client.post("/v2/messages", {**VALID, "to": to}, format="json")
     error = assert_api_error(response, 400, "validation_error")
     assert set(error["fields"]) == {"to"}
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 @pytest.mark.parametrize("char", HEADER_BREAKERS, ids=codepoint)
@@ -89,7 +89,7 @@ def test_post_message__template_renders_control_character_into_subject__400(
     error = assert_api_error(response, 400, "validation_error")
     assert "rendered subject" in error["fields"]["data"][0]
     assert codepoint(char) in error["fields"]["data"][0]
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_post_message__template_renders_control_character_into_subject__400(
 def test_post_message__subject_with_format_characters_and_any_script__202(api_client, subject):
     response = api_client.post("/v2/messages", {**VALID, "subject": subject}, format="json")
     assert response.status_code == 202
-    assert Message.objects.get().subject == subject
+    assert Message.all_tenants.get().subject == subject
 
 
 def test_post_message__tab_and_form_feed_in_body__202_body_is_not_a_header(api_client):
@@ -137,7 +137,7 @@ def test_post_message__lone_surrogate_anywhere__400_naming_where_and_nothing_sto
     # Then: a 400 in the API's format, saying where, not a 500
     error = assert_api_error(response, 400, "parse_error")
     assert f"{where} contains a lone surrogate" in error["message"]
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 def test_post_message__lone_surrogate_in_a_data_key__400(api_client, welcome):
@@ -164,8 +164,8 @@ def test_templates_api__lone_surrogate__400(api_client, welcome, method, path, p
     text = with_raw(payload, '"\\ud800"')
     response = getattr(api_client, method)(path, data=text, content_type="application/json")
     assert_api_error(response, 400, "parse_error")
-    assert Template.objects.count() == 1
-    assert Template.objects.get().status == Template.Status.APPROVED
+    assert Template.all_tenants.count() == 1
+    assert Template.all_tenants.get().status == Template.Status.APPROVED
 
 
 def test_post_message__surrogate_pair__202_decoded_to_its_character(api_client):
@@ -173,7 +173,7 @@ def test_post_message__surrogate_pair__202_decoded_to_its_character(api_client):
     text = with_raw({**VALID, "subject": "RAW"}, '"\\ud83d\\ude00"')
     response = post_json_text(api_client, "/v2/messages", text)
     assert response.status_code == 202
-    assert Message.objects.get().subject == "😀"
+    assert Message.all_tenants.get().subject == "😀"
 
 
 # --- numbers ----------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_post_message__surrogate_pair__202_decoded_to_its_character(api_client):
 def test_post_message__number_nothing_can_store__400(api_client, welcome, literal):
     text = with_raw({**MESSAGE_WITH_TEMPLATE, "data": {"name": "A", "n": "RAW"}}, literal)
     assert_api_error(post_json_text(api_client, "/v2/messages", text), 400, "parse_error")
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 @pytest.mark.parametrize("literal", ["1e-400", "1.7976931348623157e308", "9" * 1000])
@@ -316,7 +316,7 @@ def test_post_message__declared_charset__ignored_json_is_utf8(api_client, charse
         "/v2/messages", data=body, content_type=f"application/json; charset={charset}"
     )
     assert response.status_code == 202
-    assert Message.objects.get().subject == "Crème"
+    assert Message.all_tenants.get().subject == "Crème"
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def test_post_message__no_api_key__401_and_nothing_stored(anonymous_client, db):
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
     assert response["WWW-Authenticate"] == "Bearer"
-    assert Message.objects.count() == 0
+    assert Message.all_tenants.count() == 0
 
 
 def test_post_message__unknown_api_key__401(anonymous_client, tenant):
@@ -80,7 +80,7 @@ def test_post_message__valid_email__202_queued_and_delivery_queued_after_commit(
     assert body["to"] == "ana@example.com"
     assert len(body["id"]) == 18 and body["id"].isdigit()
     assert queued == [body["id"]]
-    message = Message.objects.get(pk=body["id"])
+    message = Message.all_tenants.get(pk=body["id"])
     assert message.tenant == tenant
     assert message.origin == "v2"
     assert [e.status for e in MessageEvent.objects.filter(message=message)] == ["queued"]
@@ -90,7 +90,7 @@ def test_post_message__html_only__accepted(api_client):
     payload = {"channel": "email", "to": "a@example.com", "subject": "S", "html": "<b>hi</b>"}
     response = post_message(api_client, payload)
     assert response.status_code == 202
-    assert Message.objects.get(pk=response.json()["id"]).html == "<b>hi</b>"
+    assert Message.all_tenants.get(pk=response.json()["id"]).html == "<b>hi</b>"
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_post_message__invalid_field__400_naming_each_field_and_nothing_stored(
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert set(error["fields"]) == bad_fields
-    assert Message.objects.count() == 0
+    assert Message.all_tenants.count() == 0
 
 
 def test_post_message__malformed_json__400_in_api_format(api_client):
@@ -140,7 +140,7 @@ def test_post_message__same_idempotency_key_twice__one_message_same_answer(api_c
     # Then
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
-    assert Message.objects.count() == 1
+    assert Message.all_tenants.count() == 1
 
 
 def test_post_message__idempotency_key_reused_for_other_request__422(api_client):
@@ -150,26 +150,26 @@ def test_post_message__idempotency_key_reused_for_other_request__422(api_client)
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "idempotency_key_reused"
-    assert Message.objects.count() == 1
+    assert Message.all_tenants.count() == 1
 
 
 def test_post_message__same_key_later__first_answer_replayed_unchanged(api_client):
     # Given a first request with a key, whose message has moved on since
     first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-43")
-    Message.objects.update(status="delivered")
+    Message.all_tenants.update(status="delivered")
     # When the same request is sent again with the key
     again = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-43")
     # Then the first answer comes back as it was, marked as a replay
     assert again.status_code == 202
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert Message.objects.count() == 1
+    assert Message.all_tenants.count() == 1
 
 
 def test_post_message__first_request_still_in_flight__409_retry_after(api_client):
     # Given a first request with this key that is being answered right now
     first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-44")
-    SendRequest.objects.filter(idempotency_key="order-44").update(
+    SendRequest.all_tenants.filter(idempotency_key="order-44").update(
         state=SendRequest.State.PROCESSING, response_status=None, response_body=None
     )
     # When a retry arrives
@@ -178,7 +178,7 @@ def test_post_message__first_request_still_in_flight__409_retry_after(api_client
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_request_in_flight"
     assert response.headers["Retry-After"] == "1"
-    assert Message.objects.count() == 1
+    assert Message.all_tenants.count() == 1
     assert first.status_code == 202
 
 
@@ -269,7 +269,7 @@ def test_post_message__broker_down__202_and_message_kept_queued(
         response = post_message(api_client)
     # Then the accepted message is not lost and the caller gets no 500
     assert response.status_code == 202
-    assert Message.objects.get(pk=response.json()["id"]).status == MessageStatus.QUEUED
+    assert Message.all_tenants.get(pk=response.json()["id"]).status == MessageStatus.QUEUED
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ SEND = {"channel": "email", "to": "a@example.com", "template": "welcome", "data"
 def draft(api_client):  # noqa: ANN001, ANN201
     response = api_client.post("/v2/templates", WELCOME, format="json")
     assert response.status_code == 201, response.content
-    return Template.objects.get(key="welcome")
+    return Template.all_tenants.get(key="welcome")
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_create_template__status_approved_without_grant__403_and_nothing_created
     error = response.json()["error"]
     assert error["code"] == "status_change_not_allowed"
     assert "operator" in error["message"]
-    assert not Template.objects.exists()
+    assert not Template.all_tenants.exists()
 
 
 def test_create_template__status_approved_with_grant__201_approved(api_client, self_approving):
@@ -71,7 +71,7 @@ def test_create_template__status_approved_with_grant__201_approved(api_client, s
 def test_create_template__status_rejected__403_even_with_grant(api_client, self_approving):
     response = api_client.post("/v2/templates", {**WELCOME, "status": "rejected"}, format="json")
     assert response.status_code == 403
-    assert not Template.objects.exists()
+    assert not Template.all_tenants.exists()
 
 
 def test_patch_status__approved_without_grant__403_and_still_draft(api_client, draft):
@@ -210,7 +210,7 @@ def test_send__template_not_approved__422_naming_the_operator_and_nothing_stored
     assert error["code"] == "template_not_approved"
     assert "operator must approve" in error["message"]
     assert f"status: {status}" in error["message"]
-    assert not Message.objects.exists()
+    assert not Message.all_tenants.exists()
 
 
 def test_send__draft_template_with_missing_param__not_approved_comes_first(api_client):

@@ -31,7 +31,7 @@ def test_create_template__syntax_error__400_naming_field_and_nothing_stored(api_
     response = api_client.post("/v2/templates", {**WELCOME, "body": "{% if %}"}, format="json")
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"body"}
-    assert Template.objects.count() == 0
+    assert Template.all_tenants.count() == 0
 
 
 def test_create_template__duplicate_key__400(api_client, welcome):
@@ -145,7 +145,7 @@ def test_send_message__with_template_and_data__renders_body_and_subject(api_clie
         format="json",
     )
     assert response.status_code == 202, response.content
-    message = Message.objects.get(pk=response.json()["id"])
+    message = Message.all_tenants.get(pk=response.json()["id"])
     assert message.subject == "Welcome Ana"
     assert message.html == "<p>Hello Ana</p>"
     assert message.params["template"] == "welcome"
@@ -168,7 +168,7 @@ def test_send_message__other_tenants_template__400(api_client, other_tenant_clie
         format="json",
     )
     assert response.status_code == 400
-    assert Message.objects.count() == 0
+    assert Message.all_tenants.count() == 0
 
 
 def test_send_message__nul_in_data__400_nothing_stored(api_client, welcome):
@@ -184,7 +184,7 @@ def test_send_message__nul_in_data__400_nothing_stored(api_client, welcome):
     )
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"data"}
-    assert Message.objects.count() == 0
+    assert Message.all_tenants.count() == 0
 
 
 def test_send_message__declared_param_missing__400(api_client, approve_as_operator):
@@ -228,7 +228,7 @@ def test_send_message__retry_after_template_changed__same_message(api_client, we
     # Then it is recognised as the same request
     assert retry.status_code == 202
     assert retry.json()["id"] == first.json()["id"]
-    assert Message.objects.count() == 1
+    assert Message.all_tenants.count() == 1
 
 
 def test_send_message__subject_with_markup__not_html_escaped(api_client, welcome):
@@ -242,7 +242,7 @@ def test_send_message__subject_with_markup__not_html_escaped(api_client, welcome
         },
         format="json",
     )
-    message = Message.objects.get(pk=response.json()["id"])
+    message = Message.all_tenants.get(pk=response.json()["id"])
     assert message.subject == "Welcome Tom & Jerry"
     assert message.html == "<p>Hello Tom &amp; Jerry</p>"
 
@@ -265,7 +265,7 @@ def test_send_message__unescaped_email_template__sent_as_html(api_client, approv
         {"channel": "email", "to": "a@example.com", "template": "raw", "data": {"x": "<b>y</b>"}},
         format="json",
     )
-    message = Message.objects.get(pk=response.json()["id"])
+    message = Message.all_tenants.get(pk=response.json()["id"])
     assert message.html == "<p><b>y</b></p>"
     assert message.body == ""
 

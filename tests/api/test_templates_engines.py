@@ -107,7 +107,7 @@ def test_create_jinja__legacy_helper_named__400_no_such_filter(api_client, body)
     # Then it does not compile: the helpers do not exist in the tenant environment
     assert response.status_code == 400
     assert "body" in response.json()["error"]["fields"]
-    assert not Template.objects.filter(key="helper").exists()
+    assert not Template.all_tenants.filter(key="helper").exists()
 
 
 def test_add_version__velocity_to_jinja_template__each_version_renders_in_its_engine(

@@ -17,10 +17,10 @@ BODY = {"status": "approved", "subject": "x", "body": "x", "channel": "email", "
 
 def snapshot() -> tuple:
     return (
-        sorted(Message.objects.values_list("id", "status", "subject", "attempts")),
-        sorted(Template.objects.values_list("key", "status", "name")),
+        sorted(Message.all_tenants.values_list("id", "status", "subject", "attempts")),
+        sorted(Template.all_tenants.values_list("key", "status", "name")),
         sorted(TemplateVersion.objects.values_list("template__key", "number", "published_at")),
-        SendRequest.objects.count(),
+        SendRequest.all_tenants.count(),
     )
 
 
@@ -41,7 +41,7 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
         tenant=tenant,
         draft=MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B"),
     )
-    Message.objects.filter(pk=message.pk).update(status=MessageStatus.DEAD)
+    Message.all_tenants.filter(pk=message.pk).update(status=MessageStatus.DEAD)
     batch = create_batch(
         tenant=tenant,
         drafts=[MessageDraft(channel="email", recipient="b@example.com", subject="S", body="B")],

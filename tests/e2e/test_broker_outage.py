@@ -190,7 +190,9 @@ def test_broker_down_while_accepting_then_back_empty__all_100_delivered_once(
     ids += [accept(n) for n in range(70, 100)]
     # Then all 100 are delivered
     platform.wait_for(
-        lambda: Message.objects.filter(pk__in=ids, status=MessageStatus.DELIVERED).count() == 100,
+        lambda: (
+            Message.all_tenants.filter(pk__in=ids, status=MessageStatus.DELIVERED).count() == 100
+        ),
         timeout=90,
         what="all 100 messages delivered",
     )

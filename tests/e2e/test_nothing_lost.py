@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _status(message_id: str) -> str:
-    return Message.objects.filter(pk=message_id).values_list("status", flat=True).get()
+    return Message.all_tenants.filter(pk=message_id).values_list("status", flat=True).get()
 
 
 def test_message_whose_wake_up_was_lost__delivered_by_the_sweep(platform, settings):
@@ -47,7 +47,7 @@ def test_message_left_sending_by_a_dead_worker__resumed_and_delivered(platform):
             channel="email", recipient="resume@example.com", subject="Code 815", body="815"
         ),
     )
-    Message.objects.filter(pk=message.id).update(
+    Message.all_tenants.filter(pk=message.id).update(
         status=MessageStatus.SENDING,
         attempts=1,
         lease_expires_at=timezone.now() - timedelta(seconds=1),
@@ -80,7 +80,8 @@ def test_batch_through_the_api__every_recipient_gets_one_mail(platform):
     # Then the worker's bulk lane delivers each once
     platform.wait_for(
         lambda: (
-            Message.objects.filter(batch_id=batch_id, status=MessageStatus.DELIVERED).count() == 25
+            Message.all_tenants.filter(batch_id=batch_id, status=MessageStatus.DELIVERED).count()
+            == 25
         ),
         what="the batch delivered",
     )

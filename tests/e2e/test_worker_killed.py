@@ -107,7 +107,7 @@ def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_on
             processes[1].wait()
             processes.append(worker(logs[2]))
             # Then every message of the batch ends in a final state
-            messages = Message.objects.filter(batch_id=batch_id)
+            messages = Message.all_tenants.filter(batch_id=batch_id)
             platform.wait_for(
                 lambda: messages.filter(status__in=list(FINAL_STATUSES)).count() == BATCH,
                 timeout=240,

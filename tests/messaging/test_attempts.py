@@ -58,7 +58,7 @@ def make_message(tenant, to="ana@example.com") -> Message:  # noqa: ANN001
 
 
 def make_due(message: Message) -> None:
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    Message.all_tenants.filter(pk=message.pk).update(next_attempt_at=timezone.now())
 
 
 def test_attempt__provider_accepts__one_row_with_outcome_and_latency(tenant, deliver, provider):
@@ -139,13 +139,13 @@ def test_dead_message__retried_through_the_api__new_round_then_delivered(
     provider.append(TransportError("451 try later", permanent=False))
     message = make_message(tenant)
     deliver(message.id)
-    assert Message.objects.get(pk=message.id).status == MessageStatus.DEAD
+    assert Message.all_tenants.get(pk=message.id).status == MessageStatus.DEAD
     url = reverse("message-retry", args=[message.id])
     # When another tenant asks to retry it
     response = other_tenant_client.post(url)
     # Then it is not found, and nothing changed
     assert response.status_code == 404
-    assert Message.objects.get(pk=message.id).status == MessageStatus.DEAD
+    assert Message.all_tenants.get(pk=message.id).status == MessageStatus.DEAD
     # When its tenant retries it
     published.clear()
     with django_capture_on_commit_callbacks(execute=True):
@@ -194,8 +194,8 @@ def test_dead_message__retried_from_admin__queued_with_the_operator_named(
     )
     # Then the dead one is queued again, the delivered one is left alone, and the page says so
     assert response.status_code == 200
-    assert Message.objects.get(pk=dead.id).status == MessageStatus.QUEUED
-    assert Message.objects.get(pk=delivered.id).status == MessageStatus.DELIVERED
+    assert Message.all_tenants.get(pk=dead.id).status == MessageStatus.QUEUED
+    assert Message.all_tenants.get(pk=delivered.id).status == MessageStatus.DELIVERED
     page = response.content.decode()
     assert "1 message(s) queued again." in page and "1 message(s) skipped" in page
     assert dead.events.latest("created_at", "id").detail == "retried by operator ops (admin)"

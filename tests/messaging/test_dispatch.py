@@ -53,7 +53,7 @@ def make_email(tenant, to="ana@example.com", subject="Your code") -> Message:  #
 
 def make_due(message: Message) -> None:
     """The retry's wait is over."""
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    Message.all_tenants.filter(pk=message.pk).update(next_attempt_at=timezone.now())
 
 
 def statuses(message: Message) -> list[str]:
@@ -98,7 +98,7 @@ def test_deliver__message_already_sending__not_sent_again(
 ):
     # Given a message another worker has claimed
     message = make_email(tenant)
-    Message.objects.filter(pk=message.id).update(status=MessageStatus.SENDING)
+    Message.all_tenants.filter(pk=message.id).update(status=MessageStatus.SENDING)
     # When
     deliver(message.id)
     # Then
@@ -203,7 +203,7 @@ def test_deliver__temporary_failure_then_success__delivered_once(
     message = make_email(tenant, to="busy@example.com")
     deliver(message.id)
     # When the mailbox frees up and the retry runs
-    Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
+    Message.all_tenants.filter(pk=message.id).update(recipient="ana@example.com")
     make_due(message)
     deliver(message.id)
     # Then
@@ -224,7 +224,7 @@ def test_deliver__retry_task_arrives_early__not_sent_and_published_when_due(
     message.refresh_from_db()
     assert before + timedelta(seconds=300) <= message.next_attempt_at
     assert message.next_attempt_at <= after + timedelta(seconds=300)
-    Message.objects.filter(pk=message.id).update(recipient="ana@example.com")
+    Message.all_tenants.filter(pk=message.id).update(recipient="ana@example.com")
     published = len(queued_retries)
     # When a duplicate task runs 120 s before the retry is due, and the sweep runs then
     time_machine.move_to(message.next_attempt_at - timedelta(seconds=120), tick=False)

@@ -53,7 +53,7 @@ def test_sweep__broker_down_when_accepted__published_later_and_sent_once(
     time_machine.move_to(timezone.now(), tick=False)
     broker["up"] = False
     message = accept(tenant, django_capture_on_commit_callbacks)
-    assert Message.objects.get(pk=message.pk).status == MessageStatus.QUEUED
+    assert Message.all_tenants.get(pk=message.pk).status == MessageStatus.QUEUED
     # When the broker is back and the sweep runs before the message's republish time
     broker["up"] = True
     services.sweep()
@@ -67,7 +67,7 @@ def test_sweep__broker_down_when_accepted__published_later_and_sent_once(
     deliver(message.id)
     deliver(message.id)
     assert len(smtp_server.received) == 1
-    assert Message.objects.get(pk=message.pk).status == MessageStatus.DELIVERED
+    assert Message.all_tenants.get(pk=message.pk).status == MessageStatus.DELIVERED
 
 
 def test_sweep__broker_lost_its_queue__every_message_published_again_once(
@@ -99,7 +99,7 @@ def test_sweep__worker_died_mid_send__queued_again_after_its_lease_and_delivered
     time_machine.shift(timedelta(seconds=299))
     assert services.sweep().resumed == 0
     # Then the message is left to its worker
-    assert Message.objects.get(pk=message.pk).status == MessageStatus.SENDING
+    assert Message.all_tenants.get(pk=message.pk).status == MessageStatus.SENDING
     # When the sweep runs after the lease
     time_machine.shift(timedelta(seconds=2))
     result = services.sweep()
@@ -178,7 +178,7 @@ def test_scheduled_message__sent_at_its_time__not_before_and_never_once_cancelle
     deliver(kept.id)
     deliver(cancelled.id)
     assert [mail.rcpt_tos for mail in smtp_server.received] == [["a@example.com"]]
-    assert Message.objects.get(pk=cancelled.id).status == MessageStatus.CANCELLED
+    assert Message.all_tenants.get(pk=cancelled.id).status == MessageStatus.CANCELLED
 
 
 def test_sweep__lost_wake_ups_of_both_lanes__each_published_in_its_own_lane(

@@ -17,7 +17,7 @@ def admin_client(client, db):  # noqa: ANN001, ANN201
 @pytest.fixture
 def converted_version(db) -> TemplateVersion:
     tenant, _ = create_tenant("shop")
-    template = Template.objects.create(
+    template = Template.all_tenants.create(
         tenant=tenant, key="sms-1", channel="sms", legacy_tpl_id="SMS_1"
     )
     return services.add_version(

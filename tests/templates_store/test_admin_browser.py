@@ -148,7 +148,7 @@ def converted_version(transactional_db) -> TemplateVersion:  # noqa: ANN001
     """Committed, so that the web server process sees it; flushed after the test."""
     get_user_model().objects.create_superuser(ADMIN_USER, "root@example.com", ADMIN_PASSWORD)
     tenant, _ = create_tenant("shop")
-    template = Template.objects.create(
+    template = Template.all_tenants.create(
         tenant=tenant, key="parcel-shipped", channel="email", legacy_tpl_id="EMAIL_7"
     )
     return services.add_version(

@@ -35,7 +35,7 @@ def test_convert_export__run_twice__no_new_versions(imported, legacy_export):
     # When
     convert_export(legacy_export)
     # Then
-    for template in Template.objects.all():
+    for template in Template.all_tenants.all():
         assert template.versions.count() == 1
 
 
@@ -43,7 +43,7 @@ def test_converted_templates__historical_messages__rerender_to_what_the_gateway_
     imported, legacy_export
 ):
     # Given the templates as stored and published by the import
-    templates = {t.legacy_tpl_id: t for t in Template.objects.select_related("tenant")}
+    templates = {t.legacy_tpl_id: t for t in Template.all_tenants.select_related("tenant")}
     checked = 0
     for message in legacy_export.messages:
         template = templates.get(message["tpl_id"])
@@ -79,7 +79,7 @@ def test_convert_templates_command__legacy_data__summary_and_report(db, tmp_path
 
 def test_convert_templates_command__one_tenant__only_its_templates(db, capsys):
     call_command("convert_templates", "--tenant", "bank")
-    assert set(Template.objects.values_list("tenant__slug", flat=True)) == {"bank"}
+    assert set(Template.all_tenants.values_list("tenant__slug", flat=True)) == {"bank"}
 
 
 def test_locale_fallback__zh_cn__falls_back_to_zh_then_default():

@@ -30,7 +30,7 @@ def test_admin_comparison__runaway_legacy_body__page_shows_the_limit_message(
     # Given a version whose legacy body runs away (its new body is a plain stand-in)
     source, params = RUNAWAY_LEGACY[kind]
     tenant, _ = create_tenant("shop")
-    template = Template.objects.create(tenant=tenant, key="t", channel="sms", legacy_tpl_id="T")
+    template = Template.all_tenants.create(tenant=tenant, key="t", channel="sms", legacy_tpl_id="T")
     version = services.add_version(
         template,
         subject="",
