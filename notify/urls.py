@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from notify.health.metrics import metrics
 from notify.health.views import livez, readyz
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     # The name earlier deployments probe: the same answer as /readyz.
     path("healthz", readyz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("v2/", include("notify.api.urls")),
 ]
 
