@@ -19,6 +19,8 @@ class ReceivedMail:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    # the SMTP connection it came over (the client's port: one per connection)
+    session: int = 0
 
     @property
     def subject(self) -> str:
@@ -42,7 +44,9 @@ class RecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
         parsed = message_from_bytes(envelope.content, policy=policy.default)
-        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        self.received.append(
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), parsed, session.peer[1])
+        )
         return "250 Message accepted for delivery"
 
 

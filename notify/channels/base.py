@@ -48,10 +48,16 @@ class SendResult:
 
 
 class Transport:
+    """One provider connection's worth of sending: `send` may be called many times (a chunk
+    reuses one transport, hence one connection), then `close`."""
+
     channel: ClassVar[str]
 
     def send(self, envelope: Envelope) -> SendResult:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases what the sends kept open (a connection)."""
 
 
 _registry: dict[str, type[Transport]] = {}

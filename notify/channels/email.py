@@ -1,3 +1,4 @@
+import contextlib
 import smtplib
 
 from django.conf import settings
@@ -40,6 +41,17 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
 class EmailTransport(Transport):
     channel = "email"
 
+    def __init__(self) -> None:
+        # one SMTP connection for every send of this transport (a chunk), opened on first use
+        self._connection = None
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # (a connection that died is closed already)
+            with contextlib.suppress(Exception):
+                connection.close()
+
     def send(self, envelope: Envelope) -> SendResult:
         mail = EmailMultiAlternatives(
             subject=envelope.subject,
@@ -55,24 +67,39 @@ class EmailTransport(Transport):
                 mail.body = envelope.html
                 mail.content_subtype = "html"
         build_check(mail)
-        connection = get_connection(fail_silently=False)
         try:
-            sent = connection.send_messages([mail])
-        except (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError) as exc:
-            # Our side's configuration or the server's state, not this message: fixing either
-            # lets the retry through.
-            raise TransportError(f"SMTP server refused us: {exc}", permanent=False) from exc
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            raise _smtp_error(code, text, "recipient refused") from exc
-        except smtplib.SMTPSenderRefused as exc:
-            raise _smtp_error(exc.smtp_code, exc.smtp_error, "sender refused") from exc
-        except smtplib.SMTPResponseException as exc:
-            raise _smtp_error(exc.smtp_code, exc.smtp_error, "SMTP error") from exc
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            raise TransportError(f"SMTP server unreachable: {exc}", permanent=False) from exc
+            if self._connection is None:
+                connection = get_connection(fail_silently=False)
+                connection.open()
+                self._connection = connection
+            sent = self._connection.send_messages([mail])
+        except BaseException as exc:
+            # whatever state the session is in now, the next send starts a new one
+            self.close()
+            error = _transport_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         if sent != 1:
             raise TransportError("SMTP backend accepted no message", permanent=False)
-        host = getattr(connection, "host", "")
-        port = getattr(connection, "port", "")
+        host = getattr(self._connection, "host", "")
+        port = getattr(self._connection, "port", "")
         return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)
+
+
+def _transport_error(exc: BaseException) -> BaseException:
+    """What a failed send means for the message (a non-SMTP error passes through)."""
+    if isinstance(exc, (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError)):
+        # Our side's configuration or the server's state, not this message: fixing either
+        # lets the retry through.
+        return TransportError(f"SMTP server refused us: {exc}", permanent=False)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return _smtp_error(code, text, "recipient refused")
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return _smtp_error(exc.smtp_code, exc.smtp_error, "sender refused")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _smtp_error(exc.smtp_code, exc.smtp_error, "SMTP error")
+    if isinstance(exc, (TimeoutError, smtplib.SMTPException, OSError)):
+        return TransportError(f"SMTP server unreachable: {exc}", permanent=False)
+    return exc

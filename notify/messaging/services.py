@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notify.channels.base import Envelope, TransportError, get_transport
+from notify.channels.base import Envelope, Transport, TransportError, get_transport
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
@@ -239,9 +239,15 @@ def _publish_chunks(message_ids: list[str]) -> None:
 
 def deliver_chunk(message_ids: list[str]) -> None:
     """Sends a chunk of messages, each claimed as `deliver` claims it (a message of the chunk
-    that another worker took, or that is done, is skipped)."""
-    for message_id in message_ids:
-        deliver(message_id)
+    that another worker took, or that is done, is skipped), over one transport per channel (one
+    SMTP connection for the chunk). Each outcome is recorded as it happens."""
+    transports: dict[str, Transport] = {}
+    try:
+        for message_id in message_ids:
+            deliver(message_id, transports)
+    finally:
+        for transport in transports.values():
+            transport.close()
 
 
 def find_by_idempotency_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
@@ -311,8 +317,10 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
     return round(delay, 3)
 
 
-def deliver(message_id: str) -> None:
+def deliver(message_id: str, transports: dict[str, Transport] | None = None) -> None:
     """Claims a queued message, sends it through its channel and records the outcome.
+    `transports`: open transports by channel to reuse (a chunk's); without, one is opened and
+    closed for this message.
 
     Safe to call twice for the same message: only the caller whose conditional UPDATE moved the
     message from queued to sending sends it."""
@@ -325,9 +333,14 @@ def deliver(message_id: str) -> None:
         logger.info("message %s not claimable now; skipping", message_id)
         return
     message = Message.all_tenants.get(pk=message_id)
+    own = transports is None
+    transports = {} if transports is None else transports
     started = time.monotonic()
     try:
-        result = get_transport(message.channel).send(envelope_of(message))
+        transport = transports.get(message.channel)
+        if transport is None:
+            transport = transports[message.channel] = get_transport(message.channel)
+        result = transport.send(envelope_of(message))
     except TransportError as exc:
         _record_failure(message, exc, started)
         return
@@ -336,6 +349,10 @@ def deliver(message_id: str) -> None:
         error = TransportError(f"internal error: {exc!r}", permanent=False, kind="internal")
         _record_failure(message, error, started)
         return
+    finally:
+        if own:
+            for opened in transports.values():
+                opened.close()
     now = timezone.now()
     with transaction.atomic():
         _finish_attempt(

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from notify.channels.base import SendResult, TransportError
+from notify.channels.base import SendResult, Transport, TransportError
 from notify.messaging import services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
@@ -30,7 +30,7 @@ def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
     return run
 
 
-class ScriptedTransport:
+class ScriptedTransport(Transport):
     """A provider that answers each send with the next scripted outcome."""
 
     def __init__(self, outcomes: list) -> None:

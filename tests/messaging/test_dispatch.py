@@ -258,3 +258,20 @@ def test_deliver__refusal_quotes_recipient__reason_masked(
     assert "q***@example.com" in message.error
     details = "".join(message.events.values_list("detail", flat=True))
     assert "quote-reject.secret" not in details
+
+
+def test_deliver_chunk__one_smtp_connection__reopened_only_after_a_refusal(
+    tenant, smtp_server, queued_retries
+):
+    # Given a chunk of five messages, the third to a mailbox the server refuses
+    recipients = ["a@example.com", "b@example.com", "reject-me@example.com", "c@example.com"]
+    messages = [make_email(tenant, to=to) for to in [*recipients, "d@example.com"]]
+    # When one task sends the chunk
+    services.deliver_chunk([m.id for m in messages])
+    # Then the four accepted mails came over two connections: one until the refusal, one after
+    sessions = [mail.session for mail in smtp_server.received]
+    assert len(sessions) == 4
+    assert sessions[0] == sessions[1] and sessions[2] == sessions[3]
+    assert sessions[1] != sessions[2]
+    statuses_now = [Message.all_tenants.get(pk=m.id).status for m in messages]
+    assert statuses_now == ["delivered", "delivered", "failed", "delivered", "delivered"]
