@@ -153,6 +153,7 @@ def create_message(
         tenant.slug,
         message.channel,
         mask_recipient(message.channel, message.recipient),
+        extra={"message_id": message.id, "tenant": tenant.slug},
     )
     return message, True
 
@@ -217,7 +218,13 @@ def create_batch(
             batch_size=1000,
         )
         transaction.on_commit(lambda: _publish_chunks(ids))
-    logger.info("batch queued id=%s tenant=%s messages=%d", batch_id, tenant.slug, len(ids))
+    logger.info(
+        "batch queued id=%s tenant=%s messages=%d",
+        batch_id,
+        tenant.slug,
+        len(ids),
+        extra={"batch_id": batch_id, "tenant": tenant.slug},
+    )
     return BatchResult(batch_id, ids)
 
 
@@ -382,6 +389,7 @@ def deliver(message_id: str, transports: dict[str, Transport] | None = None) -> 
         message_id,
         mask_recipient(message.channel, message.recipient),
         result.detail,
+        extra={"message_id": message_id, "batch_id": message.batch_id},
     )
 
 
@@ -500,7 +508,9 @@ def _record_failure(message: Message, error: TransportError, started: float) -> 
                 failed_at=timezone.now(),
                 lease_expires_at=None,
             )
-        logger.warning("message %s id=%s: %s", status, message.id, reason)
+        logger.warning(
+            "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
+        )
         return
     next_attempt_at = timezone.now() + timedelta(seconds=delay)
     # no broker countdown: the row holds the time, and the sweep publishes it when due
@@ -516,7 +526,13 @@ def _record_failure(message: Message, error: TransportError, started: float) -> 
             republish_at=next_attempt_at,
             lease_expires_at=None,
         )
-    logger.info("message retry id=%s in %ss: %s", message.id, delay, error.reason)
+    logger.info(
+        "message retry id=%s in %ss: %s",
+        message.id,
+        delay,
+        error.reason,
+        extra={"message_id": message.id},
+    )
 
 
 class NotCancellable(Exception):
