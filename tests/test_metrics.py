@@ -28,9 +28,9 @@ def test_metrics__operator__counts_queue_and_latency(
     monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
     monkeypatch.setattr(services, "_publish_chunks", lambda ids: None)
     draft = MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B")
-    sent, _ = create_message(tenant=tenant, draft=draft)
+    sent = create_message(tenant=tenant, draft=draft)
     services.deliver(sent.id)
-    waiting, _ = create_message(tenant=tenant, draft=draft)
+    waiting = create_message(tenant=tenant, draft=draft)
     Message.all_tenants.filter(pk=waiting.pk).update(
         next_attempt_at=timezone.now() - timedelta(seconds=90)
     )

@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -33,6 +35,7 @@ from notify.messaging.composition import (
 )
 from notify.messaging.models import Channel, Message, MessageStatus, SendRequest
 from notify.messaging.services import (
+    MessageDraft,
     NotCancellable,
     NotRetryable,
     cancel_message,
@@ -221,48 +224,8 @@ class Messages(APIView):
         summary="Send a message",
     )
     def post(self, request: Request) -> Response:
-        idempotency_key = request.headers.get("Idempotency-Key", "")
-        if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
-            raise ValidationError(
-                {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
-            )
-        if not isinstance(request.data, dict):
-            raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        fields = serializer.validated_data
-        fingerprint = request_fingerprint(fields)
-        send_request = None
-        if idempotency_key:
-            try:
-                begun = send_requests.begin(
-                    request.user, "v2/messages", idempotency_key, fingerprint
-                )
-            except send_requests.IdempotencyKeyReused:
-                return Response(
-                    error_body(
-                        "idempotency_key_reused",
-                        "This Idempotency-Key was already used for a different request.",
-                    ),
-                    status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-                )
-            except send_requests.RequestInFlight:
-                return Response(
-                    error_body(
-                        "idempotency_request_in_flight",
-                        "The first request with this Idempotency-Key is still being answered; "
-                        "try again shortly.",
-                    ),
-                    status=status.HTTP_409_CONFLICT,
-                    headers={"Retry-After": "1"},
-                )
-            if isinstance(begun, send_requests.Replay):
-                return Response(
-                    begun.body, status=begun.status, headers={"Idempotent-Replayed": "true"}
-                )
-            send_request = begun
-        try:
-            draft = compose(
+        def compose_one(fields: dict) -> MessageDraft:
+            return compose(
                 request.user,
                 ComposeRequest(
                     channel=fields["channel"],
@@ -277,29 +240,85 @@ class Messages(APIView):
                     critical=fields["critical"],
                 ),
             )
-        except CompositionError as exc:
-            _abandon(send_request)
-            raise ValidationError(exc.fields) from exc
-        except template_services.TemplateNotApproved as exc:
-            _abandon(send_request)
-            return Response(
-                error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
-            )
-        except Exception:
-            _abandon(send_request)
-            raise
-        with transaction.atomic():
-            message, _ = create_message(
+
+        def store(fields: dict, draft: MessageDraft, fingerprint: str, sent: Any) -> dict:
+            message = create_message(
                 tenant=request.user,
                 draft=draft,
                 fingerprint=fingerprint,
                 send_at=fields["send_at"],
-                send_request=send_request,
+                send_request=sent,
             )
-            body = MessageOutput(selectors.get_message(request.user, message.id)).data
-            if send_request is not None:
-                send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+            return MessageOutput(selectors.get_message(request.user, message.id)).data
+
+        return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
+
+
+def accept_send(
+    request: Request,
+    endpoint: str,
+    serializer_class: type[serializers.Serializer],
+    compose_drafts: Callable[[dict], Any],
+    store: Callable[[dict, Any, str, SendRequest | None], dict],
+) -> Response:
+    """A send request, as every send endpoint answers it: the body validated, the
+    Idempotency-Key honoured (the first answer replayed, 422 for another request, 409 while the
+    first is in flight), the messages composed (the key freed again if that fails), then stored
+    with their answer in one transaction. 202 with `store`'s answer."""
+    idempotency_key = request.headers.get("Idempotency-Key", "")
+    if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
+        raise ValidationError(
+            {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
+        )
+    if not isinstance(request.data, dict):
+        raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    fields = serializer.validated_data
+    fingerprint = request_fingerprint(fields)
+    send_request = None
+    if idempotency_key:
+        try:
+            begun = send_requests.begin(request.user, endpoint, idempotency_key, fingerprint)
+        except send_requests.IdempotencyKeyReused:
+            return Response(
+                error_body(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was already used for a different request.",
+                ),
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        except send_requests.RequestInFlight:
+            return Response(
+                error_body(
+                    "idempotency_request_in_flight",
+                    "The first request with this Idempotency-Key is still being answered; "
+                    "try again shortly.",
+                ),
+                status=status.HTTP_409_CONFLICT,
+                headers={"Retry-After": "1"},
+            )
+        if isinstance(begun, send_requests.Replay):
+            return Response(
+                begun.body, status=begun.status, headers={"Idempotent-Replayed": "true"}
+            )
+        send_request = begun
+    try:
+        drafts = compose_drafts(fields)
+    except CompositionError as exc:
+        _abandon(send_request)
+        raise ValidationError(exc.fields) from exc
+    except template_services.TemplateNotApproved as exc:
+        _abandon(send_request)
+        return Response(error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    except Exception:
+        _abandon(send_request)
+        raise
+    with transaction.atomic():
+        body = store(fields, drafts, fingerprint, send_request)
+        if send_request is not None:
+            send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
+    return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 def _abandon(send_request: SendRequest | None) -> None:
@@ -436,47 +455,8 @@ class MessageBatchCreate(APIView):
         summary="Send one message to each of up to 10,000 recipients",
     )
     def post(self, request: Request) -> Response:
-        idempotency_key = request.headers.get("Idempotency-Key", "")
-        if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
-            raise ValidationError(
-                {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
-            )
-        if not isinstance(request.data, dict):
-            raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        fields = serializer.validated_data
-        fingerprint = request_fingerprint(fields)
-        send_request = None
-        if idempotency_key:
-            try:
-                begun = send_requests.begin(
-                    request.user, "v2/messages/batch", idempotency_key, fingerprint
-                )
-            except send_requests.IdempotencyKeyReused:
-                return Response(
-                    error_body(
-                        "idempotency_key_reused",
-                        "This Idempotency-Key was already used for a different request.",
-                    ),
-                    status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-                )
-            except send_requests.RequestInFlight:
-                return Response(
-                    error_body(
-                        "idempotency_request_in_flight",
-                        "The first request with this Idempotency-Key is still being answered.",
-                    ),
-                    status=status.HTTP_409_CONFLICT,
-                    headers={"Retry-After": "1"},
-                )
-            if isinstance(begun, send_requests.Replay):
-                return Response(
-                    begun.body, status=begun.status, headers={"Idempotent-Replayed": "true"}
-                )
-            send_request = begun
-        try:
-            drafts = compose_many(
+        def compose_all(fields: dict) -> list[MessageDraft]:
+            return compose_many(
                 request.user,
                 ComposeRequest(
                     channel=fields["channel"],
@@ -490,25 +470,14 @@ class MessageBatchCreate(APIView):
                 ),
                 [(r["to"], r["data"]) for r in fields["recipients"]],
             )
-        except CompositionError as exc:
-            _abandon(send_request)
-            raise ValidationError(exc.fields) from exc
-        except template_services.TemplateNotApproved as exc:
-            _abandon(send_request)
-            return Response(
-                error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
-            )
-        except Exception:
-            _abandon(send_request)
-            raise
-        with transaction.atomic():
-            batch = create_batch(tenant=request.user, drafts=drafts, send_request=send_request)
-            body = self.OutputSerializer(
+
+        def store(fields: dict, drafts: list, fingerprint: str, sent: Any) -> dict:
+            batch = create_batch(tenant=request.user, drafts=drafts, send_request=sent)
+            return self.OutputSerializer(
                 {"batch_id": batch.batch_id, "count": len(batch.message_ids)}
             ).data
-            if send_request is not None:
-                send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+        return accept_send(request, "v2/messages/batch", self.InputSerializer, compose_all, store)
 
 
 class BatchDetail(APIView):

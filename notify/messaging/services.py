@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -35,10 +36,6 @@ from notify.messaging.models import (
 from notify.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
-
-
-class IdempotencyConflict(Exception):
-    """The idempotency key was used before for a different request."""
 
 
 @dataclass(frozen=True)
@@ -84,69 +81,41 @@ def create_message(
     *,
     tenant: Tenant,
     draft: MessageDraft,
-    idempotency_key: str = "",
     fingerprint: str = "",
     origin: str = Origin.V2,
     send_at: datetime | None = None,
     send_request: SendRequest | None = None,
-) -> tuple[Message, bool]:
-    """Stores a queued message and queues its delivery once the row is committed.
-
-    Returns (message, created). With an idempotency key already used for the same request,
-    returns the first message and created=False; for a different request, raises
-    IdempotencyConflict. `fingerprint` identifies the request (default: the draft itself)."""
-    fingerprint = fingerprint or draft.fingerprint()
-    if idempotency_key:
-        existing = find_by_idempotency_key(tenant, idempotency_key, fingerprint)
-        if existing is not None:
-            return existing, False
+) -> Message:
+    """Stores a queued message and publishes its wake-up once the row is committed (a message
+    scheduled for later is published by the sweep when it is due). Idempotency is the send
+    request's (`requests.begin`). `fingerprint` identifies the request (default: the draft)."""
     now = timezone.now()
     scheduled = send_at is not None and send_at > now
     due = send_at if scheduled else now
-    # a scheduled message is published by the sweep when it is due; any other at once
-    republish_at = due if scheduled else now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
-    try:
-        with transaction.atomic():
-            (message_id,) = allocate_ids(1)
-            message = Message.all_tenants.create(
-                id=message_id,
-                tenant=tenant,
-                channel=draft.channel,
-                recipient=draft.recipient,
-                subject=draft.subject,
-                body=draft.body,
-                html=draft.html,
-                params=draft.params or {},
-                category=draft.category,
-                critical=draft.critical,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                origin=origin,
-                created_at=now,
-                send_at=send_at,
-                send_request=send_request,
-                next_attempt_at=due,
-                republish_at=republish_at,
-            )
-            MessageEvent.objects.create(
-                message=message,
-                status=MessageStatus.QUEUED,
-                detail=f"scheduled for {due.isoformat()}" if scheduled else "",
-            )
-            if not scheduled:
-                # after the commit: a broker outage must not turn an accepted message into a
-                # 500; the row is the work, the sweep publishes it again
-                transaction.on_commit(lambda: _publish([message_id]))
-    except IntegrityError:
-        # Two requests with the same key raced; the other one won.
-        existing = (
-            find_by_idempotency_key(tenant, idempotency_key, fingerprint)
-            if idempotency_key
-            else None
+    with transaction.atomic():
+        (message_id,) = allocate_ids(1)
+        message = _message_row(
+            message_id,
+            tenant,
+            draft,
+            now,
+            request_hash=fingerprint or draft.fingerprint(),
+            origin=origin,
+            send_request=send_request,
+            send_at=send_at,
+            next_attempt_at=due,
+            republish_at=due if scheduled else None,
         )
-        if existing is None:
-            raise
-        return existing, False
+        message.save(force_insert=True)
+        MessageEvent.objects.create(
+            message=message,
+            status=MessageStatus.QUEUED,
+            detail=f"scheduled for {due.isoformat()}" if scheduled else "",
+        )
+        if not scheduled:
+            # after the commit: a broker outage must not turn an accepted message into a 500;
+            # the row is the work, the sweep publishes it again
+            transaction.on_commit(lambda: _publish([message_id]))
     logger.info(
         "message queued id=%s tenant=%s channel=%s to=%s",
         message.id,
@@ -155,7 +124,36 @@ def create_message(
         mask_recipient(message.channel, message.recipient),
         extra={"message_id": message.id, "tenant": tenant.slug},
     )
-    return message, True
+    return message
+
+
+def _message_row(
+    message_id: str,
+    tenant: Tenant,
+    draft: MessageDraft,
+    now: datetime,
+    *,
+    republish_at: datetime | None = None,
+    **fields: Any,
+) -> Message:
+    """A queued message of `draft`, not saved: due now unless `fields` say otherwise, published
+    again by the sweep at `republish_at` (default: NOTIFY_REPUBLISH_AFTER from now)."""
+    fields.setdefault("next_attempt_at", now)
+    return Message(
+        id=message_id,
+        tenant=tenant,
+        channel=draft.channel,
+        recipient=draft.recipient,
+        subject=draft.subject,
+        body=draft.body,
+        html=draft.html,
+        params=draft.params or {},
+        category=draft.category,
+        critical=draft.critical,
+        created_at=now,
+        republish_at=republish_at or now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
+        **fields,
+    )
 
 
 @dataclass(frozen=True)
@@ -176,30 +174,20 @@ def create_batch(
     NOTIFY_CHUNK_SIZE (one task sends a chunk); the sweep publishes any chunk whose publish
     failed, message by message."""
     now = timezone.now()
-    republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
     with transaction.atomic():
         batch_id, *ids = allocate_ids(len(drafts) + 1)
         Message.all_tenants.bulk_create(
             [
-                Message(
-                    id=message_id,
-                    tenant=tenant,
+                _message_row(
+                    message_id,
+                    tenant,
+                    draft,
+                    now,
                     batch_id=batch_id,
-                    channel=draft.channel,
-                    recipient=draft.recipient,
-                    subject=draft.subject,
-                    body=draft.body,
-                    html=draft.html,
-                    params=draft.params or {},
-                    category=draft.category,
-                    critical=draft.critical,
                     request_hash=draft.fingerprint(),
                     origin=origin,
-                    created_at=now,
                     send_request=send_request,
                     lane=Lane.BULK,
-                    next_attempt_at=now,
-                    republish_at=republish_at,
                 )
                 for message_id, draft in zip(ids, drafts, strict=True)
             ],
@@ -255,15 +243,6 @@ def deliver_chunk(message_ids: list[str]) -> None:
     finally:
         for transport in transports.values():
             transport.close()
-
-
-def find_by_idempotency_key(tenant: Tenant, key: str, fingerprint: str) -> Message | None:
-    """The message created earlier with this key, or None; IdempotencyConflict if that
-    message came from a different request."""
-    existing = Message.all_tenants.for_tenant(tenant).filter(idempotency_key=key).first()
-    if existing is not None and existing.request_hash != fingerprint:
-        raise IdempotencyConflict(key)
-    return existing
 
 
 def _transition(

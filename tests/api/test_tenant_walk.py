@@ -37,7 +37,7 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
     )
     assert created.status_code == 201, created.content
     approve_as_operator("welcome")
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B"),
     )

@@ -23,7 +23,7 @@ def test_message_whose_wake_up_was_lost__delivered_by_the_sweep(platform, settin
     # configured as the platform's (published again after 2 s)
     settings.NOTIFY_REPUBLISH_AFTER = 2
     tenant, _ = create_tenant("e2e-lost", name="E2E Lost")
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(
             channel="email", recipient="lost@example.com", subject="Code 4711", body="4711"
@@ -41,7 +41,7 @@ def test_message_whose_wake_up_was_lost__delivered_by_the_sweep(platform, settin
 def test_message_left_sending_by_a_dead_worker__resumed_and_delivered(platform):
     # Given a message a worker claimed and then died with (its lease ran out a while ago)
     tenant, _ = create_tenant("e2e-dead", name="E2E Dead worker")
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(
             channel="email", recipient="resume@example.com", subject="Code 815", body="815"

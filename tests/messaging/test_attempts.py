@@ -51,7 +51,7 @@ def provider(monkeypatch) -> list:  # noqa: ANN001
 
 
 def make_message(tenant, to="ana@example.com") -> Message:  # noqa: ANN001
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant, draft=MessageDraft(channel="email", recipient=to, subject="S", body="B")
     )
     return message

@@ -44,7 +44,7 @@ def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
 
 
 def make_email(tenant, to="ana@example.com", subject="Your code") -> Message:  # noqa: ANN001
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(channel="email", recipient=to, subject=subject, body="Code: 123456"),
     )
@@ -106,7 +106,7 @@ def test_deliver__message_already_sending__not_sent_again(
 
 
 def test_deliver__html_message__sent_as_html(deliver, tenant, smtp_server, queued_retries):
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(
             channel="email", recipient="a@example.com", subject="S", html="<b>x</b>"

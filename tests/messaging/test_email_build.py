@@ -17,7 +17,7 @@ def queued_retries(monkeypatch) -> list:  # noqa: ANN001
 
 def stored_email(tenant, *, to: str = "ana@example.com", subject: str = "S") -> Message:  # noqa: ANN001
     """A message as stored before the API refused such input (or from another origin)."""
-    message, _ = create_message(
+    message = create_message(
         tenant=tenant,
         draft=MessageDraft(channel="email", recipient=to, subject=subject, body="B"),
     )

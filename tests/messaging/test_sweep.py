@@ -38,7 +38,7 @@ def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
 def accept(tenant, django_capture_on_commit_callbacks, to="ana@example.com") -> Message:  # noqa: ANN001
     """What POST /v2/messages does: the row committed, then its wake-up published."""
     with django_capture_on_commit_callbacks(execute=True):
-        message, _ = create_message(
+        message = create_message(
             tenant=tenant,
             draft=MessageDraft(channel="email", recipient=to, subject="Code", body="123456"),
         )
@@ -153,12 +153,12 @@ def test_scheduled_message__sent_at_its_time__not_before_and_never_once_cancelle
     time_machine.move_to(timezone.now(), tick=False)
     send_at = timezone.now() + timedelta(hours=1)
     with django_capture_on_commit_callbacks(execute=True):
-        kept, _ = create_message(
+        kept = create_message(
             tenant=tenant,
             draft=MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B"),
             send_at=send_at,
         )
-        cancelled, _ = create_message(
+        cancelled = create_message(
             tenant=tenant,
             draft=MessageDraft(channel="email", recipient="b@example.com", subject="S", body="B"),
             send_at=send_at,
