@@ -62,61 +62,15 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
     with django_db_blocker.unblock():
         database_url = test_database_url()
     with SmtpServer() as smtp:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            # A queue of its own, so no task left in a shared Redis by an earlier run is taken.
-            "CELERY_TASK_DEFAULT_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
-            "EMAIL_URL": smtp.url,
-            "NOTIFY_RETRY_DELAYS": "1,1",
-            "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
-            "DEBUG": "0",
-            "HEALTH_TOKEN": HEALTH_TOKEN,
-            "NOTIFY_HEARTBEAT_INTERVAL": "1",
-            # the sweep (beat, in the worker): often, and quick to publish again
-            "NOTIFY_SWEEP_INTERVAL": "0.5",
-            "NOTIFY_REPUBLISH_AFTER": "2",
-            "NOTIFY_SENDING_LEASE": "3",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = platform_env(database_url, EMAIL_URL=smtp.url, NOTIFY_RETRY_DELAYS="1,1")
         port = free_port()
         web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
-        commands = [
-            (
-                [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-                web_log,
-            ),
-            (
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "notify",
-                    "worker",
-                    "-B",
-                    "--schedule",
-                    str(tmp_path / "celerybeat-schedule"),
-                    "--pool",
-                    "solo",
-                    "--loglevel",
-                    "INFO",
-                    "--hostname",
-                    f"e2e-{port}@%h",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-                worker_log,
-            ),
-        ]
         processes = []
         try:
-            for command, log in commands:
-                handle = log.open("w")
-                processes.append(
-                    subprocess.Popen(
-                        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-                    )
-                )
+            processes.append(spawn(web_command(port), env, web_log))
+            processes.append(
+                spawn(worker_command(tmp_path / "celerybeat-schedule"), env, worker_log)
+            )
             running = Platform(f"http://127.0.0.1:{port}", smtp, [web_log, worker_log])
             running.wait_for(
                 lambda: _ready_with_worker(running.base_url),
@@ -125,14 +79,71 @@ def running_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
             )
             yield running
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(processes)
+
+
+def platform_env(database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of the platform's processes in these tests."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        # A queue of its own, so no task left in a shared Redis by an earlier run is taken.
+        "CELERY_TASK_DEFAULT_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+        "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
+        "DEBUG": "0",
+        "HEALTH_TOKEN": HEALTH_TOKEN,
+        "NOTIFY_HEARTBEAT_INTERVAL": "1",
+        # the sweep (beat, in the worker): often, and quick to publish again
+        "NOTIFY_SWEEP_INTERVAL": "0.5",
+        "NOTIFY_REPUBLISH_AFTER": "2",
+        "NOTIFY_SENDING_LEASE": "3",
+        "PYTHONUNBUFFERED": "1",
+        **overrides,
+    }
+
+
+def web_command(port: int) -> list[str]:
+    return [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+
+
+def worker_command(schedule: Path) -> list[str]:
+    """A worker with its beat (`-B`: the sweep), one process, a name of its own."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "notify",
+        "worker",
+        "-B",
+        "--schedule",
+        str(schedule),
+        "--pool",
+        "solo",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        f"e2e-{uuid.uuid4().hex[:8]}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def readiness(base_url: str) -> requests.Response:

@@ -4,26 +4,25 @@ sent twice: the database holds the work, the sweep publishes it again."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import requests
-from django.conf import settings
 
 from notify.messaging.models import Message, MessageStatus
 from notify.tenants.services import create_tenant
 from tests.e2e.conftest import (
-    BIN,
-    HEALTH_TOKEN,
-    ROOT,
     Platform,
     _ready_with_worker,
+    platform_env,
+    spawn,
+    stop,
+    web_command,
+    worker_command,
 )
 from tests.e2e.conftest import (
     test_database_url as database_url_of_test_db,
@@ -89,72 +88,26 @@ def outage_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> Ite
     broker = Broker()
     broker.start()
     with SmtpServer() as smtp:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": broker.url,
-            "REDIS_URL": broker.url,
-            "CELERY_TASK_DEFAULT_QUEUE": f"outage-{uuid.uuid4().hex[:8]}",
-            "EMAIL_URL": smtp.url,
-            "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
-            "DEBUG": "0",
-            "HEALTH_TOKEN": HEALTH_TOKEN,
-            "NOTIFY_HEARTBEAT_INTERVAL": "1",
-            "NOTIFY_SWEEP_INTERVAL": "0.5",
-            "NOTIFY_REPUBLISH_AFTER": "2",
-            "NOTIFY_SENDING_LEASE": "10",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = platform_env(
+            database_url,
+            CELERY_BROKER_URL=broker.url,
+            REDIS_URL=broker.url,
+            EMAIL_URL=smtp.url,
+            NOTIFY_SENDING_LEASE="10",
+        )
         port = free_port()
         web_log, worker_log = tmp_path / "web.log", tmp_path / "worker.log"
-        commands = [
-            (
-                [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-                web_log,
-            ),
-            (
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "notify",
-                    "worker",
-                    "-B",
-                    "--schedule",
-                    str(tmp_path / "beat-schedule"),
-                    "--pool",
-                    "solo",
-                    "--loglevel",
-                    "INFO",
-                    "--hostname",
-                    f"outage-{port}@%h",
-                    "--without-mingle",
-                    "--without-gossip",
-                ],
-                worker_log,
-            ),
-        ]
         processes = []
         try:
-            for command, log in commands:
-                processes.append(
-                    subprocess.Popen(
-                        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-                    )
-                )
+            processes.append(spawn(web_command(port), env, web_log))
+            processes.append(spawn(worker_command(tmp_path / "beat-schedule"), env, worker_log))
             platform = Platform(f"http://127.0.0.1:{port}", smtp, [web_log, worker_log])
             platform.wait_for(
                 lambda: _ready_with_worker(platform.base_url), timeout=60, what="the worker"
             )
             yield platform, broker
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(processes)
             broker.stop()
 
 

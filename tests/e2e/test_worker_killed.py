@@ -6,19 +6,23 @@ message again (an event says so) and it is sent again: at least once, never lost
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import uuid
 from collections import Counter
 
 import pytest
 import requests
-from django.conf import settings
 
 from notify.messaging.models import FINAL_STATUSES, Message, MessageEvent
 from notify.tenants.services import create_tenant
-from tests.e2e.conftest import BIN, HEALTH_TOKEN, ROOT, Platform, _ready_with_worker
+from tests.e2e.conftest import (
+    Platform,
+    _ready_with_worker,
+    platform_env,
+    spawn,
+    stop,
+    web_command,
+    worker_command,
+)
 from tests.e2e.conftest import test_database_url as database_url_of_test_db
 from tests.smtp import SmtpServer, free_port
 
@@ -31,59 +35,14 @@ def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_on
     transactional_db,
     tmp_path,  # noqa: ANN001
 ):
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_test_db(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_TASK_DEFAULT_QUEUE": f"killed-{uuid.uuid4().hex[:8]}",
-        "NOTIFY_VAR_DIR": str(settings.VAR_DIR),
-        "DEBUG": "0",
-        "HEALTH_TOKEN": HEALTH_TOKEN,
-        "NOTIFY_HEARTBEAT_INTERVAL": "1",
-        "NOTIFY_SWEEP_INTERVAL": "0.5",
-        "NOTIFY_REPUBLISH_AFTER": "2",
-        "NOTIFY_SENDING_LEASE": "3",
-        "PYTHONUNBUFFERED": "1",
-    }
     port = free_port()
     logs = [tmp_path / "web.log", tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
-
-    def worker(log) -> subprocess.Popen:  # noqa: ANN001
-        return subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "notify",
-                "worker",
-                "-B",
-                "--schedule",
-                str(tmp_path / "beat-schedule"),
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"killed-{uuid.uuid4().hex[:6]}@%h",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-
+    schedule = tmp_path / "beat-schedule"
     with SmtpServer() as smtp:
-        env["EMAIL_URL"] = smtp.url
-        web = subprocess.Popen(
-            [str(BIN / "python"), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=logs[0].open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        processes = [web, worker(logs[1])]
+        env = platform_env(database_url_of_test_db(), EMAIL_URL=smtp.url)
+        processes = [spawn(web_command(port), env, logs[0])]
         try:
+            processes.append(spawn(worker_command(schedule), env, logs[1]))
             platform = Platform(f"http://127.0.0.1:{port}", smtp, logs)
             platform.wait_for(lambda: _ready_with_worker(platform.base_url), timeout=60)
             # Given a batch of 2,000 being delivered
@@ -105,7 +64,7 @@ def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_on
             # When its worker is killed outright, then another one starts
             processes[1].send_signal(signal.SIGKILL)
             processes[1].wait()
-            processes.append(worker(logs[2]))
+            processes.append(spawn(worker_command(schedule), env, logs[2]))
             # Then every message of the batch ends in a final state
             messages = Message.all_tenants.filter(batch_id=batch_id)
             platform.wait_for(
@@ -125,12 +84,4 @@ def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_on
                     message_id=message_id, detail__contains="lease expired"
                 ).exists()
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(processes)
