@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from notify.channels.base import Envelope, Transport, TransportError, get_transport
@@ -375,17 +375,28 @@ def deliver(message_id: str, transports: dict[str, Transport] | None = None) -> 
 def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
     """A due queued message whose recipient is suppressed (or opted out, unless the message
     is critical) ends `suppressed`, with the reason in its timeline: never sent, never a
-    silent drop. Returns whether it was."""
+    silent drop. Returns whether it was. One query decides (it runs before every send)."""
+    same_recipient = {
+        "tenant_id": OuterRef("tenant_id"),
+        "channel": OuterRef("channel"),
+        "recipient": OuterRef("recipient"),
+    }
+    suppressions = Suppression.all_tenants.filter(**same_recipient)
     row = (
         Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
-        .values("tenant_id", "channel", "recipient", "category", "critical")
+        .annotate(
+            suppressed=Exists(suppressions),
+            suppressed_because=Subquery(suppressions.values("reason")[:1]),
+            opted_out=Exists(
+                Preference.all_tenants.filter(**same_recipient, opted_out=True).filter(
+                    Q(category="") | Q(category=OuterRef("category"))
+                )
+            ),
+        )
+        .values("category", "critical", "suppressed", "suppressed_because", "opted_out")
         .first()
     )
-    if row is None:
-        return False
-    reason = suppression_reason(
-        row["tenant_id"], row["channel"], row["recipient"], row["category"], row["critical"]
-    )
+    reason = _suppression_reason(row) if row is not None else None
     if reason is None:
         return False
     with transaction.atomic():
@@ -404,27 +415,13 @@ def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
     return changed == 1
 
 
-def suppression_reason(
-    tenant_id: int, channel: str, recipient: str, category: str, critical: bool
-) -> str | None:
-    """Why a message must not go to `recipient`, or None."""
-    suppression = (
-        Suppression.all_tenants.filter(tenant_id=tenant_id, channel=channel, recipient=recipient)
-        .values_list("reason", flat=True)
-        .first()
-    )
-    if suppression is not None:
-        return "recipient suppressed" + (f": {suppression}" if suppression else "")
-    if critical:
-        return None
-    opted_out = Preference.all_tenants.filter(
-        tenant_id=tenant_id,
-        channel=channel,
-        recipient=recipient,
-        category__in=["", category] if category else [""],
-        opted_out=True,
-    ).exists()
-    if opted_out:
+def _suppression_reason(row: dict[str, Any]) -> str | None:
+    """Why the message must not go to its recipient, or None."""
+    if row["suppressed"]:
+        because = row["suppressed_because"]
+        return "recipient suppressed" + (f": {because}" if because else "")
+    if row["opted_out"] and not row["critical"]:
+        category = row["category"]
         return "recipient opted out" + (f" of {category!r}" if category else "")
     return None
 
