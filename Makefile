@@ -35,6 +35,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m templates_store.bench
+	$(BIN)/python -m notify.bench_delivery
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache

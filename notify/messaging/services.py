@@ -18,6 +18,8 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from notify.channels.base import Envelope, Transport, TransportError, get_transport
+from notify.messaging import delivery_sql
+from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
@@ -233,94 +235,42 @@ def _publish_chunks(message_ids: list[str]) -> None:
 
 
 def deliver_chunk(message_ids: list[str]) -> None:
-    """Sends a chunk of messages, each claimed as `deliver` claims it (a message of the chunk
-    that another worker took, or that is done, is skipped), over one transport per channel (one
-    SMTP connection for the chunk). Each outcome is recorded as it happens."""
+    """Sends a chunk of messages over one transport per channel (one SMTP connection for the
+    chunk). The whole chunk is checked against suppressions and claimed in one statement each
+    (a message another worker took, not yet due, or done is skipped); each send's outcome is
+    then committed as it happens, in one statement, so a worker that dies mid-chunk leaves at
+    most the one send it was making in doubt."""
+    now = timezone.now()
+    wanted = _suppress_unwanted(message_ids, now)
+    claimed = delivery_sql.claim(wanted, now)
+    skipped = len(wanted) - len(claimed)
+    if skipped:
+        # taken by another worker, finished, or not due yet (a retry's wake-up that came
+        # early): the row says when, and the sweep publishes it then
+        logger.info("%d message(s) not claimable now; skipped", skipped)
     transports: dict[str, Transport] = {}
     try:
-        for message_id in message_ids:
-            deliver(message_id, transports)
+        for message in claimed:
+            _send_claimed(message, transports)
     finally:
         for transport in transports.values():
             transport.close()
 
 
-def _transition(
-    message_id: str, from_status: str, to_status: str, detail: str = "", **fields
-) -> bool:
-    """Moves a message from one status to another only if it is still in the first; records the
-    event in the same transaction. Returns whether this caller made the change."""
-    now = timezone.now()
-    with transaction.atomic():
-        changed = Message.all_tenants.filter(pk=message_id, status=from_status).update(
-            status=to_status, updated_at=now, **fields
-        )
-        if changed == 1:
-            MessageEvent.objects.create(
-                message_id=message_id, status=to_status, detail=detail, created_at=now
-            )
-    return changed == 1
-
-
-def _claim(message_id: str, now: datetime) -> bool:
-    """queued → sending, only if it is due; exactly one caller wins, and its attempt is
-    recorded in the same transaction."""
-    with transaction.atomic():
-        changed = (
-            Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .update(
-                status=MessageStatus.SENDING,
-                attempts=F("attempts") + 1,
-                updated_at=now,
-                lease_expires_at=now + timedelta(seconds=settings.NOTIFY_SENDING_LEASE),
-            )
-        )
-        if changed == 1:
-            MessageEvent.objects.create(
-                message_id=message_id, status=MessageStatus.SENDING, created_at=now
-            )
-            number = Message.all_tenants.filter(pk=message_id).values_list("attempts", flat=True)[0]
-            DeliveryAttempt.objects.create(message_id=message_id, number=number, started_at=now)
-    return changed == 1
-
-
-# a number in [0, 1) for each backoff (tests fix it)
-backoff_jitter: Callable[[], float] = random.random
-
-
-def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
-    """Seconds to wait before the next try after `attempt` failed tries of this round, or
-    None: give up. Full jitter: anywhere up to the attempt's step of NOTIFY_RETRY_DELAYS (so
-    the retries of many messages failing together spread out), at least one second, and never
-    sooner than the provider's Retry-After."""
-    delays = settings.NOTIFY_RETRY_DELAYS
-    if attempt > len(delays):
-        return None
-    delay = max(1.0, delays[attempt - 1] * backoff_jitter())
-    if retry_after is not None:
-        delay = max(delay, float(retry_after))
-    return round(delay, 3)
-
-
-def deliver(message_id: str, transports: dict[str, Transport] | None = None) -> None:
+def deliver(message_id: str) -> None:
     """Claims a queued message, sends it through its channel and records the outcome.
-    `transports`: open transports by channel to reuse (a chunk's); without, one is opened and
-    closed for this message.
 
     Safe to call twice for the same message: only the caller whose conditional UPDATE moved the
     message from queued to sending sends it."""
-    now = timezone.now()
-    if _suppress_if_unwanted(message_id, now):
-        return
-    if not _claim(message_id, now):
-        # taken by another worker, finished, or not due yet (a retry's wake-up that came
-        # early): the row says when, and the sweep publishes it then
-        logger.info("message %s not claimable now; skipping", message_id)
-        return
-    message = Message.all_tenants.get(pk=message_id)
-    own = transports is None
-    transports = {} if transports is None else transports
+    deliver_chunk([message_id])
+
+
+def _claim(message_id: str, now: datetime) -> bool:
+    """queued → sending for one message, only if it is due (see delivery_sql.claim)."""
+    return bool(delivery_sql.claim([message_id], now))
+
+
+def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> None:
     started = time.monotonic()
     try:
         transport = transports.get(message.channel)
@@ -331,74 +281,78 @@ def deliver(message_id: str, transports: dict[str, Transport] | None = None) -> 
         _record_failure(message, exc, started)
         return
     except Exception as exc:  # a bug in a transport must not leave the message in `sending`
-        logger.exception("transport crashed for message %s", message_id)
+        logger.exception("transport crashed for message %s", message.id)
         error = TransportError(f"internal error: {exc!r}", permanent=False, kind="internal")
         _record_failure(message, error, started)
         return
-    finally:
-        if own:
-            for opened in transports.values():
-                opened.close()
     now = timezone.now()
-    with transaction.atomic():
-        _finish_attempt(
-            message,
-            started,
-            AttemptOutcome.DELIVERED if result.delivered else AttemptOutcome.SENT,
+    if result.delivered:
+        status = MessageStatus.DELIVERED
+        events = ((MessageStatus.SENT, result.detail), (MessageStatus.DELIVERED, result.detail))
+        fields: tuple[tuple[str, object], ...] = (("sent_at", now), ("delivered_at", now))
+    else:
+        status = MessageStatus.SENT
+        events = ((MessageStatus.SENT, result.detail),)
+        fields = (("sent_at", now),)
+    delivery_sql.record(
+        message,
+        Outcome(
+            status=status,
+            events=events,
+            attempt_outcome=AttemptOutcome.DELIVERED if result.delivered else AttemptOutcome.SENT,
+            latency_ms=_elapsed_ms(started),
             provider_message_id=result.provider_message_id,
-        )
-        _transition(
-            message_id,
-            MessageStatus.SENDING,
-            MessageStatus.SENT,
-            result.detail,
-            sent_at=now,
-            lease_expires_at=None,
-        )
-        if result.delivered:
-            _transition(
-                message_id,
-                MessageStatus.SENT,
-                MessageStatus.DELIVERED,
-                result.detail,
-                delivered_at=now,
-            )
+            fields=fields,
+        ),
+        now,
+    )
     logger.info(
         "message sent id=%s to=%s: %s",
-        message_id,
+        message.id,
         mask_recipient(message.channel, message.recipient),
         result.detail,
-        extra={"message_id": message_id, "batch_id": message.batch_id},
+        extra={"message_id": message.id, "batch_id": message.batch_id},
     )
 
 
-def _suppress_if_unwanted(message_id: str, now: datetime) -> bool:
-    """A due queued message whose recipient is suppressed (or opted out, unless the message
-    is critical) ends `suppressed`, with the reason in its timeline: never sent, never a
-    silent drop. Returns whether it was. One query decides (it runs before every send)."""
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _suppress_unwanted(message_ids: list[str], now: datetime) -> list[str]:
+    """The messages of `message_ids` that may be sent. A due queued message whose recipient is
+    suppressed (or opted out, unless the message is critical) ends `suppressed`, with the
+    reason in its timeline: never sent, never a silent drop. One query decides for the whole
+    list (it runs before every send)."""
     same_recipient = {
         "tenant_id": OuterRef("tenant_id"),
         "channel": OuterRef("channel"),
         "recipient": OuterRef("recipient"),
     }
     suppressions = Suppression.all_tenants.filter(**same_recipient)
-    row = (
-        Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
+    rows = (
+        Message.all_tenants.filter(pk__in=message_ids, status=MessageStatus.QUEUED)
         .annotate(
             suppressed=Exists(suppressions),
-            suppressed_because=Subquery(suppressions.values("reason")[:1]),
             opted_out=Exists(
                 Preference.all_tenants.filter(**same_recipient, opted_out=True).filter(
                     Q(category="") | Q(category=OuterRef("category"))
                 )
             ),
         )
-        .values("category", "critical", "suppressed", "suppressed_because", "opted_out")
-        .first()
+        .filter(Q(suppressed=True) | Q(opted_out=True, critical=False))
+        .annotate(suppressed_because=Subquery(suppressions.values("reason")[:1]))
+        .values("pk", "category", "critical", "suppressed", "suppressed_because", "opted_out")
     )
-    reason = _suppression_reason(row) if row is not None else None
-    if reason is None:
-        return False
+    unwanted = set()
+    for row in rows:
+        reason = _suppression_reason(row)
+        if reason is not None and _mark_suppressed(row["pk"], reason, now):
+            unwanted.add(row["pk"])
+    return [message_id for message_id in message_ids if message_id not in unwanted]
+
+
+def _mark_suppressed(message_id: str, reason: str, now: datetime) -> bool:
     with transaction.atomic():
         changed = (
             Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
@@ -426,7 +380,7 @@ def _suppression_reason(row: dict[str, Any]) -> str | None:
     return None
 
 
-def envelope_of(message: Message) -> Envelope:
+def envelope_of(message: ClaimedMessage | Message) -> Envelope:
     """The immutable envelope a transport gets for a message (never the row itself)."""
     return Envelope(
         message_id=message.id,
@@ -438,22 +392,25 @@ def envelope_of(message: Message) -> Envelope:
     )
 
 
-def _finish_attempt(
-    message: Message, started: float, outcome: str, error: TransportError | None = None, **fields
-) -> None:
-    DeliveryAttempt.objects.filter(
-        message_id=message.id, number=message.attempts, outcome=AttemptOutcome.SENDING
-    ).update(
-        outcome=outcome,
-        finished_at=timezone.now(),
-        latency_ms=int((time.monotonic() - started) * 1000),
-        error=error.reason if error else "",
-        error_kind=error.kind if error else "",
-        **fields,
-    )
+# a number in [0, 1) for each backoff (tests fix it)
+backoff_jitter: Callable[[], float] = random.random
 
 
-def _record_failure(message: Message, error: TransportError, started: float) -> None:
+def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
+    """Seconds to wait before the next try after `attempt` failed tries of this round, or
+    None: give up. Full jitter: anywhere up to the attempt's step of NOTIFY_RETRY_DELAYS (so
+    the retries of many messages failing together spread out), at least one second, and never
+    sooner than the provider's Retry-After."""
+    delays = settings.NOTIFY_RETRY_DELAYS
+    if attempt > len(delays):
+        return None
+    delay = max(1.0, delays[attempt - 1] * backoff_jitter())
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    return round(delay, 3)
+
+
+def _record_failure(message: ClaimedMessage, error: TransportError, started: float) -> None:
     # Providers quote the address in their refusals; it must not reach logs or admin lists.
     masked = mask_recipient(message.channel, message.recipient)
     error = TransportError(
@@ -467,41 +424,50 @@ def _record_failure(message: Message, error: TransportError, started: float) -> 
     outcome = (
         AttemptOutcome.PERMANENT_FAILURE if error.permanent else AttemptOutcome.TEMPORARY_FAILURE
     )
+    now = timezone.now()
+    attempt = {
+        "attempt_outcome": outcome,
+        "latency_ms": _elapsed_ms(started),
+        "error": error.reason,
+        "error_kind": error.kind,
+    }
     if delay is None:
         if error.permanent:
             status, reason = MessageStatus.FAILED, error.reason
         else:
             status = MessageStatus.DEAD
             reason = f"gave up after {round_attempts} attempts: {error.reason}"
-        with transaction.atomic():
-            _finish_attempt(message, started, outcome, error)
-            _transition(
-                message.id,
-                MessageStatus.SENDING,
-                status,
-                reason,
-                error=reason,
-                failed_at=timezone.now(),
-                lease_expires_at=None,
-            )
+        delivery_sql.record(
+            message,
+            Outcome(
+                status=status,
+                events=((status, reason),),
+                fields=(("error", reason), ("failed_at", now)),
+                **attempt,
+            ),
+            now,
+        )
         logger.warning(
             "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
         )
         return
-    next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    next_attempt_at = now + timedelta(seconds=delay)
     # no broker countdown: the row holds the time, and the sweep publishes it when due
-    with transaction.atomic():
-        _finish_attempt(message, started, outcome, error)
-        _transition(
-            message.id,
-            MessageStatus.SENDING,
-            MessageStatus.QUEUED,
-            f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}",
-            error=error.reason,
-            next_attempt_at=next_attempt_at,
-            republish_at=next_attempt_at,
-            lease_expires_at=None,
-        )
+    detail = f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}"
+    delivery_sql.record(
+        message,
+        Outcome(
+            status=MessageStatus.QUEUED,
+            events=((MessageStatus.QUEUED, detail),),
+            fields=(
+                ("error", error.reason),
+                ("next_attempt_at", next_attempt_at),
+                ("republish_at", next_attempt_at),
+            ),
+            **attempt,
+        ),
+        now,
+    )
     logger.info(
         "message retry id=%s in %ss: %s",
         message.id,
