@@ -33,7 +33,7 @@ from notify.messaging.composition import (
     compose,
     compose_many,
 )
-from notify.messaging.models import Channel, Message, MessageStatus, SendRequest
+from notify.messaging.models import Channel, Message, MessageEvent, MessageStatus, SendRequest
 from notify.messaging.services import (
     MessageDraft,
     NotCancellable,
@@ -242,14 +242,18 @@ class Messages(APIView):
             )
 
         def store(fields: dict, draft: MessageDraft, fingerprint: str, sent: Any) -> dict:
+            timeline: list[MessageEvent] = []
             message = create_message(
                 tenant=request.user,
                 draft=draft,
                 fingerprint=fingerprint,
                 send_at=fields["send_at"],
                 send_request=sent,
+                timeline=timeline,
             )
-            return MessageOutput(selectors.get_message(request.user, message.id)).data
+            # a new message: its timeline is the one event just stored, and no attempt yet
+            message._prefetched_objects_cache = {"events": timeline, "delivery_attempts": []}
+            return MessageOutput(message).data
 
         return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
 
@@ -314,9 +318,12 @@ def accept_send(
     except Exception:
         _abandon(send_request)
         raise
-    with transaction.atomic():
-        body = store(fields, drafts, fingerprint, send_request)
-        if send_request is not None:
+    if send_request is None:
+        # (each store is all or nothing by itself; a transaction around it costs round trips)
+        body = store(fields, drafts, fingerprint, None)
+    else:
+        with transaction.atomic():
+            body = store(fields, drafts, fingerprint, send_request)
             send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
     return Response(body, status=status.HTTP_202_ACCEPTED)
 

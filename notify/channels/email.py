@@ -9,6 +9,17 @@ from notify.channels.base import Envelope, SendResult, Transport, TransportError
 from notify.headers import header_problem
 
 
+class _BuiltOnce(EmailMultiAlternatives):
+    """A mail whose MIME form is built once: the check before sending builds what is sent."""
+
+    _built = None
+
+    def message(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        if self._built is None:
+            self._built = super().message(*args, **kwargs)
+        return self._built
+
+
 def build_check(mail: EmailMultiAlternatives) -> None:
     """Builds the whole message, headers and addresses, before any connection is made, and
     raises a permanent TransportError if it cannot be built: the same content never will be,
@@ -53,7 +64,7 @@ class EmailTransport(Transport):
                 connection.close()
 
     def send(self, envelope: Envelope) -> SendResult:
-        mail = EmailMultiAlternatives(
+        mail = _BuiltOnce(
             subject=envelope.subject,
             body=envelope.body,
             from_email=settings.DEFAULT_FROM_EMAIL,

@@ -87,37 +87,38 @@ def create_message(
     origin: str = Origin.V2,
     send_at: datetime | None = None,
     send_request: SendRequest | None = None,
+    timeline: list[MessageEvent] | None = None,
 ) -> Message:
     """Stores a queued message and publishes its wake-up once the row is committed (a message
     scheduled for later is published by the sweep when it is due). Idempotency is the send
-    request's (`requests.begin`). `fingerprint` identifies the request (default: the draft)."""
+    request's (`requests.begin`). `fingerprint` identifies the request (default: the draft).
+    `timeline`, when given, receives the message's first event (an answer needs no re-read)."""
     now = timezone.now()
     scheduled = send_at is not None and send_at > now
     due = send_at if scheduled else now
-    with transaction.atomic():
-        (message_id,) = allocate_ids(1)
-        message = _message_row(
-            message_id,
-            tenant,
-            draft,
-            now,
-            request_hash=fingerprint or draft.fingerprint(),
-            origin=origin,
-            send_request=send_request,
-            send_at=send_at,
-            next_attempt_at=due,
-            republish_at=due if scheduled else None,
-        )
-        message.save(force_insert=True)
-        MessageEvent.objects.create(
-            message=message,
-            status=MessageStatus.QUEUED,
-            detail=f"scheduled for {due.isoformat()}" if scheduled else "",
-        )
-        if not scheduled:
-            # after the commit: a broker outage must not turn an accepted message into a 500;
-            # the row is the work, the sweep publishes it again
-            transaction.on_commit(lambda: _publish([message_id]))
+    (message_id,) = allocate_ids(1)
+    message = _message_row(
+        message_id,
+        tenant,
+        draft,
+        now,
+        request_hash=fingerprint or draft.fingerprint(),
+        origin=origin,
+        send_request=send_request,
+        send_at=send_at,
+        next_attempt_at=due,
+        republish_at=due if scheduled else None,
+    )
+    event = MessageEvent(
+        status=MessageStatus.QUEUED,
+        detail=f"scheduled for {due.isoformat()}" if scheduled else "",
+        created_at=now,
+    )
+    delivery_sql.insert_queued(message, event)
+    if not scheduled:
+        # after the commit (at once outside a transaction): a broker outage must not turn an
+        # accepted message into a 500; the row is the work, the sweep publishes it again
+        transaction.on_commit(lambda: _publish([message_id]))
     logger.info(
         "message queued id=%s tenant=%s channel=%s to=%s",
         message.id,
@@ -126,6 +127,8 @@ def create_message(
         mask_recipient(message.channel, message.recipient),
         extra={"message_id": message.id, "tenant": tenant.slug},
     )
+    if timeline is not None:
+        timeline.append(event)
     return message
 
 
