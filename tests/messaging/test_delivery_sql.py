@@ -1,0 +1,151 @@
+"""The delivery path's set-based writes (one statement each on PostgreSQL, a short transaction
+elsewhere): a chunk claimed once, an outcome recorded all or nothing and only by the worker that
+still holds the message, a new message stored with its first event or not at all."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notify.messaging import delivery_sql, services
+from notify.messaging.models import (
+    DeliveryAttempt,
+    Message,
+    MessageEvent,
+    MessageStatus,
+)
+from notify.messaging.services import MessageDraft, create_batch
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
+    monkeypatch.setattr(services, "_publish_chunks", lambda message_ids: None)
+
+
+def queued(tenant, count: int) -> list[str]:  # noqa: ANN001
+    drafts = [
+        MessageDraft(channel="email", recipient=f"r{n}@example.com", subject="S", body="B")
+        for n in range(count)
+    ]
+    return create_batch(tenant=tenant, drafts=drafts).message_ids
+
+
+def delivered_outcome() -> delivery_sql.Outcome:
+    now = timezone.now()
+    return delivery_sql.Outcome(
+        status=MessageStatus.DELIVERED,
+        events=((MessageStatus.SENT, "250 OK"), (MessageStatus.DELIVERED, "250 OK")),
+        attempt_outcome="delivered",
+        latency_ms=4,
+        provider_message_id="p-1",
+        fields=(("sent_at", now), ("delivered_at", now)),
+    )
+
+
+def test_claim__same_chunk_claimed_twice__each_message_claimed_once(tenant):
+    # Given a chunk of queued messages
+    ids = queued(tenant, 5)
+    now = timezone.now()
+    # When two workers claim it
+    first = delivery_sql.claim(ids, now)
+    second = delivery_sql.claim(ids, now)
+    # Then the first gets all five, with one open attempt and one "sending" event each
+    assert sorted(m.id for m in first) == sorted(ids) and second == []
+    assert {m.attempts for m in first} == {1}
+    assert DeliveryAttempt.objects.filter(message_id__in=ids, outcome="sending").count() == 5
+    assert MessageEvent.objects.filter(message_id__in=ids, status="sending").count() == 5
+    assert set(Message.all_tenants.filter(pk__in=ids).values_list("status", flat=True)) == {
+        MessageStatus.SENDING
+    }
+
+
+def test_claim__messages_not_due_or_finished__left_alone(tenant):
+    # Given a chunk where one message waits for a retry and one was cancelled
+    ids = queued(tenant, 3)
+    later = timezone.now() + timedelta(minutes=5)
+    Message.all_tenants.filter(pk=ids[0]).update(next_attempt_at=later)
+    Message.all_tenants.filter(pk=ids[1]).update(status=MessageStatus.CANCELLED)
+    # When the chunk is claimed
+    claimed = delivery_sql.claim(ids, timezone.now())
+    # Then only the due queued one is
+    assert [m.id for m in claimed] == [ids[2]]
+    assert Message.all_tenants.get(pk=ids[0]).status == MessageStatus.QUEUED
+    assert Message.all_tenants.get(pk=ids[1]).status == MessageStatus.CANCELLED
+
+
+def test_record__worker_still_holds_message__message_attempt_and_events_change_together(tenant):
+    # Given a claimed message
+    (message,) = delivery_sql.claim(queued(tenant, 1), timezone.now())
+    # When its outcome is recorded
+    assert delivery_sql.record(message, delivered_outcome(), timezone.now())
+    # Then the message, its attempt and its timeline all say so, in order
+    row = Message.all_tenants.get(pk=message.id)
+    assert row.status == MessageStatus.DELIVERED and row.lease_expires_at is None
+    assert row.sent_at is not None and row.delivered_at is not None
+    attempt = DeliveryAttempt.objects.get(message_id=message.id)
+    assert (attempt.outcome, attempt.provider_message_id, attempt.latency_ms) == (
+        "delivered",
+        "p-1",
+        4,
+    )
+    assert list(row.events.values_list("status", flat=True)) == [
+        "queued",
+        "sending",
+        "sent",
+        "delivered",
+    ]
+
+
+def test_record__lease_expired_and_message_queued_again__nothing_recorded(tenant, settings):
+    # Given a claimed message whose worker was too slow: the sweep queued it again
+    settings.NOTIFY_SENDING_LEASE = 1
+    ids = queued(tenant, 1)
+    claimed_at = timezone.now()
+    (message,) = delivery_sql.claim(ids, claimed_at)
+    services.sweep(now=claimed_at + timedelta(seconds=5))
+    events_before = MessageEvent.objects.filter(message_id=message.id).count()
+    # When the slow worker records its outcome at last
+    recorded = delivery_sql.record(message, delivered_outcome(), timezone.now())
+    # Then nothing changes: the message is the next worker's, its old attempt stays abandoned
+    assert recorded is False
+    row = Message.all_tenants.get(pk=message.id)
+    assert row.status == MessageStatus.QUEUED and row.delivered_at is None
+    assert DeliveryAttempt.objects.get(message_id=message.id).outcome == "abandoned"
+    assert MessageEvent.objects.filter(message_id=message.id).count() == events_before
+
+
+def test_record__an_earlier_attempt_of_a_message_claimed_again__nothing_recorded(tenant):
+    # Given a message claimed, queued again by the sweep, and claimed by a second worker
+    ids = queued(tenant, 1)
+    (first,) = delivery_sql.claim(ids, timezone.now())
+    Message.all_tenants.filter(pk=first.id).update(status=MessageStatus.QUEUED)
+    (second,) = delivery_sql.claim(ids, timezone.now())
+    # When the first worker records its outcome
+    recorded = delivery_sql.record(first, delivered_outcome(), timezone.now())
+    # Then it changes nothing: the message belongs to the second attempt
+    assert recorded is False and second.attempts == 2
+    assert Message.all_tenants.get(pk=first.id).status == MessageStatus.SENDING
+    assert delivery_sql.record(second, delivered_outcome(), timezone.now())
+
+
+def test_insert_queued__id_already_taken__neither_message_nor_event_written(tenant):
+    # Given a stored message
+    (taken,) = queued(tenant, 1)
+    events_before = MessageEvent.objects.count()
+    clash = Message(
+        id=taken,
+        tenant=tenant,
+        channel="email",
+        recipient="x@example.com",
+        subject="S",
+        body="B",
+    )
+    event = MessageEvent(status=MessageStatus.QUEUED, created_at=timezone.now())
+    # When a new message is stored under the same id
+    with pytest.raises(IntegrityError), transaction.atomic():
+        delivery_sql.insert_queued(clash, event)
+    # Then no event was written for it
+    assert MessageEvent.objects.count() == events_before
+    assert Message.all_tenants.get(pk=taken).recipient == "r0@example.com"
