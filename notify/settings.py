@@ -225,6 +225,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
     "messaging.deliver_chunk": {"queue": NOTIFY_BULK_QUEUE},
+    "messaging.deliver_bulk": {"queue": NOTIFY_BULK_QUEUE},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -247,6 +248,9 @@ NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
 # A batch's messages are published in chunks of this many (one task sends a chunk).
 NOTIFY_CHUNK_SIZE = env.int("NOTIFY_CHUNK_SIZE", default=100)
+# Bulk lane wake-ups in flight at most (each one that finds work publishes its successor): more
+# than the bulk workers' total concurrency keeps them all busy.
+NOTIFY_BULK_WAKEUPS = env.int("NOTIFY_BULK_WAKEUPS", default=32)
 # Idempotency-Key: a key's first answer is replayed this long (seconds); a first request that
 # has not completed after NOTIFY_IDEMPOTENCY_TAKEOVER seconds is taken over by its retry.
 NOTIFY_IDEMPOTENCY_TTL = env.int("NOTIFY_IDEMPOTENCY_TTL", default=24 * 3600)

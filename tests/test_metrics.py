@@ -26,7 +26,7 @@ def test_metrics__operator__counts_queue_and_latency(
     # Given a delivered message, a waiting one (due 90 s ago) and a due batch of two
     settings.HEALTH_TOKEN = "ops-token"
     monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
-    monkeypatch.setattr(services, "_publish_chunks", lambda ids: None)
+    monkeypatch.setattr(services, "publish_bulk_wakeups", lambda n: 0)
     draft = MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B")
     sent = create_message(tenant=tenant, draft=draft)
     services.deliver(sent.id)

@@ -276,3 +276,37 @@ def insert_queued(message: Message, event: MessageEvent) -> None:
     message._state.db = connection.alias
     event._state.adding = False
     event._state.db = connection.alias
+
+
+def next_bulk_chunk(
+    now: datetime, size: int, after_tenant: int | None
+) -> tuple[int | None, list[str]]:
+    """The bulk lane's next chunk, tenants served in turn: the ids of up to `size` due queued
+    bulk messages of the first tenant after `after_tenant` (by id, wrapping around) that has
+    any, oldest first (to be claimed: another worker may take some first). Returns (that
+    tenant, the ids); (None, []) when the lane has no due work. A tenant's million-recipient
+    campaign thus takes one chunk in turn with every other tenant's batch, whatever was queued
+    first."""
+    due = (
+        Message.all_tenants.filter(status=MessageStatus.QUEUED, lane="bulk")
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by()
+    )
+    tenant_id = None
+    if after_tenant is not None:
+        tenant_id = (
+            due.filter(tenant_id__gt=after_tenant)
+            .order_by("tenant_id")
+            .values_list("tenant_id", flat=True)
+            .first()
+        )
+    if tenant_id is None:
+        tenant_id = due.order_by("tenant_id").values_list("tenant_id", flat=True).first()
+    if tenant_id is None:
+        return None, []
+    ids = list(
+        due.filter(tenant_id=tenant_id)
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:size]
+    )
+    return tenant_id, ids

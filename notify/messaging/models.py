@@ -153,6 +153,12 @@ class Message(models.Model):
                 condition=Q(status="queued"),
                 name="message_queued_due",
             ),
+            # the bulk lane's turns: the next tenant with due work, then its oldest rows
+            models.Index(
+                fields=["lane", "tenant", "next_attempt_at"],
+                condition=Q(status="queued"),
+                name="message_queued_lane_tenant",
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="sending"),

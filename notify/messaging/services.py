@@ -175,9 +175,8 @@ def create_batch(
     origin: str = Origin.V2,
 ) -> BatchResult:
     """Stores one queued message per draft under a new batch id, in one transaction with set
-    inserts (messages, then their events), and publishes them after the commit in chunks of
-    NOTIFY_CHUNK_SIZE (one task sends a chunk); the sweep publishes any chunk whose publish
-    failed, message by message."""
+    inserts (messages, then their events), and publishes the bulk lane's wake-ups after the
+    commit (`publish_bulk_wakeups`); the sweep publishes them again if that failed."""
     now = timezone.now()
     with transaction.atomic():
         batch_id, *ids = allocate_ids(len(drafts) + 1)
@@ -210,7 +209,7 @@ def create_batch(
             ],
             batch_size=1000,
         )
-        transaction.on_commit(lambda: _publish_chunks(ids))
+        transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
     logger.info(
         "batch queued id=%s tenant=%s messages=%d",
         batch_id,
@@ -221,20 +220,46 @@ def create_batch(
     return BatchResult(batch_id, ids)
 
 
-def _publish_chunks(message_ids: list[str]) -> None:
-    from notify.messaging.tasks import deliver_chunk
+def publish_bulk_wakeups(messages: int) -> int:
+    """Wake-ups for the bulk lane, one per chunk of `messages` (at most NOTIFY_BULK_WAKEUPS:
+    each wake-up that finds work publishes its successor, so that many keep the lane's workers
+    busy). A wake-up names no message: the worker takes the next tenant's turn
+    (`deliver_bulk`). A broker outage stops here, logged; the sweep publishes them again.
+    Returns how many were published."""
+    from notify.messaging.tasks import deliver_bulk
 
-    size = settings.NOTIFY_CHUNK_SIZE
-    for start in range(0, len(message_ids), size):
+    wanted = min(-(-messages // settings.NOTIFY_CHUNK_SIZE), settings.NOTIFY_BULK_WAKEUPS)
+    for done in range(wanted):
         try:
-            deliver_chunk.apply_async(args=[message_ids[start : start + size]])
-        except Exception:  # noqa: BLE001 - any broker failure: the sweep publishes the rest
+            deliver_bulk.apply_async()
+        except Exception:  # noqa: BLE001 - any broker failure: the sweep publishes them later
             logger.warning(
-                "broker unavailable: %d message(s) of a batch left for the sweep",
-                len(message_ids) - start,
+                "broker unavailable: %d bulk wake-up(s) left for the sweep",
+                wanted - done,
                 exc_info=True,
             )
-            return
+            return done
+    return wanted
+
+
+# the tenant whose bulk turn this process served last (each process takes turns in tenant
+# order; with several processes, turns interleave, each still round-robin)
+_last_bulk_tenant: int | None = None
+
+
+def deliver_bulk() -> bool:
+    """One turn of the bulk lane: the next tenant's chunk (see delivery_sql.next_bulk_chunk)
+    claimed and sent. Returns whether there was work."""
+    global _last_bulk_tenant
+    now = timezone.now()
+    tenant_id, message_ids = delivery_sql.next_bulk_chunk(
+        now, settings.NOTIFY_CHUNK_SIZE, _last_bulk_tenant
+    )
+    if tenant_id is None:
+        return False
+    _last_bulk_tenant = tenant_id
+    deliver_chunk(message_ids)
+    return True
 
 
 def deliver_chunk(message_ids: list[str]) -> None:
@@ -609,10 +634,18 @@ def _publish_due(now: datetime, limit: int) -> int:
         if not rows:
             return 0
         Message.all_tenants.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
-    # each in its own lane: bulk messages in chunks, the others one task each
+    # each in its own lane: a transactional message gets its own task; bulk messages get the
+    # lane's wake-ups, unless a bulk worker is at work (its wake-ups are circulating: more would
+    # only pile up while a long campaign lasts)
     bulk = [pk for pk, lane in rows if lane == Lane.BULK]
     transactional = [pk for pk, lane in rows if lane != Lane.BULK]
     published = _publish(transactional)
-    if bulk:
-        _publish_chunks(bulk)
-    return published + len(bulk)
+    if bulk and not _bulk_lane_at_work(now):
+        published += min(len(bulk), publish_bulk_wakeups(len(bulk)) * settings.NOTIFY_CHUNK_SIZE)
+    return published
+
+
+def _bulk_lane_at_work(now: datetime) -> bool:
+    return Message.all_tenants.filter(
+        status=MessageStatus.SENDING, lane=Lane.BULK, lease_expires_at__gt=now
+    ).exists()

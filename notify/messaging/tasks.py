@@ -30,6 +30,21 @@ def deliver_chunk(message_ids: list[str]) -> None:
     services.deliver_chunk(message_ids)
 
 
+@shared_task(
+    name="messaging.deliver_bulk",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=10,
+)
+def deliver_bulk() -> None:
+    """A bulk lane wake-up: the next tenant's turn. One that found work publishes its
+    successor, so the lane keeps as many wake-ups in flight as it was given until it is empty."""
+    if services.deliver_bulk():
+        deliver_bulk.apply_async()
+
+
 @shared_task(name="messaging.sweep", ignore_result=True)
 def sweep() -> None:
     """Run by Celery beat (`celery -A notify worker -B`) every NOTIFY_SWEEP_INTERVAL seconds."""

@@ -1,5 +1,6 @@
 """POST /v2/messages/batch and GET /v2/batches/<id>: one request, many recipients, stored in
-one transaction, published in chunks, each message sent once."""
+one transaction, woken up in the bulk lane, sent in chunks, each message once; tenants' batches
+take turns."""
 
 import pytest
 
@@ -8,15 +9,21 @@ from notify.messaging.models import Message, MessageStatus
 
 
 @pytest.fixture
-def chunks(monkeypatch) -> list[list[str]]:  # noqa: ANN001
-    """The chunks published (one task each); nothing reaches a broker."""
-    published: list[list[str]] = []
+def wakeups(monkeypatch) -> list[int]:  # noqa: ANN001
+    """The bulk lane wake-ups published (one entry each); nothing reaches a broker."""
+    published: list[int] = []
     from notify.messaging import tasks
 
-    monkeypatch.setattr(
-        tasks.deliver_chunk, "apply_async", lambda args: published.append(list(args[0]))
-    )
+    monkeypatch.setattr(tasks.deliver_bulk, "apply_async", lambda: published.append(1))
     return published
+
+
+def run_bulk_lane() -> int:
+    """The bulk lane's turns until it has no work, as its workers take them. Returns how many."""
+    turns = 0
+    while services.deliver_bulk():
+        turns += 1
+    return turns
 
 
 def post_batch(client, body, **headers):  # noqa: ANN001, ANN201
@@ -29,7 +36,7 @@ INLINE = {"channel": "email", "subject": "Maintenance tonight", "body": "From 2 
 def test_batch__inline_content__one_message_each_sent_in_chunks_and_counted(
     api_client,
     other_tenant_client,
-    chunks,
+    wakeups,
     smtp_server,
     settings,
     django_capture_on_commit_callbacks,
@@ -40,16 +47,16 @@ def test_batch__inline_content__one_message_each_sent_in_chunks_and_counted(
     # When a batch of 5 is sent
     with django_capture_on_commit_callbacks(execute=True):
         response = post_batch(api_client, {**INLINE, "recipients": recipients})
-    # Then it is accepted with its id and count, and published in 3 chunks
+    # Then it is accepted with its id and count, and one wake-up per chunk is published
     assert response.status_code == 202, response.content
     batch_id = response.json()["batch_id"]
     assert response.json()["count"] == 5
-    assert [len(chunk) for chunk in chunks] == [2, 2, 1]
+    assert len(wakeups) == 3
     summary = api_client.get(f"/v2/batches/{batch_id}").json()
     assert summary["counts"] == {"queued": 5} and summary["progress"] == 0
-    # When the chunks' tasks run (one of them twice)
-    for chunk in [*chunks, chunks[0]]:
-        services.deliver_chunk(chunk)
+    # When the bulk lane takes its turns: three chunks; then a chunk's work arrives again
+    assert run_bulk_lane() == 3
+    services.deliver_chunk(list(Message.all_tenants.values_list("pk", flat=True)))
     # Then each recipient got one mail, and the batch is done
     assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == sorted(
         r["to"] for r in recipients
@@ -61,7 +68,7 @@ def test_batch__inline_content__one_message_each_sent_in_chunks_and_counted(
 
 
 def test_batch__template_with_shared_and_own_data__each_rendered_with_its_own(
-    api_client, approve_as_operator, chunks
+    api_client, approve_as_operator, wakeups
 ):
     # Given an approved template
     api_client.post(
@@ -94,7 +101,7 @@ def test_batch__template_with_shared_and_own_data__each_rendered_with_its_own(
     assert subjects == ["Acme: hello Ana", "Acme: hello Bo"]
 
 
-def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(api_client, chunks):
+def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(api_client, wakeups):
     response = post_batch(
         api_client,
         {**INLINE, "recipients": [{"to": "a@example.com"}, {"to": "not-an-address"}]},
@@ -103,36 +110,72 @@ def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(api_client, 
     assert response.json()["error"]["fields"] == {
         "recipients.1.to": ["Enter a valid email address."]
     }
-    assert Message.all_tenants.count() == 0 and chunks == []
+    assert Message.all_tenants.count() == 0 and wakeups == []
 
 
 @pytest.mark.parametrize("count", [0, 10_001])
-def test_batch__no_or_too_many_recipients__400(api_client, chunks, count):
+def test_batch__no_or_too_many_recipients__400(api_client, wakeups, count):
     recipients = [{"to": f"u{i}@example.com"} for i in range(count)]
     response = post_batch(api_client, {**INLINE, "recipients": recipients})
     assert response.status_code == 400
     assert "recipients" in response.json()["error"]["fields"]
 
 
-def test_batch__10000_recipients__accepted_stored_and_published_in_100_chunks(
-    api_client, chunks, django_capture_on_commit_callbacks
+def test_batch__10000_recipients__accepted_stored_and_the_bulk_lane_woken(
+    api_client, wakeups, settings, django_capture_on_commit_callbacks
 ):
     # Given the largest batch allowed
     recipients = [{"to": f"user{i}@example.com"} for i in range(10_000)]
     # When it is sent
     with django_capture_on_commit_callbacks(execute=True):
         response = post_batch(api_client, {**INLINE, "recipients": recipients})
-    # Then every message is stored queued, and published in chunks of 100
+    # Then every message is stored queued, and the lane gets as many wake-ups as it keeps
+    # in flight (each one that finds work publishes its successor)
     assert response.status_code == 202, response.content
     assert response.json()["count"] == 10_000
     assert Message.all_tenants.filter(status=MessageStatus.QUEUED).count() == 10_000
-    assert len(chunks) == 100 and sum(map(len, chunks)) == 10_000
+    assert len(wakeups) == settings.NOTIFY_BULK_WAKEUPS
 
 
-def test_batch__same_idempotency_key_again__first_answer_no_second_batch(api_client, chunks):
+def test_batch__same_idempotency_key_again__first_answer_no_second_batch(api_client, wakeups):
     body = {**INLINE, "recipients": [{"to": "a@example.com"}, {"to": "b@example.com"}]}
     first = post_batch(api_client, body, HTTP_IDEMPOTENCY_KEY="campaign-7")
     again = post_batch(api_client, body, HTTP_IDEMPOTENCY_KEY="campaign-7")
     assert first.status_code == again.status_code == 202
     assert again.json() == first.json()
     assert Message.all_tenants.count() == 2
+
+
+def test_bulk_lane__a_big_campaign_queued_first__another_tenants_batch_takes_turns_with_it(
+    tenant, smtp_server, settings, wakeups, django_capture_on_commit_callbacks
+):
+    # Given chunks of 10, a 300-recipient campaign of one tenant, then another tenant's 40
+    from notify.messaging.services import MessageDraft, create_batch
+    from notify.tenants.services import create_tenant
+
+    settings.NOTIFY_CHUNK_SIZE = 10
+    other, _ = create_tenant("globex", name="Globex")
+
+    def drafts(prefix: str, count: int) -> list[MessageDraft]:
+        return [
+            MessageDraft(
+                channel="email", recipient=f"{prefix}{n}@example.com", subject="S", body="B"
+            )
+            for n in range(count)
+        ]
+
+    create_batch(tenant=tenant, drafts=drafts("campaign", 300))
+    small = create_batch(tenant=other, drafts=drafts("notice", 40))
+    # When the bulk lane takes its turns
+    order = []
+    while services.deliver_bulk():
+        order.append(smtp_server.received[-1].rcpt_tos[0])
+    # Then the small batch is done after 8 turns (4 of its own, 4 of the campaign's), not after
+    # the campaign's 30, and everything was sent once
+    small_turns = [n for n, to in enumerate(order) if to.startswith("notice")]
+    assert max(small_turns) <= 7
+    assert len(smtp_server.received) == 340
+    assert len({mail.rcpt_tos[0] for mail in smtp_server.received}) == 340
+    assert set(
+        Message.all_tenants.filter(batch_id=small.batch_id).values_list("status", flat=True)
+    ) == {MessageStatus.DELIVERED}

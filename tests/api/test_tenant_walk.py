@@ -29,7 +29,7 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
 ):
     # Given the first tenant's template (published, approved), a dead message and a batch
     monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
-    monkeypatch.setattr("notify.messaging.services._publish_chunks", lambda ids: None)
+    monkeypatch.setattr("notify.messaging.services.publish_bulk_wakeups", lambda n: 0)
     created = api_client.post(
         "/v2/templates",
         {"key": "welcome", "channel": "email", "subject": "Hi", "body": "<p>Hi</p>"},

@@ -21,7 +21,7 @@ from notify.messaging.services import MessageDraft, create_batch
 @pytest.fixture(autouse=True)
 def no_broker(monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
-    monkeypatch.setattr(services, "_publish_chunks", lambda message_ids: None)
+    monkeypatch.setattr(services, "publish_bulk_wakeups", lambda messages: 0)
 
 
 def queued(tenant, count: int) -> list[str]:  # noqa: ANN001
