@@ -3,7 +3,9 @@ broker (Redis when REDIS_URL is set), and an aiosmtpd server on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -129,9 +131,23 @@ def worker_command(schedule: Path) -> list[str]:
 
 
 def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A process in a session of its own, so that it and whatever it forks (a worker's beat and
+    pool) are stopped or killed together."""
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+
+
+def kill_outright(process: subprocess.Popen) -> None:
+    """SIGKILL to the process and everything it forked, as when its machine dies (a worker's
+    embedded beat would otherwise outlive it)."""
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
@@ -144,6 +160,13 @@ def stop(processes: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # whatever it forked and left behind
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
 
 
 def readiness(base_url: str) -> requests.Response:

@@ -6,7 +6,6 @@ message again (an event says so) and it is sent again: at least once, never lost
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 
 import pytest
@@ -17,6 +16,7 @@ from notify.tenants.services import create_tenant
 from tests.e2e.conftest import (
     Platform,
     _ready_with_worker,
+    kill_outright,
     platform_env,
     spawn,
     stop,
@@ -62,8 +62,7 @@ def test_worker_killed_mid_batch__restarted__all_final_each_mail_once_but_the_on
             batch_id = response.json()["batch_id"]
             platform.wait_for(lambda: len(smtp.received) >= 300, timeout=120, what="300 mails")
             # When its worker is killed outright, then another one starts
-            processes[1].send_signal(signal.SIGKILL)
-            processes[1].wait()
+            kill_outright(processes[1])
             processes.append(spawn(worker_command(schedule), env, logs[2]))
             # Then every message of the batch ends in a final state
             messages = Message.all_tenants.filter(batch_id=batch_id)
