@@ -241,12 +241,11 @@ class Messages(APIView):
                 ),
             )
 
-        def store(fields: dict, draft: MessageDraft, fingerprint: str, sent: Any) -> dict:
+        def store(fields: dict, draft: MessageDraft, sent: Any) -> dict:
             timeline: list[MessageEvent] = []
             message = create_message(
                 tenant=request.user,
                 draft=draft,
-                fingerprint=fingerprint,
                 send_at=fields["send_at"],
                 send_request=sent,
                 timeline=timeline,
@@ -263,7 +262,7 @@ def accept_send(
     endpoint: str,
     serializer_class: type[serializers.Serializer],
     compose_drafts: Callable[[dict], Any],
-    store: Callable[[dict, Any, str, SendRequest | None], dict],
+    store: Callable[[dict, Any, SendRequest | None], dict],
 ) -> Response:
     """A send request, as every send endpoint answers it: the body validated, the
     Idempotency-Key honoured (the first answer replayed, 422 for another request, 409 while the
@@ -279,11 +278,12 @@ def accept_send(
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     fields = serializer.validated_data
-    fingerprint = request_fingerprint(fields)
     send_request = None
     if idempotency_key:
         try:
-            begun = send_requests.begin(request.user, endpoint, idempotency_key, fingerprint)
+            begun = send_requests.begin(
+                request.user, endpoint, idempotency_key, request_fingerprint(fields)
+            )
         except send_requests.IdempotencyKeyReused:
             return Response(
                 error_body(
@@ -320,10 +320,10 @@ def accept_send(
         raise
     if send_request is None:
         # (each store is all or nothing by itself; a transaction around it costs round trips)
-        body = store(fields, drafts, fingerprint, None)
+        body = store(fields, drafts, None)
     else:
         with transaction.atomic():
-            body = store(fields, drafts, fingerprint, send_request)
+            body = store(fields, drafts, send_request)
             send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
     return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -478,7 +478,7 @@ class MessageBatchCreate(APIView):
                 [(r["to"], r["data"]) for r in fields["recipients"]],
             )
 
-        def store(fields: dict, drafts: list, fingerprint: str, sent: Any) -> dict:
+        def store(fields: dict, drafts: list, sent: Any) -> dict:
             batch = create_batch(tenant=request.user, drafts=drafts, send_request=sent)
             return self.OutputSerializer(
                 {"batch_id": batch.batch_id, "count": len(batch.message_ids)}

@@ -106,9 +106,6 @@ class Message(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # `attempts` when the message was last retried by hand: each retry allows a new round
     attempts_before_retry = models.PositiveIntegerField(default=0)
-    idempotency_key = models.CharField(max_length=255, blank=True, default="")
-    # Fingerprint of the request that created the message, to tell a retry from a key reuse.
-    request_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     send_request = models.ForeignKey(
         SendRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
@@ -138,13 +135,6 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["tenant", "idempotency_key"],
-                condition=~Q(idempotency_key=""),
-                name="message_unique_idempotency_key_per_tenant",
-            )
-        ]
         indexes = [
             models.Index(fields=["tenant", "-created_at"]),
             # the sweep's two scans, each over the few rows in that state
@@ -168,6 +158,11 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+def due_by(now) -> Q:  # noqa: ANN001 - a datetime
+    """Messages whose next attempt may start at `now` (a queued row without a time is due)."""
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
 class AttemptOutcome(models.TextChoices):
