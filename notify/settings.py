@@ -224,7 +224,6 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = {
     "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
-    "messaging.deliver_chunk": {"queue": NOTIFY_BULK_QUEUE},
     "messaging.deliver_bulk": {"queue": NOTIFY_BULK_QUEUE},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -17,7 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from notify.health.views import is_operator
-from notify.messaging.models import AttemptOutcome, DeliveryAttempt, Message, MessageStatus
+from notify.messaging.models import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    Message,
+    MessageStatus,
+    due_by,
+)
 
 LATENCY_WINDOW = timedelta(hours=1)
 LATENCY_BUCKETS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -52,7 +58,7 @@ class DatabaseCollector:
         )
         due = (
             Message.all_tenants.filter(status=MessageStatus.QUEUED)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .filter(due_by(now))
             .values("lane")
             .annotate(count=Count("id"), since=Min("next_attempt_at"))
             .order_by()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F
 
 from notify.messaging.models import (
     AttemptOutcome,
@@ -21,6 +21,7 @@ from notify.messaging.models import (
     Message,
     MessageEvent,
     MessageStatus,
+    due_by,
 )
 
 MESSAGE = Message._meta.db_table
@@ -111,9 +112,7 @@ def _claim_postgresql(
 
 
 def _claim_portable(message_ids: list[str], now: datetime, lease: datetime) -> list[ClaimedMessage]:
-    from django.db.models import F
-
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    due = due_by(now)
     with transaction.atomic():
         won = [
             message_id
@@ -289,7 +288,7 @@ def next_bulk_chunk(
     first."""
     due = (
         Message.all_tenants.filter(status=MessageStatus.QUEUED, lane="bulk")
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(due_by(now))
         .order_by()
     )
     tenant_id = None

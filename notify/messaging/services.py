@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import time
@@ -34,6 +32,7 @@ from notify.messaging.models import (
     Preference,
     SendRequest,
     Suppression,
+    due_by,
 )
 from notify.tenants.models import Tenant
 
@@ -50,10 +49,6 @@ class MessageDraft:
     params: dict | None = None
     category: str = ""
     critical: bool = False
-
-    def fingerprint(self) -> str:
-        payload = json.dumps(self.__dict__, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def enqueue_delivery(message_id: str) -> None:
@@ -83,7 +78,6 @@ def create_message(
     *,
     tenant: Tenant,
     draft: MessageDraft,
-    fingerprint: str = "",
     origin: str = Origin.V2,
     send_at: datetime | None = None,
     send_request: SendRequest | None = None,
@@ -91,8 +85,8 @@ def create_message(
 ) -> Message:
     """Stores a queued message and publishes its wake-up once the row is committed (a message
     scheduled for later is published by the sweep when it is due). Idempotency is the send
-    request's (`requests.begin`). `fingerprint` identifies the request (default: the draft).
-    `timeline`, when given, receives the message's first event (an answer needs no re-read)."""
+    request's (`requests.begin`). `timeline`, when given, receives the message's first event
+    (an answer needs no re-read)."""
     now = timezone.now()
     scheduled = send_at is not None and send_at > now
     due = send_at if scheduled else now
@@ -102,7 +96,6 @@ def create_message(
         tenant,
         draft,
         now,
-        request_hash=fingerprint or draft.fingerprint(),
         origin=origin,
         send_request=send_request,
         send_at=send_at,
@@ -188,7 +181,6 @@ def create_batch(
                     draft,
                     now,
                     batch_id=batch_id,
-                    request_hash=draft.fingerprint(),
                     origin=origin,
                     send_request=send_request,
                     lane=Lane.BULK,
@@ -293,11 +285,6 @@ def deliver(message_id: str) -> None:
     deliver_chunk([message_id])
 
 
-def _claim(message_id: str, now: datetime) -> bool:
-    """queued → sending for one message, only if it is due (see delivery_sql.claim)."""
-    return bool(delivery_sql.claim([message_id], now))
-
-
 def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> None:
     started = time.monotonic()
     try:
@@ -375,24 +362,27 @@ def _suppress_unwanted(message_ids: list[str], now: datetime) -> list[str]:
     unwanted = set()
     for row in rows:
         reason = _suppression_reason(row)
-        if reason is not None and _mark_suppressed(row["pk"], reason, now):
+        queued_and_due = Q(status=MessageStatus.QUEUED) & due_by(now)
+        if reason is not None and _transition(
+            row["pk"], queued_and_due, MessageStatus.SUPPRESSED, reason, now, error=reason
+        ):
             unwanted.add(row["pk"])
     return [message_id for message_id in message_ids if message_id not in unwanted]
 
 
-def _mark_suppressed(message_id: str, reason: str, now: datetime) -> bool:
+def _transition(
+    message_id: str, from_status: Q, to_status: str, detail: str, now: datetime, **fields: Any
+) -> bool:
+    """The message moved to `to_status` (with `fields`) only if it still matches `from_status`,
+    and the timeline event added in the same transaction. Returns whether this caller moved it
+    (every transition outside delivery_sql is this conditional UPDATE)."""
     with transaction.atomic():
-        changed = (
-            Message.all_tenants.filter(pk=message_id, status=MessageStatus.QUEUED)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .update(status=MessageStatus.SUPPRESSED, updated_at=now, error=reason)
+        changed = Message.all_tenants.filter(from_status, pk=message_id).update(
+            status=to_status, updated_at=now, **fields
         )
         if changed == 1:
             MessageEvent.objects.create(
-                message_id=message_id,
-                status=MessageStatus.SUPPRESSED,
-                detail=reason,
-                created_at=now,
+                message_id=message_id, status=to_status, detail=detail, created_at=now
             )
     return changed == 1
 
@@ -512,19 +502,17 @@ class NotCancellable(Exception):
 def cancel_message(message: Message, by: str) -> Message:
     """A queued message (scheduled, or waiting for a retry) cancelled: it is never sent.
     Raises NotCancellable for any other status."""
-    now = timezone.now()
-    with transaction.atomic():
-        changed = Message.all_tenants.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.CANCELLED, next_attempt_at=None, republish_at=None, updated_at=now
-        )
-        if changed != 1:
-            raise NotCancellable(message.pk)
-        MessageEvent.objects.create(
-            message_id=message.pk,
-            status=MessageStatus.CANCELLED,
-            detail=f"cancelled by {by}",
-            created_at=now,
-        )
+    cancelled = _transition(
+        message.pk,
+        Q(status=MessageStatus.QUEUED),
+        MessageStatus.CANCELLED,
+        f"cancelled by {by}",
+        timezone.now(),
+        next_attempt_at=None,
+        republish_at=None,
+    )
+    if not cancelled:
+        raise NotCancellable(message.pk)
     logger.info("message cancelled id=%s by %s", message.pk, by)
     return Message.all_tenants.get(pk=message.pk)
 
@@ -538,26 +526,24 @@ def retry_message(message: Message, by: str) -> Message:
     committed. Raises NotRetryable for any other status. `by` says who asked (the timeline)."""
     now = timezone.now()
     with transaction.atomic():
-        changed = Message.all_tenants.filter(
-            pk=message.pk, status__in=list(RETRYABLE_STATUSES)
-        ).update(
-            status=MessageStatus.QUEUED,
+        retried = _transition(
+            message.pk,
+            Q(status__in=list(RETRYABLE_STATUSES)),
+            MessageStatus.QUEUED,
+            f"retried by {by}",
+            now,
             attempts_before_retry=F("attempts"),
             next_attempt_at=now,
             republish_at=now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
             error="",
             failed_at=None,
-            updated_at=now,
         )
-        if changed != 1:
+        if not retried:
             raise NotRetryable(message.pk)
-        MessageEvent.objects.create(
-            message_id=message.pk,
-            status=MessageStatus.QUEUED,
-            detail=f"retried by {by}",
-            created_at=now,
-        )
-        transaction.on_commit(lambda: _publish([message.pk]))
+        # in its own lane: an operator retrying a campaign's dead messages must not fill the
+        # transactional queue
+        lane = message.lane
+        transaction.on_commit(lambda: _wake([(message.pk, lane)]))
     logger.info("message retried id=%s by %s", message.pk, by)
     return Message.all_tenants.get(pk=message.pk)
 
@@ -625,7 +611,7 @@ def _publish_due(now: datetime, limit: int) -> int:
     with transaction.atomic():
         rows = list(
             Message.all_tenants.filter(status=MessageStatus.QUEUED)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .filter(due_by(now))
             .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
             .order_by("next_attempt_at")
             .select_for_update(skip_locked=True)
@@ -634,15 +620,19 @@ def _publish_due(now: datetime, limit: int) -> int:
         if not rows:
             return 0
         Message.all_tenants.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
-    # each in its own lane: a transactional message gets its own task; bulk messages get the
-    # lane's wake-ups, unless a bulk worker is at work (its wake-ups are circulating: more would
-    # only pile up while a long campaign lasts)
+    return _wake(rows, now)
+
+
+def _wake(rows: list[tuple[str, str]], now: datetime | None = None) -> int:
+    """Wake-ups for queued messages, given as (id, lane), each in its lane: a transactional
+    message gets its own task; bulk messages get the lane's wake-ups, unless a bulk worker is
+    at work (its wake-ups are circulating: more would only pile up during a long campaign).
+    Returns how many messages were woken."""
     bulk = [pk for pk, lane in rows if lane == Lane.BULK]
-    transactional = [pk for pk, lane in rows if lane != Lane.BULK]
-    published = _publish(transactional)
-    if bulk and not _bulk_lane_at_work(now):
-        published += min(len(bulk), publish_bulk_wakeups(len(bulk)) * settings.NOTIFY_CHUNK_SIZE)
-    return published
+    woken = _publish([pk for pk, lane in rows if lane != Lane.BULK])
+    if bulk and not _bulk_lane_at_work(now or timezone.now()):
+        woken += min(len(bulk), publish_bulk_wakeups(len(bulk)) * settings.NOTIFY_CHUNK_SIZE)
+    return woken
 
 
 def _bulk_lane_at_work(now: datetime) -> bool:

@@ -3,41 +3,23 @@ from django.db import DatabaseError
 
 from notify.messaging import services
 
-
 # A database hiccup in the worker must not drop the task: it is retried, and the conditional
-# claim in `deliver` makes the retry harmless if the first run got further than it seemed.
-@shared_task(
-    name="messaging.deliver_message",
-    ignore_result=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=10,
-)
+# claim makes the retry harmless if the first run got further than it seemed.
+DELIVERY_TASK_OPTIONS = {
+    "ignore_result": True,
+    "autoretry_for": (DatabaseError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "max_retries": 10,
+}
+
+
+@shared_task(name="messaging.deliver_message", **DELIVERY_TASK_OPTIONS)
 def deliver_message(message_id: str) -> None:
     services.deliver(message_id)
 
 
-@shared_task(
-    name="messaging.deliver_chunk",
-    ignore_result=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=10,
-)
-def deliver_chunk(message_ids: list[str]) -> None:
-    services.deliver_chunk(message_ids)
-
-
-@shared_task(
-    name="messaging.deliver_bulk",
-    ignore_result=True,
-    autoretry_for=(DatabaseError,),
-    retry_backoff=2,
-    retry_backoff_max=300,
-    max_retries=10,
-)
+@shared_task(name="messaging.deliver_bulk", **DELIVERY_TASK_OPTIONS)
 def deliver_bulk() -> None:
     """A bulk lane wake-up: the next tenant's turn. One that found work publishes its
     successor, so the lane keeps as many wake-ups in flight as it was given until it is empty."""

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notify.channels.base import SendResult, Transport, TransportError
-from notify.messaging import services
+from notify.messaging import delivery_sql, services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
 
@@ -206,10 +206,35 @@ def test_sweep__worker_died__its_open_attempt_marked_abandoned(tenant, settings,
     settings.NOTIFY_SENDING_LEASE = 10
     time_machine.move_to(timezone.now(), tick=False)
     message = make_message(tenant)
-    assert services._claim(message.id, timezone.now())
+    assert delivery_sql.claim([message.id], timezone.now())
     # When the sweep runs after the lease
     time_machine.shift(timedelta(seconds=11))
     services.sweep()
     # Then the attempt is closed as abandoned
     (attempt,) = message.delivery_attempts.all()
     assert attempt.outcome == "abandoned" and "lease expired" in attempt.error
+
+
+def test_dead_batch_message__retried__woken_in_the_bulk_lane_not_the_transactional_queue(
+    tenant, provider, settings, published, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a dead message of a batch
+    settings.NOTIFY_RETRY_DELAYS = []
+    bulk_wakeups: list[int] = []
+    monkeypatch.setattr(services, "publish_bulk_wakeups", lambda n: bulk_wakeups.append(n) or 1)
+    provider.append(TransportError("451 later", permanent=False))
+    batch = services.create_batch(
+        tenant=tenant,
+        drafts=[MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B")],
+    )
+    (message_id,) = batch.message_ids
+    bulk_wakeups.clear()
+    services.deliver_chunk([message_id])
+    dead = Message.all_tenants.get(pk=message_id)
+    assert dead.status == MessageStatus.DEAD
+    # When it is retried
+    with django_capture_on_commit_callbacks(execute=True):
+        services.retry_message(dead, by="operator ops (admin)")
+    # Then the bulk lane is woken for it, and the transactional queue is left to codes
+    assert bulk_wakeups == [1] and published == []
+    assert Message.all_tenants.get(pk=message_id).status == MessageStatus.QUEUED

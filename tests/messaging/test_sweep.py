@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notify.messaging import services
+from notify.messaging import delivery_sql, services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
 
@@ -93,7 +93,7 @@ def test_sweep__worker_died_mid_send__queued_again_after_its_lease_and_delivered
     settings.NOTIFY_SENDING_LEASE = 300
     time_machine.move_to(timezone.now(), tick=False)
     message = accept(tenant, django_capture_on_commit_callbacks)
-    assert services._claim(message.id, timezone.now())
+    assert delivery_sql.claim([message.id], timezone.now())
     broker["published"].clear()
     # When the sweep runs within the lease
     time_machine.shift(timedelta(seconds=299))
@@ -214,4 +214,4 @@ def test_lanes__tasks_routed__transactional_and_bulk_queues_apart(settings):
     assert route({}, "messaging.deliver_message")["queue"].name == (
         settings.NOTIFY_TRANSACTIONAL_QUEUE
     )
-    assert route({}, "messaging.deliver_chunk")["queue"].name == settings.NOTIFY_BULK_QUEUE
+    assert route({}, "messaging.deliver_bulk")["queue"].name == settings.NOTIFY_BULK_QUEUE
