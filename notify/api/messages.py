@@ -33,6 +33,7 @@ from notify.messaging.composition import (
     compose,
     compose_many,
 )
+from notify.messaging.ids import is_message_id
 from notify.messaging.models import Channel, Message, MessageEvent, MessageStatus, SendRequest
 from notify.messaging.services import (
     MessageDraft,
@@ -309,22 +310,23 @@ def accept_send(
         send_request = begun
     try:
         drafts = compose_drafts(fields)
-    except CompositionError as exc:
+        if send_request is None:
+            # (each store is all or nothing by itself; a transaction around it costs round trips)
+            body = store(fields, drafts, None)
+        else:
+            with transaction.atomic():
+                body = store(fields, drafts, send_request)
+                send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
+    except BaseException as exc:
+        # nothing was stored: the key is free for the retry, not "in flight" until takeover
         _abandon(send_request)
-        raise ValidationError(exc.fields) from exc
-    except template_services.TemplateNotApproved as exc:
-        _abandon(send_request)
-        return Response(error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-    except Exception:
-        _abandon(send_request)
+        if isinstance(exc, CompositionError):
+            raise ValidationError(exc.fields) from exc
+        if isinstance(exc, template_services.TemplateNotApproved):
+            return Response(
+                error_body(exc.code, str(exc)), status=status.HTTP_422_UNPROCESSABLE_ENTITY
+            )
         raise
-    if send_request is None:
-        # (each store is all or nothing by itself; a transaction around it costs round trips)
-        body = store(fields, drafts, None)
-    else:
-        with transaction.atomic():
-            body = store(fields, drafts, send_request)
-            send_requests.complete(send_request, status.HTTP_202_ACCEPTED, body)
     return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
@@ -342,6 +344,33 @@ class MessageDetail(APIView):
         return Response(MessageOutput(message).data)
 
 
+def _change_state(
+    request: Request,
+    message_id: str,
+    change: Callable[[Message, str], Message],
+    refused: type[Exception],
+    code: str,
+    explain: str,
+    answer_status: int,
+) -> Response:
+    """A retry or cancel, as both answer it: 404 for another tenant's or no message, 409 in the
+    API's format when the message is not in a state the change starts from."""
+    message = None
+    if is_message_id(message_id):
+        message = Message.objects.for_tenant(request.user).filter(pk=message_id).first()
+    if message is None:
+        raise NotFound("Message not found.")
+    try:
+        changed = change(message, f"tenant {request.user.slug} (API)")
+    except refused:
+        current = Message.objects.for_tenant(request.user).get(pk=message_id).status
+        return Response(
+            error_body(code, f"{explain}; this one is {current}."),
+            status=status.HTTP_409_CONFLICT,
+        )
+    return Response(MessageOutput(changed).data, status=answer_status)
+
+
 class MessageRetry(APIView):
     @extend_schema(
         request=None,
@@ -353,21 +382,15 @@ class MessageRetry(APIView):
         summary="Queue a dead or failed message again, with a new round of attempts",
     )
     def post(self, request: Request, message_id: str) -> Response:
-        message: Message | None = selectors.get_message(request.user, message_id)
-        if message is None:
-            raise NotFound("Message not found.")
-        try:
-            retry_message(message, by=f"tenant {request.user.slug} (API)")
-        except NotRetryable:
-            return Response(
-                error_body(
-                    "not_retryable",
-                    f"Only a dead or failed message can be retried; this one is {message.status}.",
-                ),
-                status=status.HTTP_409_CONFLICT,
-            )
-        message = selectors.get_message(request.user, message_id)
-        return Response(MessageOutput(message).data, status=status.HTTP_202_ACCEPTED)
+        return _change_state(
+            request,
+            message_id,
+            lambda message, by: retry_message(message, by=by),
+            NotRetryable,
+            "not_retryable",
+            "Only a dead or failed message can be retried",
+            status.HTTP_202_ACCEPTED,
+        )
 
 
 class MessageCancel(APIView):
@@ -383,20 +406,15 @@ class MessageCancel(APIView):
         summary="Cancel a message that is still waiting (scheduled, or between retries)",
     )
     def post(self, request: Request, message_id: str) -> Response:
-        message: Message | None = selectors.get_message(request.user, message_id)
-        if message is None:
-            raise NotFound("Message not found.")
-        try:
-            cancel_message(message, by=f"tenant {request.user.slug} (API)")
-        except NotCancellable:
-            return Response(
-                error_body(
-                    "not_cancellable",
-                    f"Only a queued message can be cancelled; this one is {message.status}.",
-                ),
-                status=status.HTTP_409_CONFLICT,
-            )
-        return Response(MessageOutput(selectors.get_message(request.user, message_id)).data)
+        return _change_state(
+            request,
+            message_id,
+            lambda message, by: cancel_message(message, by=by),
+            NotCancellable,
+            "not_cancellable",
+            "Only a queued message can be cancelled",
+            status.HTTP_200_OK,
+        )
 
 
 MAX_BATCH_RECIPIENTS = 10_000

@@ -1,6 +1,5 @@
 """Views for /v2/suppressions and /v2/preferences: who must not get a tenant's messages."""
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -75,20 +74,13 @@ class Suppressions(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
-        try:
-            with transaction.atomic():
-                row = Suppression.objects.create(
-                    tenant=request.user,
-                    channel=fields["channel"],
-                    recipient=fields["to"],
-                    reason=fields["reason"],
-                )
-            answer = status.HTTP_201_CREATED
-        except IntegrityError:
-            row = Suppression.objects.for_tenant(request.user).get(
-                channel=fields["channel"], recipient=fields["to"]
-            )
-            answer = status.HTTP_200_OK
+        row, created = Suppression.objects.for_tenant(request.user).get_or_create(
+            tenant=request.user,
+            channel=fields["channel"],
+            recipient=fields["to"],
+            defaults={"reason": fields["reason"]},
+        )
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(SuppressionOutput(row).data, status=answer)
 
     @extend_schema(

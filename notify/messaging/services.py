@@ -552,16 +552,34 @@ def retry_message(message: Message, by: str) -> Message:
 class SweepResult:
     resumed: int
     published: int
+    # send requests whose Idempotency-Key expired, deleted (their stored answers with them)
+    expired_requests: int = 0
 
 
 def sweep(now: datetime | None = None, limit: int | None = None) -> SweepResult:
     """The database's pending work, made sure to reach a worker: rows in `sending` whose lease
     is over (their worker died) are queued again, then due queued rows that no worker has
     claimed since they were last published are published again, oldest first, at most `limit`
-    of each. Concurrent sweeps skip each other's rows (SKIP LOCKED on PostgreSQL)."""
+    of each. Concurrent sweeps skip each other's rows (SKIP LOCKED on PostgreSQL). Last, up to
+    `limit` send requests past their Idempotency-Key's expiry are deleted."""
     now = now or timezone.now()
     limit = limit or settings.NOTIFY_SWEEP_BATCH
-    return SweepResult(resumed=_resume_expired(now, limit), published=_publish_due(now, limit))
+    return SweepResult(
+        resumed=_resume_expired(now, limit),
+        published=_publish_due(now, limit),
+        expired_requests=_delete_expired_requests(now, limit),
+    )
+
+
+def _delete_expired_requests(now: datetime, limit: int) -> int:
+    expired = list(
+        SendRequest.all_tenants.filter(expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not expired:
+        return 0
+    return SendRequest.all_tenants.filter(pk__in=expired, expires_at__lte=now).delete()[0]
 
 
 def _resume_expired(now: datetime, limit: int) -> int:

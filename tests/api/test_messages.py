@@ -166,6 +166,25 @@ def test_post_message__same_key_later__first_answer_replayed_unchanged(api_clien
     assert Message.all_tenants.count() == 1
 
 
+def test_post_message__storing_failed__key_free_for_the_retry_not_409(api_client, monkeypatch):
+    # Given a first request whose message could not be stored (a database error)
+    from notify.api import messages as views
+
+    def fail(**kwargs):  # noqa: ANN003, ANN202
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(views, "create_message", fail)
+    api_client.raise_request_exception = False
+    failed = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-45")
+    assert failed.status_code == 500
+    # When the client retries with the same key once the database is back
+    monkeypatch.undo()
+    again = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-45")
+    # Then it is answered, not held as "in flight", and one message exists
+    assert again.status_code == 202, again.content
+    assert Message.all_tenants.count() == 1
+
+
 def test_post_message__first_request_still_in_flight__409_retry_after(api_client):
     # Given a first request with this key that is being answered right now
     first = post_message(api_client, HTTP_IDEMPOTENCY_KEY="order-44")

@@ -215,3 +215,23 @@ def test_lanes__tasks_routed__transactional_and_bulk_queues_apart(settings):
         settings.NOTIFY_TRANSACTIONAL_QUEUE
     )
     assert route({}, "messaging.deliver_bulk")["queue"].name == settings.NOTIFY_BULK_QUEUE
+
+
+def test_sweep__idempotency_keys_past_their_expiry__deleted_with_their_answers(
+    tenant, settings, time_machine
+):
+    # Given a send request from yesterday and one from now
+    from notify.messaging import requests as send_requests
+    from notify.messaging.models import SendRequest
+
+    settings.NOTIFY_IDEMPOTENCY_TTL = 24 * 3600
+    time_machine.move_to(timezone.now(), tick=False)
+    old = send_requests.begin(tenant, "v2/messages", "yesterday", "f" * 64)
+    time_machine.shift(timedelta(hours=25))
+    fresh = send_requests.begin(tenant, "v2/messages", "today", "f" * 64)
+    # When the sweep runs
+    result = services.sweep()
+    # Then the expired one is gone and the fresh one kept
+    assert result.expired_requests == 1
+    assert list(SendRequest.all_tenants.values_list("pk", flat=True)) == [fresh.pk]
+    assert not SendRequest.all_tenants.filter(pk=old.pk).exists()
