@@ -47,3 +47,13 @@ def test_request_id__missing_or_unusable__a_new_one(anonymous_client):
     for given in ("", "bad id with spaces\n"):
         response = anonymous_client.get("/livez", HTTP_X_REQUEST_ID=given)
         assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_logging_settings__log_format_json__handler_uses_the_json_formatter_and_request_ids():
+    # (what LOG_FORMAT=json selects, as settings.LOGGING wires it)
+    from django.conf import settings
+
+    assert settings.LOGGING["formatters"]["json"]["()"] == "notify.logs.JsonFormatter"
+    assert settings.LOGGING["filters"]["request_id"]["()"] == "notify.logs.RequestIdFilter"
+    handlers = settings.LOGGING["handlers"].values()
+    assert any("request_id" in handler.get("filters", []) for handler in handlers)

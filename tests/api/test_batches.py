@@ -101,11 +101,14 @@ def test_batch__template_with_shared_and_own_data__each_rendered_with_its_own(
     assert subjects == ["Acme: hello Ana", "Acme: hello Bo"]
 
 
-def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(api_client, wakeups):
-    response = post_batch(
-        api_client,
-        {**INLINE, "recipients": [{"to": "a@example.com"}, {"to": "not-an-address"}]},
-    )
+def test_batch__one_bad_recipient__400_naming_it_and_nothing_stored(
+    api_client, wakeups, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_batch(
+            api_client,
+            {**INLINE, "recipients": [{"to": "a@example.com"}, {"to": "not-an-address"}]},
+        )
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {
         "recipients.1.to": ["Enter a valid email address."]
@@ -174,6 +177,8 @@ def test_bulk_lane__a_big_campaign_queued_first__another_tenants_batch_takes_tur
     # the campaign's 30, and everything was sent once
     small_turns = [n for n, to in enumerate(order) if to.startswith("notice")]
     assert max(small_turns) <= 7
+    # (every other turn: which tenant goes first depends on where the rotation stood)
+    assert small_turns in ([0, 2, 4, 6], [1, 3, 5, 7])
     assert len(smtp_server.received) == 340
     assert len({mail.rcpt_tos[0] for mail in smtp_server.received}) == 340
     assert set(

@@ -332,23 +332,24 @@ def test_post_message__data_without_template__400(api_client):
 
 
 def test_send_at__scheduled_then_cancelled__api_shows_it_and_refuses_a_second_cancel(
-    api_client, other_tenant_client, monkeypatch
+    api_client, other_tenant_client, monkeypatch, django_capture_on_commit_callbacks
 ):
     # Given a message scheduled through the API for tomorrow
     published: list[str] = []
     monkeypatch.setattr("notify.messaging.services.enqueue_delivery", published.append)
     tomorrow = (timezone.now() + timedelta(days=1)).replace(microsecond=0)
-    response = api_client.post(
-        "/v2/messages",
-        {
-            "channel": "email",
-            "to": "a@example.com",
-            "subject": "Reminder",
-            "body": "Tomorrow",
-            "send_at": tomorrow.isoformat(),
-        },
-        format="json",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(
+            "/v2/messages",
+            {
+                "channel": "email",
+                "to": "a@example.com",
+                "subject": "Reminder",
+                "body": "Tomorrow",
+                "send_at": tomorrow.isoformat(),
+            },
+            format="json",
+        )
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["status"] == "queued" and body["send_at"] is not None
@@ -420,6 +421,7 @@ def test_list__filters__narrow_the_list_and_bad_values_are_400(api_client, monke
     assert after_now == []
     by_channel = api_client.get("/v2/messages?channel=email").json()["results"]
     assert queued in [m["id"] for m in by_channel]
+    assert api_client.get("/v2/messages?channel=sms").json()["results"] == []
     # And a filter value that means nothing is a 400 naming the field
     for query in ("status=lost", "channel=fax", "created_after=yesterday", "batch=x' OR 1=1"):
         response = api_client.get(f"/v2/messages?{query}")

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from notify.channels.base import SendResult, Transport, TransportError
+from notify.channels.base import Envelope, SendResult, Transport, TransportError
 from notify.messaging import delivery_sql, services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
@@ -21,22 +21,13 @@ def published(monkeypatch) -> list[str]:  # noqa: ANN001
     return calls
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
-    def run(message_id: str) -> None:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.deliver(message_id)
-
-    return run
-
-
 class ScriptedTransport(Transport):
     """A provider that answers each send with the next scripted outcome."""
 
     def __init__(self, outcomes: list) -> None:
         self.outcomes = outcomes
 
-    def send(self, message: Message) -> SendResult:
+    def send(self, envelope: Envelope) -> SendResult:
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
@@ -55,10 +46,6 @@ def make_message(tenant, to="ana@example.com") -> Message:  # noqa: ANN001
         tenant=tenant, draft=MessageDraft(channel="email", recipient=to, subject="S", body="B")
     )
     return message
-
-
-def make_due(message: Message) -> None:
-    Message.all_tenants.filter(pk=message.pk).update(next_attempt_at=timezone.now())
 
 
 def test_attempt__provider_accepts__one_row_with_outcome_and_latency(tenant, deliver, provider):

@@ -149,3 +149,21 @@ def test_insert_queued__id_already_taken__neither_message_nor_event_written(tena
     # Then no event was written for it
     assert MessageEvent.objects.count() == events_before
     assert Message.all_tenants.get(pk=taken).recipient == "r0@example.com"
+
+
+def test_insert_queued__event_cannot_be_stored__message_not_stored_either(tenant):
+    # Given a new message whose first event is broken (no time)
+    message = Message(
+        id="261203999999999999",
+        tenant=tenant,
+        channel="email",
+        recipient="x@example.com",
+        subject="S",
+        body="B",
+    )
+    event = MessageEvent(status=MessageStatus.QUEUED, created_at=None)
+    # When it is stored
+    with pytest.raises(IntegrityError), transaction.atomic():
+        delivery_sql.insert_queued(message, event)
+    # Then the message is not there either: both or neither
+    assert not Message.all_tenants.filter(pk="261203999999999999").exists()

@@ -32,17 +32,6 @@ def retry_wait(message: Message) -> float:
     return round((message.next_attempt_at - failed_at).total_seconds())
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
-    """Runs the delivery service like the task does, including what it queues on commit."""
-
-    def run(message_id: str) -> None:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.deliver(message_id)
-
-    return run
-
-
 def make_email(tenant, to="ana@example.com", subject="Your code") -> Message:  # noqa: ANN001
     message = create_message(
         tenant=tenant,

@@ -26,15 +26,6 @@ def broker(monkeypatch) -> dict:  # noqa: ANN001
     return state
 
 
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
-    def run(message_id: str) -> None:
-        with django_capture_on_commit_callbacks(execute=True):
-            services.deliver(message_id)
-
-    return run
-
-
 def accept(tenant, django_capture_on_commit_callbacks, to="ana@example.com") -> Message:  # noqa: ANN001
     """What POST /v2/messages does: the row committed, then its wake-up published."""
     with django_capture_on_commit_callbacks(execute=True):

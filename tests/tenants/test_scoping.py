@@ -53,6 +53,7 @@ def test_scoped_query__own_rows_only__and_all_tenants_sees_every_row(
     # And related managers (the admin's view of a message) still work
     message = Message.all_tenants.first()
     assert message.events.count() == 1
+    assert message.tenant.messages.count() == 1
 
 
 def test_for_tenant__no_tenant__refused(db):
