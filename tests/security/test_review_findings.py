@@ -145,3 +145,23 @@ def test_text_method__text_past_64_characters__charged_by_the_methods_check(meth
     for engine in (VELOCITY, VELOCITY_JINJA_ONLY):
         with pytest.raises(TemplateLimitError):
             engine.render(convert(source).source, data)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # measuring text is not parsing it: no charge that grows with the square of its length
+        ("{% set s = 'a' * 999999 %}{{ s|length }}", "999999"),
+        ("{% set s = 'a' * 999999 %}{{ s|first }}{{ s|last }}", "aa"),
+        # a pass at C speed over a long text stays cheap
+        ("{% set s = 'A' * 400000 %}{{ s|lower|trim|length }}", "400000"),
+        ("{% set s = 'a' * 300000 %}{{ s|upper|length }}", "300000"),
+    ],
+)
+def test_long_text__measured_or_passed_over_once__renders_within_the_budget(
+    source: str, expected: str
+) -> None:
+    # Given a template that measures or lower-cases a long text once
+    # When it renders
+    # Then it is not refused: only parsing and regular expressions cost by the character
+    assert render("jinja2", source) == expected
