@@ -311,10 +311,20 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
         raise TemplateLimitError(f"value larger than the output limit ({limit})")
     # one step per entry: each is hashed and stored
     charge_steps(CALL_STEPS + size)
-    reserve(size, collection_bytes(dict, size) + sum(map(stored_size, kwargs.values())))
+    # what the entries hold: a mapping's values, or the value of each (key, value) pair
+    stored = sum(map(stored_size, kwargs.values()))
     for arg in args:
-        if isinstance(arg, dict):
-            reserve(0, sum(map(stored_size, arg.values())))
+        values = arg.values() if isinstance(arg, dict) else map(_pair_value, arg)
+        stored += sum(map(stored_size, values))
+    reserve(size, collection_bytes(dict, size) + stored)
+
+
+def _pair_value(pair: Any) -> Any:
+    """The value of a (key, value) pair given to `update` (anything else is refused by
+    `update` itself, and counts for nothing here)."""
+    if type(pair) in (list, tuple) and len(pair) == 2:
+        return pair[1]
+    return None
 
 
 def _sort(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -738,7 +748,8 @@ def item(obj: Any, key: Any) -> Any:
         return obj[key]
     if isinstance(obj, Undefined):
         obj._fail_with_undefined_error()
-    if kind in _SCALAR_TYPES:
+    if kind in _SCALAR_TYPES or not (isinstance(obj, type) or hasattr(kind, "__getitem__")):
+        # (a method object, say: Python refuses it itself, no code of the object runs)
         raise TypeError(f"'{kind.__name__}' object is not subscriptable")
     raise TemplateSecurityError(f"indexing a {kind.__name__!r} object is not allowed")
 

@@ -188,13 +188,8 @@ def _dict_put(self: dict, key: Any, value: Any) -> None:
 
 
 def _dict_put_all(self: dict, values: Any) -> None:
-    size = len(values) if hasattr(values, "__len__") else 0
-    charge_steps(1 + size)
-    reserve(
-        size,
-        ENTRY_BYTES * size
-        + (sum(map(stored_size, values.values())) if isinstance(values, dict) else 0),
-    )
+    # charged as the gate charges `update` (a mapping, or a sequence of pairs)
+    gate._update(self, (values,), {})
     self.update(values)
     check_size(self)
 
@@ -593,7 +588,9 @@ def v_set_path(ns: LocalNamespace, terms: list[str], value: Any) -> str:
         raise TemplateSecurityError("cannot assign into the namespace")
     if type(cur) not in (dict, list):
         raise TypeError(f"'{type(cur).__name__}' object does not support item assignment")
-    reserve(1, ENTRY_BYTES + stored_size(value))
+    if type(cur) is not dict or terms[-1] not in cur:
+        # a new entry; overwriting one releases what it held, as `#set($k = …)` does
+        reserve(1, ENTRY_BYTES + stored_size(value))
     cur[terms[-1]] = value
     check_size(cur)
     return ""

@@ -165,3 +165,32 @@ def test_long_text__measured_or_passed_over_once__renders_within_the_budget(
     # When it renders
     # Then it is not refused: only parsing and regular expressions cost by the character
     assert render("jinja2", source) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # pairs given as a list are stored as surely as a mapping's entries
+        "#set($s = 'a')#foreach($i in [1..19])#set($s = \"$s$s\")#end#set($m = {})"
+        "#foreach($i in [1..2000])#set($x = $m.update([[$i, $s]]))#end",
+        "#set($s = 'a')#foreach($i in [1..19])#set($s = \"$s$s\")#end#set($m = {})"
+        "#foreach($i in [1..2000])#set($x = $m.putAll([[$i, $s]]))#end",
+    ],
+)
+def test_map_filled_from_pairs__what_it_holds_counted__refused(source: str) -> None:
+    # Given a map filled, entry by entry, with a 1 MB text from a list of pairs
+    # When it renders
+    # Then the stored size is charged as for a mapping, and the budget refuses it
+    with pytest.raises(TemplateLimitError):
+        render("velocity", source)
+
+
+def test_map_entry_overwritten__not_charged_again__renders() -> None:
+    # Given the same entry of a map set to a long text 2,000 times (as a variable may be)
+    source = (
+        "#set($s = 'a')#foreach($i in [1..19])#set($s = \"$s$s\")#end#set($m = {})"
+        "#foreach($i in [1..2000])#set($m.k = $s)#end$m.k.length()"
+    )
+    # When it renders
+    # Then it is not refused: an overwrite releases what the entry held
+    assert render("velocity", source) == str(2**19)
