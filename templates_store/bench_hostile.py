@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,12 @@ START_TIMEOUT = 60.0
 def benchmark_hostile() -> dict[str, Any]:
     """Start the server, send the hostile requests, stop it. Returns {"requests", "statuses",
     "slowest": (name, status, seconds), "peak_bytes", "marker_created"}."""
-    from tests.security.hostile import run_hostile_requests
+    from tests.security.hostile import (
+        cap_server_address_space,
+        peak_resident_bytes,
+        run_hostile_requests,
+    )
+    from tests.smtp import free_port
 
     with tempfile.TemporaryDirectory(prefix="notify-bench-") as directory:
         var = Path(directory)
@@ -51,7 +55,7 @@ def benchmark_hostile() -> dict[str, Any]:
             text=True,
         )
         api_key = created.stdout.strip().splitlines()[-1]
-        port = _free_port()
+        port = free_port()
         log = (var / "web.log").open("w")
         process = subprocess.Popen(
             [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
@@ -59,13 +63,15 @@ def benchmark_hostile() -> dict[str, Any]:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # the security suite's cap: a regressed payload must not take the machine
+            preexec_fn=cap_server_address_space,  # noqa: PLW1509 - no threads at that point
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(base_url, process)
             marker = var / "hostile-marker"
             timings = run_hostile_requests(base_url, api_key, marker_path=marker)
-            peak = _peak_resident_bytes(process.pid)
+            peak = peak_resident_bytes(process.pid)
             marker_created = marker.exists()
         finally:
             process.terminate()
@@ -84,12 +90,6 @@ def benchmark_hostile() -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -100,10 +100,3 @@ def _wait_until_up(base_url: str, process: subprocess.Popen) -> None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the benchmark's server did not start") from None
             time.sleep(0.2)
-
-
-def _peak_resident_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0

@@ -4,7 +4,6 @@ server process for the hostile-traffic tests."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -18,12 +17,10 @@ from django.conf import settings
 
 from notify.tenants.services import create_tenant
 from tests.e2e.conftest import test_database_url as database_url_of_test_db
+from tests.security.hostile import cap_server_address_space, peak_resident_bytes
 from tests.smtp import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# A runaway request must not take the machine: the server's address space is capped far above
-# what the test allows it (256 MB resident), so the cap only stops a failure from spreading.
-SERVER_ADDRESS_SPACE = 6 << 30
 
 
 @pytest.fixture
@@ -47,18 +44,10 @@ class Server:
 
     def resident_high_water_mark(self) -> int:
         """The server process's peak resident memory (VmHWM), in bytes."""
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM in /proc status")
+        return peak_resident_bytes(self.process.pid)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
-
-
-def _cap_server_address_space() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (SERVER_ADDRESS_SPACE, SERVER_ADDRESS_SPACE))
 
 
 def _answers(base_url: str) -> bool:
@@ -91,7 +80,7 @@ def hostile_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iter
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            preexec_fn=_cap_server_address_space,  # noqa: PLW1509 - no threads at that point
+            preexec_fn=cap_server_address_space,  # noqa: PLW1509 - no threads at that point
         )
     server = Server(f"http://127.0.0.1:{port}", process, log)
     try:

@@ -14,6 +14,7 @@ TIMED_OUT (no answer within the client timeout) or NOT_SENT (the overall deadlin
 from __future__ import annotations
 
 import json
+import resource
 import tempfile
 import time
 import uuid
@@ -40,6 +41,22 @@ CLIENT_TIMEOUT = 30.0
 DEADLINE = 1200.0
 
 MAX_CONVERT_SOURCE = 200_000
+# A runaway request must not take the machine: the server's address space is capped far above
+# what the tests allow it (256 MB resident), so the cap only stops a failure from spreading.
+SERVER_ADDRESS_SPACE = 6 << 30
+
+
+def cap_server_address_space() -> None:
+    """`preexec_fn` of the server process that hostile requests are sent to."""
+    resource.setrlimit(resource.RLIMIT_AS, (SERVER_ADDRESS_SPACE, SERVER_ADDRESS_SPACE))
+
+
+def peak_resident_bytes(pid: int) -> int:
+    """A process's peak resident memory (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 @dataclass(frozen=True)
