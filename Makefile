@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench clean conformance
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,3 +39,9 @@ bench: install
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
+
+## The legacy gateway's conformance cases against the platform's /gateway facade, everything
+## started and stopped by the script (README, "Conformance"). MODE=native|proxy, CASES=FILE.
+MODE ?= native
+conformance: install
+	$(BIN)/python -m scripts.conformance.run --mode $(MODE) $(if $(CASES),--cases $(CASES))

@@ -147,6 +147,23 @@ USE_I18N = True
 USE_TZ = True
 # Legacy IDs and legacy answers use this wall clock (SPEC: Asia/Shanghai).
 LEGACY_TIME_ZONE = "Asia/Shanghai"
+# The old gateway, for tenants still on stage `legacy` (proxy mode). Empty: every legacy call
+# is answered by the platform.
+LEGACY_GATEWAY_URL = env.str("LEGACY_GATEWAY_URL", default="")
+# A proxied call answers `50000 system error` when the old gateway takes longer than this.
+LEGACY_PROXY_CONNECT_TIMEOUT = env.float("LEGACY_PROXY_CONNECT_TIMEOUT", default=2.0)
+LEGACY_PROXY_TIMEOUT = env.float("LEGACY_PROXY_TIMEOUT", default=10.0)
+# A legacy call's body larger than this is refused (`50000`) before it is read.
+LEGACY_MAX_BODY_BYTES = env.int("LEGACY_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+# Delivery reports to a tenant's callback_url: first try at once, then after these delays
+# (seconds), each try given LEGACY_CALLBACK_TIMEOUT seconds (SPEC: 10, 60, 300; 5 s).
+LEGACY_CALLBACK_DELAYS = [
+    float(delay) for delay in env.list("LEGACY_CALLBACK_DELAYS", default=["10", "60", "300"])
+]
+LEGACY_CALLBACK_TIMEOUT = env.float("LEGACY_CALLBACK_TIMEOUT", default=5.0)
+# Requests to URLs tenants give (callbacks, webhooks) may go to loopback, private and
+# link-local addresses only when this is on (development and tests; never in production).
+ALLOW_PRIVATE_TARGETS = env.bool("ALLOW_PRIVATE_TARGETS", default=False)
 # The legacy gateway's export (apps/templates/messages/samples .jsonl).
 LEGACY_DATA_DIR = Path(
     env.str("LEGACY_DATA_DIR", default=str(BASE_DIR.parent / "shared" / "legacy" / "data"))
@@ -169,6 +186,14 @@ vars().update(EMAIL_CONFIG)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="notify@localhost")
 
+# The generic HTTP SMS and push providers (docs/http-providers.md): a channel without a URL
+# has no provider (its messages fail permanently, saying so).
+SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
+SMS_HTTP_SECRET = env.str("SMS_HTTP_SECRET", default="")
+PUSH_HTTP_URL = env.str("PUSH_HTTP_URL", default="")
+PUSH_HTTP_SECRET = env.str("PUSH_HTTP_SECRET", default="")
+HTTP_PROVIDER_TIMEOUT = env.float("HTTP_PROVIDER_TIMEOUT", default=10.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["notify.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -184,9 +209,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-channel notifications. Authenticate with `Authorization: Bearer <key>`.",
     "VERSION": "2.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every channel is sendable (registry.SENDABLE_CHANNEL_CHOICES == CHANNEL_CHOICES): one
+    # enum, since two names for one choice set is a warning. A channel declared without a
+    # transport brings back "SendableChannelEnum": "...registry.SENDABLE_CHANNEL_CHOICES".
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "notify.channels.registry.CHANNEL_CHOICES",
-        "SendableChannelEnum": "notify.channels.registry.SENDABLE_CHANNEL_CHOICES",
     },
 }
 
@@ -260,7 +287,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": NOTIFY_SWEEP_INTERVAL,
         # a sweep that waited past the next one is useless
         "options": {"expires": NOTIFY_SWEEP_INTERVAL},
-    }
+    },
+    "legacy-callbacks-sweep": {
+        "task": "compat.sweep_callbacks",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

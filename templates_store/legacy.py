@@ -77,39 +77,6 @@ class LegacyExport:
         return cases
 
 
-def tenant_slug(app: dict[str, Any]) -> str:
-    # `ak_shop_7f3a9c21d4e8b605` → `shop`; names are often not ASCII.
-    key = app["app_key"]
-    parts = key.split("_")
-    core = "-".join(parts[1:-1]) if len(parts) > 2 else key
-    return slugify(core) or slugify(key) or "app"
-
-
-@transaction.atomic
-def import_apps(apps: Iterable[dict[str, Any]]) -> dict[str, Tenant]:
-    """Creates or updates one tenant per legacy app, keeping its app_key and app_secret."""
-    tenants = {}
-    for app in apps:
-        tenant = Tenant.objects.filter(app_key=app["app_key"]).first()
-        if tenant is None:
-            slug, suffix = tenant_slug(app), 1
-            while Tenant.objects.filter(slug=slug).exists():
-                suffix += 1
-                slug = f"{tenant_slug(app)}-{suffix}"
-            tenant = Tenant(slug=slug, app_key=app["app_key"])
-        tenant.name = app.get("name") or tenant.slug
-        tenant.app_secret = app.get("app_secret", "")
-        tenant.status = (
-            Tenant.Status.ACTIVE if app.get("status", 1) == 1 else Tenant.Status.DISABLED
-        )
-        tenant.sign_name = app.get("sign_name", "")
-        tenant.callback_url = app.get("callback_url", "")
-        tenant.qps_limit = app.get("qps_limit") or 200
-        tenant.save()
-        tenants[app["app_key"]] = tenant
-    return tenants
-
-
 @dataclass
 class FieldResult:
     status: str
@@ -265,14 +232,25 @@ def convert_template(
     )
 
 
+def tenants_of(export: LegacyExport) -> dict[str, Tenant]:
+    """The tenants the export's apps became (by app_key); the legacy import (`compat`)
+    creates them."""
+    keys = [app["app_key"] for app in export.apps if app.get("app_key")]
+    return {tenant.app_key: tenant for tenant in Tenant.objects.filter(app_key__in=keys)}
+
+
 def convert_export(
     export: LegacyExport,
     *,
+    tenants: dict[str, Tenant] | None = None,
     tenant_slug_filter: str | None = None,
     approve: bool = True,
     progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda rows: rows,
 ) -> list[ConversionOutcome]:
-    tenants = import_apps(export.apps)
+    """Converts and verifies the templates of the export's apps that are tenants here
+    (`tenants`, by app_key; default: looked up), skipping the others."""
+    if tenants is None:
+        tenants = tenants_of(export)
     cases = export.cases_by_template()
     outcomes = []
     # each tenant's legacy templates render in a sandboxed process of its own

@@ -1,7 +1,9 @@
 import os
 import socket
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
@@ -9,8 +11,11 @@ from notify.celery import app as celery_app
 from notify.tenants.models import ApiKey, Tenant
 from notify.tenants.services import create_tenant
 from templates_store import services as template_services
+from templates_store.legacy import LegacyExport
 from templates_store.models import Template
 from tests.smtp import SmtpServer
+
+LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
 
 # CI explores the same examples every run: a red build is then a regression, not a dice roll.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -107,3 +112,10 @@ def revoked_key(tenant) -> str:  # noqa: ANN001
     key, raw = ApiKey.generate(tenant, name="old")
     key.revoke()
     return raw
+
+
+@pytest.fixture(scope="session")
+def legacy_export() -> LegacyExport:
+    if not (LEGACY_DATA / "templates.jsonl").exists():
+        pytest.fail(f"legacy export not found at {LEGACY_DATA} (shared/ must sit beside the repo)")
+    return LegacyExport.read(LEGACY_DATA)

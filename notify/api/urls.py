@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from notify.api import templates
+from notify.api import receipts, templates
 from notify.api.messages import (
     BatchDetail,
     MessageBatchCreate,
@@ -21,6 +21,7 @@ urlpatterns = [
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
     path("suppressions", Suppressions.as_view(), name="suppressions"),
     path("preferences", Preferences.as_view(), name="preferences"),
+    path("receipts/http/<str:channel>", receipts.http_receipt, name="receipt-http"),
     path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
     path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
     path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),

@@ -13,10 +13,18 @@ class TransportError(Exception):
     seconds before the next try (its Retry-After), honoured over the platform's backoff."""
 
     def __init__(
-        self, reason: str, *, permanent: bool, retry_after: float | None = None, kind: str = ""
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+        kind: str = "",
+        code: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        # the provider's own error code (a carrier's `UNDELIV`, an SMTP reply code)
+        self.code = code[:64]
         self.permanent = permanent
         self.retry_after = retry_after
         self.kind = kind or ("permanent" if permanent else "temporary")
@@ -70,7 +78,7 @@ def register(transport_class: type[Transport]) -> type[Transport]:
 
 def get_transport(channel: str) -> Transport:
     # Importing the modules registers their transports.
-    from notify.channels import email  # noqa: F401
+    from notify.channels import email, http  # noqa: F401
 
     try:
         return _registry[channel]()

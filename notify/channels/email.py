@@ -45,7 +45,9 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     # 5xx is the server's final word; 4xx (greylisting, full mailbox, throttling) may pass later.
-    return TransportError(f"{what}: {code} {text}".strip(), permanent=500 <= code < 600)
+    return TransportError(
+        f"{what}: {code} {text}".strip(), permanent=500 <= code < 600, code=str(code)
+    )
 
 
 @register

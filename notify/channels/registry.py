@@ -161,7 +161,12 @@ EMAIL = register(
 )
 SMS = register(
     ChannelSpec(
-        name="sms", label="SMS", legacy_alias="sms", normalise=normalise_mobile, mask=mask_mobile
+        name="sms",
+        label="SMS",
+        legacy_alias="sms",
+        normalise=normalise_mobile,
+        mask=mask_mobile,
+        transport_kinds=("http",),
     )
 )
 PUSH = register(
@@ -171,6 +176,7 @@ PUSH = register(
         legacy_alias="push",
         normalise=normalise_device_token,
         mask=mask_opaque,
+        transport_kinds=("http",),
     )
 )
 

@@ -8,6 +8,7 @@ commit of its own outcome) instead of thirteen; see docs/architecture.md."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +44,8 @@ class ClaimedMessage:
     attempts: int
     attempts_before_retry: int
     batch_id: str
+    # (the push transport's extras are among them)
+    params: dict
 
 
 CLAIMED_FIELDS = (
@@ -56,6 +59,7 @@ CLAIMED_FIELDS = (
     "attempts",
     "attempts_before_retry",
     "batch_id",
+    "params",
 )
 
 
@@ -93,8 +97,8 @@ def _claim_postgresql(
             SELECT id, %(sending)s, '', %(now)s FROM claimed
         ), attempts AS (
             INSERT INTO {ATTEMPT} (message_id, number, provider, started_at, outcome,
-                                   error_kind, error, provider_message_id)
-            SELECT id, attempts, '', %(now)s, %(open)s, '', '', '' FROM claimed
+                                   error_kind, error, error_code, provider_message_id)
+            SELECT id, attempts, '', %(now)s, %(open)s, '', '', '', '' FROM claimed
         )
         SELECT {", ".join(CLAIMED_FIELDS)} FROM claimed ORDER BY id
     """
@@ -108,7 +112,12 @@ def _claim_postgresql(
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [ClaimedMessage(*row) for row in cursor.fetchall()]
+        # (Django has the driver hand jsonb over as text: `params`, last, is decoded here)
+        return [ClaimedMessage(*row[:-1], _json(row[-1])) for row in cursor.fetchall()]
+
+
+def _json(value: object) -> dict:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value or {}
 
 
 def _claim_portable(message_ids: list[str], now: datetime, lease: datetime) -> list[ClaimedMessage]:
@@ -156,6 +165,7 @@ class Outcome:
     latency_ms: int
     error: str = ""
     error_kind: str = ""
+    error_code: str = ""
     provider_message_id: str = ""
     # other message columns to set (sent_at, error, next_attempt_at…)
     fields: tuple[tuple[str, object], ...] = ()
@@ -188,7 +198,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
         ), a AS (
             UPDATE {ATTEMPT}
             SET outcome = %(outcome)s, finished_at = %(now)s, latency_ms = %(latency)s,
-                error = %(error)s, error_kind = %(error_kind)s,
+                error = %(error)s, error_kind = %(error_kind)s, error_code = %(error_code)s,
                 provider_message_id = %(provider_message_id)s
             WHERE message_id = %(id)s AND number = %(number)s AND outcome = %(open)s
               AND EXISTS (SELECT 1 FROM m)
@@ -210,6 +220,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
         "latency": outcome.latency_ms,
         "error": outcome.error,
         "error_kind": outcome.error_kind,
+        "error_code": outcome.error_code,
         "provider_message_id": outcome.provider_message_id,
     }
     params.update({f"f_{name}": value for name, value in columns.items()})
@@ -238,6 +249,7 @@ def _record_portable(message: ClaimedMessage, outcome: Outcome, now: datetime) -
             latency_ms=outcome.latency_ms,
             error=outcome.error,
             error_kind=outcome.error_kind,
+            error_code=outcome.error_code,
             provider_message_id=outcome.provider_message_id,
         )
         MessageEvent.objects.bulk_create(

@@ -103,6 +103,10 @@ class Message(models.Model):
         max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED, db_index=True
     )
     error = models.TextField(blank=True, default="")
+    # the provider's own code for the last failure (a carrier's `UNDELIV`, an SMTP `550`)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    # the caller's own reference for the message (the legacy API's `out_id`)
+    reference = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     # `attempts` when the message was last retried by hand: each retry allows a new round
     attempts_before_retry = models.PositiveIntegerField(default=0)
@@ -189,6 +193,8 @@ class DeliveryAttempt(models.Model):
     )
     error_kind = models.CharField(max_length=32, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # the provider's own error code, as it gave it
+    error_code = models.CharField(max_length=64, blank=True, default="")
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
@@ -196,6 +202,14 @@ class DeliveryAttempt(models.Model):
         ordering = ["message", "number"]
         constraints = [
             models.UniqueConstraint(fields=["message", "number"], name="attempt_number_per_message")
+        ]
+        indexes = [
+            # delivery reports find their attempt by the provider's id
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="attempt_provider_message_id",
+            )
         ]
 
     def __str__(self) -> str:

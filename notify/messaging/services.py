@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
+    FINAL_STATUSES,
     RETRYABLE_STATUSES,
     AttemptOutcome,
     DeliveryAttempt,
@@ -34,6 +36,7 @@ from notify.messaging.models import (
     Suppression,
     due_by,
 )
+from notify.messaging.signals import message_finished
 from notify.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class MessageDraft:
     params: dict | None = None
     category: str = ""
     critical: bool = False
+    # the caller's own reference (the legacy API's out_id)
+    reference: str = ""
 
 
 def enqueue_delivery(message_id: str) -> None:
@@ -148,6 +153,7 @@ def _message_row(
         params=draft.params or {},
         category=draft.category,
         critical=draft.critical,
+        reference=draft.reference,
         created_at=now,
         republish_at=republish_at or now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
         **fields,
@@ -166,10 +172,13 @@ def create_batch(
     drafts: list[MessageDraft],
     send_request: SendRequest | None = None,
     origin: str = Origin.V2,
+    lane: str = Lane.BULK,
 ) -> BatchResult:
     """Stores one queued message per draft under a new batch id, in one transaction with set
-    inserts (messages, then their events), and publishes the bulk lane's wake-ups after the
-    commit (`publish_bulk_wakeups`); the sweep publishes them again if that failed."""
+    inserts (messages, then their events), and publishes the wake-ups after the commit: the
+    bulk lane's (`publish_bulk_wakeups`), or one per message on the transactional lane (a
+    legacy send to a few recipients is a code or a receipt); the sweep publishes them again
+    if that failed."""
     now = timezone.now()
     with transaction.atomic():
         batch_id, *ids = allocate_ids(len(drafts) + 1)
@@ -183,7 +192,7 @@ def create_batch(
                     batch_id=batch_id,
                     origin=origin,
                     send_request=send_request,
-                    lane=Lane.BULK,
+                    lane=lane,
                 )
                 for message_id, draft in zip(ids, drafts, strict=True)
             ],
@@ -201,7 +210,10 @@ def create_batch(
             ],
             batch_size=1000,
         )
-        transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
+        if lane == Lane.BULK:
+            transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
+        else:
+            transaction.on_commit(lambda: _publish(ids))
     logger.info(
         "batch queued id=%s tenant=%s messages=%d",
         batch_id,
@@ -309,7 +321,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
         status = MessageStatus.SENT
         events = ((MessageStatus.SENT, result.detail),)
         fields = (("sent_at", now),)
-    delivery_sql.record(
+    recorded = delivery_sql.record(
         message,
         Outcome(
             status=status,
@@ -321,6 +333,8 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
         ),
         now,
     )
+    if recorded and result.delivered:
+        announce_finished(message.id, status)
     logger.info(
         "message sent id=%s to=%s: %s",
         message.id,
@@ -332,6 +346,26 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def announce_finished(message_id: str, status: str) -> None:
+    """`message_finished` for a message that reached `status`, once that is committed (at once
+    outside a transaction). A receiver that raises is logged: it cannot undo the change."""
+
+    def send() -> None:
+        for receiver, answer in message_finished.send_robust(
+            sender=Message, message_id=message_id, status=str(status)
+        ):
+            if isinstance(answer, Exception):
+                logger.error(
+                    "message_finished receiver %r failed for message %s",
+                    receiver,
+                    message_id,
+                    exc_info=answer,
+                    extra={"message_id": message_id},
+                )
+
+    transaction.on_commit(send)
 
 
 def _suppress_unwanted(message_ids: list[str], now: datetime) -> list[str]:
@@ -384,6 +418,8 @@ def _transition(
             MessageEvent.objects.create(
                 message_id=message_id, status=to_status, detail=detail, created_at=now
             )
+            if to_status in FINAL_STATUSES:
+                announce_finished(message_id, to_status)
     return changed == 1
 
 
@@ -407,7 +443,15 @@ def envelope_of(message: ClaimedMessage | Message) -> Envelope:
         subject=message.subject,
         body=message.body,
         html=message.html,
+        provider_hints=_provider_hints(message),
     )
+
+
+def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
+    if message.channel != "push":
+        return MappingProxyType({})
+    extras = (getattr(message, "params", None) or {}).get("extras", {})
+    return MappingProxyType({"extras": extras if isinstance(extras, dict) else {}})
 
 
 # a number in [0, 1) for each backoff (tests fix it)
@@ -436,6 +480,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         permanent=error.permanent,
         retry_after=error.retry_after,
         kind=error.kind,
+        code=error.code,
     )
     round_attempts = message.attempts - message.attempts_before_retry
     delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
@@ -448,6 +493,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         "latency_ms": _elapsed_ms(started),
         "error": error.reason,
         "error_kind": error.kind,
+        "error_code": error.code,
     }
     if delay is None:
         if error.permanent:
@@ -455,16 +501,18 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         else:
             status = MessageStatus.DEAD
             reason = f"gave up after {round_attempts} attempts: {error.reason}"
-        delivery_sql.record(
+        recorded = delivery_sql.record(
             message,
             Outcome(
                 status=status,
                 events=((status, reason),),
-                fields=(("error", reason), ("failed_at", now)),
+                fields=(("error", reason), ("error_code", error.code), ("failed_at", now)),
                 **attempt,
             ),
             now,
         )
+        if recorded:
+            announce_finished(message.id, status)
         logger.warning(
             "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
         )

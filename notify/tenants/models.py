@@ -15,6 +15,12 @@ class Tenant(models.Model):
         ACTIVE = "active", "Active"
         DISABLED = "disabled", "Disabled"
 
+    class Stage(models.TextChoices):
+        # the legacy API's calls go to the old gateway untouched (proxy)
+        LEGACY = "legacy", "Legacy (proxied to the old gateway)"
+        # the legacy API's calls are answered by this platform
+        NEW = "new", "New (served by the platform)"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
@@ -24,6 +30,8 @@ class Tenant(models.Model):
     app_secret = EncryptedTextField(blank=True, default="")
     sign_name = models.CharField(max_length=32, blank=True, default="")
     callback_url = models.URLField(max_length=500, blank=True, default="")
+    # where the tenant's legacy API calls are served (the rollout moves it)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NEW)
     qps_limit = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
     # Granted by the operator: this tenant may approve its own templates through the API.
     # Without it, only the operator approves (Django admin), and sends refuse unapproved ones.

@@ -70,10 +70,25 @@ def test_mask_recipient__each_channel__its_own_mask(channel, recipient, masked):
     assert mask_recipient(channel, recipient) == masked
 
 
-def test_api__channel_without_a_transport_yet__400(api_client):
+def test_registry__sms_and_push__sendable_over_http_providers():
+    assert registry.sendable_names() == ["email", "sms", "push"]
+    assert registry.get("sms").transport_kinds == ("http",)
+    assert registry.get("push").transport_kinds == ("http",)
+
+
+def test_api__sms_now_that_it_has_a_transport__202(api_client):
     response = api_client.post(
         "/v2/messages",
-        {"channel": "sms", "to": "+8613800138000", "body": "code 1234"},
+        {"channel": "sms", "to": "+8613800138000", "subject": "-", "body": "code 1234"},
+        format="json",
+    )
+    assert response.status_code == 202
+
+
+def test_api__channel_not_in_the_registry__400_on_channel(api_client):
+    response = api_client.post(
+        "/v2/messages",
+        {"channel": "fax", "to": "+8613800138000", "subject": "S", "body": "code 1234"},
         format="json",
     )
     assert response.status_code == 400

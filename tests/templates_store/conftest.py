@@ -4,18 +4,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from templates_store.legacy import LegacyExport
 from templates_store.velocity.engine import Engine
 from templates_store.velocity.legacy_render import LegacyRenderer
 
 LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
-
-
-@pytest.fixture(scope="session")
-def legacy_export() -> LegacyExport:
-    if not (LEGACY_DATA / "templates.jsonl").exists():
-        pytest.fail(f"legacy export not found at {LEGACY_DATA} (shared/ must sit beside the repo)")
-    return LegacyExport.read(LEGACY_DATA)
 
 
 @pytest.fixture(scope="session", params=[True, False], ids=["fast", "jinja"])

@@ -2,8 +2,9 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from notify.tenants.models import Tenant
+from compat.legacy_import import import_apps
 from templates_store import selectors
 from templates_store.legacy import convert_export, strip_sign
 from templates_store.models import Template
@@ -11,7 +12,13 @@ from templates_store.services import render_template
 
 
 @pytest.fixture
-def imported(db, legacy_export):  # noqa: ANN001, ANN201
+def apps_imported(db, legacy_export):  # noqa: ANN001, ANN201
+    tenants, _ = import_apps(legacy_export.apps)
+    return tenants
+
+
+@pytest.fixture
+def imported(apps_imported, legacy_export):  # noqa: ANN001, ANN201
     return convert_export(legacy_export)
 
 
@@ -21,14 +28,6 @@ def test_convert_export__legacy_data__every_template_exact_and_approved(imported
     assert [o.tpl_id for o in imported if o.mismatches or o.status == "needs_review"] == []
     assert all(o.approved for o in imported)
     assert sum(o.cases for o in imported) >= len(legacy_export.samples)
-
-
-def test_convert_export__apps__tenants_keep_app_key_secret_and_status(imported, legacy_export):
-    for app in legacy_export.apps:
-        tenant = Tenant.objects.get(app_key=app["app_key"])
-        assert tenant.app_secret == app["app_secret"]
-        assert tenant.qps_limit == app["qps_limit"]
-        assert tenant.is_active == (app["status"] == 1)
 
 
 def test_convert_export__run_twice__no_new_versions(imported, legacy_export):
@@ -62,7 +61,9 @@ def test_converted_templates__historical_messages__rerender_to_what_the_gateway_
     assert checked > 2000
 
 
-def test_convert_templates_command__legacy_data__summary_and_report(db, tmp_path, capsys):
+def test_convert_templates_command__legacy_data__summary_and_report(
+    apps_imported, tmp_path, capsys
+):
     # When
     report = tmp_path / "report.json"
     call_command("convert_templates", "--report", str(report))
@@ -77,7 +78,22 @@ def test_convert_templates_command__legacy_data__summary_and_report(db, tmp_path
     assert {entry["status"] for entry in entries} <= {"exact", "exact_with_warnings"}
 
 
-def test_convert_templates_command__one_tenant__only_its_templates(db, capsys):
+def test_convert_templates_command__no_tenants_yet__says_to_import_first(db):
+    with pytest.raises(CommandError, match="import_legacy"):
+        call_command("convert_templates")
+
+
+def test_convert_export__app_not_a_tenant__its_templates_skipped(db, legacy_export):
+    # Given only the first app imported
+    import_apps(legacy_export.apps[:1])
+    # When
+    outcomes = convert_export(legacy_export)
+    # Then
+    assert outcomes
+    assert {o.tenant for o in outcomes} == {Template.all_tenants.first().tenant.slug}
+
+
+def test_convert_templates_command__one_tenant__only_its_templates(apps_imported, capsys):
     call_command("convert_templates", "--tenant", "bank")
     assert set(Template.all_tenants.values_list("tenant__slug", flat=True)) == {"bank"}
 

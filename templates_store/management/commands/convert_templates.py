@@ -6,15 +6,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from templates_store.legacy import LegacyExport, convert_export
+from templates_store.legacy import LegacyExport, convert_export, tenants_of
 
 COLUMNS = ("exact", "exact_with_warnings", "needs_review")
 
 
 class Command(BaseCommand):
     help = (
-        "Imports the legacy apps and templates, converts every Velocity template to the new "
-        "engine, verifies each against the old engine on all known parameter sets (samples and "
+        "Converts every Velocity template of the legacy apps already imported as tenants to the "
+        "new engine, verifies each against the old engine on all known parameter sets (samples and "
         "historical messages) and prints a summary. Exact conversions with no difference are "
         "approved and published."
     )
@@ -30,8 +30,14 @@ class Command(BaseCommand):
         if not (data_dir / "templates.jsonl").exists():
             raise CommandError(f"no templates.jsonl in {data_dir}")
         export = LegacyExport.read(data_dir)
+        tenants = tenants_of(export)
+        if not tenants:
+            raise CommandError(
+                "none of the export's apps is a tenant yet: run `manage.py import_legacy` first"
+            )
         outcomes = convert_export(
             export,
+            tenants=tenants,
             tenant_slug_filter=options["tenant"],
             approve=not options["no_approve"],
             progress=lambda rows: tqdm(rows, desc="converting", unit="tpl", file=self.stderr._out),

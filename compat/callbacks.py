@@ -1,0 +1,157 @@
+"""Delivery reports to a legacy tenant's `callback_url` (SPEC.md, "Delivery reports"): when a
+message sent through the legacy API reaches a final status, the tenant's callback gets the
+legacy form, signed with its app_secret; a try succeeds only on HTTP 200 with the body exactly
+`SUCCESS` within LEGACY_CALLBACK_TIMEOUT seconds; the others are retried after
+LEGACY_CALLBACK_DELAYS, then dropped. Each report is a row (the pending work survives a broker
+outage or a worker crash), each try is claimed with a conditional UPDATE (a report delivered
+twice by the broker is posted once), and every try is signed afresh."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import secrets
+import time
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.dispatch import receiver
+from django.utils import timezone
+
+from compat import native
+from compat.models import LegacyCallback
+from compat.protocol import compute_sign
+from notify import outbound
+from notify.messaging.masking import mask_recipient
+from notify.messaging.models import Message, Origin
+from notify.messaging.signals import message_finished
+
+logger = logging.getLogger(__name__)
+
+# a claimed try that has not ended by then (its worker died) is tried again
+CLAIM_LEASE_S = 60
+
+
+@receiver(message_finished, dispatch_uid="compat.callbacks")
+def on_message_finished(sender: object, message_id: str, **kwargs: object) -> None:
+    """A report is owed for a legacy-API message of a tenant with a callback_url."""
+    message = (
+        Message.all_tenants.filter(pk=message_id, origin=Origin.LEGACY)
+        .select_related("tenant")
+        .first()
+    )
+    if message is None or not message.tenant.callback_url:
+        return
+    if native.legacy_status(message) not in (2, 3):
+        return
+    try:
+        with transaction.atomic():
+            callback = LegacyCallback.all_tenants.create(
+                message_id=message_id, tenant=message.tenant
+            )
+    except IntegrityError:
+        return  # owed already
+    transaction.on_commit(lambda: publish(callback.pk))
+
+
+def publish(callback_id: int) -> None:
+    from compat.tasks import deliver_callback
+
+    try:
+        deliver_callback.apply_async(args=[callback_id])
+    except Exception:  # noqa: BLE001 - the row stays pending: the sweep publishes it
+        logger.warning("broker unavailable: callback %s left for the sweep", callback_id)
+
+
+def report_form(message: Message) -> dict[str, str]:
+    """The legacy delivery report of `message`, signed (a fresh timestamp and nonce)."""
+    status = native.legacy_status(message)
+    form = {
+        "app_key": message.tenant.app_key or "",
+        "msg_id": message.id,
+        "batch_id": message.batch_id,
+        "out_id": message.reference,
+        "recipient": message.recipient,
+        "status": str(status),
+        "err_code": native.legacy_err_code(message),
+        "report_time": native.status_data(message)["report_time"],
+        "timestamp": str(int(time.time() * 1000)),
+        "nonce": secrets.token_hex(8),
+    }
+    form["sign"] = compute_sign(form, message.tenant.app_secret)
+    return form
+
+
+def deliver(callback_id: int) -> None:
+    """One try of a report, if it is due and this caller claims it."""
+    now = timezone.now()
+    claimed = LegacyCallback.all_tenants.filter(
+        pk=callback_id, state=LegacyCallback.State.PENDING, next_attempt_at__lte=now
+    ).update(
+        attempts=F("attempts") + 1,
+        next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S),
+        updated_at=now,
+    )
+    if claimed != 1:
+        return
+    callback = LegacyCallback.all_tenants.select_related("tenant").get(pk=callback_id)
+    message = Message.all_tenants.select_related("tenant").get(pk=callback.message_id)
+    url = callback.tenant.callback_url
+    error = ""
+    try:
+        answer = outbound.post(
+            url,
+            urlencode(report_form(message)).encode("utf-8"),
+            {"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
+            settings.LEGACY_CALLBACK_TIMEOUT,
+        )
+        if answer.status != 200 or answer.body != b"SUCCESS":
+            error = f"answered HTTP {answer.status} {answer.body[:80]!r}, not 200 SUCCESS"
+    except outbound.TargetRefused as exc:
+        error = f"refused: {exc}"
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"unreachable: {exc}"
+    _record(callback, error, message)
+
+
+def _record(callback: LegacyCallback, error: str, message: Message) -> None:
+    now = timezone.now()
+    delays = settings.LEGACY_CALLBACK_DELAYS
+    where = mask_recipient(message.channel, message.recipient)
+    if not error:
+        state, next_at = LegacyCallback.State.DONE, now
+    elif callback.attempts <= len(delays):
+        state = LegacyCallback.State.PENDING
+        next_at = now + timedelta(seconds=delays[callback.attempts - 1])
+    else:
+        state, next_at = LegacyCallback.State.DROPPED, now
+    LegacyCallback.all_tenants.filter(pk=callback.pk, attempts=callback.attempts).update(
+        state=state, next_attempt_at=next_at, last_error=error, updated_at=now
+    )
+    if error:
+        logger.warning(
+            "legacy callback for %s (%s) try %d failed, %s: %s",
+            message.id,
+            where,
+            callback.attempts,
+            "dropped" if state == LegacyCallback.State.DROPPED else f"next at {next_at:%H:%M:%S}",
+            error,
+        )
+
+
+def sweep(limit: int = 1000) -> int:
+    """Publishes the due pending reports (retries whose time came, tries whose worker died,
+    reports whose publish failed). Returns how many."""
+    ids = list(
+        LegacyCallback.all_tenants.filter(
+            state=LegacyCallback.State.PENDING, next_attempt_at__lte=timezone.now()
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for callback_id in ids:
+        publish(callback_id)
+    return len(ids)

@@ -1,0 +1,21 @@
+from celery import shared_task
+from django.db import DatabaseError
+
+from compat import callbacks
+
+
+@shared_task(
+    name="compat.deliver_callback",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    max_retries=10,
+)
+def deliver_callback(callback_id: int) -> None:
+    callbacks.deliver(callback_id)
+
+
+@shared_task(name="compat.sweep_callbacks", ignore_result=True)
+def sweep_callbacks() -> None:
+    """Run by Celery beat: publishes the legacy delivery reports that are due."""
+    callbacks.sweep()

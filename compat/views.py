@@ -1,0 +1,97 @@
+"""The legacy `/gateway/*.do` endpoints: one thin view that routes by path and method exactly
+as the old gateway did, then forwards the call (tenant on stage `legacy`) or answers it
+natively (stage `new`)."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from compat import native, proxy
+from compat.protocol import CONTENT_TYPE, SYSTEM_ERROR, LegacyError, error_answer, parse_params
+from notify.tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+ROUTES = {
+    "/gateway/sms/send.do": "POST",
+    "/gateway/sms/batch_send.do": "POST",
+    "/gateway/mail/send.do": "POST",
+    "/gateway/push/send.do": "POST",
+    "/gateway/message/status.do": "GET",
+    "/gateway/message/detail.do": "GET",
+    "/gateway/template/get.do": "GET",
+}
+
+
+def _empty(status: int) -> HttpResponse:
+    response = HttpResponse(status=status)
+    # the old gateway's 404/405 carry no Content-Type
+    del response["Content-Type"]
+    return response
+
+
+def _json(body: bytes, status: int = 200, content_type: str | None = CONTENT_TYPE) -> HttpResponse:
+    response = HttpResponse(body, status=status)
+    if content_type:
+        response["Content-Type"] = content_type
+    else:
+        del response["Content-Type"]
+    return response
+
+
+def _raw_body(request: HttpRequest) -> bytes | None:
+    """The body by its Content-Length (a chunked body is not read, as by the old gateway);
+    None when it is larger than LEGACY_MAX_BODY_BYTES."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length <= 0:
+        return b""
+    if length > settings.LEGACY_MAX_BODY_BYTES:
+        return None
+    return request.read(length)
+
+
+def _serve_natively(tenant: Tenant | None) -> bool:
+    if not settings.LEGACY_GATEWAY_URL:
+        return True
+    return tenant is not None and tenant.stage == Tenant.Stage.NEW
+
+
+@csrf_exempt
+def gateway(request: HttpRequest) -> HttpResponse:
+    path = request.path_info
+    method = ROUTES.get(path)
+    if method is None:
+        return _empty(404)
+    if request.method != method:
+        return _empty(405)
+    body = _raw_body(request) if method == "POST" else b""
+    if body is None:
+        return _json(SYSTEM_ERROR)
+    query = request.META.get("QUERY_STRING", "")
+    raw = body if method == "POST" else query.encode("latin-1", "replace")
+    params = parse_params(raw)
+    try:
+        tenant = native.find_tenant(params.get("app_key", ""))
+    except Exception:  # noqa: BLE001 - the database is down: the legacy answer, not a 500
+        logger.exception("legacy call failed on %s: tenant lookup", path)
+        return _json(SYSTEM_ERROR)
+    if not _serve_natively(tenant):
+        upstream = proxy.forward(method, path, query, body, request.META.get("CONTENT_TYPE", ""))
+        if upstream.status in (404, 405):
+            return _empty(upstream.status)
+        return _json(upstream.body, upstream.status, upstream.content_type)
+    try:
+        answer = native.handle(path, params, tenant)
+    except LegacyError as error:
+        answer = error_answer(error)
+    except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
+        logger.exception("legacy call failed on %s", path)
+        answer = SYSTEM_ERROR
+    return _json(answer)

@@ -1,0 +1,84 @@
+"""Delivery reports: a provider's word, after it accepted a message, on how it ended
+(docs/http-providers.md). A report moves a `sent` message to `delivered` or `failed` once; a
+repeated, late or unknown one changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
+from django.utils import timezone
+
+from notify.messaging.masking import mask_recipient
+from notify.messaging.models import DeliveryAttempt, Message, MessageEvent, MessageStatus
+from notify.messaging.services import announce_finished
+
+logger = logging.getLogger(__name__)
+
+REPORTED_STATUSES = frozenset({MessageStatus.DELIVERED.value, MessageStatus.FAILED.value})
+# Message.error_code's length; a provider's text is kept to this
+MAX_CODE_CHARS = 64
+MAX_ERROR_CHARS = 1000
+
+
+def record_receipt(
+    channel: str, provider_message_id: str, status: str, error_code: str = "", error: str = ""
+) -> bool:
+    """The `channel` message whose latest attempt the provider knows as `provider_message_id`
+    moved from `sent` to `status` (`delivered`, or `failed` with the provider's code and text),
+    with its timeline event, in one conditional UPDATE: only a message still `sent` after that
+    same attempt moves. `message_finished` follows the commit. Returns whether it moved."""
+    if status not in REPORTED_STATUSES or not provider_message_id:
+        return False
+    latest_number = (
+        DeliveryAttempt.objects.filter(message_id=OuterRef("message_id"))
+        .order_by("-number")
+        .values("number")[:1]
+    )
+    found = (
+        DeliveryAttempt.objects.filter(
+            provider_message_id=provider_message_id,
+            message__channel=channel,
+            message__status=MessageStatus.SENT,
+        )
+        .annotate(latest_number=Subquery(latest_number))
+        .filter(number=F("latest_number"))
+        .values_list("message_id", "number", "message__recipient")
+        .first()
+    )
+    if found is None:
+        logger.info(
+            "delivery report for no sent %s message (provider id %r): ignored",
+            channel,
+            provider_message_id[:MAX_CODE_CHARS],
+        )
+        return False
+    message_id, number, recipient = found
+    now = timezone.now()
+    if status == MessageStatus.DELIVERED:
+        detail = "delivered, said the provider's delivery report"
+        fields: dict[str, object] = {"delivered_at": now}
+    else:
+        code = error_code[:MAX_CODE_CHARS]
+        # providers quote the recipient in their errors: it must not reach logs or admin lists
+        text = error.replace(recipient, mask_recipient(channel, recipient)) if recipient else error
+        text = text[:MAX_ERROR_CHARS]
+        detail = "the provider's delivery report: failed" + (f" {code}" if code else "")
+        detail += f": {text}" if text else ""
+        fields = {"failed_at": now, "error": detail, "error_code": code}
+    with transaction.atomic():
+        # (`attempts`: still after the attempt the provider reports on)
+        changed = Message.all_tenants.filter(
+            pk=message_id, status=MessageStatus.SENT, attempts=number
+        ).update(status=status, updated_at=now, **fields)
+        if changed == 1:
+            MessageEvent.objects.create(
+                message_id=message_id, status=status, detail=detail, created_at=now
+            )
+            announce_finished(message_id, status)
+    if changed == 1:
+        logger.info(
+            "message %s id=%s: %s", status, message_id, detail, extra={"message_id": message_id}
+        )
+    return changed == 1

@@ -1,0 +1,9 @@
+"""Message events other parts subscribe to (the legacy facade's delivery reports, tenant
+webhooks). Sent after the change is committed, with ids only: a receiver re-reads what it needs
+and must not fail the sender (it records its own work and returns)."""
+
+from django.dispatch import Signal
+
+# a message reached a final status (delivered, failed, dead, suppressed, cancelled)
+# kwargs: message_id (str), status (str)
+message_finished = Signal()
