@@ -36,6 +36,7 @@ format: install
 bench: install
 	$(BIN)/python -m templates_store.bench
 	$(BIN)/python -m notify.bench_delivery
+	$(BIN)/python -m scripts.conformance.bench
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
