@@ -5,12 +5,14 @@ queries answer from the platform's messages, then from the imported history."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from compat import guards
@@ -41,6 +43,7 @@ from notify.messaging import requests as send_requests
 from notify.messaging.models import Lane, Message, MessageStatus, Origin
 from notify.messaging.services import MessageDraft, create_batch
 from notify.tenants.models import Tenant
+from templates_store import selectors as template_selectors
 from templates_store import services as template_services
 from templates_store.models import Template
 from templates_store.velocity.engine import TemplateRenderError
@@ -81,16 +84,56 @@ def storable(value: str) -> bool:
     return "\x00" not in value
 
 
+class LookupCache:
+    """What every call looks up (its app, its template and published version), kept by each
+    process for LEGACY_LOOKUP_CACHE_SECONDS: a change (an app disabled, a new secret, a version
+    published) applies that much later; 0 turns it off."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        ttl = settings.LEGACY_LOOKUP_CACHE_SECONDS
+        if ttl <= 0:
+            return load()
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        value = load()
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (now + ttl, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+lookups = LookupCache()
+
+
 def find_tenant(app_key: str) -> Tenant | None:
     if not storable(app_key):
         return None
-    return Tenant.objects.filter(app_key=app_key).first()
+    return lookups.get(("tenant", app_key), lambda: Tenant.objects.filter(app_key=app_key).first())
 
 
 def find_template(tenant: Tenant, tpl_id: str) -> Template | None:
     if not storable(tpl_id):
         return None
-    return Template.objects.for_tenant(tenant).filter(legacy_tpl_id=tpl_id).first()
+    return lookups.get(
+        ("template", tenant.pk, tpl_id),
+        lambda: Template.objects.for_tenant(tenant).filter(legacy_tpl_id=tpl_id).first(),
+    )
+
+
+def published_version(template: Template) -> Any:
+    return lookups.get(
+        ("version", template.pk), lambda: template_selectors.published_version(template, "")
+    )
 
 
 # ---- step 8 --------------------------------------------------------------------------------
@@ -136,7 +179,7 @@ class Renderer:
 
     def __init__(self, template: Template) -> None:
         self.template = template
-        self.version = None
+        self.version = published_version(template)
         self._cache: dict[str, tuple[str, str]] = {}
 
     def __call__(self, tpl_params: dict[str, Any]) -> tuple[str, str]:
@@ -196,7 +239,8 @@ def send(
             )
         drafts.append(_with(draft, params=item.params, reference=out_id))
     try:
-        with transaction.atomic():
+        # the messages and the out_id's answer commit together (create_batch alone is atomic)
+        with transaction.atomic() if send_request is not None else contextlib.nullcontext():
             batch = create_batch(
                 tenant=tenant,
                 drafts=drafts,

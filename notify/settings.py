@@ -153,6 +153,9 @@ LEGACY_GATEWAY_URL = env.str("LEGACY_GATEWAY_URL", default="")
 # A proxied call answers `50000 system error` when the old gateway takes longer than this.
 LEGACY_PROXY_CONNECT_TIMEOUT = env.float("LEGACY_PROXY_CONNECT_TIMEOUT", default=2.0)
 LEGACY_PROXY_TIMEOUT = env.float("LEGACY_PROXY_TIMEOUT", default=10.0)
+# How long each process keeps an app, a template and its published version it looked up for a
+# legacy call (seconds; 0: no caching): a change to them applies that much later.
+LEGACY_LOOKUP_CACHE_SECONDS = env.float("LEGACY_LOOKUP_CACHE_SECONDS", default=2.0)
 # A legacy call's body larger than this is refused (`50000`) before it is read.
 LEGACY_MAX_BODY_BYTES = env.int("LEGACY_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 # Delivery reports to a tenant's callback_url: first try at once, then after these delays

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -180,36 +181,33 @@ def create_batch(
     legacy send to a few recipients is a code or a receipt); the sweep publishes them again
     if that failed."""
     now = timezone.now()
-    with transaction.atomic():
-        batch_id, *ids = allocate_ids(len(drafts) + 1)
-        Message.all_tenants.bulk_create(
-            [
-                _message_row(
-                    message_id,
-                    tenant,
-                    draft,
-                    now,
-                    batch_id=batch_id,
-                    origin=origin,
-                    send_request=send_request,
-                    lane=lane,
-                )
-                for message_id, draft in zip(ids, drafts, strict=True)
-            ],
-            batch_size=1000,
+    batch_id, *ids = allocate_ids(len(drafts) + 1)
+    rows = [
+        _message_row(
+            message_id,
+            tenant,
+            draft,
+            now,
+            batch_id=batch_id,
+            origin=origin,
+            send_request=send_request,
+            lane=lane,
         )
-        MessageEvent.objects.bulk_create(
-            [
-                MessageEvent(
-                    message_id=message_id,
-                    status=MessageStatus.QUEUED,
-                    detail=f"batch {batch_id}",
-                    created_at=now,
-                )
-                for message_id in ids
-            ],
-            batch_size=1000,
-        )
+        for message_id, draft in zip(ids, drafts, strict=True)
+    ]
+    events = [
+        MessageEvent(status=MessageStatus.QUEUED, detail=f"batch {batch_id}", created_at=now)
+        for _ in ids
+    ]
+    # a code to one recipient: message and event in one statement (delivery_sql), atomic alone
+    with transaction.atomic() if len(rows) > 1 else contextlib.nullcontext():
+        if len(rows) == 1:
+            delivery_sql.insert_queued(rows[0], events[0])
+        else:
+            Message.all_tenants.bulk_create(rows, batch_size=1000)
+            for row, event in zip(rows, events, strict=True):
+                event.message = row
+            MessageEvent.objects.bulk_create(events, batch_size=1000)
         if lane == Lane.BULK:
             transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
         else:

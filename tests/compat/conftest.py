@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from compat import guards
+from compat import guards, native
 from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from templates_store.legacy import LegacyExport
@@ -24,6 +24,14 @@ SHOP_TEMPLATES = {
     "PUSH_300003",
 }
 LOGI_TEMPLATES = {"SMS_100101"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookups():  # noqa: ANN202
+    # each test's database is new: nothing a process cached may outlive it
+    native.lookups.clear()
+    yield
+    native.lookups.clear()
 
 
 @pytest.fixture

@@ -351,3 +351,17 @@ def test_every_endpoint__nul_and_oversized_values__legacy_answer_not_500(
     answer = legacy_call(method, path, **params)
     assert (answer.status, answer.content_type) == (200, JSON_TYPE)
     assert answer.code == code
+
+
+def test_lookups__app_disabled_meanwhile__refused_once_the_cache_time_passed(
+    world, legacy_call, settings
+):
+    # Given a call that cached the app
+    settings.LEGACY_LOOKUP_CACHE_SECONDS = 0.3
+    assert legacy_call("GET", "template/get.do", tpl_id="SMS_100001").code == 0
+    # When the operator disables it
+    Tenant.objects.filter(slug="shop").update(status=Tenant.Status.DISABLED)
+    # Then within the cache time calls still pass, and after it they are refused
+    assert legacy_call("GET", "template/get.do", tpl_id="SMS_100001").code == 0
+    time.sleep(0.35)
+    assert legacy_call("GET", "template/get.do", tpl_id="SMS_100001").code == 40002
