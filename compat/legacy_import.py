@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from compat.models import LegacyMessage
+from compat.native import from_db, json_safe, to_db
 from notify.channels import registry
 from notify.tenants.models import Tenant
 from templates_store.legacy import ConversionOutcome, LegacyExport, convert_export
@@ -64,7 +65,7 @@ def _app_values(app: dict[str, Any]) -> dict[str, Any]:
         "status": Tenant.Status.ACTIVE if app.get("status", 1) == 1 else Tenant.Status.DISABLED,
         "sign_name": app.get("sign_name", "") or "",
         "callback_url": app.get("callback_url", "") or "",
-        "qps_limit": app.get("qps_limit") or 200,
+        "qps_limit": 200 if app.get("qps_limit") is None else app["qps_limit"],
     }
 
 
@@ -107,12 +108,12 @@ def _history_row(message: dict[str, Any], tenant: Tenant) -> LegacyMessage:
         channel=message.get("channel") or "",
         recipient=message.get("recipient") or "",
         tpl_id=message.get("tpl_id") or "",
-        tpl_params=message.get("tpl_params") or {},
-        subject=message.get("subject") or "",
-        content=message.get("content") or "",
+        tpl_params=json_safe(message.get("tpl_params") or {}),
+        subject=to_db(message.get("subject") or ""),
+        content=to_db(message.get("content") or ""),
         status=int(message.get("status") or 0),
         err_code=message.get("err_code") or "",
-        out_id=message.get("out_id") or "",
+        out_id=to_db(message.get("out_id") or ""),
         send_time=message.get("send_time") or "",
         report_time=message.get("report_time") or "",
     )
@@ -236,6 +237,8 @@ def _stored_messages(msg_ids: list[str]) -> list[dict[str, Any]]:
             pk__in=msg_ids[start : start + CHUNK]
         ).select_related("tenant"):
             values = {name: getattr(row, name) for name in HISTORY_COLUMNS}
+            for name in ("subject", "content", "out_id"):
+                values[name] = from_db(values[name])
             rows.append({"msg_id": row.msg_id, "app_key": row.tenant.app_key, **values})
     return rows
 

@@ -15,7 +15,7 @@ class LegacyMessage(models.Model):
     batch_id = models.CharField(max_length=18, blank=True, default="")
     # the old gateway's channel names: sms, mail, push
     channel = models.CharField(max_length=8)
-    recipient = models.CharField(max_length=320)
+    recipient = models.CharField(max_length=4096)
     tpl_id = models.CharField(max_length=64, blank=True, default="")
     tpl_params = models.JSONField(default=dict, blank=True)
     subject = models.TextField(blank=True, default="")

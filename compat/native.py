@@ -79,6 +79,40 @@ def authenticate(params: dict[str, str], tenant: Tenant | None) -> Tenant:
     return tenant
 
 
+# PostgreSQL text cannot hold NUL, which the old gateway stored and answered: it is kept as
+# U+FFFF (a noncharacter, never in text a tenant sends) and given back as NUL in answers
+NUL_STAND_IN = "\uffff"
+
+
+def to_db(text: str) -> str:
+    return text.replace("\x00", NUL_STAND_IN) if "\x00" in text else text
+
+
+def from_db(text: str) -> str:
+    return text.replace(NUL_STAND_IN, "\x00") if NUL_STAND_IN in text else text
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as a database JSON column holds it: NaN and infinities (which the old gateway's
+    JSON accepted) as their names, NUL as U+FFFF; nesting too deep to walk is kept as text."""
+    try:
+        return _json_safe(value)
+    except RecursionError:
+        return {"unstorable": "nested too deeply"}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return repr(value)
+    if isinstance(value, str):
+        return to_db(value)
+    if isinstance(value, dict):
+        return {to_db(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def storable(value: str) -> bool:
     """Whether the database can hold (and compare) the text: PostgreSQL refuses NUL."""
     return "\x00" not in value
@@ -216,7 +250,7 @@ def send(
         raise LegacyError(40001)
     send_request = None
     if out_id:
-        begun = _begin(tenant, endpoint, out_id)
+        begun = _begin(tenant, endpoint, to_db(out_id))
         if isinstance(begun, send_requests.Replay):
             return begun.body.encode("utf-8")
         send_request = begun
@@ -229,6 +263,7 @@ def send(
     spec = registry.from_legacy(channel)
     drafts = []
     for item, (subject, content) in zip(outgoing, rendered, strict=True):
+        subject, content = to_db(subject), to_db(content)
         if spec.html_bodies:
             draft = MessageDraft(
                 channel=spec.name, recipient=item.recipient, subject=subject, html=content
@@ -237,7 +272,7 @@ def send(
             draft = MessageDraft(
                 channel=spec.name, recipient=item.recipient, subject=subject, body=content
             )
-        drafts.append(_with(draft, params=item.params, reference=out_id))
+        drafts.append(_with(draft, params=json_safe(item.params), reference=to_db(out_id)))
     try:
         # the messages and the out_id's answer commit together (create_batch alone is atomic)
         with transaction.atomic() if send_request is not None else contextlib.nullcontext():
@@ -473,7 +508,7 @@ def status_data(message: Message) -> dict[str, Any]:
         "err_code": legacy_err_code(message),
         "send_time": legacy_time(message.created_at),
         "report_time": _report_time(message),
-        "out_id": message.reference,
+        "out_id": from_db(message.reference),
     }
 
 
@@ -488,7 +523,7 @@ def history_status_data(row: LegacyMessage) -> dict[str, Any]:
         "err_code": row.err_code,
         "send_time": row.send_time,
         "report_time": row.report_time,
-        "out_id": row.out_id,
+        "out_id": from_db(row.out_id),
     }
 
 
@@ -501,10 +536,10 @@ def _own_message(tenant: Tenant, params: dict[str, str]) -> tuple[dict[str, Any]
         message = Message.objects.for_tenant(tenant).filter(pk=msg_id).first()
         if message is not None:
             content = message.html if message.channel == "email" else message.body
-            return status_data(message), message.subject, content
+            return status_data(message), from_db(message.subject), from_db(content)
         row = LegacyMessage.objects.for_tenant(tenant).filter(pk=msg_id).first()
         if row is not None:
-            return history_status_data(row), row.subject, row.content
+            return history_status_data(row), from_db(row.subject), from_db(row.content)
     raise LegacyError(20004)
 
 

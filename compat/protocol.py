@@ -86,6 +86,16 @@ def parse_params(raw: bytes) -> dict[str, str]:
     return params
 
 
+def parse_query(query: str) -> dict[str, str]:
+    """A query string as the old gateway's HTTP server read it: raw bytes beyond ASCII stay
+    one character each (Latin-1), percent-escapes are UTF-8 with replacement characters;
+    the first occurrence of a repeated name wins."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="replace"):
+        params.setdefault(key, value)
+    return params
+
+
 def compute_sign(params: dict[str, str], secret: str) -> str:
     """Uppercase hex MD5 of secret + k1 + v1 + … + secret over the non-empty parameters other
     than `sign`, sorted by key in code-point order."""

@@ -40,6 +40,10 @@ class _UpstreamConnection(http.client.HTTPConnection):
         self.sock.settimeout(self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _encode_request(self, request: str) -> bytes:
+        # the request target as the caller sent it: raw bytes beyond ASCII (Latin-1 in WSGI)
+        return request.encode("latin-1")
+
     def getresponse(self) -> http.client.HTTPResponse:
         if hasattr(socket, "TCP_QUICKACK"):
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)

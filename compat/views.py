@@ -11,7 +11,14 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from compat import native, proxy
-from compat.protocol import CONTENT_TYPE, SYSTEM_ERROR, LegacyError, error_answer, parse_params
+from compat.protocol import (
+    CONTENT_TYPE,
+    SYSTEM_ERROR,
+    LegacyError,
+    error_answer,
+    parse_params,
+    parse_query,
+)
 from notify.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -29,13 +36,15 @@ ROUTES = {
 
 def _empty(status: int) -> HttpResponse:
     response = HttpResponse(status=status)
-    # the old gateway's 404/405 carry no Content-Type
+    # the old gateway's 404/405 carry no Content-Type, and a Content-Length of 0
     del response["Content-Type"]
+    response["Content-Length"] = "0"
     return response
 
 
 def _json(body: bytes, status: int = 200, content_type: str | None = CONTENT_TYPE) -> HttpResponse:
     response = HttpResponse(body, status=status)
+    response["Content-Length"] = str(len(body))
     if content_type:
         response["Content-Type"] = content_type
     else:
@@ -64,8 +73,8 @@ def _serve_natively(tenant: Tenant | None) -> bool:
 
 
 @csrf_exempt
-def gateway(request: HttpRequest) -> HttpResponse:
-    path = request.path_info
+def gateway(request: HttpRequest, path: str) -> HttpResponse:
+    """One legacy call; `path` as the client sent it (compat.middleware)."""
     method = ROUTES.get(path)
     if method is None:
         return _empty(404)
@@ -74,9 +83,9 @@ def gateway(request: HttpRequest) -> HttpResponse:
     body = _raw_body(request) if method == "POST" else b""
     if body is None:
         return _json(SYSTEM_ERROR)
+    # (WSGI gives the query as sent, each byte one character, as the old gateway read it)
     query = request.META.get("QUERY_STRING", "")
-    raw = body if method == "POST" else query.encode("latin-1", "replace")
-    params = parse_params(raw)
+    params = parse_params(body) if method == "POST" else parse_query(query)
     try:
         tenant = native.find_tenant(params.get("app_key", ""))
     except Exception:  # noqa: BLE001 - the database is down: the legacy answer, not a 500

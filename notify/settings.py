@@ -91,6 +91,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "notify.logs.RequestIdMiddleware",
+    # the legacy /gateway API, routed before the platform's own middleware (compat/)
+    "compat.middleware.LegacyGatewayMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -12,7 +12,6 @@ urlpatterns = [
     path("healthz", readyz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("v2/", include("notify.api.urls")),
-    path("", include("compat.urls")),
 ]
 
 handler404 = "notify.api.errors.json_404"

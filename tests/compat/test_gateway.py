@@ -1,6 +1,7 @@
 """The legacy API answered natively: what a business service on the old API sees."""
 
 import json
+import secrets
 import time
 from urllib.parse import urlencode
 
@@ -168,7 +169,7 @@ def test_send__invalid_utf8_and_repeated_keys__first_value_wins(world, legacy_ex
             {
                 "app_key": row["app_key"],
                 "timestamp": str(int(time.time() * 1000)),
-                "nonce": "abcdEFGH1234",
+                "nonce": secrets.token_hex(8),
                 "mobiles": "13800138000",
                 "tpl_id": "SMS_100001",
                 "tpl_params": json.dumps(CODE_PARAMS),
@@ -316,9 +317,10 @@ def test_auth__checks_in_the_old_order(world, legacy_call):
     assert legacy_call("POST", "sms/send.do", timestamp="123").code == 10004
     assert legacy_call("POST", "sms/send.do", sign="0" * 32).code == 10003
     assert legacy_call("POST", "sms/send.do", nonce="short").code == 10005
-    reused = legacy_call("POST", "sms/send.do", nonce="samenonce1")
+    nonce = secrets.token_hex(6)
+    reused = legacy_call("POST", "sms/send.do", nonce=nonce)
     assert reused.json["msg"] == "missing param: mobiles"
-    assert legacy_call("GET", "message/status.do", nonce="samenonce1").code == 10005
+    assert legacy_call("GET", "message/status.do", nonce=nonce).code == 10005
 
 
 def test_rate_limit__small_app__calls_beyond_its_qps_refused(world, legacy_call):
@@ -365,3 +367,93 @@ def test_lookups__app_disabled_meanwhile__refused_once_the_cache_time_passed(
     assert legacy_call("GET", "template/get.do", tpl_id="SMS_100001").code == 0
     time.sleep(0.35)
     assert legacy_call("GET", "template/get.do", tpl_id="SMS_100001").code == 40002
+
+
+def test_send__nan_and_infinity_in_json_parameters__accepted_as_by_the_old_gateway(
+    world, legacy_call
+):
+    answer = legacy_call(
+        "POST",
+        "sms/send.do",
+        mobiles="13800138000",
+        tpl_id="SMS_100001",
+        tpl_params='{"code": NaN, "minutes": Infinity}',
+    )
+    assert answer.code == 0
+    message = Message.all_tenants.get(pk=answer.json["data"]["msg_ids"][0])
+    assert message.body == "【优选商城】您的验证码为nan，inf分钟内有效，请勿泄露给他人。"
+    push = legacy_call(
+        "POST",
+        "push/send.do",
+        user_ids="u1",
+        tpl_id="PUSH_300002",
+        tpl_params={"item": "x", "price": 1, "diff": 1},
+        extras='{"badge": -Infinity}',
+    )
+    assert push.code == 0
+
+
+def test_send__nul_in_stored_values__sent_and_answered_back_as_given(world, legacy_call):
+    # NUL cannot be stored in PostgreSQL text; the old gateway stored and answered it
+    answer = legacy_call(
+        "POST",
+        "sms/send.do",
+        mobiles="13800138000",
+        tpl_id="SMS_100001",
+        tpl_params={"code": "12\x0034", "minutes": 5},
+        sign_name="A\x00B",
+        out_id="o\x00",
+    )
+    assert answer.code == 0
+    msg_id = answer.json["data"]["msg_ids"][0]
+    detail = legacy_call("GET", "message/detail.do", msg_id=msg_id).json["data"]
+    assert detail["content"] == "【A\x00B】您的验证码为12\x0034，5分钟内有效，请勿泄露给他人。"
+    assert detail["out_id"] == "o\x00"
+    again = legacy_call(
+        "POST",
+        "sms/send.do",
+        mobiles="13800138000",
+        tpl_id="SMS_100001",
+        tpl_params=CODE_PARAMS,
+        out_id="o\x00",
+    )
+    assert again.body == answer.body
+    raw = legacy_call("POST", "mail/send.do", to="a@b.cn", content="<p>\x00</p>", subject="s")
+    assert raw.code == 0
+
+
+@pytest.mark.parametrize(
+    "path", ["/GATEWAY/sms/send.do", "/Gateway/message/status.do", "/gateway", "/gatewayx"]
+)
+def test_routing__other_gateway_spellings__empty_404(world, path):
+    response = Client().generic("POST", path)
+    assert (response.status_code, response.content) == (404, b"")
+    assert "Content-Type" not in response.headers
+
+
+def test_routing__path_as_sent__escaped_dot_is_not_the_endpoint(world):
+    # gunicorn passes the request target as sent (RAW_URI); PATH_INFO is decoded
+    response = Client().generic(
+        "POST", "/gateway/sms/send.do", RAW_URI="/gateway/sms/send%2Edo?x=1"
+    )
+    assert (response.status_code, response.content) == (404, b"")
+
+
+def test_routing__leading_slashes__collapsed_as_the_old_server_did(world, legacy_call):
+    response = Client().get("/gateway/message/status.do", RAW_URI="//gateway/message/status.do")
+    assert response.status_code == 200
+    assert json.loads(response.content)["msg"] == "missing param: app_key"
+
+
+def test_import__app_with_qps_limit_zero__every_send_refused(world, legacy_call):
+    Tenant.objects.filter(slug="shop").update(qps_limit=0)
+    answer = legacy_call(
+        "POST", "sms/send.do", mobiles="13800138000", tpl_id="SMS_100001", tpl_params=CODE_PARAMS
+    )
+    assert answer.json == {"code": 40001, "msg": "rate limit exceeded", "data": None}
+
+
+def test_answers__sized_like_the_old_gateways(world, legacy_call):
+    answer = Client().generic("POST", "/gateway/sms/send.do")
+    assert answer.headers["Content-Length"] == str(len(answer.content))
+    assert Client().get("/gateway/sms/send.do").headers["Content-Length"] == "0"

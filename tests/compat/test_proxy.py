@@ -145,3 +145,15 @@ def test_proxy__old_gateway_server_error_page__system_error_not_html(upstream, l
 def test_proxy__wrong_method__answered_here_without_forwarding(upstream, legacy_tenant):
     response = Client().get("/gateway/sms/send.do?app_key=ak_shop_1")
     assert response.status_code == 405 and upstream.requests == []
+
+
+def test_proxy__raw_bytes_in_the_query__forwarded_as_sent(upstream, legacy_tenant):
+    # WSGI gives raw bytes beyond ASCII one character each (Latin-1), as the old server read them
+    response = Client().get(
+        "/gateway/message/status.do", QUERY_STRING="app_key=ak_shop_1&msg_id=\xe9\xff"
+    )
+    assert response.status_code == 200 and response.content == upstream.body
+    assert (
+        upstream.requests[0]["path"]
+        == "/gateway/message/status.do?app_key=ak_shop_1&msg_id=\xe9\xff"
+    )
