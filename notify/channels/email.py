@@ -1,5 +1,6 @@
 import contextlib
 import smtplib
+from email.utils import formataddr, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -26,7 +27,12 @@ def build_check(mail: EmailMultiAlternatives) -> None:
     so retrying would only repeat the failure for an hour. Header-bound values get the same
     check as at the API (a stored message may predate it, or come from another origin), since
     the email library lets some line-breaking characters through into the header."""
-    for what, value in (("subject", mail.subject), *(("recipient", to) for to in mail.to)):
+    checked = (
+        ("subject", mail.subject),
+        ("sender", mail.from_email),
+        *(("recipient", address) for address in (*mail.to, *mail.cc)),
+    )
+    for what, value in checked:
         problem = header_problem(value)
         if problem:
             raise TransportError(f"message cannot be built: {what}: {problem}", permanent=True)
@@ -69,8 +75,9 @@ class EmailTransport(Transport):
         mail = _BuiltOnce(
             subject=envelope.subject,
             body=envelope.body,
-            from_email=settings.DEFAULT_FROM_EMAIL,
+            from_email=_sender(envelope.provider_hints.get("from_name", "")),
             to=[envelope.recipient],
+            cc=list(envelope.provider_hints.get("cc", ())),
             headers={**envelope.headers, "X-Notify-Message-Id": envelope.message_id},
         )
         if envelope.html:
@@ -98,6 +105,19 @@ class EmailTransport(Transport):
         host = getattr(self._connection, "host", "")
         port = getattr(self._connection, "port", "")
         return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)
+
+
+def _sender(display_name: str) -> str:
+    """DEFAULT_FROM_EMAIL, under the caller's display name when it gave one (the legacy
+    `from_alias`); the name is encoded by the email library, never parsed as an address."""
+    # a display name is one header line: line breaks and other controls become spaces
+    display_name = "".join(
+        " " if ord(char) < 32 or char in "\x7f\x85\u2028\u2029" else char for char in display_name
+    ).strip()
+    if not display_name:
+        return settings.DEFAULT_FROM_EMAIL
+    _, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
+    return formataddr((display_name, address or settings.DEFAULT_FROM_EMAIL))
 
 
 def _transport_error(exc: BaseException) -> BaseException:

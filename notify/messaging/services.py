@@ -446,10 +446,21 @@ def envelope_of(message: ClaimedMessage | Message) -> Envelope:
 
 
 def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
-    if message.channel != "push":
-        return MappingProxyType({})
-    extras = (getattr(message, "params", None) or {}).get("extras", {})
-    return MappingProxyType({"extras": extras if isinstance(extras, dict) else {}})
+    """What the message's transport may use beyond the text: a push's `extras`; an email's
+    `cc` addresses and sender display name (`from_alias`)."""
+    params = getattr(message, "params", None) or {}
+    if message.channel == "push":
+        extras = params.get("extras", {})
+        return MappingProxyType({"extras": extras if isinstance(extras, dict) else {}})
+    if message.channel == "email":
+        hints: dict[str, Any] = {}
+        cc = params.get("cc")
+        if isinstance(cc, list) and all(isinstance(address, str) for address in cc):
+            hints["cc"] = tuple(cc)
+        if isinstance(params.get("from_alias"), str) and params["from_alias"]:
+            hints["from_name"] = params["from_alias"]
+        return MappingProxyType(hints)
+    return MappingProxyType({})
 
 
 # a number in [0, 1) for each backoff (tests fix it)

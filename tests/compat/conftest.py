@@ -13,6 +13,7 @@ from compat import guards, native
 from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from templates_store.legacy import LegacyExport
+from tests.messaging.conftest import deliver  # noqa: F401 - the worker's delivery, in-process
 
 SHOP_TEMPLATES = {
     "SMS_100001",

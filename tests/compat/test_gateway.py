@@ -457,3 +457,26 @@ def test_answers__sized_like_the_old_gateways(world, legacy_call):
     answer = Client().generic("POST", "/gateway/sms/send.do")
     assert answer.headers["Content-Length"] == str(len(answer.content))
     assert Client().get("/gateway/sms/send.do").headers["Content-Length"] == "0"
+
+
+def test_mail_send__cc_and_from_alias__copied_on_the_mail_under_that_name(
+    world, legacy_call, smtp_server, deliver
+):
+    # Given a legacy mail with cc and a sender name (line breaks in it must not split headers)
+    sent = legacy_call(
+        "POST",
+        "mail/send.do",
+        to="ana@example.com",
+        cc="boss@example.com,ana@example.com",
+        from_alias="优选商城\r\nBcc: x@evil.test",
+        content="<p>hi</p>",
+        subject="s",
+    ).json["data"]
+    # When the worker delivers it
+    deliver(sent["msg_ids"][0])
+    # Then one mail, to the recipient with the cc copied, under the sender's name
+    (mail,) = smtp_server.received
+    assert set(mail.rcpt_tos) == {"ana@example.com", "boss@example.com"}
+    assert str(mail.message["Cc"]) == "boss@example.com, ana@example.com"
+    assert mail.message["Bcc"] is None
+    assert str(mail.message["From"]).startswith('"优选商城 Bcc: x@evil.test" <')
