@@ -66,10 +66,15 @@ def _raw_body(request: HttpRequest) -> bytes | None:
     return request.read(length)
 
 
-def _serve_natively(tenant: Tenant | None) -> bool:
+def _serve_natively(app_key: str) -> bool:
+    """Whether the app's tenant is served here. Its stage is read afresh on every call (never
+    from a process's cache): a stage change takes effect at once in every process."""
     if not settings.LEGACY_GATEWAY_URL:
         return True
-    return tenant is not None and tenant.stage == Tenant.Stage.NEW
+    if not native.storable(app_key):
+        return False
+    stage = Tenant.objects.filter(app_key=app_key).values_list("stage", flat=True).first()
+    return stage == Tenant.Stage.NEW
 
 
 @csrf_exempt
@@ -86,18 +91,25 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     # (WSGI gives the query as sent, each byte one character, as the old gateway read it)
     query = request.META.get("QUERY_STRING", "")
     params = parse_params(body) if method == "POST" else parse_query(query)
+    app_key = params.get("app_key", "")
     try:
-        tenant = native.find_tenant(params.get("app_key", ""))
+        natively = _serve_natively(app_key)
     except Exception:  # noqa: BLE001 - the database is down: the legacy answer, not a 500
-        logger.exception("legacy call failed on %s: tenant lookup", path)
+        logger.exception("legacy call failed on %s: stage lookup", path)
         return _json(SYSTEM_ERROR)
-    if not _serve_natively(tenant):
-        upstream = proxy.forward(method, path, query, body, request.META.get("CONTENT_TYPE", ""))
+    if not natively:
+        try:
+            upstream = proxy.forward(
+                method, path, query, body, request.META.get("CONTENT_TYPE", "")
+            )
+        except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
+            logger.exception("legacy call failed on %s: proxy", path)
+            return _json(SYSTEM_ERROR)
         if upstream.status in (404, 405):
             return _empty(upstream.status)
         return _json(upstream.body, upstream.status, upstream.content_type)
     try:
-        answer = native.handle(path, params, tenant)
+        answer = native.handle(path, params, native.find_tenant(app_key))
     except LegacyError as error:
         answer = error_answer(error)
     except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer

@@ -157,3 +157,27 @@ def test_proxy__raw_bytes_in_the_query__forwarded_as_sent(upstream, legacy_tenan
         upstream.requests[0]["path"]
         == "/gateway/message/status.do?app_key=ak_shop_1&msg_id=\xe9\xff"
     )
+
+
+def test_stage_change__next_call__routed_by_the_new_stage_at_once(upstream, legacy_tenant):
+    # Given a tenant served natively, its app already looked up (and cached) by a call
+    Tenant.objects.filter(pk=legacy_tenant.pk).update(stage=Tenant.Stage.NEW)
+    form_post("/gateway/sms/send.do", "app_key=ak_shop_1")
+    # When the operator rolls it back to the old gateway
+    Tenant.objects.filter(pk=legacy_tenant.pk).update(stage=Tenant.Stage.LEGACY)
+    form_post("/gateway/sms/send.do", "app_key=ak_shop_1")
+    # Then the very next call goes there
+    assert len(upstream.requests) == 1
+
+
+def test_proxy__forwarding_crashes__legacy_system_error_not_500(
+    upstream, legacy_tenant, monkeypatch
+):
+    from compat import proxy
+
+    def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ValueError("unexpected")
+
+    monkeypatch.setattr(proxy, "forward", crash)
+    response = form_post("/gateway/sms/send.do", "app_key=ak_shop_1")
+    assert (response.status_code, response.content) == (200, SYSTEM_ERROR)
