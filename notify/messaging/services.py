@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -319,7 +319,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
         status = MessageStatus.SENT
         events = ((MessageStatus.SENT, result.detail),)
         fields = (("sent_at", now),)
-    recorded = delivery_sql.record(
+    recorded = _record_outcome(
         message,
         Outcome(
             status=status,
@@ -340,6 +340,34 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
         result.detail,
         extra={"message_id": message.id, "batch_id": message.batch_id},
     )
+
+
+# pauses before each new try of recording an outcome the database refused (seconds)
+RECORD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def _record_outcome(message: ClaimedMessage, outcome: Outcome, now: datetime) -> bool:
+    """delivery_sql.record, tried again while the database is unreachable: the provider has
+    answered, and an outcome lost here would leave the message `sending` until its lease ends
+    and then send it a second time. A try whose statement committed before its connection
+    broke makes the next one find the message moved, and record nothing twice."""
+    for delay in (*RECORD_RETRY_DELAYS, None):
+        try:
+            return delivery_sql.record(message, outcome, now)
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning(
+                "outcome of message %s not recorded (database unavailable); again in %ss",
+                message.id,
+                delay,
+                exc_info=True,
+                extra={"message_id": message.id},
+            )
+            if not connection.in_atomic_block:
+                connection.close()  # the next try opens a new one
+            time.sleep(delay)
+    return False
 
 
 def _elapsed_ms(started: float) -> int:
@@ -510,7 +538,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         else:
             status = MessageStatus.DEAD
             reason = f"gave up after {round_attempts} attempts: {error.reason}"
-        recorded = delivery_sql.record(
+        recorded = _record_outcome(
             message,
             Outcome(
                 status=status,
@@ -529,7 +557,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
     next_attempt_at = now + timedelta(seconds=delay)
     # no broker countdown: the row holds the time, and the sweep publishes it when due
     detail = f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}"
-    delivery_sql.record(
+    _record_outcome(
         message,
         Outcome(
             status=MessageStatus.QUEUED,

@@ -264,3 +264,48 @@ def test_deliver_chunk__one_smtp_connection__reopened_only_after_a_refusal(
     assert sessions[1] != sessions[2]
     statuses_now = [Message.all_tenants.get(pk=m.id).status for m in messages]
     assert statuses_now == ["delivered", "delivered", "failed", "delivered", "delivered"]
+
+
+def test_deliver__database_drops_while_recording__recorded_on_a_later_try_sent_once(
+    tenant, smtp_server, queued_retries, monkeypatch
+):
+    # Given a database that refuses the first two writes of the outcome
+    from django.db import OperationalError
+
+    from notify.messaging import delivery_sql
+
+    real_record = delivery_sql.record
+    refusals = []
+
+    def flaky_record(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if len(refusals) < 2:
+            refusals.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(delivery_sql, "record", flaky_record)
+    monkeypatch.setattr(services, "RECORD_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    message = make_email(tenant)
+    # When the worker delivers it
+    services.deliver(message.id)
+    # Then the mail went out once and the outcome is recorded
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert len(smtp_server.received) == 1 and len(refusals) == 2
+
+
+def test_deliver__database_down_for_good__error_raised_for_the_task_to_retry(
+    tenant, smtp_server, queued_retries, monkeypatch
+):
+    from django.db import OperationalError
+
+    from notify.messaging import delivery_sql
+
+    def down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OperationalError("could not connect")
+
+    monkeypatch.setattr(delivery_sql, "record", down)
+    monkeypatch.setattr(services, "RECORD_RETRY_DELAYS", (0.01,))
+    message = make_email(tenant)
+    with pytest.raises(OperationalError):
+        services.deliver(message.id)
