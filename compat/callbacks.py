@@ -36,8 +36,12 @@ CLAIM_LEASE_S = 60
 
 
 @receiver(message_finished, dispatch_uid="compat.callbacks")
-def on_message_finished(sender: object, message_id: str, **kwargs: object) -> None:
+def on_message_finished(
+    sender: object, message_id: str, origin: str | None = None, **kwargs: object
+) -> None:
     """A report is owed for a legacy-API message of a tenant with a callback_url."""
+    if origin is not None and origin != Origin.LEGACY:
+        return  # (most messages: no query on the delivery path)
     message = (
         Message.all_tenants.filter(pk=message_id, origin=Origin.LEGACY)
         .select_related("tenant")

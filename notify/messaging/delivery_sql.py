@@ -44,6 +44,8 @@ class ClaimedMessage:
     attempts: int
     attempts_before_retry: int
     batch_id: str
+    # where it came from (v2, legacy): who must hear of its outcome
+    origin: str
     # (the push transport's extras are among them)
     params: dict
 
@@ -59,6 +61,7 @@ CLAIMED_FIELDS = (
     "attempts",
     "attempts_before_retry",
     "batch_id",
+    "origin",
     "params",
 )
 

@@ -332,7 +332,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
         now,
     )
     if recorded and result.delivered:
-        announce_finished(message.id, status)
+        announce_finished(message.id, status, message.origin)
     logger.info(
         "message sent id=%s to=%s: %s",
         message.id,
@@ -374,13 +374,13 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def announce_finished(message_id: str, status: str) -> None:
+def announce_finished(message_id: str, status: str, origin: str | None = None) -> None:
     """`message_finished` for a message that reached `status`, once that is committed (at once
     outside a transaction). A receiver that raises is logged: it cannot undo the change."""
 
     def send() -> None:
         for receiver, answer in message_finished.send_robust(
-            sender=Message, message_id=message_id, status=str(status)
+            sender=Message, message_id=message_id, status=str(status), origin=origin
         ):
             if isinstance(answer, Exception):
                 logger.error(
@@ -549,7 +549,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
             now,
         )
         if recorded:
-            announce_finished(message.id, status)
+            announce_finished(message.id, status, message.origin)
         logger.warning(
             "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
         )
