@@ -14,7 +14,6 @@ apps have no practical `qps_limit` (both sides would otherwise cap at the same 2
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import json
 import secrets
@@ -28,19 +27,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from compat.protocol import compute_sign
 from scripts.conformance.run import ROOT, Conformance, SetupError, free_port, say
 from scripts.conformance.standins import Standins
 
 BENCH_APP_PREFIX = "ak_shop_"
 SEND_PARAMS = {"tpl_id": "SMS_100001", "tpl_params": '{"code":"123456","minutes":5}'}
-
-
-def sign(params: dict[str, str], secret: str) -> str:
-    parts = [secret]
-    for key in sorted(k for k, v in params.items() if k != "sign" and v != ""):
-        parts += [key, params[key]]
-    parts.append(secret)
-    return hashlib.md5("".join(parts).encode()).hexdigest().upper()
 
 
 class QuickAckConnection(http.client.HTTPConnection):
@@ -74,7 +66,7 @@ class Client:
                 "timestamp": str(int(time.time() * 1000)),
                 "nonce": secrets.token_hex(8),
             }
-            full["sign"] = sign(full, self.secret)
+            full["sign"] = compute_sign(full, self.secret)
             query = urlencode(full)
             try:
                 if method == "GET":

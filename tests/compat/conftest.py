@@ -25,6 +25,7 @@ SHOP_TEMPLATES = {
     "PUSH_300003",
 }
 LOGI_TEMPLATES = {"SMS_100101"}
+HRSAAS_TEMPLATES = {"SMS_100304"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def _fresh_lookups():  # noqa: ANN202
 def legacy_world(db, legacy_export: LegacyExport) -> dict[str, Tenant]:
     """Every legacy app imported (stage new), a few of shop's templates converted, and the
     first 200 historical messages of each app."""
-    wanted = SHOP_TEMPLATES | LOGI_TEMPLATES
+    wanted = SHOP_TEMPLATES | LOGI_TEMPLATES | HRSAAS_TEMPLATES
     per_app: dict[str, int] = {}
     messages = []
     for message in legacy_export.messages:

@@ -324,13 +324,18 @@ def test_auth__checks_in_the_old_order(world, legacy_call):
 
 
 def test_rate_limit__small_app__calls_beyond_its_qps_refused(world, legacy_call):
+    # Given an app allowed 2 sends a second (hrsaas: no other test sends as it)
     Tenant.objects.filter(slug="hrsaas").update(qps_limit=2)
-    codes = [
-        legacy_call("POST", "push/send.do", app="hrsaas", user_ids="u1", tpl_id="PUSH_404").code
+    send = {"mobiles": "13800138000", "tpl_id": "SMS_100304", "tpl_params": {"name": "Li"}}
+    # When it makes calls the template checks refuse, then three valid sends at once
+    refused = [
+        legacy_call("POST", "sms/send.do", app="hrsaas", **{**send, "tpl_id": "SMS_404"}).code
         for _ in range(3)
     ]
-    # template checks come first: a call refused by them is not counted
-    assert codes == [20001, 20001, 20001]
+    codes = [legacy_call("POST", "sms/send.do", app="hrsaas", **send).code for _ in range(3)]
+    # Then the refused calls were not counted, and the third send is over the limit
+    assert refused == [20001, 20001, 20001]
+    assert codes == [0, 0, 40001]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ callback handler gets the old gateway's signed report; its status query then agr
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -19,6 +18,7 @@ from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from scripts.conformance.standins import Standins
 from templates_store.legacy import LegacyExport
+from tests.compat.conftest import sign
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     Platform,
@@ -88,14 +88,6 @@ def legacy_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> Ite
         finally:
             stop(processes)
             receiver.close()
-
-
-def sign(params: dict[str, str], secret: str) -> str:
-    parts = [secret]
-    for key in sorted(k for k, v in params.items() if k != "sign" and v != ""):
-        parts += [key, params[key]]
-    parts.append(secret)
-    return hashlib.md5("".join(parts).encode()).hexdigest().upper()
 
 
 def call(base: str, method: str, path: str, app: dict, **params: str) -> dict:
