@@ -6,6 +6,7 @@ queries answer from the platform's messages, then from the imported history."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -215,6 +216,9 @@ class Renderer:
         self.template = template
         self.version = published_version(template)
         self._cache: dict[str, tuple[str, str]] = {}
+        dry = _dry_run.get()
+        if dry is not None and self.version is not None:
+            dry.version_id = self.version.pk
 
     def __call__(self, tpl_params: dict[str, Any]) -> tuple[str, str]:
         key = dumps(tpl_params)
@@ -246,6 +250,10 @@ def send(
 ) -> bytes:
     """Steps 9 and 10: the rate limit, then the idempotent send. Renders every message before
     anything is stored (a render error stores nothing and uses no ID)."""
+    dry = _dry_run.get()
+    if dry is not None:
+        dry.render(registry.from_legacy(channel).legacy_alias, outgoing)
+        return b""
     if not guards.admit(tenant.app_key, tenant.qps_limit):
         raise LegacyError(40001)
     send_request = None
@@ -293,6 +301,52 @@ def send(
             send_requests.abandon(send_request)
         raise
     return body
+
+
+@dataclass
+class DryMessage:
+    channel: str  # the legacy channel name
+    recipient: str
+    subject: str
+    content: str
+
+
+@dataclass
+class DryRun:
+    """What the platform would answer and send for a call, found without sending (shadow)."""
+
+    code: int = 0
+    messages: list[DryMessage] | None = None
+    count: int = 0  # messages the call makes (all of them, not only those rendered)
+    version_id: int | None = None
+    limit: int = 0
+
+    def render(self, channel: str, outgoing: list[Outgoing]) -> None:
+        self.messages = []
+        for item in outgoing[: self.limit or None]:
+            subject, content = item.render()
+            self.messages.append(DryMessage(channel, item.recipient, subject, content))
+        self.count = len(outgoing)
+
+
+_dry_run: contextvars.ContextVar[DryRun | None] = contextvars.ContextVar(
+    "legacy_dry_run", default=None
+)
+
+
+def dry_run(path: str, params: dict[str, str], tenant: Tenant, limit: int = 0) -> DryRun:
+    """A send call's answer code and (up to `limit`, 0: all) rendered messages, as this
+    platform would give them, with nothing used up or stored: steps 1-6 (the caller's
+    identity), 9 (the rate limit) and the out_id's replay are the old gateway's to judge."""
+    result = DryRun(limit=limit)
+    token = _dry_run.set(result)
+    try:
+        HANDLERS[path](tenant, params, path)
+    except LegacyError as error:
+        result.code = error.code
+    finally:
+        _dry_run.reset(token)
+    return result
 
 
 def _with(draft: MessageDraft, **changes: Any) -> MessageDraft:

@@ -5,12 +5,13 @@ natively (stage `new`)."""
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from compat import native, proxy
+from compat import native, proxy, routing, shadow
 from compat.protocol import (
     CONTENT_TYPE,
     SYSTEM_ERROR,
@@ -19,7 +20,11 @@ from compat.protocol import (
     parse_params,
     parse_query,
 )
-from notify.tenants.models import Tenant
+from notify.messaging import requests as send_requests
+from notify.messaging.models import Origin
+from notify.rollout import metrics
+from notify.rollout.models import PathMetric
+from notify.rollout.routing import Route
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +71,6 @@ def _raw_body(request: HttpRequest) -> bytes | None:
     return request.read(length)
 
 
-def _serve_natively(app_key: str) -> bool:
-    """Whether the app's tenant is served here. Its stage is read afresh on every call (never
-    from a process's cache): a stage change takes effect at once in every process."""
-    if not settings.LEGACY_GATEWAY_URL:
-        return True
-    if not native.storable(app_key):
-        return False
-    stage = Tenant.objects.filter(app_key=app_key).values_list("stage", flat=True).first()
-    return stage == Tenant.Stage.NEW
-
-
 @csrf_exempt
 def gateway(request: HttpRequest, path: str) -> HttpResponse:
     """One legacy call; `path` as the client sent it (compat.middleware)."""
@@ -91,28 +85,109 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     # (WSGI gives the query as sent, each byte one character, as the old gateway read it)
     query = request.META.get("QUERY_STRING", "")
     params = parse_params(body) if method == "POST" else parse_query(query)
-    app_key = params.get("app_key", "")
+    if not settings.LEGACY_GATEWAY_URL:
+        # no old gateway (any more): every call is the platform's
+        return _json(_native_answer(path, params))
+    started = time.monotonic()
     try:
-        natively = _serve_natively(app_key)
+        decision = routing.decide(path, params)
     except Exception:  # noqa: BLE001 - the database is down: the legacy answer, not a 500
-        logger.exception("legacy call failed on %s: stage lookup", path)
+        logger.exception("legacy call failed on %s: routing", path)
         return _json(SYSTEM_ERROR)
-    if not natively:
-        try:
-            upstream = proxy.forward(
-                method, path, query, body, request.META.get("CONTENT_TYPE", "")
-            )
-        except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
-            logger.exception("legacy call failed on %s: proxy", path)
-            return _json(SYSTEM_ERROR)
-        if upstream.status in (404, 405):
-            return _empty(upstream.status)
-        return _json(upstream.body, upstream.status, upstream.content_type)
+    if decision.route == Route.NEW:
+        response = _json(_native_answer(path, params))
+        metric_path = PathMetric.Path.NEW
+    else:
+        response = _proxied(request, path, query, body, params, decision)
+        metric_path = PathMetric.Path.LEGACY
+    if decision.stage is not None:
+        failed = response.status_code != 200 or shadow.answer_code(response.content) == 50000
+        metrics.recorder.record(
+            decision.stage.tenant_id,
+            native.to_db(params.get("tpl_id", "")),
+            metric_path,
+            failed,
+            (time.monotonic() - started) * 1000,
+        )
+    return response
+
+
+def _native_answer(path: str, params: dict[str, str]) -> bytes:
     try:
-        answer = native.handle(path, params, native.find_tenant(app_key))
+        return native.handle(path, params, native.find_tenant(params.get("app_key", "")))
     except LegacyError as error:
-        answer = error_answer(error)
+        return error_answer(error)
     except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
         logger.exception("legacy call failed on %s", path)
-        answer = SYSTEM_ERROR
-    return _json(answer)
+        return SYSTEM_ERROR
+
+
+def _proxied(
+    request: HttpRequest,
+    path: str,
+    query: str,
+    body: bytes,
+    params: dict[str, str],
+    decision: routing.Decision,
+) -> HttpResponse:
+    claim = None
+    out_id = params.get("out_id", "")
+    if path in routing.SEND_PATHS and out_id and decision.stage is not None:
+        claim = _claim_out_id(path, params, out_id)
+        if claim is _ANSWERED_HERE:
+            # the platform has (or is giving) the first answer to this out_id
+            return _json(_native_answer(path, params))
+    try:
+        upstream = proxy.forward(
+            method_of(path), path, query, body, request.META.get("CONTENT_TYPE", "")
+        )
+    except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
+        logger.exception("legacy call failed on %s: proxy", path)
+        upstream = None
+    code = shadow.answer_code(upstream.body) if upstream is not None else None
+    if claim is not None:
+        _settle_claim(claim, upstream.body if code == 0 else None)
+    if upstream is None:
+        return _json(SYSTEM_ERROR)
+    if upstream.status in (404, 405):
+        return _empty(upstream.status)
+    if decision.route == Route.SHADOW and decision.stage is not None and upstream.status == 200:
+        shadow.record(decision.stage.tenant_id, path, params, upstream.body)
+    return _json(upstream.body, upstream.status, upstream.content_type)
+
+
+def method_of(path: str) -> str:
+    return ROUTES[path]
+
+
+_ANSWERED_HERE = object()
+
+
+def _claim_out_id(path: str, params: dict[str, str], out_id: str) -> object:
+    """The out_id's send request, claimed for the proxied call (its answer is kept for a
+    retry served by the platform), _ANSWERED_HERE when the platform has it already, or None
+    when the out_id cannot be kept (the old gateway alone judges it)."""
+    tenant = native.find_tenant(params.get("app_key", ""))
+    if tenant is None or len(out_id) > 64 or not native.storable(out_id):
+        return None
+    try:
+        begun = send_requests.begin(
+            tenant, path, native.to_db(out_id), "legacy", origin=Origin.LEGACY
+        )
+    except send_requests.RequestInFlight:
+        return _ANSWERED_HERE
+    if isinstance(begun, send_requests.Replay):
+        return _ANSWERED_HERE
+    return begun
+
+
+def _settle_claim(claim: object, answer: bytes | None) -> None:
+    """Keeps the old gateway's successful answer as the out_id's first answer; frees the
+    out_id after any other answer (the old gateway keeps only successes)."""
+    try:
+        if answer is None:
+            send_requests.abandon(claim)
+        else:
+            send_requests.complete(claim, 200, answer.decode("utf-8"))
+    except Exception:  # noqa: BLE001 - the call has its answer; the claim expires
+        logger.exception("out_id claim not settled")

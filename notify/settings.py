@@ -293,12 +293,41 @@ CELERY_BEAT_SCHEDULE = {
         # a sweep that waited past the next one is useless
         "options": {"expires": NOTIFY_SWEEP_INTERVAL},
     },
+    "shadow-sweep": {
+        "task": "compat.sweep_shadow",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
+    "rollout-evaluate": {
+        "task": "rollout.evaluate",
+        "schedule": env.float("ROLLOUT_EVALUATE_INTERVAL", default=10.0),
+        "options": {"expires": 10.0},
+    },
     "legacy-callbacks-sweep": {
         "task": "compat.sweep_callbacks",
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
 }
+
+# Rollout (notify.rollout, docs/rollout.md). Gates, judged over ROLLOUT_GATE_WINDOW seconds:
+# at least ROLLOUT_MIN_SHADOW_CALLS compared shadow calls, a mismatch rate at most
+# ROLLOUT_MAX_MISMATCH_RATE (0: any mismatch blocks), and a platform error rate at most the old
+# gateway's + ROLLOUT_ERROR_MARGIN. A tenant at canary or new whose platform error rate over
+# ROLLOUT_AUTO_ROLLBACK_WINDOW seconds (at least ROLLOUT_AUTO_ROLLBACK_MIN_CALLS calls) crosses
+# ROLLOUT_AUTO_ROLLBACK_ERROR_RATE goes back to its previous stage.
+ROLLOUT_GATE_WINDOW = env.int("ROLLOUT_GATE_WINDOW", default=24 * 3600)
+ROLLOUT_MIN_SHADOW_CALLS = env.int("ROLLOUT_MIN_SHADOW_CALLS", default=20)
+ROLLOUT_MAX_MISMATCH_RATE = env.float("ROLLOUT_MAX_MISMATCH_RATE", default=0.0)
+ROLLOUT_ERROR_MARGIN = env.float("ROLLOUT_ERROR_MARGIN", default=0.01)
+ROLLOUT_CANARY_STEPS = env.list("ROLLOUT_CANARY_STEPS", cast=int, default=[10, 25, 50])
+ROLLOUT_AUTO_ROLLBACK_ERROR_RATE = env.float("ROLLOUT_AUTO_ROLLBACK_ERROR_RATE", default=0.05)
+ROLLOUT_AUTO_ROLLBACK_MIN_CALLS = env.int("ROLLOUT_AUTO_ROLLBACK_MIN_CALLS", default=20)
+ROLLOUT_AUTO_ROLLBACK_WINDOW = env.int("ROLLOUT_AUTO_ROLLBACK_WINDOW", default=300)
+# Shadow comparison: at most SHADOW_MAX_MESSAGES messages of a call are compared; reading the
+# old gateway's side is tried again after SHADOW_RETRY_DELAYS seconds, then given up.
+SHADOW_MAX_MESSAGES = env.int("SHADOW_MAX_MESSAGES", default=20)
+SHADOW_RETRY_DELAYS = env.list("SHADOW_RETRY_DELAYS", cast=int, default=[5, 30, 120])
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 LOGGING = {

@@ -41,6 +41,16 @@ def _block_outbound_network():
     socket.socket.connect = _real_connect
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rollout_metrics():
+    # a process's unwritten call counts belong to the test that made them
+    from notify.rollout import metrics
+
+    metrics.recorder.discard()
+    yield
+    metrics.recorder.discard()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _in_memory_broker():
     # Tests in this process publish to memory; e2e tests give their worker process the real broker.

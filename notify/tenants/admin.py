@@ -4,6 +4,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from notify.rollout.admin import TenantRolloutActions
 from notify.tenants.models import ApiKey, Tenant
 
 
@@ -21,22 +22,44 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(TenantRolloutActions, admin.ModelAdmin):
     list_display = (
         "slug",
         "name",
         "status",
         "app_key",
+        "stage_label",
+        "rollout_batch",
         "qps_limit",
         "templates_self_approve",
         "created_at",
     )
-    list_filter = ("status", "templates_self_approve")
+    list_filter = ("status", "stage", "rollout_batch", "templates_self_approve")
     search_fields = ("slug", "name", "app_key")
     exclude = ("app_secret",)
-    readonly_fields = ("has_app_secret", "created_at", "updated_at")
+    # the stage moves only through the rollout actions, which ask why and audit the change
+    readonly_fields = (
+        "has_app_secret",
+        "stage",
+        "canary_percent",
+        "paused_stage",
+        "previous_stage",
+        "previous_percent",
+        "stage_changed_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = [ApiKeyInline]
-    actions = ["create_api_key"]
+    actions = ["create_api_key", "advance", "set_canary", "pause", "roll_back"]
+
+    @admin.display(description="stage", ordering="stage")
+    def stage_label(self, tenant: Tenant) -> str:
+        if tenant.stage == Tenant.Stage.CANARY:
+            return f"canary {tenant.canary_percent}%"
+        if tenant.stage == Tenant.Stage.PAUSED:
+            return f"paused ({tenant.paused_stage})"
+        return tenant.stage
+
     # A callback URL typed without a scheme is an HTTPS one.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 

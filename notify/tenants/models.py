@@ -16,10 +16,18 @@ class Tenant(models.Model):
         DISABLED = "disabled", "Disabled"
 
     class Stage(models.TextChoices):
-        # the legacy API's calls go to the old gateway untouched (proxy)
+        """Where the tenant's legacy API calls are served (notify.rollout moves it)."""
+
+        # proxied to the old gateway untouched
         LEGACY = "legacy", "Legacy (proxied to the old gateway)"
-        # the legacy API's calls are answered by this platform
+        # proxied, and the platform processes the same call as a dry run to compare
+        SHADOW = "shadow", "Shadow (proxied; the platform compares, never sends)"
+        # recipients in the lowest `canary_percent` buckets are served by the platform
+        CANARY = "canary", "Canary (a share of recipients served by the platform)"
+        # answered by this platform
         NEW = "new", "New (served by the platform)"
+        # the rollout is held: calls are routed as in `paused_stage`, nothing moves
+        PAUSED = "paused", "Paused (routed as before the pause)"
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
@@ -32,6 +40,22 @@ class Tenant(models.Model):
     callback_url = models.URLField(max_length=500, blank=True, default="")
     # where the tenant's legacy API calls are served (the rollout moves it)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NEW)
+    canary_percent = models.PositiveSmallIntegerField(default=0)
+    # a paused tenant's routing: the stage (and canary_percent) it was paused in
+    paused_stage = models.CharField(max_length=16, choices=Stage.choices, blank=True, default="")
+    # where an automatic rollback returns: the stage the tenant last advanced from
+    previous_stage = models.CharField(max_length=16, choices=Stage.choices, blank=True, default="")
+    previous_percent = models.PositiveSmallIntegerField(default=0)
+    stage_changed_at = models.DateTimeField(null=True, blank=True)
+    rollout_batch = models.ForeignKey(
+        "rollout.RolloutBatch",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="tenants",
+    )
+    # the tenant's place in its batch's planned order
+    rollout_position = models.PositiveIntegerField(default=0)
     qps_limit = models.PositiveIntegerField(default=200, validators=[MinValueValidator(1)])
     # Granted by the operator: this tenant may approve its own templates through the API.
     # Without it, only the operator approves (Django admin), and sends refuse unapproved ones.
