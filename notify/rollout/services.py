@@ -226,7 +226,7 @@ def _apply(tenant, target, actor, reason, action, override, batch, now, verdicts
     tenant.stage = target.stage
     if target.stage == Stage.CANARY:
         tenant.canary_percent = target.percent
-    elif target.stage in (Stage.LEGACY, Stage.SHADOW):
+    elif target.stage != Stage.PAUSED:
         tenant.canary_percent = 0
     tenant.stage_changed_at = now
     tenant.save(
