@@ -150,10 +150,14 @@ class LookupCache:
 lookups = LookupCache()
 
 
-def find_tenant(app_key: str) -> Tenant | None:
+def find_tenant(app_key: str, tenant_id: int | None = None) -> Tenant | None:
+    """The app's tenant; `tenant_id`, when the caller has just read it, keeps a cached copy of
+    another tenant that had this app_key before (deleted and created again) from answering."""
     if not storable(app_key):
         return None
-    return lookups.get(("tenant", app_key), lambda: Tenant.objects.filter(app_key=app_key).first())
+    return lookups.get(
+        ("tenant", app_key, tenant_id), lambda: Tenant.objects.filter(app_key=app_key).first()
+    )
 
 
 def find_template(tenant: Tenant, tpl_id: str) -> Template | None:

@@ -94,8 +94,9 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     except Exception:  # noqa: BLE001 - the database is down: the legacy answer, not a 500
         logger.exception("legacy call failed on %s: routing", path)
         return _json(SYSTEM_ERROR)
+    tenant_id = decision.stage.tenant_id if decision.stage is not None else None
     if decision.route == Route.NEW:
-        response = _json(_native_answer(path, params))
+        response = _json(_native_answer(path, params, tenant_id))
         metric_path = PathMetric.Path.NEW
     else:
         response = _proxied(request, path, query, body, params, decision)
@@ -112,9 +113,10 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     return response
 
 
-def _native_answer(path: str, params: dict[str, str]) -> bytes:
+def _native_answer(path: str, params: dict[str, str], tenant_id: int | None = None) -> bytes:
     try:
-        return native.handle(path, params, native.find_tenant(params.get("app_key", "")))
+        tenant = native.find_tenant(params.get("app_key", ""), tenant_id)
+        return native.handle(path, params, tenant)
     except LegacyError as error:
         return error_answer(error)
     except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
@@ -133,10 +135,10 @@ def _proxied(
     claim = None
     out_id = params.get("out_id", "")
     if path in routing.SEND_PATHS and out_id and decision.stage is not None:
-        claim = _claim_out_id(path, params, out_id)
+        claim = _claim_out_id(path, params, out_id, decision.stage.tenant_id)
         if claim is _ANSWERED_HERE:
             # the platform has (or is giving) the first answer to this out_id
-            return _json(_native_answer(path, params))
+            return _json(_native_answer(path, params, decision.stage.tenant_id))
     try:
         upstream = proxy.forward(
             method_of(path), path, query, body, request.META.get("CONTENT_TYPE", "")
@@ -163,11 +165,11 @@ def method_of(path: str) -> str:
 _ANSWERED_HERE = object()
 
 
-def _claim_out_id(path: str, params: dict[str, str], out_id: str) -> object:
+def _claim_out_id(path: str, params: dict[str, str], out_id: str, tenant_id: int) -> object:
     """The out_id's send request, claimed for the proxied call (its answer is kept for a
     retry served by the platform), _ANSWERED_HERE when the platform has it already, or None
     when the out_id cannot be kept (the old gateway alone judges it)."""
-    tenant = native.find_tenant(params.get("app_key", ""))
+    tenant = native.find_tenant(params.get("app_key", ""), tenant_id)
     if tenant is None or len(out_id) > 64 or not native.storable(out_id):
         return None
     try:

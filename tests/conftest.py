@@ -1,6 +1,13 @@
+import json
 import os
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -14,6 +21,7 @@ from templates_store import services as template_services
 from templates_store.legacy import LegacyExport
 from templates_store.models import Template
 from tests.smtp import SmtpServer
+from tests.webserver import WebServer, runserver
 
 LEGACY_DATA = Path(settings.LEGACY_DATA_DIR)
 
@@ -129,3 +137,67 @@ def legacy_export() -> LegacyExport:
     if not (LEGACY_DATA / "templates.jsonl").exists():
         pytest.fail(f"legacy export not found at {LEGACY_DATA} (shared/ must sit beside the repo)")
     return LegacyExport.read(LEGACY_DATA)
+
+
+@dataclass
+class ReferenceGateway:
+    """The old system itself (`../shared/legacy/gateway.py`), serving its data export; every
+    message it sends is a line of `outbox`."""
+
+    url: str
+    outbox: Path
+
+    def sent(self) -> list[dict[str, Any]]:
+        if not self.outbox.exists():
+            return []
+        return [json.loads(line) for line in self.outbox.read_text("utf-8").splitlines() if line]
+
+
+@contextmanager
+def reference_gateway_process(outbox: Path) -> Iterator[ReferenceGateway]:
+    """`gateway.py serve` on a free port, with its data export, until the block ends."""
+    legacy_dir = LEGACY_DATA.parent
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(legacy_dir / "gateway.py"),
+            "serve",
+            "--data",
+            str(legacy_dir / "data"),
+            "--port",
+            "0",
+            "--outbox",
+            str(outbox),
+        ],
+        cwd=legacy_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        pytest.fail(f"the reference gateway did not start: {line!r}")
+    try:
+        yield ReferenceGateway(line.split("listening on ", 1)[1].strip(), outbox)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def reference_gateway(tmp_path_factory) -> Iterator[ReferenceGateway]:  # noqa: ANN001
+    with reference_gateway_process(tmp_path_factory.mktemp("reference") / "outbox.jsonl") as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def web_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[WebServer]:  # noqa: ANN001
+    """`runserver` on the test database, started once per module; each test's data is flushed."""
+    from tests.e2e import conftest as e2e
+
+    with django_db_blocker.unblock():
+        database_url = e2e.test_database_url()
+    with runserver(database_url, tmp_path_factory.mktemp("web") / "web.log") as server:
+        yield server

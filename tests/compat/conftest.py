@@ -1,22 +1,19 @@
 import hashlib
 import json
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import Client
 
 from compat import guards, native
 from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from templates_store.legacy import LegacyExport
+from tests.conftest import ReferenceGateway
 from tests.messaging.conftest import deliver  # noqa: F401 - the worker's delivery, in-process
 
 SHOP_TEMPLATES = {
@@ -129,53 +126,6 @@ def _quote(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
-
-
-@dataclass
-class ReferenceGateway:
-    """The old system itself (`../shared/legacy/gateway.py`), serving its data export; every
-    message it sends is a line of `outbox`."""
-
-    url: str
-    outbox: Path
-
-    def sent(self) -> list[dict[str, Any]]:
-        if not self.outbox.exists():
-            return []
-        return [json.loads(line) for line in self.outbox.read_text("utf-8").splitlines() if line]
-
-
-@pytest.fixture(scope="session")
-def reference_gateway(tmp_path_factory) -> Iterator[ReferenceGateway]:  # noqa: ANN001
-    legacy_dir = Path(settings.LEGACY_DATA_DIR).parent
-    outbox = tmp_path_factory.mktemp("reference") / "outbox.jsonl"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(legacy_dir / "gateway.py"),
-            "serve",
-            "--data",
-            str(legacy_dir / "data"),
-            "--port",
-            "0",
-            "--outbox",
-            str(outbox),
-        ],
-        cwd=legacy_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        process.kill()
-        pytest.fail(f"the reference gateway did not start: {line!r}")
-    try:
-        yield ReferenceGateway(line.split("listening on ", 1)[1].strip(), outbox)
-    finally:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -5,15 +5,11 @@ database, logged in as an admin would be."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from selenium import webdriver
@@ -27,8 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from notify.tenants.services import create_tenant
 from templates_store import services
 from templates_store.models import Template, TemplateVersion
-from tests.e2e import conftest as e2e
-from tests.smtp import free_port
+from tests.webserver import WebServer
 
 pytestmark = pytest.mark.browser
 
@@ -62,56 +57,6 @@ CONVERTED_BODY = (
 SAMPLE = {"name": "Ann", "order": "A-1001", "url": TRACKING_URL}
 LEGACY_OUTPUT_START = "Dear Ann, your parcel for order A-1001 will arrive within three"
 NEW_OUTPUT_START = "Dear Ann, your parcel for order A-1001 should arrive within three"
-
-
-@dataclass
-class WebServer:
-    base_url: str
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def web_server(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[WebServer]:  # noqa: ANN001
-    """`runserver` on the test database, started once per module; each test's data is flushed."""
-    log = tmp_path_factory.mktemp("admin-browser") / "web.log"
-    with django_db_blocker.unblock():
-        database_url = e2e.test_database_url()
-    env = {**os.environ, "DATABASE_URL": database_url, "DEBUG": "0", "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    # --insecure: the layout under test comes from the admin's CSS, which runserver serves
-    # without DEBUG only when told to.
-    command = [str(e2e.BIN / "python"), "manage.py", "runserver", "--noreload", "--insecure"]
-    with log.open("w") as handle:
-        process = subprocess.Popen(
-            [*command, f"127.0.0.1:{port}"],
-            cwd=e2e.ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    server = WebServer(f"http://127.0.0.1:{port}", log)
-    try:
-        _wait_until_serving(server, process)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_serving(server: WebServer, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60  # a guard against a hang, not a speed requirement
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{server.base_url}/admin/login/", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"runserver did not serve /admin/login/\n{server.log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
