@@ -57,6 +57,8 @@ SMS, MAIL, PUSH = "sms", "mail", "push"
 TRANSACTIONAL_MAX_RECIPIENTS = 10
 # how long a call waits for a concurrent call with the same out_id to finish
 IN_FLIGHT_WAIT_S = 5.0
+# a send request's status when its out_id was forwarded to the old gateway (compat.out_ids)
+HELD_BY_LEGACY = 0
 
 
 def authenticate(params: dict[str, str], tenant: Tenant | None) -> Tenant:
@@ -363,11 +365,17 @@ def _begin(tenant: Tenant, endpoint: str, out_id: str) -> Any:
     deadline = time.monotonic() + IN_FLIGHT_WAIT_S
     while True:
         try:
-            return send_requests.begin(tenant, endpoint, out_id, "legacy", origin=Origin.LEGACY)
+            begun = send_requests.begin(tenant, endpoint, out_id, "legacy", origin=Origin.LEGACY)
         except send_requests.RequestInFlight:
             if time.monotonic() >= deadline:
                 raise LegacyError(50000) from None
             time.sleep(0.02)
+            continue
+        if isinstance(begun, send_requests.Replay) and begun.status == HELD_BY_LEGACY:
+            # the old gateway was given this out_id (compat.out_ids) and may have sent: the
+            # caller's retry is forwarded to it
+            raise LegacyError(50000)
+        return begun
 
 
 def lane_for(count: int) -> str:

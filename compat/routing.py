@@ -1,13 +1,12 @@
 """Which system answers a legacy call while its tenant moves (notify.rollout.routing has the
 stages and the canary buckets; this module reads a call's parameters for them).
 
-- A send goes by its tenant's stage; at `canary`, by its first recipient's bucket.
-- A send whose out_id either system already answered (or is answering) goes to the platform,
-  which replays the first answer: proxied sends with an out_id are claimed in the platform's
-  send requests before they are forwarded, and keep the old gateway's answer. A client's retry
-  across a stage change therefore never sends twice, from either side.
+- A send goes by its tenant's stage; at `canary`, by its first recipient's bucket; a send with
+  an out_id goes where its out_id is (compat.out_ids), so that a client's retry across a stage
+  change never sends twice, from either side.
 - A status or detail query goes to the system that issued the msg_id: the platform when it is
-  one of its messages (or of the imported history), the old gateway otherwise.
+  one of its messages, the old gateway otherwise (imported history included: the old gateway
+  keeps it up to date; without an old gateway, the platform answers it).
 - `template/get.do` is answered by the platform once the tenant is at `new`."""
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from compat import native
-from compat.models import LegacyMessage
+from compat import native, out_ids
 from compat.protocol import LegacyError, normalise_mobile, split_list
-from notify.messaging.models import Message, SendRequest
+from notify.messaging.models import Message
 from notify.rollout.routing import Route, TenantStage, send_route, tenant_stage
 from notify.tenants.models import Tenant
 
@@ -31,10 +29,16 @@ SEND_PATHS = {
 }
 
 
+# the out_id's first call is still being answered by the platform: the legacy `50000`, retry
+BUSY = "busy"
+
+
 @dataclass
 class Decision:
     route: str
     stage: TenantStage | None
+    # the out_id this forwarded call holds for the old gateway (its answer settles it)
+    held_out_id: str = ""
 
 
 def decide(path: str, params: dict[str, str]) -> Decision:
@@ -50,30 +54,39 @@ def decide(path: str, params: dict[str, str]) -> Decision:
         )
         return Decision(route, stage)
     if path in SEND_PATHS:
+        route = send_route(stage, app_key, first_recipient(path, params))
         out_id = params.get("out_id", "")
-        if out_id and answered_here(stage.tenant_id, path, out_id):
-            return Decision(Route.NEW, stage)
-        return Decision(send_route(stage, app_key, first_recipient(path, params)), stage)
+        if out_ids.keepable(out_id):
+            return _by_out_id(route, stage, path, out_id)
+        return Decision(route, stage)
     route = Route.NEW if stage.effective_stage == Tenant.Stage.NEW else Route.LEGACY
     return Decision(route, stage)
+
+
+def _by_out_id(route: str, stage: TenantStage, path: str, out_id: str) -> Decision:
+    tenant_id = stage.tenant_id
+    # (the platform's own concurrent call is waited for by the platform's send itself)
+    found = out_ids.state(tenant_id, path, out_id, wait_s=0 if route == Route.NEW else None)
+    if found == out_ids.ANSWERED:
+        return Decision(Route.NEW, stage)  # replayed
+    if found == out_ids.HELD:
+        return Decision(Route.LEGACY, stage, held_out_id=out_id)  # the old gateway decides
+    if route == Route.NEW:
+        return Decision(Route.NEW, stage)
+    if found == out_ids.BUSY:
+        return Decision(BUSY, stage)
+    held = out_ids.hold(tenant_id, path, out_id)
+    if held == out_ids.HELD:
+        return Decision(route, stage, held_out_id=out_id)
+    if held == out_ids.ANSWERED:
+        return Decision(Route.NEW, stage)
+    return Decision(BUSY, stage)
 
 
 def issued_here(tenant_id: int, msg_id: str) -> bool:
     if not msg_id or len(msg_id) > 18 or not native.storable(msg_id):
         return False
-    return (
-        Message.all_tenants.filter(pk=msg_id, tenant_id=tenant_id).exists()
-        or LegacyMessage.all_tenants.filter(pk=msg_id, tenant_id=tenant_id).exists()
-    )
-
-
-def answered_here(tenant_id: int, endpoint: str, out_id: str) -> bool:
-    """Whether the out_id has a send request (answered or being answered) on the platform."""
-    if len(out_id) > 64 or not native.storable(out_id):
-        return False
-    return SendRequest.all_tenants.filter(
-        tenant_id=tenant_id, endpoint=endpoint, idempotency_key=native.to_db(out_id)
-    ).exists()
+    return Message.all_tenants.filter(pk=msg_id, tenant_id=tenant_id).exists()
 
 
 def first_recipient(path: str, params: dict[str, str]) -> str | None:

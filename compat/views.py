@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from compat import native, proxy, routing, shadow
+from compat import native, out_ids, proxy, routing, shadow
 from compat.protocol import (
     CONTENT_TYPE,
     SYSTEM_ERROR,
@@ -20,8 +20,6 @@ from compat.protocol import (
     parse_params,
     parse_query,
 )
-from notify.messaging import requests as send_requests
-from notify.messaging.models import Origin
 from notify.rollout import metrics
 from notify.rollout.models import PathMetric
 from notify.rollout.routing import Route
@@ -97,20 +95,28 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     tenant_id = decision.stage.tenant_id if decision.stage is not None else None
     if decision.route == Route.NEW:
         response = _json(_native_answer(path, params, tenant_id))
-        metric_path = PathMetric.Path.NEW
+    elif decision.route == routing.BUSY:
+        response = _json(SYSTEM_ERROR)
     else:
         response = _proxied(request, path, query, body, params, decision)
-        metric_path = PathMetric.Path.LEGACY
     if decision.stage is not None:
-        failed = response.status_code != 200 or shadow.answer_code(response.content) == 50000
-        metrics.recorder.record(
-            decision.stage.tenant_id,
-            native.to_db(params.get("tpl_id", "")),
-            metric_path,
-            failed,
-            (time.monotonic() - started) * 1000,
-        )
+        _record_metrics(decision, params, response, started)
     return response
+
+
+def _record_metrics(
+    decision: routing.Decision, params: dict[str, str], response: HttpResponse, started: float
+) -> None:
+    code = shadow.answer_code(response.content)
+    # (a template named by a call refused before the template checks is no metrics dimension)
+    tpl_id = "" if code in shadow.UNCOMPARED_CODES or code == 10001 else params.get("tpl_id", "")
+    metrics.recorder.record(
+        decision.stage.tenant_id,
+        native.to_db(tpl_id),
+        PathMetric.Path.NEW if decision.route == Route.NEW else PathMetric.Path.LEGACY,
+        response.status_code != 200 or code == 50000,
+        (time.monotonic() - started) * 1000,
+    )
 
 
 def _native_answer(path: str, params: dict[str, str], tenant_id: int | None = None) -> bytes:
@@ -132,13 +138,6 @@ def _proxied(
     params: dict[str, str],
     decision: routing.Decision,
 ) -> HttpResponse:
-    claim = None
-    out_id = params.get("out_id", "")
-    if path in routing.SEND_PATHS and out_id and decision.stage is not None:
-        claim = _claim_out_id(path, params, out_id, decision.stage.tenant_id)
-        if claim is _ANSWERED_HERE:
-            # the platform has (or is giving) the first answer to this out_id
-            return _json(_native_answer(path, params, decision.stage.tenant_id))
     try:
         upstream = proxy.forward(
             method_of(path), path, query, body, request.META.get("CONTENT_TYPE", "")
@@ -146,9 +145,18 @@ def _proxied(
     except Exception:  # noqa: BLE001 - whatever failed, the caller gets the legacy answer
         logger.exception("legacy call failed on %s: proxy", path)
         upstream = None
-    code = shadow.answer_code(upstream.body) if upstream is not None else None
-    if claim is not None:
-        _settle_claim(claim, upstream.body if code == 0 else None)
+    if decision.held_out_id and decision.stage is not None:
+        code = shadow.answer_code(upstream.body) if upstream is not None else None
+        try:
+            out_ids.settle(
+                decision.stage.tenant_id,
+                path,
+                decision.held_out_id,
+                code,
+                upstream.body if upstream is not None else b"",
+            )
+        except Exception:  # noqa: BLE001 - the out_id stays the old gateway's: safe
+            logger.exception("out_id not settled on %s", path)
     if upstream is None:
         return _json(SYSTEM_ERROR)
     if upstream.status in (404, 405):
@@ -160,36 +168,3 @@ def _proxied(
 
 def method_of(path: str) -> str:
     return ROUTES[path]
-
-
-_ANSWERED_HERE = object()
-
-
-def _claim_out_id(path: str, params: dict[str, str], out_id: str, tenant_id: int) -> object:
-    """The out_id's send request, claimed for the proxied call (its answer is kept for a
-    retry served by the platform), _ANSWERED_HERE when the platform has it already, or None
-    when the out_id cannot be kept (the old gateway alone judges it)."""
-    tenant = native.find_tenant(params.get("app_key", ""), tenant_id)
-    if tenant is None or len(out_id) > 64 or not native.storable(out_id):
-        return None
-    try:
-        begun = send_requests.begin(
-            tenant, path, native.to_db(out_id), "legacy", origin=Origin.LEGACY
-        )
-    except send_requests.RequestInFlight:
-        return _ANSWERED_HERE
-    if isinstance(begun, send_requests.Replay):
-        return _ANSWERED_HERE
-    return begun
-
-
-def _settle_claim(claim: object, answer: bytes | None) -> None:
-    """Keeps the old gateway's successful answer as the out_id's first answer; frees the
-    out_id after any other answer (the old gateway keeps only successes)."""
-    try:
-        if answer is None:
-            send_requests.abandon(claim)
-        else:
-            send_requests.complete(claim, 200, answer.decode("utf-8"))
-    except Exception:  # noqa: BLE001 - the call has its answer; the claim expires
-        logger.exception("out_id claim not settled")

@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -64,11 +65,24 @@ class RolloutActions:
     def tenants_of(self, queryset: QuerySet) -> list[tuple[RolloutBatch | None, list[Tenant]]]:
         raise NotImplementedError
 
+    def has_rollout_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("rollout.change_stage")
+
     def _run(self, request: HttpRequest, queryset: QuerySet, name: str) -> HttpResponse | None:
+        if not self.has_rollout_permission(request):
+            raise PermissionDenied
         form_class = PercentForm if name == "set_canary" else ReasonForm
         form = form_class(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             data = form.cleaned_data
+            if data["override"] and not request.user.has_perm("rollout.override_gates"):
+                self.message_user(
+                    request,
+                    "You may not override the health gates (permission "
+                    "“Can override the rollout health gates”): nothing was changed.",
+                    messages.ERROR,
+                )
+                return None
             for batch, tenants in self.tenants_of(queryset):
                 label = batch.name if batch else ", ".join(t.slug for t in tenants)
                 kwargs = {"actor": _actor(request), "reason": data["reason"], "batch": batch}
@@ -105,19 +119,19 @@ class RolloutActions:
         }
         return TemplateResponse(request, "admin/rollout/action.html", context)
 
-    @admin.action(description="Advance to the next stage")
+    @admin.action(description="Advance to the next stage", permissions=["rollout"])
     def advance(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._run(request, queryset, "advance")
 
-    @admin.action(description="Set the canary percentage")
+    @admin.action(description="Set the canary percentage", permissions=["rollout"])
     def set_canary(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._run(request, queryset, "set_canary")
 
-    @admin.action(description="Pause")
+    @admin.action(description="Pause", permissions=["rollout"])
     def pause(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._run(request, queryset, "pause")
 
-    @admin.action(description="Roll back to legacy")
+    @admin.action(description="Roll back to legacy", permissions=["rollout"])
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return self._run(request, queryset, "roll_back")
 
@@ -186,6 +200,8 @@ class RolloutBatchAdmin(RolloutActions, admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         hours = 6
         since = timezone.now() - timedelta(hours=hours)
         step = timedelta(minutes=10)

@@ -2,7 +2,10 @@ from django.apps import AppConfig
 
 
 class RolloutConfig(AppConfig):
-    """Per-tenant routing between the legacy gateway and this platform (later issues)."""
+    """Moving tenants from the legacy gateway to this platform: stages, batches, gates, audit."""
 
     name = "notify.rollout"
     label = "rollout"
+
+    def ready(self) -> None:
+        from notify.rollout import checks  # noqa: F401 - registers the system checks

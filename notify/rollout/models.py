@@ -42,6 +42,10 @@ class RolloutBatch(models.Model):
         ordering = ["position", "name"]
         verbose_name = "rollout batch"
         verbose_name_plural = "rollout batches"
+        permissions = [
+            ("change_stage", "Can move tenants between rollout stages"),
+            ("override_gates", "Can override the rollout health gates"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +65,8 @@ class RolloutBatch(models.Model):
 
 class RolloutEvent(models.Model):
     """One entry of the append-only audit log: who moved what, when, from where to where and
-    why. Rows are never changed or deleted (save refuses an update; PostgreSQL refuses both)."""
+    why. Rows are never changed or deleted: save and delete refuse, and PostgreSQL refuses
+    both, but for clearing the link to a deleted tenant or batch (the entry keeps its names)."""
 
     class Action(models.TextChoices):
         ADVANCE = "advance", "Advance"

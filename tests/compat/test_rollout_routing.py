@@ -12,6 +12,7 @@ from notify.rollout import metrics, routing, selectors, services
 from notify.rollout.models import PathMetric, RolloutEvent, ShadowComparison
 from notify.tenants.models import Tenant
 from templates_store.models import TemplateVersion
+from tests.smtp import free_port
 
 CODE_PARAMS = {"code": "482913", "minutes": "5"}
 
@@ -256,5 +257,40 @@ def test_metrics__calls_on_both_paths__counted_per_path_with_latency(shop, legac
     by_path = {path: sum(r.calls for r in rows if r.path == path) for path in ("legacy", "new")}
     ours = Message.all_tenants.filter(tenant=shop).count()
     assert by_path["new"] == ours and by_path["legacy"] == 10 - ours
-    summary = metrics.path_summary([shop.pk], rows[0].period)[shop.pk]
+    summary = metrics.path_summary([shop.pk], min(r.period for r in rows))[shop.pk]
     assert summary["new"]["p50_ms"] is not None and summary["new"]["errors"] == 0
+
+
+def test_out_id__old_gateway_outcome_unknown__retry_never_sent_by_the_platform(
+    shop, legacy_call, via_reference, settings
+):
+    # Given the old gateway unreachable while a send with an out_id is forwarded to it
+    set_stage(shop, Tenant.Stage.LEGACY)
+    settings.LEGACY_GATEWAY_URL = f"http://127.0.0.1:{free_port()}"
+    assert send_code(legacy_call, "13912349004", out_id="order-7784").code == 50000
+    # When the tenant moves to new and the client retries, with the old gateway still down
+    set_stage(shop, Tenant.Stage.NEW)
+    assert send_code(legacy_call, "13912349004", out_id="order-7784").code == 50000
+    # Then the platform sent nothing: the old gateway may have sent it
+    assert not Message.all_tenants.filter(tenant=shop).exists()
+    # and once it answers again, the retry is its to decide, once, and replayed afterwards
+    settings.LEGACY_GATEWAY_URL = via_reference.url
+    first = send_code(legacy_call, "13912349004", out_id="order-7784")
+    assert first.code == 0
+    again = send_code(legacy_call, "13912349004", out_id="order-7784")
+    assert again.body == first.body
+    assert not Message.all_tenants.filter(tenant=shop).exists()
+    assert [m["recipient"] for m in via_reference.sent()].count("13912349004") == 1
+
+
+def test_history__imported_msg_id__answered_by_the_old_gateway_while_it_is_configured(
+    shop, legacy_call, settings
+):
+    from compat.models import LegacyMessage
+
+    msg_id = LegacyMessage.all_tenants.filter(tenant=shop).values_list("pk", flat=True).first()
+    set_stage(shop, Tenant.Stage.NEW)
+    via_gateway = legacy_call("GET", "message/detail.do", msg_id=msg_id)
+    settings.LEGACY_GATEWAY_URL = ""
+    from_import = legacy_call("GET", "message/detail.do", msg_id=msg_id)
+    assert via_gateway.code == 0 and via_gateway.body == from_import.body

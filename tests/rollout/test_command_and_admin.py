@@ -159,3 +159,81 @@ def test_admin__audit_log__no_change_or_delete(batch, admin_client):
     )
     assert page.status_code == 403
     assert RolloutEvent.objects.get(pk=event.pk).reason == "hold"
+
+
+def test_check__tenants_routed_to_an_unset_gateway__warned(batch, settings):
+    from notify.rollout.checks import legacy_gateway_configured
+
+    settings.LEGACY_GATEWAY_URL = ""
+    (warning,) = legacy_gateway_configured(databases=["default"])
+    assert warning.id == "rollout.W001" and "t0" in warning.msg
+    settings.LEGACY_GATEWAY_URL = "http://old-gateway.internal"
+    assert legacy_gateway_configured(databases=["default"]) == []
+
+
+def staff_client(*permissions: str) -> Client:
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(
+        "viewer", "v@example.com", "pw-long-enough", is_staff=True
+    )
+    for codename in permissions:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin__staff_who_may_only_view__cannot_move_a_batch(batch):
+    # Given a staff member who may view batches and tenants, not move them
+    client = staff_client("view_rolloutbatch", "view_tenant")
+    url = reverse("admin:rollout_rolloutbatch_changelist")
+    # Then the rollout actions are not offered, and posting one moves nothing
+    assert b'value="advance"' not in client.get(url).content
+    client.post(
+        url, {"action": "advance", "_selected_action": [batch.pk], "apply": "1", "reason": "sneaky"}
+    )
+    tenants_url = reverse("admin:tenants_tenant_changelist")
+    client.post(
+        tenants_url,
+        {
+            "action": "roll_back",
+            "_selected_action": [t.pk for t in batch.tenants.all()],
+            "apply": "1",
+            "reason": "sneaky",
+        },
+    )
+    assert set(batch.tenants.values_list("stage", flat=True)) == {"legacy"}
+    assert not RolloutEvent.objects.exists()
+    # but the dashboard is theirs to see
+    assert client.get(reverse("admin:rollout_dashboard")).status_code == 200
+
+
+def test_admin__override_without_its_permission__refused(batch, settings):
+    settings.ROLLOUT_MIN_SHADOW_CALLS = 10
+    Tenant.objects.update(stage=Stage.SHADOW)
+    client = staff_client("view_rolloutbatch", "change_rolloutbatch", "change_stage")
+    client.post(
+        reverse("admin:rollout_rolloutbatch_changelist"),
+        {
+            "action": "set_canary",
+            "_selected_action": [batch.pk],
+            "apply": "1",
+            "reason": "go",
+            "percent": "10",
+            "override": "on",
+        },
+    )
+    assert set(batch.tenants.values_list("stage", flat=True)) == {"shadow"}
+
+
+def test_admin__dashboard_without_view_permission__refused(batch):
+    client = staff_client()
+    assert client.get(reverse("admin:rollout_dashboard")).status_code == 403
+
+
+def test_audit_log__tenant_deleted__entries_kept_with_its_name(batch):
+    call_command("rollout", "stage", "ak_t0", "shadow", "--reason", "start", stdout=StringIO())
+    Tenant.objects.get(slug="t0").delete()
+    event = RolloutEvent.objects.get()
+    assert event.tenant is None and event.tenant_slug == "t0" and event.reason == "start"
