@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import regex
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -113,6 +114,17 @@ def compare(comparison_id: int) -> str | None:
     comparison = _claim(comparison_id)
     if comparison is None:
         return None
+    try:
+        return _compare(comparison)
+    except _Unreadable as exc:
+        _retry(comparison, str(exc))
+    except Exception as exc:  # noqa: BLE001 - tried again, then given up, never lost silently
+        logger.exception("shadow comparison %s failed", comparison.pk)
+        _retry(comparison, f"the platform's dry run failed: {exc!r}")
+    return None
+
+
+def _compare(comparison: ShadowComparison) -> str:
     params = {
         k: native.from_db(v) if isinstance(v, str) else str(v) for k, v in comparison.params.items()
     }
@@ -129,14 +141,10 @@ def compare(comparison_id: int) -> str | None:
             "count", "", str(len(comparison.legacy_msg_ids)), str(first.count), str(second.count)
         )
         started = time.monotonic()
-        try:
-            details = [
-                _legacy_detail(tenant, msg_id)
-                for msg_id in comparison.legacy_msg_ids[: len(first.messages or [])]
-            ]
-        except _Unreadable as exc:
-            _retry(comparison, str(exc))
-            return None
+        details = [
+            _legacy_detail(tenant, msg_id)
+            for msg_id in comparison.legacy_msg_ids[: len(first.messages or [])]
+        ]
         legacy_ms = (time.monotonic() - started) * 1000
         for detail, mine, again in zip(
             details, first.messages or [], second.messages or [], strict=False
@@ -162,9 +170,9 @@ def compare(comparison_id: int) -> str | None:
             )
     comparison.new_code = first.code
     comparison.version_id = first.version_id
-    comparison.differences = result.differences
-    comparison.noise = result.noise
-    comparison.ignored = result.ignored
+    comparison.differences = native.json_safe(result.differences)
+    comparison.noise = native.json_safe(result.noise)
+    comparison.ignored = native.json_safe(result.ignored)
     comparison.state = result.state
     comparison.legacy_ms = legacy_ms
     comparison.compared_at = timezone.now()
@@ -278,36 +286,65 @@ def accepted(pattern: str, legacy: str, new: str) -> bool:
 
 _TOKEN = re.compile(r"\w+|\W", re.UNICODE)
 MAX_NOISE_TOKENS = 20_000
+MAX_NOISE_SLOTS = 32
+# a guard on the match below (its pattern is bounded, the text is a tenant's)
+NOISE_MATCH_TIMEOUT_S = 0.2
 
 
 def matches_but_noise(legacy: str, first: str, second: str) -> bool:
     """Whether `legacy` equals the platform's rendering but for the parts where the platform's
-    two renderings differ from each other. Those parts become wildcards between the literal
-    parts both renderings share, and `legacy` is matched against that glob: first and last
-    literal anchored, the middle ones found leftmost in order (linear, no backtracking)."""
+    two renderings differ from each other. Each such part becomes a slot shaped like what
+    filled it on the platform's side (digits, letters and digits, no blanks, or anything; the
+    same length give or take two): a timestamp or a code may differ there, a sentence may not.
+    """
     a, b = _TOKEN.findall(first), _TOKEN.findall(second)
     if len(a) > MAX_NOISE_TOKENS or len(b) > MAX_NOISE_TOKENS:
         return False
-    literals = [""]
-    for tag, i1, i2, _j1, _j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    pieces: list[str] = []
+    slots = 0
+    pending: tuple[str, str] | None = None
+    opcodes = difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in opcodes:
         if tag == "equal":
-            literals[-1] += "".join(a[i1:i2])
+            if pending is not None:
+                pieces.append(_slot(*pending))
+                pending = None
+            pieces.append(regex.escape("".join(a[i1:i2])))
         else:
-            literals.append("")
-    if len(literals) == 1:
-        return legacy == literals[0]
-    head, *middle, tail = literals
-    if not legacy.startswith(head) or not legacy.endswith(tail):
+            this = ("".join(a[i1:i2]), "".join(b[j1:j2]))
+            if pending is None:
+                slots += 1
+                pending = this
+            else:
+                pending = (pending[0] + this[0], pending[1] + this[1])
+    if pending is not None:
+        pieces.append(_slot(*pending))
+    if slots == 0:
+        return legacy == first
+    if slots > MAX_NOISE_SLOTS:
         return False
-    position, end = len(head), len(legacy) - len(tail)
-    if position > end:
+    try:
+        return (
+            regex.fullmatch("".join(pieces), legacy, regex.DOTALL, timeout=NOISE_MATCH_TIMEOUT_S)
+            is not None
+        )
+    except TimeoutError:
         return False
-    for literal in middle:
-        found = legacy.find(literal, position, end)
-        if found < 0:
-            return False
-        position = found + len(literal)
-    return True
+
+
+def _slot(one: str, other: str) -> str:
+    both = one + other
+    if both.isascii() and both.isdigit():
+        kind = "[0-9]"
+    elif all(c.isalnum() for c in both):
+        kind = r"[^\W_]"
+    elif not any(c.isspace() for c in both):
+        kind = r"\S"
+    else:
+        kind = "."
+    low, high = sorted((len(one), len(other)))
+    low = max(1 if low else 0, low - 2)
+    return f"(?:{kind}){{{low},{high + 2}}}"
 
 
 def sweep(limit: int = 500) -> int:

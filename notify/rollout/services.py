@@ -5,18 +5,21 @@ the stage from the database on every call, so a committed change is in effect at
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from notify.rollout import metrics, selectors
 from notify.rollout.models import RolloutBatch, RolloutEvent
 from notify.tenants.models import Tenant
 
+logger = logging.getLogger(__name__)
 Stage = Tenant.Stage
 Action = RolloutEvent.Action
 SYSTEM_ACTOR = "system"
@@ -104,7 +107,7 @@ def _validate(target: Target) -> Target:
 
 def move(
     tenants: Iterable[Tenant],
-    targets: dict[int, Target] | Target,
+    targets: Target | Callable[[Tenant], Target],
     *,
     actor: str,
     reason: str,
@@ -112,8 +115,9 @@ def move(
     override: bool = False,
     batch: RolloutBatch | None = None,
 ) -> list[RolloutEvent]:
-    """Moves each tenant to its target (one Target for all, or per tenant id): all of them or,
-    when a gate says no and `override` is not set, none (the refusal is audited too)."""
+    """Moves each tenant to its target (one Target for all, or a function of the tenant as
+    locked): all of them or, when a gate says no and `override` is not set, none (the refusal
+    is audited too). A tenant already where it is asked to go is left alone, unaudited."""
     reason = (reason or "").strip()
     if not reason:
         raise RolloutError("a reason is required for every rollout change")
@@ -123,12 +127,17 @@ def move(
         locked = list(Tenant.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
         plan: list[tuple[Tenant, Target]] = []
         for tenant in locked:
-            target = targets if isinstance(targets, Target) else targets[tenant.pk]
+            target = targets if isinstance(targets, Target) else targets(tenant)
             if target.stage == Stage.PAUSED:
                 if tenant.stage == Stage.PAUSED:
                     continue
                 target = Target(Stage.PAUSED, tenant.canary_percent)
-            plan.append((tenant, _validate(target)))
+            target = _validate(target)
+            if target.stage == tenant.stage and (
+                target.stage != Stage.CANARY or target.percent == tenant.canary_percent
+            ):
+                continue
+            plan.append((tenant, target))
         _check_retention(plan, override, batch)
         verdicts = []
         for tenant, target in plan:
@@ -178,7 +187,7 @@ def _check_retention(
     for tenant, target in plan:
         owner = batch or tenant.rollout_batch
         if (
-            target.stage in (Stage.LEGACY, Stage.SHADOW)
+            target.stage in (Stage.LEGACY, Stage.SHADOW, Stage.CANARY)
             and owner is not None
             and not owner.can_roll_back
             and not override
@@ -273,11 +282,9 @@ def advance(
     override: bool = False,
     batch: RolloutBatch | None = None,
 ) -> list[RolloutEvent]:
-    tenants = list(tenants)
-    targets = {t.pk: next_target(t) for t in tenants}
     return move(
         tenants,
-        targets,
+        next_target,
         actor=actor,
         reason=reason,
         action=Action.ADVANCE,
@@ -346,7 +353,10 @@ def auto_roll_back(now=None) -> list[RolloutEvent]:  # noqa: ANN001
     now = now or timezone.now()
     window = timedelta(seconds=settings.ROLLOUT_AUTO_ROLLBACK_WINDOW)
     events = []
-    for tenant in Tenant.objects.filter(stage__in=[Stage.CANARY, Stage.NEW]):
+    serving = Q(stage__in=[Stage.CANARY, Stage.NEW]) | Q(
+        stage=Stage.PAUSED, paused_stage__in=[Stage.CANARY, Stage.NEW]
+    )
+    for tenant in Tenant.objects.filter(serving):
         since = now - window
         if tenant.stage_changed_at:
             # whole periods after the change only: one that began before it is the old stage's
@@ -364,14 +374,13 @@ def auto_roll_back(now=None) -> list[RolloutEvent]:  # noqa: ANN001
             f"platform error rate {cell['error_rate']:.1%} ({cell['errors']}/{cell['calls']} "
             f"calls since {since:%H:%M:%S}) above {settings.ROLLOUT_AUTO_ROLLBACK_ERROR_RATE:.1%}"
         )
-        events += move(
-            [tenant],
-            target,
-            actor=SYSTEM_ACTOR,
-            reason=reason,
-            action=Action.AUTO_ROLLBACK,
-            override=True,
-        )
+        try:
+            # (moving back passes every gate; past a batch's retention it is refused)
+            events += move(
+                [tenant], target, actor=SYSTEM_ACTOR, reason=reason, action=Action.AUTO_ROLLBACK
+            )
+        except RolloutError as exc:
+            logger.error("automatic rollback of %s not made: %s (%s)", tenant.slug, exc, reason)
     return events
 
 
@@ -394,11 +403,13 @@ def refresh_batch(batch: RolloutBatch, now=None) -> RolloutBatch:  # noqa: ANN00
         batch.save(update_fields=["new_since"])
     if batch.state == RolloutBatch.State.COMPLETE:
         return batch
-    if now < batch.new_since + timedelta(hours=batch.stability_hours):
-        return batch
     verdicts = [selectors.gate(t, Stage.NEW) for t in tenants]
-    red = [v for v in verdicts if not v.green and not _only_evidence_missing(v)]
-    if red:
+    if any(not v.green and not _only_evidence_missing(v) for v in verdicts):
+        # the window is one of green gates: a red one starts it again
+        batch.new_since = now
+        batch.save(update_fields=["new_since"])
+        return batch
+    if now < batch.new_since + timedelta(hours=batch.stability_hours):
         return batch
     with transaction.atomic():
         batch.state = RolloutBatch.State.COMPLETE

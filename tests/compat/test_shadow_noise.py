@@ -63,3 +63,50 @@ def test_result__ignore_rule__difference_accepted_and_kept_apart():
 def test_matches_but_noise__huge_noisy_text__bounded_and_refused():
     text = "x " * (shadow.MAX_NOISE_TOKENS + 1)
     assert shadow.matches_but_noise(text, text, text + "y") is False
+
+
+@pytest.mark.parametrize(
+    ("legacy", "first", "second"),
+    [
+        # a code slot is digits of about that length: words in its place are a regression
+        (
+            "your code is GARBAGE, valid 5 min",
+            "your code is 123456, valid 5 min",
+            "your code is 654321, valid 5 min",
+        ),
+        # an emptied slot is no noise either
+        (
+            "your code is , valid 5 min",
+            "your code is 123456, valid 5 min",
+            "your code is 654321, valid 5 min",
+        ),
+        # nor text added around the slot
+        (
+            "your code is 111111 (resent), valid 5 min",
+            "your code is 123456, valid 5 min",
+            "your code is 654321, valid 5 min",
+        ),
+    ],
+)
+def test_matches_but_noise__slot_filled_with_something_else__not_noise(legacy, first, second):
+    assert shadow.matches_but_noise(legacy, first, second) is False
+
+
+def test_compare__platform_side_fails__tried_again_then_given_up(db, settings, monkeypatch):
+    from compat import native
+    from notify.tenants.models import Tenant
+
+    settings.SHADOW_RETRY_DELAYS = [0, 0]
+    tenant = Tenant.objects.create(slug="t", name="T", app_key="ak_t")
+    comparison = ShadowComparison.all_tenants.create(
+        tenant=tenant, endpoint="/gateway/sms/send.do", legacy_code=0, legacy_msg_ids=["1"]
+    )
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("template store down")
+
+    monkeypatch.setattr(native, "dry_run", broken)
+    for _ in range(3):
+        assert shadow.compare(comparison.pk) is None
+    comparison.refresh_from_db()
+    assert comparison.state == State.UNREADABLE and "template store down" in comparison.last_error

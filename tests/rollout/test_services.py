@@ -77,7 +77,8 @@ def test_advance__batch_walks_the_ladder__every_step_audited(batch, settings):
     events = RolloutEvent.objects.filter(action=Action.ADVANCE, tenant_slug="t0").order_by(
         "at", "id"
     )
-    assert [(e.from_stage, e.to_stage, e.to_percent) for e in events][:4] == [
+    # (advancing at new changes nothing, and writes nothing)
+    assert [(e.from_stage, e.to_stage, e.to_percent) for e in events] == [
         ("legacy", "shadow", 0),
         ("shadow", "canary", 10),
         ("canary", "canary", 50),
@@ -207,3 +208,27 @@ def test_batch__at_new_with_green_gates__complete_after_the_window_then_rollback
     )
     batch.refresh_from_db()
     assert batch.state == RolloutBatch.State.ACTIVE and batch.new_since is None
+
+
+def test_auto_rollback__paused_canary_failing__rolled_back_too(batch, settings):
+    settings.ROLLOUT_MIN_SHADOW_CALLS = 0
+    settings.ROLLOUT_AUTO_ROLLBACK_MIN_CALLS = 10
+    tenant = tenants(batch)[0]
+    services.set_canary([tenant], 10, actor="ann", reason="start")
+    services.pause([tenant], actor="ann", reason="hold")
+    Tenant.objects.update(stage_changed_at=timezone.now() - timedelta(minutes=2))
+    calls(tenant, "new", 20, errors=20)
+    (event,) = services.auto_roll_back()
+    tenant.refresh_from_db()
+    assert (event.from_stage, tenant.stage) == ("paused", "legacy")  # where it came from
+
+
+def test_batch__a_gate_turns_red_in_the_window__clock_starts_again(batch, settings):
+    settings.ROLLOUT_MIN_SHADOW_CALLS = 0
+    services.move(tenants(batch), services.Target(Stage.NEW), actor="ann", reason="go", batch=batch)
+    batch.refresh_from_db()
+    started = batch.new_since
+    calls(tenants(batch)[0], "new", 100, errors=30)
+    later = started + timedelta(hours=10)
+    services.refresh_batch(batch, now=later)
+    assert batch.new_since == later and batch.state == RolloutBatch.State.ACTIVE

@@ -115,7 +115,12 @@ class Command(BaseCommand):
         kwargs = {"actor": actor, "reason": options["reason"], "batch": batch}
         stage = options["stage"]
         try:
-            if stage == "next" or stage == "resume":
+            if stage == "resume":
+                paused = [t for t in tenants if t.stage == Tenant.Stage.PAUSED]
+                if not paused:
+                    raise CommandError("none of these tenants is paused")
+                events = services.advance(paused, override=options["override"], **kwargs)
+            elif stage == "next":
                 events = services.advance(tenants, override=options["override"], **kwargs)
             elif stage == Tenant.Stage.CANARY:
                 if options["percent"] is None:
