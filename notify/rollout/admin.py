@@ -225,15 +225,19 @@ class RolloutBatchAdmin(RolloutActions, admin.ModelAdmin):
                         "old": h.path("legacy"),
                         "new": h.path("new"),
                         "verdict": selectors.gate(tenant, Stage.NEW, h),
+                        "templates": selectors.template_breakdown(tenant, timedelta(hours=hours)),
                     }
                 )
-            chart = metrics.series([t.pk for t in tenants], since, step)
+            ids = [t.pk for t in tenants]
             batches.append(
                 {
                     "batch": batch,
                     "stage": selectors.batch_stage(tenants) if tenants else "-",
                     "rows": rows,
-                    "chart": _chart(chart),
+                    "chart": _chart(
+                        metrics.series(ids, since, step),
+                        selectors.consistency_series(ids, since, step),
+                    ),
                 }
             )
         context = {
@@ -247,8 +251,9 @@ class RolloutBatchAdmin(RolloutActions, admin.ModelAdmin):
         return TemplateResponse(request, "admin/rollout/dashboard.html", context)
 
 
-def _chart(series: dict[str, dict[str, list[int]]]) -> dict[str, Any]:
-    """Bars of calls per step for both paths, errors marked, as SVG coordinates."""
+def _chart(series: dict[str, dict[str, list[int]]], shadow: dict[str, list[int]]) -> dict[str, Any]:
+    """Bars of calls per step for both paths, errors marked, and of the shadow comparisons'
+    match rate per step, mismatches marked, as SVG coordinates."""
     legacy, new = series[PathMetric.Path.LEGACY], series[PathMetric.Path.NEW]
     count = len(legacy["calls"])
     peak = max([1, *legacy["calls"], *new["calls"]])
@@ -273,7 +278,27 @@ def _chart(series: dict[str, dict[str, list[int]]]) -> dict[str, Any]:
                     "eh": eh,
                 }
             )
+    consistency = []
+    for index, (compared, mismatched) in enumerate(
+        zip(shadow["compared"], shadow["mismatches"], strict=True)
+    ):
+        if not compared:
+            continue
+        matched_h = round(height * (compared - mismatched) / compared)
+        consistency.append(
+            {
+                "x": index * (width * 2 + 2),
+                "w": width * 2,
+                "y": height - matched_h,
+                "h": matched_h,
+                "my": 0,
+                "mh": height - matched_h,
+                "compared": compared,
+                "mismatches": mismatched,
+            }
+        )
     return {
+        "consistency": consistency,
         "bars": bars,
         "width": count * (width * 2 + 2),
         "height": height,

@@ -137,6 +137,14 @@ def path_summary(tenant_ids: list[int], since: datetime, tpl_id: str | None = No
     return summary
 
 
+def templates_seen(tenant_id: int, since: datetime) -> list[dict]:
+    return list(
+        PathMetric.all_tenants.filter(tenant_id=tenant_id, period__gte=since)
+        .values("tpl_id")
+        .distinct()
+    )
+
+
 def series(tenant_ids: list[int], since: datetime, step: timedelta) -> dict[str, list]:
     """Calls and errors per path in steps of `step` since `since` (the dashboard's charts)."""
     count = max(1, int((timezone.now() - since) / step) + 1)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from notify.rollout import metrics
@@ -157,3 +158,61 @@ def batch_stage(tenants: list[Tenant]) -> str:
     if Stage.PAUSED in stages:
         return Stage.PAUSED
     return min(stages, key=LADDER.index)
+
+
+def template_breakdown(tenant: Tenant, window: timedelta) -> list[dict]:
+    """Per template of the tenant: its shadow comparisons and both paths' calls, errors and
+    latency over `window` (the dashboard's detail rows)."""
+    since = timezone.now() - window
+    rows: dict[str, dict] = {}
+
+    def row(tpl_id: str) -> dict:
+        return rows.setdefault(
+            tpl_id,
+            {"tpl_id": tpl_id, "compared": 0, "mismatches": 0, "noise": 0, "paths": {}},
+        )
+
+    comparisons = (
+        ShadowComparison.objects.for_tenant(tenant)
+        .filter(created_at__gte=since)
+        .exclude(state__in=[State.PENDING, State.UNREADABLE])
+        .filter(_current_versions(tenant))
+        .values("tpl_id", "state")
+        .annotate(n=Count("id"))
+    )
+    for item in comparisons:
+        entry = row(item["tpl_id"])
+        entry["compared"] += item["n"]
+        if item["state"] == State.MISMATCH:
+            entry["mismatches"] += item["n"]
+        elif item["state"] == State.NOISE:
+            entry["noise"] += item["n"]
+    for tpl_id in {r["tpl_id"] for r in metrics.templates_seen(tenant.pk, since)}:
+        row(tpl_id)["paths"] = metrics.path_summary([tenant.pk], since, tpl_id).get(tenant.pk, {})
+    for entry in rows.values():
+        counted = entry["compared"]
+        entry["match_rate"] = (counted - entry["mismatches"]) / counted if counted else None
+        for name in ("legacy", "new"):
+            entry.setdefault("paths", {}).setdefault(
+                name, {"calls": 0, "errors": 0, "p50_ms": None, "p99_ms": None}
+            )
+    return sorted(rows.values(), key=lambda e: e["tpl_id"])
+
+
+def consistency_series(tenant_ids: list[int], since, step: timedelta) -> dict[str, list[int]]:  # noqa: ANN001
+    """Shadow comparisons and mismatches per `step` since `since` (the dashboard's chart)."""
+    count = max(1, int((timezone.now() - since) / step) + 1)
+    out = {"compared": [0] * count, "mismatches": [0] * count}
+    rows = (
+        ShadowComparison.all_tenants.filter(tenant_id__in=tenant_ids, created_at__gte=since)
+        .exclude(state__in=[State.PENDING, State.UNREADABLE])
+        .annotate(minute=TruncMinute("created_at"))
+        .values("minute", "state")
+        .annotate(n=Count("id"))
+    )
+    for item in rows:
+        index = min(count - 1, int((item["minute"] - since) / step))
+        out["compared"][index] += item["n"]
+        if item["state"] == State.MISMATCH:
+            out["mismatches"][index] += item["n"]
+    return out

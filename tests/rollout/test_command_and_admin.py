@@ -237,3 +237,36 @@ def test_audit_log__tenant_deleted__entries_kept_with_its_name(batch):
     Tenant.objects.get(slug="t0").delete()
     event = RolloutEvent.objects.get()
     assert event.tenant is None and event.tenant_slug == "t0" and event.reason == "start"
+
+
+def test_admin__dashboard__per_template_figures_and_match_rate(batch, admin_client):
+    from django.utils import timezone
+
+    from notify.rollout import metrics
+    from notify.rollout.models import PathMetric, ShadowComparison
+
+    tenant = Tenant.objects.get(slug="t0")
+    for state in ["match", "match", "match", "mismatch"]:
+        ShadowComparison.all_tenants.create(
+            tenant=tenant,
+            endpoint="/gateway/sms/send.do",
+            tpl_id="SMS_1",
+            legacy_code=0,
+            state=state,
+        )
+    buckets = [0] * (len(metrics.LATENCY_BOUNDS_MS) + 1)
+    buckets[2] = 9
+    PathMetric.all_tenants.create(
+        tenant=tenant,
+        tpl_id="SMS_1",
+        path="new",
+        period=metrics.period_of(timezone.now()),
+        calls=9,
+        errors=1,
+        latency_buckets=buckets,
+    )
+    text = admin_client.get(reverse("admin:rollout_dashboard")).content.decode()
+    row = text[text.index('data-template="SMS_1"') :]
+    row = row[: row.index("</tr>")]
+    assert ">4<" in row and "75%" in row and ">1/9<" in row
+    assert "4 compared, 1 mismatches" in text
