@@ -9,7 +9,7 @@ import pytest
 from compat import shadow
 from notify.messaging.models import Message
 from notify.rollout import metrics, routing, selectors, services
-from notify.rollout.models import PathMetric, RolloutEvent, ShadowComparison
+from notify.rollout.models import PathMetric, RolloutBatch, RolloutEvent, ShadowComparison
 from notify.tenants.models import Tenant
 from templates_store.models import TemplateVersion
 from tests.smtp import free_port
@@ -79,15 +79,17 @@ def test_shadow__broken_converted_template__mismatch_found_and_the_gate_blocks_a
     (difference,) = comparison.differences
     assert difference["field"] == "content"
     assert "5分钟" in difference["legacy"] and "5小时" in difference["new"]
-    # and the batch cannot advance to canary
-    shop.refresh_from_db()
+    # and the batch it belongs to cannot advance to canary, none of its tenants
+    batch = RolloutBatch.objects.create(name="wave-1")
+    Tenant.objects.filter(slug__in=["shop", "logi"]).update(rollout_batch=batch)
+    Tenant.objects.filter(slug="logi").update(stage=Tenant.Stage.SHADOW)
     with pytest.raises(services.GateBlocked, match="SMS_100001: 4"):
-        services.advance([shop], actor="ops", reason="shadow looked fine")
-    shop.refresh_from_db()
-    assert shop.stage == Tenant.Stage.SHADOW
-    refusal = RolloutEvent.objects.get(action=RolloutEvent.Action.GATE_BLOCKED)
-    assert refusal.tenant_slug == "shop" and refusal.to_stage == Tenant.Stage.CANARY
+        services.advance_batch(batch, actor="ops", reason="shadow looked fine")
+    assert set(batch.tenants.values_list("stage", flat=True)) == {Tenant.Stage.SHADOW}
+    refusal = RolloutEvent.objects.get(action=RolloutEvent.Action.GATE_BLOCKED, tenant_slug="shop")
+    assert refusal.to_stage == Tenant.Stage.CANARY and refusal.batch_name == "wave-1"
     # unless an admin overrides it, with a reason, audited
+    shop.refresh_from_db()
     (event,) = services.advance([shop], actor="ops", reason="accepted: wording", override=True)
     assert event.override and event.to_stage == Tenant.Stage.CANARY
 
