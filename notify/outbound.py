@@ -10,7 +10,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -26,6 +26,7 @@ class TargetRefused(Exception):
 class Answer:
     status: int
     body: bytes  # at most MAX_ANSWER_BYTES
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -84,6 +85,6 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
     try:
         connection.request("POST", path, body=body, headers={"Host": host_header, **headers})
         response = connection.getresponse()
-        return Answer(response.status, response.read(MAX_ANSWER_BYTES))
+        return Answer(response.status, response.read(MAX_ANSWER_BYTES), dict(response.getheaders()))
     finally:
         connection.close()

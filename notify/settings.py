@@ -310,6 +310,12 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Providers' circuit breakers (notify.channels.breaker): this many failures within the window
+# open one; it stays open for the cool-down, then lets one probe through.
+PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
+PROVIDER_BREAKER_WINDOW = env.float("PROVIDER_BREAKER_WINDOW", default=30.0)
+PROVIDER_BREAKER_COOLDOWN = env.float("PROVIDER_BREAKER_COOLDOWN", default=10.0)
+
 # Rollout (notify.rollout, docs/rollout.md). Gates, judged over ROLLOUT_GATE_WINDOW seconds:
 # at least ROLLOUT_MIN_SHADOW_CALLS compared shadow calls, a mismatch rate at most
 # ROLLOUT_MAX_MISMATCH_RATE (0: any mismatch blocks), and a platform error rate at most the old

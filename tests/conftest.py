@@ -50,13 +50,17 @@ def _block_outbound_network():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rollout_metrics():
-    # a process's unwritten call counts belong to the test that made them
+def _fresh_process_state():
+    # a process's unwritten call counts and cached provider rows belong to the test that made
+    # them
+    from notify.channels import selectors
     from notify.rollout import metrics
 
     metrics.recorder.discard()
+    selectors.forget_cached()
     yield
     metrics.recorder.discard()
+    selectors.forget_cached()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,9 +20,12 @@ class TransportError(Exception):
         retry_after: float | None = None,
         kind: str = "",
         code: str = "",
+        provider: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        # the provider that refused, by name (blank: the platform's own transport)
+        self.provider = provider
         # the provider's own error code (a carrier's `UNDELIV`, an SMTP reply code)
         self.code = code[:64]
         self.permanent = permanent
@@ -53,6 +56,8 @@ class SendResult:
     # False when a delivery receipt is still to come.
     delivered: bool = False
     provider_message_id: str = ""
+    # the provider that took it, by name (blank: the platform's own transport)
+    provider: str = ""
 
 
 class Transport:
@@ -76,10 +81,16 @@ def register(transport_class: type[Transport]) -> type[Transport]:
     return transport_class
 
 
-def get_transport(channel: str) -> Transport:
+def get_transport(channel: str, tenant_id: int | None = None) -> Transport:
+    """The tenant's own providers for the channel, in their order with failover, when it has
+    any enabled; else the platform's transport for the channel (settings)."""
     # Importing the modules registers their transports.
-    from notify.channels import email, http  # noqa: F401
+    from notify.channels import email, http, selectors  # noqa: F401 - (registration)
 
+    if tenant_id is not None:
+        own = selectors.tenant_transport(tenant_id, channel)
+        if own is not None:
+            return own
     try:
         return _registry[channel]()
     except KeyError:

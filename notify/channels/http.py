@@ -86,7 +86,13 @@ class HttpTransport(Transport):
     def payload(self, envelope: Envelope) -> dict[str, Any]:
         raise NotImplementedError
 
-    def send(self, envelope: Envelope) -> SendResult:
+    # where the operator fixes the provider's address and secret (error messages say so)
+    @property
+    def config_hint(self) -> str:
+        return f"{self.url_setting}/{self.secret_setting}"
+
+    def target(self) -> tuple[str, str]:
+        """(URL, secret) of the provider."""
         url = getattr(settings, self.url_setting, "")
         if not url:
             raise TransportError(
@@ -94,6 +100,10 @@ class HttpTransport(Transport):
                 permanent=True,
                 kind="permanent",
             )
+        return url, getattr(settings, self.secret_setting, "")
+
+    def send(self, envelope: Envelope) -> SendResult:
+        url, secret = self.target()
         payload = self.payload(envelope)
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(time.time()))
@@ -101,8 +111,13 @@ class HttpTransport(Transport):
             "Content-Type": "application/json",
             "Accept": "application/json",
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(getattr(settings, self.secret_setting, ""), timestamp, body),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
         }
+        status, answer_headers, answer = self.post(url, body, headers)
+        return self._result(status, answer_headers, answer)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        """(status, headers, body) of the provider's answer, or TransportError."""
         timeout = settings.HTTP_PROVIDER_TIMEOUT
         try:
             # (no redirects: a POST redirected becomes a GET, and a moved provider is ours to
@@ -136,7 +151,7 @@ class HttpTransport(Transport):
                 permanent=False,
                 kind="provider_down",
             ) from exc
-        return self._result(response.status_code, response.headers, answer)
+        return response.status_code, response.headers, answer
 
     def _read(self, response: requests.Response) -> bytes:
         """The answer's body, at most MAX_ANSWER_BYTES (a longer one is not an answer)."""
@@ -175,7 +190,7 @@ class HttpTransport(Transport):
         if 400 <= status < 500:
             raise TransportError(
                 f"{self.provider} refused the request (HTTP {status}): not retried; check the "
-                f"message and {self.url_setting}/{self.secret_setting}, then retry it",
+                f"message and {self.config_hint}, then retry it",
                 permanent=True,
                 kind="permanent",
                 code=str(status),
@@ -183,7 +198,7 @@ class HttpTransport(Transport):
         if not 200 <= status < 300:
             raise TransportError(
                 f"{self.provider} answered HTTP {status}, not a documented answer: retried "
-                f"later (check {self.url_setting}: redirects are not followed)",
+                f"later (check {self.config_hint}: redirects are not followed)",
                 permanent=False,
                 kind="temporary",
                 code=str(status),

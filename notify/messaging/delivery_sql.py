@@ -170,6 +170,8 @@ class Outcome:
     error_kind: str = ""
     error_code: str = ""
     provider_message_id: str = ""
+    # the provider that took (or refused) the message, by name
+    provider: str = ""
     # other message columns to set (sent_at, error, next_attempt_at…)
     fields: tuple[tuple[str, object], ...] = ()
 
@@ -202,7 +204,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
             UPDATE {ATTEMPT}
             SET outcome = %(outcome)s, finished_at = %(now)s, latency_ms = %(latency)s,
                 error = %(error)s, error_kind = %(error_kind)s, error_code = %(error_code)s,
-                provider_message_id = %(provider_message_id)s
+                provider_message_id = %(provider_message_id)s, provider = %(provider)s
             WHERE message_id = %(id)s AND number = %(number)s AND outcome = %(open)s
               AND EXISTS (SELECT 1 FROM m)
         )
@@ -225,6 +227,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
         "error_kind": outcome.error_kind,
         "error_code": outcome.error_code,
         "provider_message_id": outcome.provider_message_id,
+        "provider": outcome.provider[:64],
     }
     params.update({f"f_{name}": value for name, value in columns.items()})
     for n, (status, detail) in enumerate(outcome.events):
@@ -254,6 +257,7 @@ def _record_portable(message: ClaimedMessage, outcome: Outcome, now: datetime) -
             error_kind=outcome.error_kind,
             error_code=outcome.error_code,
             provider_message_id=outcome.provider_message_id,
+            provider=outcome.provider[:64],
         )
         MessageEvent.objects.bulk_create(
             MessageEvent(message_id=message.id, status=status, detail=detail, created_at=now)

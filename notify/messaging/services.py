@@ -278,7 +278,7 @@ def deliver_chunk(message_ids: list[str]) -> None:
         # taken by another worker, finished, or not due yet (a retry's wake-up that came
         # early): the row says when, and the sweep publishes it then
         logger.info("%d message(s) not claimable now; skipped", skipped)
-    transports: dict[str, Transport] = {}
+    transports: dict[tuple[int, str], Transport] = {}
     try:
         for message in claimed:
             _send_claimed(message, transports)
@@ -295,12 +295,13 @@ def deliver(message_id: str) -> None:
     deliver_chunk([message_id])
 
 
-def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> None:
+def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Transport]) -> None:
     started = time.monotonic()
     try:
-        transport = transports.get(message.channel)
+        key = (message.tenant_id, message.channel)
+        transport = transports.get(key)
         if transport is None:
-            transport = transports[message.channel] = get_transport(message.channel)
+            transport = transports[key] = get_transport(message.channel, message.tenant_id)
         result = transport.send(envelope_of(message))
     except TransportError as exc:
         _record_failure(message, exc, started)
@@ -327,6 +328,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[str, Transport]) -> 
             attempt_outcome=AttemptOutcome.DELIVERED if result.delivered else AttemptOutcome.SENT,
             latency_ms=_elapsed_ms(started),
             provider_message_id=result.provider_message_id,
+            provider=result.provider,
             fields=fields,
         ),
         now,
@@ -518,6 +520,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         retry_after=error.retry_after,
         kind=error.kind,
         code=error.code,
+        provider=error.provider,
     )
     round_attempts = message.attempts - message.attempts_before_retry
     delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
@@ -531,6 +534,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         "error": error.reason,
         "error_kind": error.kind,
         "error_code": error.code,
+        "provider": error.provider,
     }
     if delay is None:
         if error.permanent:

@@ -7,11 +7,16 @@ import notify.channels
 
 CHANNELS_DIR = Path(notify.channels.__file__).parent
 FORBIDDEN = ("notify.messaging", "notify.api", "compat", "rest_framework", "django.db")
+# the rows of the tenants' provider configurations, and the one module that reads them into
+# plain configuration for the transports
+ROW_MODULES = {"models.py", "selectors.py", "admin.py"}
 
 
 def test_channel_modules__imports__never_rows_apis_or_the_legacy_world():
     offending = []
     for module in sorted(CHANNELS_DIR.glob("*.py")):
+        if module.name in ROW_MODULES:
+            continue
         for node in ast.walk(ast.parse(module.read_text())):
             names = []
             if isinstance(node, ast.Import):

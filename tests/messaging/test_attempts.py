@@ -37,7 +37,9 @@ class ScriptedTransport(Transport):
 @pytest.fixture
 def provider(monkeypatch) -> list:  # noqa: ANN001
     outcomes: list = []
-    monkeypatch.setattr(services, "get_transport", lambda channel: ScriptedTransport(outcomes))
+    monkeypatch.setattr(
+        services, "get_transport", lambda channel, tenant_id=None: ScriptedTransport(outcomes)
+    )
     return outcomes
 
 

@@ -1,0 +1,178 @@
+"""A circuit breaker per provider, shared by every worker (Redis; per process without
+REDIS_URL). Closed: calls go through; PROVIDER_BREAKER_FAILURES failures within
+PROVIDER_BREAKER_WINDOW seconds open it. Open: calls skip the provider for
+PROVIDER_BREAKER_COOLDOWN seconds. Then half-open: one call (one worker's, by SET NX) probes
+it; its success closes the breaker, its failure opens it again. Every change of state is kept
+(the last TRANSITIONS_KEPT, newest first) for the admin and the tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+TRANSITIONS_KEPT = 50
+_PREFIX = "notify:cb:"
+
+_client = None
+_local_lock = threading.Lock()
+_local: dict[str, dict] = {}
+
+
+def _redis():  # noqa: ANN202
+    global _client
+    if _client is None:
+        import redis
+
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+    return _client
+
+
+class _Store:
+    """The breaker's few keys, in Redis or, without it, in this process."""
+
+    def get(self, key: str) -> str | None:
+        if settings.REDIS_URL:
+            value = _redis().get(_PREFIX + key)
+            return value.decode() if value is not None else None
+        with _local_lock:
+            entry = _local.get(key)
+            if entry is None or (entry["until"] and entry["until"] < time.time()):
+                return None
+            return entry["value"]
+
+    def set(self, key: str, value: str, ttl: float | None = None, only_new: bool = False) -> bool:
+        if settings.REDIS_URL:
+            return bool(
+                _redis().set(_PREFIX + key, value, px=int(ttl * 1000) if ttl else None, nx=only_new)
+            )
+        with _local_lock:
+            if only_new and self._alive(key):
+                return False
+            _local[key] = {"value": value, "until": time.time() + ttl if ttl else 0}
+            return True
+
+    def _alive(self, key: str) -> bool:
+        entry = _local.get(key)
+        return entry is not None and not (entry["until"] and entry["until"] < time.time())
+
+    def incr(self, key: str, ttl: float) -> int:
+        if settings.REDIS_URL:
+            pipe = _redis().pipeline()
+            pipe.incr(_PREFIX + key)
+            pipe.pexpire(_PREFIX + key, int(ttl * 1000), nx=True)
+            return int(pipe.execute()[0])
+        with _local_lock:
+            count = int(_local[key]["value"]) + 1 if self._alive(key) else 1
+            until = _local[key]["until"] if self._alive(key) else time.time() + ttl
+            _local[key] = {"value": str(count), "until": until}
+            return count
+
+    def delete(self, *keys: str) -> None:
+        if settings.REDIS_URL:
+            _redis().delete(*(_PREFIX + k for k in keys))
+            return
+        with _local_lock:
+            for key in keys:
+                _local.pop(key, None)
+
+    def push(self, key: str, value: str) -> None:
+        if settings.REDIS_URL:
+            pipe = _redis().pipeline()
+            pipe.lpush(_PREFIX + key, value)
+            pipe.ltrim(_PREFIX + key, 0, TRANSITIONS_KEPT - 1)
+            pipe.execute()
+            return
+        with _local_lock:
+            entry = _local.setdefault(key, {"value": [], "until": 0})
+            entry["value"] = [value, *entry["value"]][:TRANSITIONS_KEPT]
+
+    def items(self, key: str) -> list[str]:
+        if settings.REDIS_URL:
+            return [v.decode() for v in _redis().lrange(_PREFIX + key, 0, -1)]
+        with _local_lock:
+            return list(_local.get(key, {}).get("value", []))
+
+
+_store = _Store()
+
+
+def state(provider_id: int) -> str:
+    opened = _store.get(f"{provider_id}:open_until")
+    if opened is None:
+        return CLOSED
+    return OPEN if float(opened) > time.time() else HALF_OPEN
+
+
+def allow(provider_id: int) -> bool:
+    """Whether a call may go to the provider now (half-open: only the one probe)."""
+    try:
+        current = state(provider_id)
+        if current == CLOSED:
+            return True
+        if current == OPEN:
+            return False
+        if _store.set(f"{provider_id}:probe", "1", settings.PROVIDER_BREAKER_COOLDOWN, True):
+            _transition(provider_id, HALF_OPEN)
+            return True
+        return False
+    except Exception:  # noqa: BLE001 - without its store the breaker lets calls through
+        logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
+        return True
+
+
+def failed(provider_id: int) -> None:
+    try:
+        current = state(provider_id)
+        if current == HALF_OPEN:
+            _open(provider_id)
+            return
+        if current == OPEN:
+            return
+        count = _store.incr(f"{provider_id}:failures", settings.PROVIDER_BREAKER_WINDOW)
+        if count >= settings.PROVIDER_BREAKER_FAILURES:
+            _open(provider_id)
+    except Exception:  # noqa: BLE001
+        logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
+
+
+def succeeded(provider_id: int) -> None:
+    try:
+        if state(provider_id) != CLOSED:
+            _store.delete(f"{provider_id}:open_until", f"{provider_id}:probe")
+            _transition(provider_id, CLOSED)
+        _store.delete(f"{provider_id}:failures")
+    except Exception:  # noqa: BLE001
+        logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
+
+
+def _open(provider_id: int) -> None:
+    cooldown = settings.PROVIDER_BREAKER_COOLDOWN
+    # (kept past the cool-down: its expiry is what half-opens the breaker)
+    _store.set(f"{provider_id}:open_until", str(time.time() + cooldown), ttl=cooldown * 100)
+    _store.delete(f"{provider_id}:failures", f"{provider_id}:probe")
+    _transition(provider_id, OPEN)
+
+
+def _transition(provider_id: int, to: str) -> None:
+    logger.warning("circuit breaker of provider %s: %s", provider_id, to)
+    _store.push(f"{provider_id}:transitions", json.dumps({"state": to, "at": time.time()}))
+
+
+def transitions(provider_id: int) -> list[dict]:
+    """The breaker's changes of state, oldest first."""
+    return [json.loads(item) for item in reversed(_store.items(f"{provider_id}:transitions"))]
+
+
+def reset(provider_id: int) -> None:
+    _store.delete(
+        *(f"{provider_id}:{k}" for k in ("open_until", "probe", "failures", "transitions"))
+    )

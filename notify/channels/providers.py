@@ -1,0 +1,198 @@
+"""A tenant's own providers: the kinds the platform speaks (each validates its configuration
+and builds a transport), and the failover across a channel's providers in their order.
+
+Failover (within one attempt): a provider whose breaker is open is skipped; a `provider_down`,
+`temporary` or `throttled` refusal moves to the next provider; any other refusal (`permanent`,
+`bad_recipient`) is the message's answer, as the provider gave it. When every provider failed,
+the attempt fails as `provider_down` and the message is retried on the platform's schedule (the
+longest Retry-After any provider asked for, when one did)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from http.client import HTTPException
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+from notify import outbound
+from notify.channels import breaker
+from notify.channels.base import Envelope, SendResult, Transport, TransportError
+from notify.channels.http import HttpPushTransport, HttpSmsTransport
+
+logger = logging.getLogger(__name__)
+
+FAILOVER_KINDS = frozenset({"provider_down", "temporary", "throttled"})
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable: {field: message}."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ProviderKind:
+    """How the platform talks to one kind of provider. `config` holds what may be shown,
+    `secrets` what is stored encrypted and never shown again."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    channels: ClassVar[tuple[str, ...]]
+    config_fields: ClassVar[dict[str, str]] = {}
+    secret_fields: ClassVar[dict[str, str]] = {}
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        raise NotImplementedError
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        raise NotImplementedError
+
+
+class _GatedHttp:
+    """The generic HTTP protocol to a tenant's URL, through the outbound gate (resolved once,
+    public addresses only, pinned connection, no redirects)."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        super().__init__()
+        self._provider_url, self._provider_secret = url, secret
+
+    @property
+    def config_hint(self) -> str:
+        return "the provider's url and secret"
+
+    def target(self) -> tuple[str, str]:
+        return self._provider_url, self._provider_secret
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        from django.conf import settings
+
+        timeout = settings.HTTP_PROVIDER_TIMEOUT
+        try:
+            answer = outbound.post(url, body, headers, timeout)
+        except outbound.TargetRefused as exc:
+            raise TransportError(
+                f"{self.provider} URL refused: {exc}: not retried (fix the provider's url)",
+                permanent=True,
+                kind="permanent",
+            ) from exc
+        except TimeoutError as exc:
+            raise TransportError(
+                f"{self.provider} did not answer within {timeout:g}s: retried later",
+                permanent=False,
+                kind="provider_down",
+            ) from exc
+        except (OSError, HTTPException) as exc:
+            raise TransportError(
+                f"{self.provider} unreachable ({type(exc).__name__}): retried later",
+                permanent=False,
+                kind="provider_down",
+            ) from exc
+        body = answer.body if 200 <= answer.status < 300 else b""
+        return answer.status, CaseInsensitiveDict(answer.headers), body
+
+
+class _TenantHttpSms(_GatedHttp, HttpSmsTransport):
+    pass
+
+
+class _TenantHttpPush(_GatedHttp, HttpPushTransport):
+    pass
+
+
+class GenericHttpKind(ProviderKind):
+    name = "http"
+    label = "Generic JSON over HTTP (docs/http-providers.md)"
+    channels = ("sms", "push")
+    config_fields = {"url": "the provider's endpoint, http(s)"}
+    secret_fields = {"secret": "the shared HMAC secret (at least 16 characters)"}
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        errors = {}
+        url = config.get("url")
+        if (
+            not isinstance(url, str)
+            or urlsplit(url).scheme not in ("http", "https")
+            or not (urlsplit(url).hostname)
+        ):
+            errors["config.url"] = "An http(s) URL with a host is required."
+        elif len(url) > 2000:
+            errors["config.url"] = "At most 2000 characters."
+        secret = secrets.get("secret")
+        if not isinstance(secret, str) or len(secret) < 16:
+            errors["secrets.secret"] = "A secret of at least 16 characters is required."
+        unknown = (set(config) - set(self.config_fields)) | (set(secrets) - set(self.secret_fields))
+        if unknown:
+            errors["config"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
+        if errors:
+            raise ConfigError(errors)
+        return {"url": url}, {"secret": secret}
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        cls = _TenantHttpSms if channel == "sms" else _TenantHttpPush
+        return cls(config["url"], secrets["secret"])
+
+
+KINDS: dict[str, ProviderKind] = {kind.name: kind for kind in (GenericHttpKind(),)}
+
+
+def kind_of(name: str) -> ProviderKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ConfigError({"kind": f"Unknown kind; one of: {', '.join(sorted(KINDS))}."}) from None
+
+
+@dataclass(frozen=True)
+class Member:
+    provider_id: int
+    name: str
+    transport: Transport
+
+
+class FailoverTransport(Transport):
+    """A tenant's providers for one channel, tried in order within one attempt."""
+
+    def __init__(self, channel: str, members: list[Member]) -> None:
+        self.channel = channel
+        self.members = members
+
+    def close(self) -> None:
+        for member in self.members:
+            member.transport.close()
+
+    def send(self, envelope: Envelope) -> SendResult:
+        refusals: list[str] = []
+        retry_after: float | None = None
+        last_code = ""
+        for member in self.members:
+            if not breaker.allow(member.provider_id):
+                refusals.append(f"{member.name}: circuit open")
+                continue
+            try:
+                result = member.transport.send(envelope)
+            except TransportError as exc:
+                exc.provider = member.name
+                if exc.kind not in FAILOVER_KINDS:
+                    # the provider answered for the message itself: its answer stands
+                    breaker.succeeded(member.provider_id)
+                    raise
+                breaker.failed(member.provider_id)
+                refusals.append(f"{member.name}: {exc.reason}")
+                last_code = exc.code or last_code
+                if exc.retry_after is not None:
+                    retry_after = max(retry_after or 0.0, exc.retry_after)
+                continue
+            breaker.succeeded(member.provider_id)
+            return replace(result, provider=member.name)
+        raise TransportError(
+            "every provider failed: " + "; ".join(refusals) + ": retried later",
+            permanent=False,
+            retry_after=retry_after,
+            kind="provider_down",
+            code=last_code,
+            provider=self.members[-1].name if self.members else "",
+        )
