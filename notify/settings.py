@@ -320,12 +320,15 @@ PROVIDER_BREAKER_COOLDOWN = env.float("PROVIDER_BREAKER_COOLDOWN", default=10.0)
 # at least ROLLOUT_MIN_SHADOW_CALLS compared shadow calls, a mismatch rate at most
 # ROLLOUT_MAX_MISMATCH_RATE (0: any mismatch blocks), and a platform error rate at most the old
 # gateway's + ROLLOUT_ERROR_MARGIN. A tenant at canary or new whose platform error rate over
-# ROLLOUT_AUTO_ROLLBACK_WINDOW seconds (at least ROLLOUT_AUTO_ROLLBACK_MIN_CALLS calls) crosses
-# ROLLOUT_AUTO_ROLLBACK_ERROR_RATE goes back to its previous stage.
+# ROLLOUT_AUTO_ROLLBACK_WINDOW seconds (at least ROLLOUT_AUTO_ROLLBACK_MIN_CALLS calls), or whose
+# delivery failure rate (as many attempts), crosses ROLLOUT_AUTO_ROLLBACK_ERROR_RATE goes back to
+# its previous stage.
 ROLLOUT_GATE_WINDOW = env.int("ROLLOUT_GATE_WINDOW", default=24 * 3600)
 ROLLOUT_MIN_SHADOW_CALLS = env.int("ROLLOUT_MIN_SHADOW_CALLS", default=20)
 ROLLOUT_MAX_MISMATCH_RATE = env.float("ROLLOUT_MAX_MISMATCH_RATE", default=0.0)
 ROLLOUT_ERROR_MARGIN = env.float("ROLLOUT_ERROR_MARGIN", default=0.01)
+# the platform's deliveries of legacy-API messages failing for another reason than the recipient
+ROLLOUT_MAX_DELIVERY_FAILURE_RATE = env.float("ROLLOUT_MAX_DELIVERY_FAILURE_RATE", default=0.05)
 ROLLOUT_CANARY_STEPS = env.list("ROLLOUT_CANARY_STEPS", cast=int, default=[10, 25, 50])
 ROLLOUT_AUTO_ROLLBACK_ERROR_RATE = env.float("ROLLOUT_AUTO_ROLLBACK_ERROR_RATE", default=0.05)
 ROLLOUT_AUTO_ROLLBACK_MIN_CALLS = env.int("ROLLOUT_AUTO_ROLLBACK_MIN_CALLS", default=20)

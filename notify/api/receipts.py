@@ -1,6 +1,7 @@
-"""`POST /v2/receipts/http/<channel>`: the generic HTTP providers' delivery reports
-(docs/http-providers.md). A provider, not a tenant, calls it: no API key, the request is signed
-with the channel's shared secret. Every answer is JSON; bad input is a 4xx, never a 500."""
+"""`POST /v2/receipts/http/<channel>` and `POST /v2/receipts/providers/<id>`: the generic HTTP
+providers' delivery reports (docs/http-providers.md), of the platform's provider for a channel
+and of a tenant's own. A provider, not a tenant, calls them: no API key, the request is signed
+with that provider's shared secret. Every answer is JSON; bad input is a 4xx, never a 500."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from notify.api.errors import error_body
 from notify.channels.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_valid
+from notify.channels.models import Provider
 from notify.messaging.receipts import REPORTED_STATUSES, record_receipt
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,41 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 def http_receipt(request: HttpRequest, channel: str) -> JsonResponse:
     if channel not in SECRET_SETTINGS:
         return _error(404, "not_found", f"No HTTP provider channel {channel[:32]!r}.")
+    secret = getattr(settings, SECRET_SETTINGS[channel], "")
+    return _receive(request, channel, secret, SECRET_SETTINGS[channel])
+
+
+@csrf_exempt
+def provider_receipt(request: HttpRequest, provider_id: int) -> JsonResponse:
+    """`POST /v2/receipts/providers/<id>`: a tenant's own generic HTTP provider reports,
+    signed with that provider's secret, on the messages of that tenant it took."""
+    provider = Provider.all_tenants.filter(pk=provider_id, kind="http").first()
+    secrets = _secrets_of(provider)
+    if provider is None or not secrets.get("secret"):
+        return _error(404, "not_found", "No such provider.")
+    return _receive(
+        request,
+        provider.channel,
+        secrets["secret"],
+        "the provider's secret",
+        tenant_id=provider.tenant_id,
+        provider=provider.name,
+    )
+
+
+def _secrets_of(provider: Provider | None) -> dict:
+    if provider is None or not provider.secrets:
+        return {}
+    try:
+        value = json.loads(provider.secrets)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _receive(
+    request: HttpRequest, channel: str, secret: str, secret_hint: str, **scope: object
+) -> JsonResponse:
     if request.method != "POST":
         response = _error(405, "method_not_allowed", "Delivery reports are POSTed.")
         response["Allow"] = "POST"
@@ -48,7 +85,6 @@ def http_receipt(request: HttpRequest, channel: str) -> JsonResponse:
         length = MAX_REPORT_BYTES + 1
     if length > MAX_REPORT_BYTES or len(body) > MAX_REPORT_BYTES:
         return _error(400, "parse_error", f"A report has at most {MAX_REPORT_BYTES} bytes.")
-    secret = getattr(settings, SECRET_SETTINGS[channel], "")
     if not signature_valid(
         secret,
         request.headers.get(TIMESTAMP_HEADER, ""),
@@ -60,13 +96,13 @@ def http_receipt(request: HttpRequest, channel: str) -> JsonResponse:
         return _error(
             401,
             "authentication_failed",
-            f"Sign the report with {SECRET_SETTINGS[channel]} (X-Notify-Timestamp within 300 s, "
+            f"Sign the report with {secret_hint} (X-Notify-Timestamp within 300 s, "
             "X-Notify-Signature: v1=<hex HMAC-SHA256 of '<timestamp>.<body>'>).",
         )
     report, problem = _parse(body)
     if report is None:
         return _error(400, "parse_error", problem)
-    record_receipt(channel, **report)
+    record_receipt(channel, **report, **scope)
     return JsonResponse({"ok": True})
 
 

@@ -10,6 +10,7 @@ from notify.api.messages import (
     MessageRetry,
     Messages,
 )
+from notify.api.providers import ProviderDetail, Providers
 from notify.api.recipients import Preferences, Suppressions
 
 urlpatterns = [
@@ -20,8 +21,13 @@ urlpatterns = [
     path("messages/<str:message_id>/retry", MessageRetry.as_view(), name="message-retry"),
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
     path("suppressions", Suppressions.as_view(), name="suppressions"),
+    path("providers", Providers.as_view(), name="providers"),
+    path("providers/<int:provider_id>", ProviderDetail.as_view(), name="provider-detail"),
     path("preferences", Preferences.as_view(), name="preferences"),
     path("receipts/http/<str:channel>", receipts.http_receipt, name="receipt-http"),
+    path(
+        "receipts/providers/<int:provider_id>", receipts.provider_receipt, name="receipt-provider"
+    ),
     path("templates", templates.TemplateListCreate.as_view(), name="template-list"),
     path("templates/convert", templates.TemplateConvert.as_view(), name="template-convert"),
     path("templates/<slug:key>", templates.TemplateDetail.as_view(), name="template-detail"),

@@ -23,12 +23,22 @@ MAX_ERROR_CHARS = 1000
 
 
 def record_receipt(
-    channel: str, provider_message_id: str, status: str, error_code: str = "", error: str = ""
+    channel: str,
+    provider_message_id: str,
+    status: str,
+    error_code: str = "",
+    error: str = "",
+    *,
+    tenant_id: int | None = None,
+    provider: str = "",
 ) -> bool:
     """The `channel` message whose latest attempt the provider knows as `provider_message_id`
     moved from `sent` to `status` (`delivered`, or `failed` with the provider's code and text),
     with its timeline event, in one conditional UPDATE: only a message still `sent` after that
-    same attempt moves. `message_finished` follows the commit. Returns whether it moved."""
+    same attempt moves. `message_finished` follows the commit. Returns whether it moved.
+
+    A tenant's own provider (`tenant_id`, `provider`: its name) reports only on its tenant's
+    messages it took; the platform's providers (no tenant) only on the messages they took."""
     if status not in REPORTED_STATUSES or not provider_message_id:
         return False
     latest_number = (
@@ -39,8 +49,10 @@ def record_receipt(
     found = (
         DeliveryAttempt.objects.filter(
             provider_message_id=provider_message_id,
+            provider=provider,
             message__channel=channel,
             message__status=MessageStatus.SENT,
+            **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
         )
         .annotate(latest_number=Subquery(latest_number))
         .filter(number=F("latest_number"))

@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from notify.messaging.models import AttemptOutcome, DeliveryAttempt, Origin
 from notify.rollout import metrics
 from notify.rollout.models import RolloutBatch, ShadowComparison
 from notify.tenants.models import Tenant
@@ -34,6 +35,14 @@ class Health:
     # mismatches per legacy tpl_id
     mismatched_templates: dict[str, int] = field(default_factory=dict)
     paths: dict = field(default_factory=dict)
+    # the platform's delivery attempts of the tenant's legacy-API messages: how many ended,
+    # how many failed for a reason other than the recipient
+    delivery_attempts: int = 0
+    delivery_failures: int = 0
+
+    @property
+    def delivery_failure_rate(self) -> float:
+        return self.delivery_failures / self.delivery_attempts if self.delivery_attempts else 0.0
 
     @property
     def match_rate(self) -> float | None:
@@ -99,7 +108,29 @@ def health(tenant: Tenant, window: timedelta | None = None) -> Health:
         else:
             result.matches += count
     result.paths = metrics.path_summary([tenant.pk], since).get(tenant.pk, {})
+    result.delivery_attempts, result.delivery_failures = delivery_summary(tenant, since)
     return result
+
+
+FAILED_ATTEMPTS = [
+    AttemptOutcome.TEMPORARY_FAILURE,
+    AttemptOutcome.PERMANENT_FAILURE,
+    AttemptOutcome.ABANDONED,
+]
+
+
+def delivery_summary(tenant: Tenant, since) -> tuple[int, int]:  # noqa: ANN001
+    """(attempts ended, attempts failed) of the platform's deliveries of the tenant's legacy-API
+    messages since `since`: a call answered `0` whose message then fails to go out is an error
+    of the platform path too (a recipient that cannot receive is not)."""
+    attempts = DeliveryAttempt.objects.filter(
+        message__tenant=tenant, message__origin=Origin.LEGACY, started_at__gte=since
+    ).exclude(outcome=AttemptOutcome.SENDING)
+    counts = attempts.aggregate(
+        ended=Count("id"),
+        failed=Count("id", filter=Q(outcome__in=FAILED_ATTEMPTS) & ~Q(error_kind="bad_recipient")),
+    )
+    return counts["ended"], counts["failed"]
 
 
 @dataclass
@@ -134,6 +165,15 @@ def gate(tenant: Tenant, target: str, health_: Health | None = None) -> Verdict:
         reasons.append(
             f"shadow mismatches {h.mismatches}/{counted} ({h.mismatch_rate:.1%}) above "
             f"{settings.ROLLOUT_MAX_MISMATCH_RATE:.1%} ({templates})"
+        )
+    if (
+        h.delivery_attempts >= settings.ROLLOUT_AUTO_ROLLBACK_MIN_CALLS
+        and h.delivery_failure_rate > settings.ROLLOUT_MAX_DELIVERY_FAILURE_RATE
+    ):
+        limit = settings.ROLLOUT_MAX_DELIVERY_FAILURE_RATE
+        reasons.append(
+            f"platform delivery failures {h.delivery_failures}/{h.delivery_attempts} "
+            f"({h.delivery_failure_rate:.1%}) above {limit:.1%}"
         )
     new, legacy = h.path("new"), h.path("legacy")
     if new["calls"] and new["error_rate"] > legacy["error_rate"] + settings.ROLLOUT_ERROR_MARGIN:

@@ -364,16 +364,10 @@ def auto_roll_back(now=None) -> list[RolloutEvent]:  # noqa: ANN001
                 seconds=metrics.PERIOD_S
             )
             since = max(since, after_change)
-        cell = metrics.path_summary([tenant.pk], since).get(tenant.pk, {}).get("new")
-        if not cell or cell["calls"] < settings.ROLLOUT_AUTO_ROLLBACK_MIN_CALLS:
-            continue
-        if cell["error_rate"] <= settings.ROLLOUT_AUTO_ROLLBACK_ERROR_RATE:
+        reason = _failing(tenant, since)
+        if reason is None:
             continue
         target = previous_target(tenant)
-        reason = (
-            f"platform error rate {cell['error_rate']:.1%} ({cell['errors']}/{cell['calls']} "
-            f"calls since {since:%H:%M:%S}) above {settings.ROLLOUT_AUTO_ROLLBACK_ERROR_RATE:.1%}"
-        )
         try:
             # (moving back passes every gate; past a batch's retention it is refused)
             events += move(
@@ -382,6 +376,26 @@ def auto_roll_back(now=None) -> list[RolloutEvent]:  # noqa: ANN001
         except RolloutError as exc:
             logger.error("automatic rollback of %s not made: %s (%s)", tenant.slug, exc, reason)
     return events
+
+
+def _failing(tenant: Tenant, since) -> str | None:  # noqa: ANN001
+    """Why the platform path of the tenant fails since `since` (its answers' system errors or
+    its deliveries' failures above ROLLOUT_AUTO_ROLLBACK_ERROR_RATE), or None."""
+    threshold = settings.ROLLOUT_AUTO_ROLLBACK_ERROR_RATE
+    enough = settings.ROLLOUT_AUTO_ROLLBACK_MIN_CALLS
+    cell = metrics.path_summary([tenant.pk], since).get(tenant.pk, {}).get("new")
+    if cell and cell["calls"] >= enough and cell["error_rate"] > threshold:
+        return (
+            f"platform error rate {cell['error_rate']:.1%} ({cell['errors']}/{cell['calls']} "
+            f"calls since {since:%H:%M:%S}) above {threshold:.1%}"
+        )
+    attempts, failures = selectors.delivery_summary(tenant, since)
+    if attempts >= enough and failures / attempts > threshold:
+        return (
+            f"platform delivery failures {failures / attempts:.1%} ({failures}/{attempts} "
+            f"attempts since {since:%H:%M:%S}) above {threshold:.1%}"
+        )
+    return None
 
 
 def refresh_batch(batch: RolloutBatch, now=None) -> RolloutBatch:  # noqa: ANN001

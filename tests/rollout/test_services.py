@@ -232,3 +232,34 @@ def test_batch__a_gate_turns_red_in_the_window__clock_starts_again(batch, settin
     later = started + timedelta(hours=10)
     services.refresh_batch(batch, now=later)
     assert batch.new_since == later and batch.state == RolloutBatch.State.ACTIVE
+
+
+def test_auto_rollback__answers_fine_but_deliveries_fail__rolled_back(batch, settings):
+    from notify.messaging.models import AttemptOutcome, DeliveryAttempt, Message, Origin
+
+    settings.ROLLOUT_MIN_SHADOW_CALLS = 0
+    settings.ROLLOUT_AUTO_ROLLBACK_MIN_CALLS = 10
+    tenant = tenants(batch)[0]
+    services.set_canary([tenant], 10, actor="ann", reason="start")
+    Tenant.objects.update(stage_changed_at=timezone.now() - timedelta(minutes=2))
+    # Given legacy-API messages the platform accepted, whose provider then refused them
+    for n in range(10):
+        message = Message.all_tenants.create(
+            id=f"26120300000000{n:04d}",
+            tenant=tenant,
+            channel="sms",
+            recipient=f"1391234{n:04d}",
+            body="code",
+            origin=Origin.LEGACY,
+        )
+        DeliveryAttempt.objects.create(
+            message=message,
+            number=1,
+            started_at=timezone.now(),
+            outcome=AttemptOutcome.TEMPORARY_FAILURE if n < 3 else AttemptOutcome.SENT,
+            error_kind="provider_down" if n < 3 else "",
+        )
+    # When the clock runs
+    (event,) = services.auto_roll_back()
+    # Then the tenant is back where it came from, the reason names the failures
+    assert event.to_stage == "legacy" and "delivery failures 30.0% (3/10" in event.reason
