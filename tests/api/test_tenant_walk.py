@@ -7,6 +7,7 @@ import re
 from django.urls import URLPattern
 
 from notify.api import urls as api_urls
+from notify.channels.models import Provider
 from notify.messaging.models import Message, MessageStatus, SendRequest
 from notify.messaging.services import MessageDraft, create_batch, create_message
 from templates_store.models import Template, TemplateVersion
@@ -21,6 +22,7 @@ def snapshot() -> tuple:
         sorted(Template.all_tenants.values_list("key", "status", "name")),
         sorted(TemplateVersion.objects.values_list("template__key", "number", "published_at")),
         SendRequest.all_tenants.count(),
+        sorted(Provider.all_tenants.values_list("name", "config", "secrets", "enabled")),
     )
 
 
@@ -46,7 +48,26 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
         tenant=tenant,
         drafts=[MessageDraft(channel="email", recipient="b@example.com", subject="S", body="B")],
     )
-    values = {"message_id": message.id, "batch_id": batch.batch_id, "key": "welcome", "number": "1"}
+    provider = api_client.post(
+        "/v2/providers",
+        {
+            "channel": "sms",
+            "kind": "http",
+            "name": "carrier",
+            "priority": 1,
+            "config": {"url": "https://sms.example.com/send"},
+            "secrets": {"secret": "s" * 32},
+        },
+        format="json",
+    )
+    assert provider.status_code == 201, provider.content
+    values = {
+        "message_id": message.id,
+        "batch_id": batch.batch_id,
+        "key": "welcome",
+        "number": "1",
+        "provider_id": str(provider.json()["id"]),
+    }
     before = snapshot()
     # When the second tenant calls every method of every URL naming one of them
     walked = []
@@ -56,6 +77,13 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
         names = re.findall(r"<(?:\w+:)?(\w+)>", route)
         if not names:
             continue  # a collection: checked below
+        if pattern.name == "receipt-provider":
+            # the provider's reports are signed with its secret: a tenant's key opens nothing
+            path = f"/v2/receipts/providers/{values['provider_id']}"
+            response = other_tenant_client.post(path, BODY, format="json")
+            walked.append(("POST", path, response.status_code))
+            assert response.status_code == 401, response.content
+            continue
         if pattern.name == "receipt-http":
             # a provider's delivery reports: no tenant object in the URL, and a tenant's key
             # opens nothing there (only the channel's signature does: tests/api/test_receipts.py)

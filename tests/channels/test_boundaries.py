@@ -7,9 +7,9 @@ import notify.channels
 
 CHANNELS_DIR = Path(notify.channels.__file__).parent
 FORBIDDEN = ("notify.messaging", "notify.api", "compat", "rest_framework", "django.db")
-# the rows of the tenants' provider configurations, and the one module that reads them into
-# plain configuration for the transports
-ROW_MODULES = {"models.py", "selectors.py", "admin.py"}
+# the rows of the tenants' provider configurations, and the modules that write them and read
+# them into plain configuration for the transports
+ROW_MODULES = {"models.py", "selectors.py", "services.py", "admin.py"}
 
 
 def test_channel_modules__imports__never_rows_apis_or_the_legacy_world():

@@ -1,0 +1,1 @@
+from tests.messaging.conftest import deliver  # noqa: F401 - the worker's delivery, in-process

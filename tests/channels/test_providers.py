@@ -1,0 +1,339 @@
+"""A tenant's own providers: the API (secrets write-only, another tenant's a 404), failover in
+order within one attempt, the circuit breaker, a 200 carrying an error, receipts signed per
+provider, and the outbound gate on the provider's URL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from notify.channels import breaker
+from notify.channels.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_valid
+from notify.channels.models import Provider
+from notify.messaging.models import DeliveryAttempt, Message, MessageStatus
+from notify.messaging.services import MessageDraft, create_message
+from notify.tenants.services import create_tenant
+
+SECRET = "a-provider-secret-of-32-chars!!!"
+
+
+class Carrier:
+    """A provider of the generic HTTP protocol on loopback that checks the signature as
+    documented; `mode`: ok (accepted), down (503), bad_number (200 with an error body)."""
+
+    def __init__(self, secret: str = SECRET) -> None:
+        self.mode = "ok"
+        self.secret = secret
+        self.received: list[dict] = []
+        carrier = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # noqa: ANN002
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not signature_valid(
+                    carrier.secret,
+                    self.headers.get(TIMESTAMP_HEADER, ""),
+                    self.headers.get(SIGNATURE_HEADER, ""),
+                    body,
+                ):
+                    return self._answer(401, {"error": "bad signature"})
+                if carrier.mode == "down":
+                    return self._answer(503, {"error": "maintenance"})
+                payload = json.loads(body)
+                if carrier.mode == "bad_number":
+                    return self._answer(
+                        200, {"status": "failed", "error_code": "INVALID_NUMBER", "error": "no"}
+                    )
+                carrier.received.append(payload)
+                return self._answer(200, {"status": "accepted", "message_id": f"c-{payload['id']}"})
+
+            def _answer(self, status: int, answer: dict) -> None:
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def carriers(settings) -> Iterator[tuple[Carrier, Carrier]]:  # noqa: ANN001
+    settings.ALLOW_PRIVATE_TARGETS = True
+    first, second = Carrier(), Carrier()
+    yield first, second
+    first.close()
+    second.close()
+
+
+@pytest.fixture
+def two_providers(tenant, carriers) -> tuple[Provider, Provider]:  # noqa: ANN001
+    from notify.channels.services import create_provider
+
+    rows = tuple(
+        create_provider(
+            tenant,
+            channel="sms",
+            kind="http",
+            name=name,
+            priority=priority,
+            config={"url": carrier.url},
+            secrets={"secret": SECRET},
+        )
+        for name, priority, carrier in (("primary", 1, carriers[0]), ("backup", 2, carriers[1]))
+    )
+    for row in rows:
+        breaker.reset(row.pk)
+    yield rows
+    for row in rows:
+        breaker.reset(row.pk)
+
+
+def sms(tenant, recipient: str = "13912345678") -> Message:  # noqa: ANN001
+    return create_message(
+        tenant=tenant, draft=MessageDraft(channel="sms", recipient=recipient, body="code 1234")
+    )
+
+
+def attempts(message: Message) -> list[tuple[str, str, str]]:
+    return list(
+        DeliveryAttempt.objects.filter(message=message)
+        .order_by("number")
+        .values_list("outcome", "provider", "error_kind")
+    )
+
+
+# ---- failover ----------------------------------------------------------------------------
+
+
+def test_failover__first_provider_down__sent_once_by_the_second_which_the_attempt_names(
+    tenant, two_providers, carriers, deliver
+):
+    # Given the tenant's first SMS provider answering 503
+    carriers[0].mode = "down"
+    message = sms(tenant)
+    # When the message is delivered
+    deliver(message.id)
+    # Then the second provider took it, within the same attempt, and only it
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert attempts(message) == [("sent", "backup", "")]
+    assert [p["id"] for p in carriers[1].received] == [message.id]
+    assert carriers[0].received == []
+
+
+def test_failover__every_provider_down__retried_later_nothing_lost(
+    tenant, two_providers, carriers, deliver
+):
+    carriers[0].mode = carriers[1].mode = "down"
+    message = sms(tenant)
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED and message.next_attempt_at is not None
+    ((outcome, provider, kind),) = attempts(message)
+    assert (outcome, kind) == ("temporary_failure", "provider_down")
+    assert "primary" in message.error and "backup" in message.error
+
+
+def test_provider__200_with_an_error_body__that_failure_kind_from_that_provider_no_failover(
+    tenant, two_providers, carriers, deliver
+):
+    # Given a provider that answers HTTP 200 carrying a refusal
+    carriers[0].mode = "bad_number"
+    message = sms(tenant)
+    deliver(message.id)
+    # Then the refusal is the message's answer: bad recipient, from the first provider
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED and message.error_code == "INVALID_NUMBER"
+    assert attempts(message) == [("permanent_failure", "primary", "bad_recipient")]
+    assert carriers[1].received == []
+
+
+def test_breaker__repeated_failures__opens_skips_then_one_probe_closes_it(
+    tenant, two_providers, carriers, deliver, settings
+):
+    settings.PROVIDER_BREAKER_FAILURES = 3
+    settings.PROVIDER_BREAKER_COOLDOWN = 0.5
+    primary = two_providers[0]
+    carriers[0].mode = "down"
+    # When the first provider fails three times, its breaker opens
+    for n in range(3):
+        deliver(sms(tenant, f"1391234{n:04d}").id)
+    assert breaker.state(primary.pk) == breaker.OPEN
+    # and the next message skips it
+    skipped = sms(tenant, "13912349999")
+    deliver(skipped.id)
+    assert attempts(skipped) == [("sent", "backup", "")]
+    # After the cool-down one probe goes to it; once it answers again, the breaker closes
+    carriers[0].mode = "ok"
+    time.sleep(0.6)
+    assert breaker.state(primary.pk) == breaker.HALF_OPEN
+    probe = sms(tenant, "13912348888")
+    deliver(probe.id)
+    assert attempts(probe) == [("sent", "primary", "")]
+    assert breaker.state(primary.pk) == breaker.CLOSED
+    assert [t["state"] for t in breaker.transitions(primary.pk)] == ["open", "half_open", "closed"]
+
+
+def test_provider_url__resolves_to_loopback__refused_without_private_targets(
+    tenant, two_providers, carriers, deliver, settings
+):
+    settings.ALLOW_PRIVATE_TARGETS = False
+    message = sms(tenant)
+    deliver(message.id)
+    message.refresh_from_db()
+    assert carriers[0].received == [] and carriers[1].received == []
+    assert message.status == MessageStatus.FAILED and "URL refused" in message.error
+
+
+# ---- the API -----------------------------------------------------------------------------
+
+NEW_PROVIDER = {
+    "channel": "sms",
+    "kind": "http",
+    "name": "carrier",
+    "config": {"url": "https://sms.example.com/send"},
+    "secrets": {"secret": SECRET},
+    "priority": 5,
+}
+
+
+def test_api__create_provider__secret_stored_encrypted_and_never_returned(api_client, tenant):
+    created = api_client.post("/v2/providers", NEW_PROVIDER, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["secrets_set"] == ["secret"] and SECRET not in json.dumps(body)
+    assert body["circuit"] == "closed"
+    listed = api_client.get("/v2/providers").json()
+    assert [p["name"] for p in listed] == ["carrier"] and SECRET not in json.dumps(listed)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secrets FROM channels_provider")
+        (stored,) = cursor.fetchone()
+    assert SECRET not in stored and stored.startswith("fernet:")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"config": {"url": "ftp://sms.example.com"}}, "config.url"),
+        ({"secrets": {"secret": "short"}}, "secrets.secret"),
+        ({"kind": "pigeon"}, "kind"),
+        ({"channel": "email"}, "channel"),
+        ({"config": {"url": "https://x.example.com", "extra": 1}}, "config"),
+    ],
+)
+def test_api__bad_provider__400_naming_the_field_nothing_stored(api_client, change, field):
+    answer = api_client.post("/v2/providers", {**NEW_PROVIDER, **change}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert field in json.dumps(answer.json())
+    assert not Provider.all_tenants.exists()
+
+
+def test_api__patch_config_only__secrets_kept(api_client, tenant):
+    created = api_client.post("/v2/providers", NEW_PROVIDER, format="json").json()
+    changed = api_client.patch(
+        f"/v2/providers/{created['id']}",
+        {"config": {"url": "https://sms2.example.com/send"}, "enabled": False},
+        format="json",
+    )
+    assert changed.status_code == 200, changed.content
+    row = Provider.all_tenants.get()
+    assert row.config == {"url": "https://sms2.example.com/send"} and not row.enabled
+    assert json.loads(row.secrets) == {"secret": SECRET}
+
+
+def test_api__another_tenants_provider__404_and_unchanged(api_client, other_tenant_client):
+    created = api_client.post("/v2/providers", NEW_PROVIDER, format="json").json()
+    url = f"/v2/providers/{created['id']}"
+    assert other_tenant_client.get(url).status_code == 404
+    assert other_tenant_client.patch(url, {"enabled": False}, format="json").status_code == 404
+    assert other_tenant_client.delete(url).status_code == 404
+    assert other_tenant_client.get("/v2/providers").json() == []
+    assert Provider.all_tenants.get().enabled
+
+
+# ---- receipts ----------------------------------------------------------------------------
+
+
+def post_receipt(client, provider: Provider, report: dict, secret: str = SECRET):  # noqa: ANN001, ANN201
+    body = json.dumps(report).encode()
+    timestamp = str(int(time.time()))
+    return client.generic(
+        "POST",
+        f"/v2/receipts/providers/{provider.pk}",
+        body,
+        content_type="application/json",
+        HTTP_X_NOTIFY_TIMESTAMP=timestamp,
+        HTTP_X_NOTIFY_SIGNATURE=sign(secret, timestamp, body),
+    )
+
+
+def test_receipt__signed_by_the_provider__message_delivered(
+    tenant, two_providers, carriers, deliver, client
+):
+    message = sms(tenant)
+    deliver(message.id)
+    answer = post_receipt(
+        client, two_providers[0], {"message_id": f"c-{message.id}", "status": "delivered"}
+    )
+    assert answer.status_code == 200
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+
+
+def test_receipt__bad_signature__401_nothing_changes(
+    tenant, two_providers, carriers, deliver, client
+):
+    message = sms(tenant)
+    deliver(message.id)
+    answer = post_receipt(
+        client,
+        two_providers[0],
+        {"message_id": f"c-{message.id}", "status": "delivered"},
+        secret="x" * 32,
+    )
+    assert answer.status_code == 401
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+
+
+def test_receipt__another_tenants_message_id__changes_nothing(
+    tenant, two_providers, carriers, deliver, client
+):
+    # Given a message of the tenant sent through its provider
+    message = sms(tenant)
+    deliver(message.id)
+    # When another tenant's provider, correctly signed, reports on that provider id
+    other, _ = create_tenant("globex")
+    from notify.channels.services import create_provider
+
+    theirs = create_provider(
+        other,
+        channel="sms",
+        kind="http",
+        name="theirs",
+        config={"url": carriers[1].url},
+        secrets={"secret": SECRET},
+    )
+    answer = post_receipt(client, theirs, {"message_id": f"c-{message.id}", "status": "failed"})
+    # Then it is acknowledged (a provider must not retry forever) and nothing changes
+    assert answer.status_code == 200
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
