@@ -337,3 +337,36 @@ def test_receipt__another_tenants_message_id__changes_nothing(
     assert answer.status_code == 200
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
+
+
+def test_admin__provider_form__secret_write_only_and_kept_when_left_empty(tenant, client):
+    from django.contrib.auth import get_user_model
+
+    admin_user = get_user_model().objects.create_superuser("root", "r@example.com", "pw-long-1")
+    client.force_login(admin_user)
+    form = {
+        "tenant": tenant.pk,
+        "channel": "sms",
+        "kind": "http",
+        "name": "carrier",
+        "config": json.dumps({"url": "https://sms.example.com/send"}),
+        "priority": 1,
+        "enabled": "on",
+        "new_secrets": json.dumps({"secret": SECRET}),
+    }
+    added = client.post("/admin/channels/provider/add/", form)
+    assert added.status_code == 302, added.content.decode()[-2000:]
+    provider = Provider.all_tenants.get()
+    page = client.get(f"/admin/channels/provider/{provider.pk}/change/").content.decode()
+    assert SECRET not in page
+    changed = client.post(
+        f"/admin/channels/provider/{provider.pk}/change/",
+        {**form, "priority": 2, "new_secrets": ""},
+    )
+    assert changed.status_code == 302
+    provider.refresh_from_db()
+    assert provider.priority == 2 and json.loads(provider.secrets) == {"secret": SECRET}
+    refused = client.post(
+        "/admin/channels/provider/add/", {**form, "name": "b", "new_secrets": "{}"}
+    )
+    assert refused.status_code == 200 and "secrets.secret" in refused.content.decode()
