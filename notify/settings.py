@@ -333,6 +333,8 @@ ROLLOUT_CANARY_STEPS = env.list("ROLLOUT_CANARY_STEPS", cast=int, default=[10, 2
 ROLLOUT_AUTO_ROLLBACK_ERROR_RATE = env.float("ROLLOUT_AUTO_ROLLBACK_ERROR_RATE", default=0.05)
 ROLLOUT_AUTO_ROLLBACK_MIN_CALLS = env.int("ROLLOUT_AUTO_ROLLBACK_MIN_CALLS", default=20)
 ROLLOUT_AUTO_ROLLBACK_WINDOW = env.int("ROLLOUT_AUTO_ROLLBACK_WINDOW", default=300)
+# each process writes its legacy-call counts every 5 s from a thread of its own (also when idle)
+ROLLOUT_METRICS_FLUSH_THREAD = env.bool("ROLLOUT_METRICS_FLUSH_THREAD", default=True)
 # Shadow comparison: at most SHADOW_MAX_MESSAGES messages of a call are compared; reading the
 # old gateway's side is tried again after SHADOW_RETRY_DELAYS seconds, then given up.
 SHADOW_MAX_MESSAGES = env.int("SHADOW_MAX_MESSAGES", default=20)

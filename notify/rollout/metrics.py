@@ -2,21 +2,25 @@
 template, the calls answered by the old gateway and by the platform, their errors and latency.
 
 Each process adds its calls up in memory and writes them to PathMetric (one row per tenant,
-template, path and PERIOD_S seconds) at most every FLUSH_INTERVAL_S seconds, from the request
-that finds the interval passed, and at exit: a metric never costs a call more than an
-in-memory update, and a crash loses at most a few seconds of counts (metrics only: nothing
-routes on them but the health gates and the automatic rollback, which judge minutes of data)."""
+template, path and PERIOD_S seconds) every FLUSH_INTERVAL_S seconds, from a thread of its own
+(ROLLOUT_METRICS_FLUSH_THREAD; else from the request that finds the interval passed), and at
+exit: a metric never costs a call more than an in-memory update, and a crash loses at most a
+few seconds of counts (metrics only: nothing routes on them but the health gates and the
+automatic rollback, which judge minutes of data)."""
 
 from __future__ import annotations
 
 import atexit
 import bisect
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django import db
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -50,8 +54,36 @@ class Recorder:
         self._lock = threading.Lock()
         self._cells: dict[tuple[int, str, str, datetime], _Cell] = defaultdict(_Cell)
         self._flushed_at = time.monotonic()
+        self._flusher_pid = 0
+        self._stopping = threading.Event()
+
+    def _start_flusher(self) -> None:
+        """A daemon thread writing the counts every FLUSH_INTERVAL_S (one per process: a
+        forked worker starts its own)."""
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._stopping = threading.Event()
+        threading.Thread(
+            target=self._flush_forever, args=(self._stopping,), name="rollout-metrics", daemon=True
+        ).start()
+
+    def _flush_forever(self, stopping: threading.Event) -> None:
+        while not stopping.wait(FLUSH_INTERVAL_S):
+            try:
+                self.flush()
+            finally:
+                db.connections.close_all()  # (this thread's own connection)
+
+    def stop_flusher(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            self._flusher_pid = 0
 
     def record(self, tenant_id: int, tpl_id: str, path: str, error: bool, ms: float) -> None:
+        if settings.ROLLOUT_METRICS_FLUSH_THREAD and self._flusher_pid != os.getpid():
+            self._start_flusher()
         period = period_of(timezone.now())
         with self._lock:
             cell = self._cells[(tenant_id, tpl_id[:64], path, period)]

@@ -3,6 +3,7 @@ stability clock."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -263,3 +264,23 @@ def test_auto_rollback__answers_fine_but_deliveries_fail__rolled_back(batch, set
     (event,) = services.auto_roll_back()
     # Then the tenant is back where it came from, the reason names the failures
     assert event.to_stage == "legacy" and "delivery failures 30.0% (3/10" in event.reason
+
+
+def test_metrics__process_goes_idle__its_counts_written_by_its_own_thread(
+    transactional_db, settings, monkeypatch
+):
+    # Given a process counting calls with its flushing thread, and then no more calls
+    settings.ROLLOUT_METRICS_FLUSH_THREAD = True
+    monkeypatch.setattr(metrics, "FLUSH_INTERVAL_S", 0.2)
+    tenant = Tenant.objects.create(slug="idle", name="Idle", app_key="ak_idle")
+    recorder = metrics.Recorder()
+    try:
+        recorder.record(tenant.pk, "SMS_1", "new", True, 3.0)
+        # Then the counts reach the database without another call
+        deadline = time.monotonic() + 10  # a guard against a hang, not a speed requirement
+        while time.monotonic() < deadline and not PathMetric.all_tenants.exists():
+            time.sleep(0.05)
+        row = PathMetric.all_tenants.get()
+        assert (row.tenant_id, row.tpl_id, row.calls, row.errors) == (tenant.pk, "SMS_1", 1, 1)
+    finally:
+        recorder.stop_flusher()
