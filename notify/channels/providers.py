@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from requests.structures import CaseInsensitiveDict
 
 from notify import outbound
-from notify.channels import breaker
+from notify.channels import breaker, chat
 from notify.channels.base import Envelope, SendResult, Transport, TransportError
 from notify.channels.http import HttpPushTransport, HttpSmsTransport
 
@@ -136,7 +136,68 @@ class GenericHttpKind(ProviderKind):
         return cls(config["url"], secrets["secret"])
 
 
-KINDS: dict[str, ProviderKind] = {kind.name: kind for kind in (GenericHttpKind(),)}
+class _ChatKind(ProviderKind):
+    """A chat robot: its webhook URL (which holds its token, hence a secret) and, where the
+    robot signs, its signing secret."""
+
+    channels = ("chat",)
+    transport_class: ClassVar[type]
+    signs: ClassVar[bool] = False
+
+    @property
+    def secret_fields(self) -> dict[str, str]:  # type: ignore[override]
+        fields = {"webhook": "the robot's webhook URL (it holds its token)"}
+        if self.signs:
+            fields["secret"] = "the robot's signing secret (optional)"
+        return fields
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        errors = {}
+        webhook = secrets.get("webhook")
+        parts = urlsplit(webhook) if isinstance(webhook, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            errors["secrets.webhook"] = "The robot's http(s) webhook URL is required."
+        elif len(webhook) > 2000:
+            errors["secrets.webhook"] = "At most 2000 characters."
+        secret = secrets.get("secret", "")
+        if not isinstance(secret, str) or len(secret) > 500:
+            errors["secrets.secret"] = "A string of at most 500 characters."
+        unknown = set(config) | (set(secrets) - set(self.secret_fields))
+        if unknown:
+            errors["config"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
+        if errors:
+            raise ConfigError(errors)
+        cleaned = {"webhook": webhook}
+        if secret:
+            cleaned["secret"] = secret
+        return {}, cleaned
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        return self.transport_class(secrets["webhook"], secrets.get("secret", ""))
+
+
+class SlackKind(_ChatKind):
+    name, label, transport_class = "slack", "Slack incoming webhook", chat.SlackTransport
+
+
+class DingTalkKind(_ChatKind):
+    name, label, transport_class = "dingtalk", "DingTalk custom robot", chat.DingTalkTransport
+    signs = True
+
+
+class WeComKind(_ChatKind):
+    name, label, transport_class = "wecom", "WeCom group robot", chat.WeComTransport
+
+
+class FeishuKind(_ChatKind):
+    name, label, transport_class = "feishu", "Feishu/Lark custom bot", chat.FeishuTransport
+    signs = True
+
+
+KINDS: dict[str, ProviderKind] = {
+    kind.name: kind
+    for kind in (GenericHttpKind(), SlackKind(), DingTalkKind(), WeComKind(), FeishuKind())
+}
 
 
 def kind_of(name: str) -> ProviderKind:

@@ -106,6 +106,20 @@ def normalise_device_token(value: str) -> str:
     return token
 
 
+_PROVIDER_NAME = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+
+
+def normalise_provider_name(value: str) -> str:
+    """A chat destination: the name of one of the tenant's chat providers (a slug)."""
+    name = value.strip()
+    if not _PROVIDER_NAME.fullmatch(name):
+        raise InvalidRecipient(
+            "A chat message goes to one of your chat providers: give its name (letters, digits, "
+            "- and _)."
+        )
+    return name
+
+
 _REGISTRY: dict[str, ChannelSpec] = {}
 
 
@@ -177,6 +191,17 @@ PUSH = register(
         normalise=normalise_device_token,
         mask=mask_opaque,
         transport_kinds=("http",),
+    )
+)
+CHAT = register(
+    ChannelSpec(
+        name="chat",
+        label="Chat (team robots and webhooks)",
+        legacy_alias="chat",
+        normalise=normalise_provider_name,
+        # a provider's name is no personal data: shown as it is
+        mask=lambda name: name,
+        transport_kinds=("slack", "dingtalk", "wecom", "feishu"),
     )
 )
 

@@ -8,6 +8,7 @@ import logging
 import time
 
 from notify.channels.base import Transport, TransportError
+from notify.channels.chat import ChatRouter
 from notify.channels.models import Provider
 from notify.channels.providers import ConfigError, FailoverTransport, Member, kind_of
 
@@ -46,6 +47,8 @@ def tenant_transport(tenant_id: int, channel: str) -> Transport | None:
     """The tenant's enabled providers for the channel with failover, or None (it has none:
     the platform's own transport carries the channel)."""
     rows = _enabled_providers(tenant_id, channel)
+    if channel == "chat":
+        return _chat_router(tenant_id, rows)
     members = []
     for row in rows:
         try:
@@ -64,3 +67,16 @@ def tenant_transport(tenant_id: int, channel: str) -> Transport | None:
             kind="provider_down",
         )
     return FailoverTransport(channel, members)
+
+
+def _chat_router(tenant_id: int, rows: list[Provider]) -> ChatRouter:
+    members = {}
+    for row in rows:
+        try:
+            kind = kind_of(row.kind)
+            secrets = json.loads(row.secrets) if row.secrets else {}
+            config, secrets = kind.clean(dict(row.config), secrets)
+            members[row.name] = (row.pk, kind.transport("chat", config, secrets))
+        except (ConfigError, ValueError) as exc:
+            logger.error("provider %s of tenant %s unusable, skipped: %s", row.name, tenant_id, exc)
+    return ChatRouter(members)
