@@ -310,6 +310,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Development: `console` or `file` "sends" the messages of a channel without a configured
+# provider (SMS_HTTP_URL, PUSH_HTTP_URL unset) to the log or to NOTIFY_DEV_OUTBOX (`make run`).
+NOTIFY_DEV_TRANSPORT = env.str("NOTIFY_DEV_TRANSPORT", default="")
+NOTIFY_DEV_OUTBOX = env.str("NOTIFY_DEV_OUTBOX", default=str(VAR_DIR / "outbox.jsonl"))
+if NOTIFY_DEV_TRANSPORT not in ("", "console", "file"):
+    raise ImproperlyConfigured("NOTIFY_DEV_TRANSPORT is `console`, `file` or empty")
+
 # Providers' circuit breakers (notify.channels.breaker): this many failures within the window
 # open one; it stays open for the cool-down, then lets one probe through.
 PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)

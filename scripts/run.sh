@@ -20,6 +20,9 @@ if [ -z "${EMAIL_URL:-}" ]; then
   pids+=($!)
 fi
 
+# SMS and push without a provider configured: written to var/outbox.jsonl, nothing leaves
+export NOTIFY_DEV_TRANSPORT=${NOTIFY_DEV_TRANSPORT:-file}
+
 $BIN/python manage.py migrate --noinput
 $BIN/python manage.py demo_setup --base-url "http://$HOST:$PORT"
 # -B: the beat that runs the sweep (pending work lives in the database)

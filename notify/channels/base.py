@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
+from django.conf import settings
+
 
 class TransportError(Exception):
     """`permanent`: trying again cannot help. `retry_after`: the provider asked for this many
@@ -91,7 +93,19 @@ def get_transport(channel: str, tenant_id: int | None = None) -> Transport:
         own = selectors.tenant_transport(tenant_id, channel)
         if own is not None:
             return own
-    try:
-        return _registry[channel]()
-    except KeyError:
-        raise TransportError(f"no transport for channel {channel!r}", permanent=True) from None
+    transport_class = _registry.get(channel)
+    if settings.NOTIFY_DEV_TRANSPORT and not _configured(transport_class):
+        from notify.channels.dev import DEV_TRANSPORTS
+
+        return DEV_TRANSPORTS[settings.NOTIFY_DEV_TRANSPORT]()
+    if transport_class is None:
+        raise TransportError(f"no transport for channel {channel!r}", permanent=True)
+    return transport_class()
+
+
+def _configured(transport_class: type[Transport] | None) -> bool:
+    """Whether the platform's transport for a channel has its provider configured."""
+    if transport_class is None:
+        return False
+    url_setting = getattr(transport_class, "url_setting", None)
+    return url_setting is None or bool(getattr(settings, url_setting, ""))
