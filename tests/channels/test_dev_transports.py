@@ -39,3 +39,13 @@ def test_dev_transport__off__sms_without_provider_fails_saying_what_to_set(
     deliver(message.id)
     message.refresh_from_db()
     assert message.status == MessageStatus.FAILED and "SMS_HTTP_URL" in message.error
+
+
+def test_deploy_check__development_transport_set__warned(settings):
+    from notify.channels.checks import no_development_transport
+
+    settings.NOTIFY_DEV_TRANSPORT = "file"
+    (warning,) = no_development_transport()
+    assert warning.id == "channels.W001"
+    settings.NOTIFY_DEV_TRANSPORT = ""
+    assert no_development_transport() == []
