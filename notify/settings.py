@@ -303,6 +303,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("ROLLOUT_EVALUATE_INTERVAL", default=10.0),
         "options": {"expires": 10.0},
     },
+    "webhooks-sweep": {
+        "task": "messaging.sweep_webhooks",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     "legacy-callbacks-sweep": {
         "task": "compat.sweep_callbacks",
         "schedule": 5.0,
@@ -316,6 +321,15 @@ NOTIFY_DEV_TRANSPORT = env.str("NOTIFY_DEV_TRANSPORT", default="")
 NOTIFY_DEV_OUTBOX = env.str("NOTIFY_DEV_OUTBOX", default=str(VAR_DIR / "outbox.jsonl"))
 if NOTIFY_DEV_TRANSPORT not in ("", "console", "file"):
     raise ImproperlyConfigured("NOTIFY_DEV_TRANSPORT is `console`, `file` or empty")
+
+# Tenant webhooks (notify/messaging/webhooks.py): retries after these delays (seconds; the
+# Standard Webhooks recommended schedule), each try's time limit, and how many deliveries in a
+# row may give up before the subscription is disabled.
+WEBHOOK_RETRY_DELAYS = env.list(
+    "WEBHOOK_RETRY_DELAYS", cast=int, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
 
 # Providers' circuit breakers (notify.channels.breaker): this many failures within the window
 # open one; it stays open for the cool-down, then lets one probe through.

@@ -12,6 +12,7 @@ from notify.api.messages import (
 )
 from notify.api.providers import ProviderDetail, Providers
 from notify.api.recipients import Preferences, Suppressions
+from notify.api.webhooks import WebhookDeliveries, WebhookDetail, Webhooks
 
 urlpatterns = [
     path("messages", Messages.as_view(), name="message-create"),
@@ -22,6 +23,13 @@ urlpatterns = [
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
     path("suppressions", Suppressions.as_view(), name="suppressions"),
     path("providers", Providers.as_view(), name="providers"),
+    path("webhooks", Webhooks.as_view(), name="webhooks"),
+    path("webhooks/<int:webhook_id>", WebhookDetail.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<int:webhook_id>/deliveries",
+        WebhookDeliveries.as_view(),
+        name="webhook-deliveries",
+    ),
     path("providers/<int:provider_id>", ProviderDetail.as_view(), name="provider-detail"),
     path("preferences", Preferences.as_view(), name="preferences"),
     path("receipts/http/<str:channel>", receipts.http_receipt, name="receipt-http"),

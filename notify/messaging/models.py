@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from notify.channels import registry
+from notify.tenants.crypto import EncryptedTextField
 from notify.tenants.models import Tenant
 from notify.tenants.scoping import AllTenantsManager, TenantScopedManager
 
@@ -290,3 +291,68 @@ class Preference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.recipient}:{self.category or '*'}"
+
+
+class WebhookSubscription(models.Model):
+    """A tenant's endpoint for its message events, signed per the Standard Webhooks spec with
+    a secret shown once (at creation) and kept encrypted. Disabled by the platform after
+    WEBHOOK_DISABLE_AFTER_FAILURES deliveries in a row gave up."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2000)
+    # event types (notify.messaging.webhooks.EVENT_TYPES); empty: all of them
+    events = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=200, blank=True, default="")
+    secret = EncryptedTextField()
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    failed_in_a_row = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
+
+    class Meta:
+        ordering = ["tenant_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event owed to one subscription: the pending work (the row, not the broker), its
+    tries and how they ended: the subscription's delivery log."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Gave up"
+
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # the Standard Webhooks `webhook-id`: the same for every try (receivers deduplicate on it)
+    event_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state="pending"),
+                name="webhook_delivery_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} {self.state}"

@@ -334,7 +334,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Tra
         now,
     )
     if recorded and result.delivered:
-        announce_finished(message.id, status, message.origin)
+        announce_finished(message.id, status, message.origin, message.tenant_id)
     logger.info(
         "message sent id=%s to=%s: %s",
         message.id,
@@ -376,13 +376,19 @@ def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def announce_finished(message_id: str, status: str, origin: str | None = None) -> None:
+def announce_finished(
+    message_id: str, status: str, origin: str | None = None, tenant_id: int | None = None
+) -> None:
     """`message_finished` for a message that reached `status`, once that is committed (at once
     outside a transaction). A receiver that raises is logged: it cannot undo the change."""
 
     def send() -> None:
         for receiver, answer in message_finished.send_robust(
-            sender=Message, message_id=message_id, status=str(status), origin=origin
+            sender=Message,
+            message_id=message_id,
+            status=str(status),
+            origin=origin,
+            tenant_id=tenant_id,
         ):
             if isinstance(answer, Exception):
                 logger.error(
@@ -553,7 +559,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
             now,
         )
         if recorded:
-            announce_finished(message.id, status, message.origin)
+            announce_finished(message.id, status, message.origin, message.tenant_id)
         logger.warning(
             "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
         )

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
-from notify.messaging import services
+from notify.messaging import services, webhooks
 
 # A database hiccup in the worker must not drop the task: it is retried, and the conditional
 # claim makes the retry harmless if the first run got further than it seemed.
@@ -31,3 +31,20 @@ def deliver_bulk() -> None:
 def sweep() -> None:
     """Run by Celery beat (`celery -A notify worker -B`) every NOTIFY_SWEEP_INTERVAL seconds."""
     services.sweep()
+
+
+@shared_task(
+    name="messaging.deliver_webhook",
+    ignore_result=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    max_retries=10,
+)
+def deliver_webhook(delivery_id: int) -> None:
+    webhooks.deliver(delivery_id)
+
+
+@shared_task(name="messaging.sweep_webhooks", ignore_result=True)
+def sweep_webhooks() -> None:
+    """Run by Celery beat: queues the tenant webhook deliveries that are due."""
+    webhooks.sweep()

@@ -8,7 +8,7 @@ from django.urls import URLPattern
 
 from notify.api import urls as api_urls
 from notify.channels.models import Provider
-from notify.messaging.models import Message, MessageStatus, SendRequest
+from notify.messaging.models import Message, MessageStatus, SendRequest, WebhookSubscription
 from notify.messaging.services import MessageDraft, create_batch, create_message
 from templates_store.models import Template, TemplateVersion
 
@@ -23,11 +23,12 @@ def snapshot() -> tuple:
         sorted(TemplateVersion.objects.values_list("template__key", "number", "published_at")),
         SendRequest.all_tenants.count(),
         sorted(Provider.all_tenants.values_list("name", "config", "secrets", "enabled")),
+        sorted(WebhookSubscription.all_tenants.values_list("url", "enabled", "events")),
     )
 
 
 def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
-    api_client, tenant, other_tenant_client, approve_as_operator, monkeypatch
+    api_client, tenant, other_tenant_client, approve_as_operator, monkeypatch, settings
 ):
     # Given the first tenant's template (published, approved), a dead message and a batch
     monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
@@ -61,7 +62,13 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
         format="json",
     )
     assert provider.status_code == 201, provider.content
+    settings.ALLOW_PRIVATE_TARGETS = False
+    webhook = api_client.post(
+        "/v2/webhooks", {"url": "https://hooks.example.com/notify"}, format="json"
+    )
+    assert webhook.status_code == 201, webhook.content
     values = {
+        "webhook_id": str(webhook.json()["id"]),
         "message_id": message.id,
         "batch_id": batch.batch_id,
         "key": "welcome",
