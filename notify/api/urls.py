@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notify.api import receipts, templates
+from notify.api.inbox import Inbox, InboxItemState, InboxReadAll
 from notify.api.messages import (
     BatchDetail,
     MessageBatchCreate,
@@ -23,6 +24,13 @@ urlpatterns = [
     path("messages/<str:message_id>/cancel", MessageCancel.as_view(), name="message-cancel"),
     path("suppressions", Suppressions.as_view(), name="suppressions"),
     path("providers", Providers.as_view(), name="providers"),
+    path("inbox/<str:recipient>", Inbox.as_view(), name="inbox"),
+    path("inbox/<str:recipient>/read-all", InboxReadAll.as_view(), name="inbox-read-all"),
+    path(
+        "inbox/<str:recipient>/<str:message_id>",
+        InboxItemState.as_view(),
+        name="inbox-item",
+    ),
     path("webhooks", Webhooks.as_view(), name="webhooks"),
     path("webhooks/<int:webhook_id>", WebhookDetail.as_view(), name="webhook-detail"),
     path(

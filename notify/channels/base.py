@@ -87,7 +87,7 @@ def get_transport(channel: str, tenant_id: int | None = None) -> Transport:
     """The tenant's own providers for the channel, in their order with failover, when it has
     any enabled; else the platform's transport for the channel (settings)."""
     # Importing the modules registers their transports.
-    from notify.channels import email, http, selectors  # noqa: F401 - (registration)
+    from notify.channels import email, http, inapp, selectors  # noqa: F401 - (registration)
 
     if tenant_id is not None:
         own = selectors.tenant_transport(tenant_id, channel)

@@ -120,6 +120,19 @@ def normalise_provider_name(value: str) -> str:
     return name
 
 
+_INBOX_USER = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def normalise_inbox_user(value: str) -> str:
+    """An in-app recipient: the tenant's own user id, 1 to 255 printable ASCII characters."""
+    user = value.strip()
+    if not _INBOX_USER.fullmatch(user):
+        raise InvalidRecipient(
+            "An in-app recipient is your user id: 1 to 255 printable ASCII characters, no spaces."
+        )
+    return user
+
+
 _REGISTRY: dict[str, ChannelSpec] = {}
 
 
@@ -202,6 +215,16 @@ CHAT = register(
         # a provider's name is no personal data: shown as it is
         mask=lambda name: name,
         transport_kinds=("slack", "dingtalk", "wecom", "feishu"),
+    )
+)
+INAPP = register(
+    ChannelSpec(
+        name="inapp",
+        label="In-app inbox",
+        legacy_alias="inapp",
+        normalise=normalise_inbox_user,
+        mask=mask_opaque,
+        transport_kinds=("inbox",),
     )
 )
 

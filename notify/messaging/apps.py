@@ -6,5 +6,5 @@ class MessagingConfig(AppConfig):
     label = "messaging"
 
     def ready(self) -> None:
-        # tenant webhooks subscribe to message events
-        from notify.messaging import webhooks  # noqa: F401
+        # the inbox and tenant webhooks subscribe to message events
+        from notify.messaging import inbox, webhooks  # noqa: F401

@@ -356,3 +356,30 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} {self.state}"
+
+
+class InboxItem(models.Model):
+    """A delivered in-app message in its recipient's inbox, read or not."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    recipient = models.CharField(max_length=255)
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="inbox_item")
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "recipient", "-created_at", "-id"], name="inbox_page"),
+            models.Index(
+                fields=["tenant", "recipient"],
+                condition=Q(read_at__isnull=True),
+                name="inbox_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient}: {self.message_id}"

@@ -71,7 +71,7 @@ def test_mask_recipient__each_channel__its_own_mask(channel, recipient, masked):
 
 
 def test_registry__sms_and_push__sendable_over_http_providers():
-    assert registry.sendable_names() == ["email", "sms", "push", "chat"]
+    assert registry.sendable_names() == ["email", "sms", "push", "chat", "inapp"]
     assert registry.get("sms").transport_kinds == ("http",)
     assert registry.get("push").transport_kinds == ("http",)
 

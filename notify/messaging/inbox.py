@@ -1,0 +1,118 @@
+"""The in-app inbox: a delivered `inapp` message becomes an InboxItem of its recipient (written
+by the message_finished receiver, once: one row per message), read and marked read or unread
+through /v2/inbox/<recipient>, newest first, with cursor pagination."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from notify.messaging.models import InboxItem, Message, MessageStatus
+from notify.messaging.signals import message_finished
+from notify.tenants.models import Tenant
+
+PAGE_MAX = 100
+
+
+@receiver(message_finished, dispatch_uid="messaging.inbox")
+def on_message_finished(sender: object, message_id: str, status: str, **kwargs: object) -> None:
+    if status != MessageStatus.DELIVERED:
+        return
+    message = (
+        Message.all_tenants.filter(pk=message_id, channel="inapp")
+        .values("tenant_id", "recipient", "created_at")
+        .first()
+    )
+    if message is None:
+        return
+    try:
+        with transaction.atomic():
+            InboxItem.all_tenants.create(
+                tenant_id=message["tenant_id"],
+                recipient=message["recipient"],
+                message_id=message_id,
+                created_at=message["created_at"],
+            )
+    except IntegrityError:
+        return  # in the inbox already
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _encode(item: InboxItem) -> str:
+    raw = json.dumps([item.created_at.isoformat(), item.pk]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, pk = json.loads(raw)
+        moment = parse_datetime(when)
+        if moment is None or not isinstance(pk, int):
+            raise ValueError
+        return moment, pk
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise BadCursor("This cursor is not one this API gave.") from None
+
+
+@dataclass
+class Page:
+    items: list[InboxItem]
+    next_cursor: str | None
+    unread: int
+    total: int
+
+
+def items_of(tenant: Tenant, recipient: str) -> QuerySet[InboxItem]:
+    return InboxItem.objects.for_tenant(tenant).filter(recipient=recipient)
+
+
+def page(
+    tenant: Tenant, recipient: str, *, cursor: str = "", limit: int = 20, unread_only: bool = False
+) -> Page:
+    rows = items_of(tenant, recipient).select_related("message")
+    counts = items_of(tenant, recipient)
+    if unread_only:
+        rows = rows.filter(read_at__isnull=True)
+    if cursor:
+        when, pk = _decode(cursor)
+        rows = rows.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
+    chunk = list(rows.order_by("-created_at", "-id")[: limit + 1])
+    more = len(chunk) > limit
+    chunk = chunk[:limit]
+    return Page(
+        items=chunk,
+        next_cursor=_encode(chunk[-1]) if more and chunk else None,
+        unread=counts.filter(read_at__isnull=True).count(),
+        total=counts.count(),
+    )
+
+
+def find(tenant: Tenant, recipient: str, message_id: str) -> InboxItem | None:
+    return (
+        items_of(tenant, recipient).select_related("message").filter(message_id=message_id).first()
+    )
+
+
+def mark(item: InboxItem, read: bool) -> InboxItem:
+    if read and item.read_at is None:
+        item.read_at = timezone.now()
+    elif not read:
+        item.read_at = None
+    item.save(update_fields=["read_at"])
+    return item
+
+
+def mark_all_read(tenant: Tenant, recipient: str) -> int:
+    return items_of(tenant, recipient).filter(read_at__isnull=True).update(read_at=timezone.now())
