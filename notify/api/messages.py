@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,25 @@ from templates_store import services as template_services
 
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
+MAX_FALLBACKS = 3
+LATER_OPTIONS = ("fallback", "deadline")
+
+
+class FallbackSerializer(serializers.Serializer):
+    """A channel and a recipient to fall back to."""
+
+    class Meta:
+        ref_name = "FallbackInput"
+
+    channel = serializers.ChoiceField(choices=registry.sendable_names())
+    to = serializers.CharField(max_length=4096, validators=[header_safe])
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            attrs["to"] = registry.get(attrs["channel"]).normalise(attrs["to"])
+        except registry.InvalidRecipient as exc:
+            raise ValidationError({"to": [str(exc)]}) from None
+        return attrs
 
 
 class MessageEventOutput(serializers.Serializer):
@@ -88,6 +108,8 @@ class MessageOutput(serializers.Serializer):
 def request_fingerprint(fields: dict) -> str:
     """What the caller asked for (not what it rendered to): a retry with the same key and the
     same request is recognised even after the template changed."""
+    # (options added later count only when given: earlier requests keep their fingerprint)
+    fields = {k: v for k, v in fields.items() if k not in LATER_OPTIONS or v}
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -172,6 +194,28 @@ class Messages(APIView):
         send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         category = serializers.SlugField(max_length=64, required=False, default="")
         critical = serializers.BooleanField(required=False, default=False)
+        fallback = serializers.ListField(
+            child=FallbackSerializer(),
+            required=False,
+            default=list,
+            max_length=MAX_FALLBACKS,
+            help_text="Where the message goes next when it fails on its channel (for good, or "
+            'after its deadline), in order: e.g. [{"channel": "sms", "to": "+86…"}].',
+        )
+        deadline = serializers.DateTimeField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Not sent by then: failed with this reason (and its fallback, if any, "
+            "is sent).",
+        )
+
+        def validate_deadline(self, value: datetime | None) -> datetime | None:
+            if value is not None and not (
+                timezone.now() < value <= timezone.now() + MAX_SCHEDULE_AHEAD
+            ):
+                raise ValidationError("A time in the future, at most 365 days ahead.")
+            return value
 
         def validate_send_at(self, value: datetime | None) -> datetime | None:
             if value is not None and value > timezone.now() + MAX_SCHEDULE_AHEAD:
@@ -226,6 +270,9 @@ class Messages(APIView):
     )
     def post(self, request: Request) -> Response:
         def compose_one(fields: dict) -> MessageDraft:
+            return with_fallback(fields, compose_message(fields))
+
+        def compose_message(fields: dict) -> MessageDraft:
             return compose(
                 request.user,
                 ComposeRequest(
@@ -256,6 +303,18 @@ class Messages(APIView):
             return MessageOutput(message).data
 
         return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
+
+
+def with_fallback(fields: dict, draft: MessageDraft) -> MessageDraft:
+    """The draft with its fallback and deadline (kept in its params, where delivery reads them)."""
+    extra: dict[str, Any] = {}
+    if fields.get("fallback"):
+        extra["fallback"] = [{"channel": f["channel"], "to": f["to"]} for f in fields["fallback"]]
+    if fields.get("deadline"):
+        extra["deadline"] = fields["deadline"].isoformat()
+    if not extra:
+        return draft
+    return replace(draft, params={**(draft.params or {}), **extra})
 
 
 def accept_send(

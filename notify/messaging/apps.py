@@ -6,5 +6,5 @@ class MessagingConfig(AppConfig):
     label = "messaging"
 
     def ready(self) -> None:
-        # the inbox and tenant webhooks subscribe to message events
-        from notify.messaging import inbox, webhooks  # noqa: F401
+        # fallbacks, the inbox and tenant webhooks subscribe to message events
+        from notify.messaging import fallback, inbox, webhooks  # noqa: F401

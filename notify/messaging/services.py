@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from notify.channels.base import Envelope, Transport, TransportError, get_transport
 from notify.messaging import delivery_sql
@@ -297,6 +298,10 @@ def deliver(message_id: str) -> None:
 
 def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Transport]) -> None:
     started = time.monotonic()
+    deadline = deadline_of(message)
+    if deadline is not None and deadline <= timezone.now():
+        _record_failure(message, _past_deadline(deadline, "before it could be sent"), started)
+        return
     try:
         key = (message.tenant_id, message.channel)
         transport = transports.get(key)
@@ -517,6 +522,26 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
     return round(delay, 3)
 
 
+def deadline_of(message: ClaimedMessage) -> datetime | None:
+    value = (message.params or {}).get("deadline")
+    if not isinstance(value, str):
+        return None
+    parsed = parse_datetime(value)
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
+def _past_deadline(
+    deadline: datetime, when: str, cause: TransportError | None = None
+) -> TransportError:
+    return TransportError(
+        f"its deadline {deadline.isoformat()} passes {when}",
+        permanent=True,
+        kind="deadline",
+        code=cause.code if cause else "",
+        provider=cause.provider if cause else "",
+    )
+
+
 def _record_failure(message: ClaimedMessage, error: TransportError, started: float) -> None:
     # Providers quote the address in their refusals; it must not reach logs or admin lists.
     masked = mask_recipient(message.channel, message.recipient)
@@ -530,6 +555,14 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
     )
     round_attempts = message.attempts - message.attempts_before_retry
     delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
+    deadline = deadline_of(message)
+    if (
+        delay is not None
+        and deadline is not None
+        and timezone.now() + timedelta(seconds=delay) > deadline
+    ):
+        error = _past_deadline(deadline, f"before its next try ({error.reason})", error)
+        delay = None
     outcome = (
         AttemptOutcome.PERMANENT_FAILURE if error.permanent else AttemptOutcome.TEMPORARY_FAILURE
     )

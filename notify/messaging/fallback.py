@@ -1,0 +1,74 @@
+"""Fallback channels: a message that ends `failed` or `dead` (a bad recipient, a refusal, its
+retries or its deadline spent) and carries a `fallback` list goes on as a new message on the
+next channel of the list, to that channel's recipient, with the same content (the text of an
+HTML-only body for a channel that does not take HTML). The failed message's timeline says
+where it went; the new one knows what it stands in for (`params.fallback_of`) and carries the
+rest of the list."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.html import strip_tags
+
+from notify.channels import registry
+from notify.messaging.models import Message, MessageEvent, MessageStatus
+from notify.messaging.services import MessageDraft, create_message
+from notify.messaging.signals import message_finished
+
+logger = logging.getLogger(__name__)
+
+FALLS_BACK = {MessageStatus.FAILED, MessageStatus.DEAD}
+
+
+@receiver(message_finished, dispatch_uid="messaging.fallback")
+def on_message_finished(sender: object, message_id: str, status: str, **kwargs: object) -> None:
+    if status not in FALLS_BACK:
+        return
+    message = Message.all_tenants.filter(pk=message_id).select_related("tenant").first()
+    if message is None:
+        return
+    chain = (message.params or {}).get("fallback") or []
+    if not isinstance(chain, list) or not chain:
+        return
+    step, rest = chain[0], chain[1:]
+    try:
+        spec = registry.get(step["channel"])
+        recipient = spec.normalise(step["to"])
+    except (KeyError, TypeError, registry.UnknownChannel, registry.InvalidRecipient) as exc:
+        logger.warning("message %s: fallback %r unusable: %s", message_id, step, exc)
+        return
+    with transaction.atomic():
+        if Message.all_tenants.filter(
+            tenant_id=message.tenant_id, params__fallback_of=message_id
+        ).exists():
+            return  # (announced twice: it fell back already)
+        body = message.body or (strip_tags(message.html) if not spec.html_bodies else "")
+        html = message.html if spec.html_bodies else ""
+        params = {"fallback_of": message_id}
+        if rest:
+            params["fallback"] = rest
+        successor = create_message(
+            tenant=message.tenant,
+            draft=MessageDraft(
+                channel=spec.name,
+                recipient=recipient,
+                subject=message.subject,
+                body=body,
+                html=html,
+                params=params,
+                category=message.category,
+                critical=message.critical,
+                reference=message.reference,
+            ),
+            origin=message.origin,
+        )
+        MessageEvent.objects.create(
+            message_id=message_id,
+            status=message.status,
+            detail=f"falling back to {spec.name}: message {successor.id}",
+            created_at=timezone.now(),
+        )
