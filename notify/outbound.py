@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from django.conf import settings
 
@@ -66,13 +66,29 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)
 
 
+URL_SAFE = "/%:@!$&'()*+,;=-._~?"
+
+
+def checked_url(url: str) -> tuple[SplitResult, int]:
+    """The URL's parts and port, or TargetRefused: http(s), a host, a valid port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TargetRefused(f"not a usable URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetRefused("only http and https URLs with a host can be called")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise TargetRefused("the URL's host is not a valid name") from None
+    return parts, port or (443 if parts.scheme == "https" else 80)
+
+
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
     """POSTs `body` to `url` through the gate. Raises TargetRefused, or OSError /
     http.client.HTTPException when the target cannot be reached or answers badly."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetRefused("only http and https URLs with a host can be called")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    parts, port = checked_url(url)
     address = resolve(parts.hostname, port)
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = _PinnedHTTPSConnection(
@@ -80,7 +96,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
         )
     else:
         connection = http.client.HTTPConnection(address, port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # (a path or query beyond ASCII is sent percent-encoded, as a browser would)
+    path = quote(parts.path or "/", safe=URL_SAFE) + (
+        f"?{quote(parts.query, safe=URL_SAFE)}" if parts.query else ""
+    )
     host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     try:
         connection.request("POST", path, body=body, headers={"Host": host_header, **headers})

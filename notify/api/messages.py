@@ -230,6 +230,12 @@ class Messages(APIView):
                 attrs["to"] = registry.get(attrs["channel"]).normalise(attrs["to"])
             except registry.InvalidRecipient as exc:
                 raise ValidationError({"to": [str(exc)]}) from None
+            if (
+                attrs.get("deadline")
+                and attrs.get("send_at")
+                and attrs["send_at"] >= attrs["deadline"]
+            ):
+                raise ValidationError({"deadline": ["After `send_at`, or it could never be met."]})
             if "template" in attrs:
                 if attrs["body"] or attrs["html"]:
                     raise ValidationError({"template": ["Give `template` or a body, not both."]})

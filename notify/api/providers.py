@@ -35,7 +35,7 @@ class ProviderOutput(serializers.Serializer):
         return sorted(stored_secrets(provider))
 
     def get_circuit(self, provider: Provider) -> str:
-        return breaker.state(provider.pk)
+        return breaker.shown_state(provider.pk)
 
     def get_receipts_url(self, provider: Provider) -> str:
         return f"/v2/receipts/providers/{provider.pk}"

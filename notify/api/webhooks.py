@@ -4,7 +4,6 @@ signing; the secret is shown once, at creation) and each subscription's delivery
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -45,15 +44,16 @@ class DeliveryOutput(serializers.Serializer):
 def _checked_url(url: str) -> str:
     """An address given as such must be a public one now; a name is resolved, and refused if
     it leads to a private address, at each delivery (notify/outbound.py)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError({"url": ["An http(s) URL with a host."]})
+    try:
+        parts, port = outbound.checked_url(url)
+    except outbound.TargetRefused as exc:
+        raise ValidationError({"url": [str(exc)]}) from None
     try:
         ipaddress.ip_address(parts.hostname)
     except ValueError:
         return url
     try:
-        outbound.resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        outbound.resolve(parts.hostname, port)
     except outbound.TargetRefused as exc:
         raise ValidationError({"url": [str(exc)]}) from None
     return url

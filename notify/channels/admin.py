@@ -75,7 +75,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
     @admin.display(description="circuit")
     def circuit(self, provider: Provider) -> str:
-        return breaker.state(provider.pk)
+        return breaker.shown_state(provider.pk)
 
     @admin.display(description="secrets set")
     def secrets_set(self, provider: Provider) -> str:

@@ -112,6 +112,14 @@ def state(provider_id: int) -> str:
     return OPEN if float(opened) > time.time() else HALF_OPEN
 
 
+def shown_state(provider_id: int) -> str:
+    """The state for a page or an API answer: `unknown` when the store cannot be read."""
+    try:
+        return state(provider_id)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
 def allow(provider_id: int) -> bool:
     """Whether a call may go to the provider now (half-open: only the one probe)."""
     try:
@@ -168,8 +176,12 @@ def _transition(provider_id: int, to: str) -> None:
 
 
 def transitions(provider_id: int) -> list[dict]:
-    """The breaker's changes of state, oldest first."""
-    return [json.loads(item) for item in reversed(_store.items(f"{provider_id}:transitions"))]
+    """The breaker's changes of state, oldest first (none when the store cannot be read)."""
+    try:
+        items = _store.items(f"{provider_id}:transitions")
+    except Exception:  # noqa: BLE001
+        return []
+    return [json.loads(item) for item in reversed(items)]
 
 
 def reset(provider_id: int) -> None:

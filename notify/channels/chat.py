@@ -68,6 +68,14 @@ class ChatTransport(Transport):
                 permanent=False,
                 kind="provider_down",
             ) from exc
+        except ValueError as exc:
+            # (its text may quote the URL, which may hold a token)
+            raise TransportError(
+                f"{self.label} request not sendable ({type(exc).__name__}): not retried (check the "
+                "provider's URL)",
+                permanent=True,
+                kind="permanent",
+            ) from exc
         except (OSError, HTTPException) as exc:
             raise TransportError(
                 f"{self.label} unreachable ({type(exc).__name__}): retried later",

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass, replace
 from http.client import HTTPException
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
@@ -25,6 +24,16 @@ from notify.channels.http import HttpPushTransport, HttpSmsTransport
 logger = logging.getLogger(__name__)
 
 FAILOVER_KINDS = frozenset({"provider_down", "temporary", "throttled"})
+
+
+def _usable_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        outbound.checked_url(value)
+    except outbound.TargetRefused:
+        return False
+    return True
 
 
 class ConfigError(ValueError):
@@ -85,6 +94,14 @@ class _GatedHttp:
                 permanent=False,
                 kind="provider_down",
             ) from exc
+        except ValueError as exc:
+            # (its text may quote the URL, which may hold a token)
+            raise TransportError(
+                f"{self.provider} request not sendable ({type(exc).__name__}): not retried "
+                "(check the provider's URL)",
+                permanent=True,
+                kind="permanent",
+            ) from exc
         except (OSError, HTTPException) as exc:
             raise TransportError(
                 f"{self.provider} unreachable ({type(exc).__name__}): retried later",
@@ -113,12 +130,8 @@ class GenericHttpKind(ProviderKind):
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = {}
         url = config.get("url")
-        if (
-            not isinstance(url, str)
-            or urlsplit(url).scheme not in ("http", "https")
-            or not (urlsplit(url).hostname)
-        ):
-            errors["config.url"] = "An http(s) URL with a host is required."
+        if not _usable_url(url):
+            errors["config.url"] = "An http(s) URL with a host (and a valid port) is required."
         elif len(url) > 2000:
             errors["config.url"] = "At most 2000 characters."
         secret = secrets.get("secret")
@@ -154,8 +167,7 @@ class _ChatKind(ProviderKind):
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = {}
         webhook = secrets.get("webhook")
-        parts = urlsplit(webhook) if isinstance(webhook, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _usable_url(webhook):
             errors["secrets.webhook"] = "The robot's http(s) webhook URL is required."
         elif len(webhook) > 2000:
             errors["secrets.webhook"] = "At most 2000 characters."

@@ -42,10 +42,13 @@ def on_message_finished(sender: object, message_id: str, status: str, **kwargs: 
         logger.warning("message %s: fallback %r unusable: %s", message_id, step, exc)
         return
     with transaction.atomic():
-        if Message.all_tenants.filter(
-            tenant_id=message.tenant_id, params__fallback_of=message_id
-        ).exists():
-            return  # (announced twice: it fell back already)
+        # claimed with a conditional UPDATE: announced twice, it falls back once
+        claimed = Message.all_tenants.filter(pk=message_id, params__has_key="fallback").update(
+            params={k: v for k, v in message.params.items() if k != "fallback"}
+            | {"fell_back": step}
+        )
+        if claimed != 1:
+            return
         body = message.body or (strip_tags(message.html) if not spec.html_bodies else "")
         html = message.html if spec.html_bodies else ""
         params = {"fallback_of": message_id}

@@ -44,6 +44,8 @@ EVENT_TYPES = {
 }
 ALL_EVENT_TYPES = sorted(set(EVENT_TYPES.values()))
 CLAIM_LEASE_S = 60
+# a due delivery no worker took within this is published again by the sweep
+SWEEP_GRACE_S = 30
 MAX_ERROR_CHARS = 500
 
 
@@ -86,7 +88,9 @@ def on_message_finished(
                     created.append(
                         WebhookDelivery.objects.create(
                             subscription=subscription,
-                            event_id=f"evt_{message_id}_{status}_{subscription.pk}",
+                            # (a message retried by hand may finish again: a new event)
+                            event_id=f"evt_{message_id}_{status}_{message.attempts}_"
+                            f"{subscription.pk}",
                             event_type=event_type,
                             payload=payload,
                         )
@@ -135,11 +139,11 @@ def event_payload(event_type: str, message: Message) -> dict[str, Any]:
     }
 
 
-def _publish(delivery_id: int) -> None:
+def _publish(delivery_id: int, countdown: float = 0) -> None:
     from notify.messaging.tasks import deliver_webhook
 
     try:
-        deliver_webhook.delay(delivery_id)
+        deliver_webhook.apply_async(args=[delivery_id], countdown=countdown or None)
     except Exception:  # noqa: BLE001 - the sweep publishes it again
         logger.warning("webhook delivery %s not queued; the sweep will", delivery_id)
 
@@ -185,22 +189,30 @@ def deliver(delivery_id: int) -> str | None:
 def _record(
     delivery: WebhookDelivery, subscription: WebhookSubscription, status: int | None, error: str
 ) -> str:
+    """The try's outcome, written only if this worker still holds the delivery (the same
+    number of tries, still pending): a worker that overran its claim records nothing."""
     now = timezone.now()
-    delivery.last_status, delivery.last_error = status, error
+    fields: dict[str, Any] = {"last_status": status, "last_error": error}
+    retry_in = None
     if not error:
-        delivery.state, delivery.finished_at = WebhookDelivery.State.DELIVERED, now
-        WebhookSubscription.all_tenants.filter(pk=subscription.pk).update(failed_in_a_row=0)
+        fields.update(state=WebhookDelivery.State.DELIVERED, finished_at=now)
     elif delivery.attempts > len(settings.WEBHOOK_RETRY_DELAYS):
-        delivery.state, delivery.finished_at = WebhookDelivery.State.FAILED, now
+        fields.update(state=WebhookDelivery.State.FAILED, finished_at=now)
+    else:
+        retry_in = settings.WEBHOOK_RETRY_DELAYS[delivery.attempts - 1]
+        fields["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    held = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state=WebhookDelivery.State.PENDING, attempts=delivery.attempts
+    ).update(**fields)
+    if held != 1:
+        return WebhookDelivery.objects.get(pk=delivery.pk).state
+    if not error:
+        WebhookSubscription.all_tenants.filter(pk=subscription.pk).update(failed_in_a_row=0)
+    elif retry_in is None:
         _gave_up(subscription)
     else:
-        delivery.next_attempt_at = now + timedelta(
-            seconds=settings.WEBHOOK_RETRY_DELAYS[delivery.attempts - 1]
-        )
-    delivery.save(
-        update_fields=["last_status", "last_error", "state", "finished_at", "next_attempt_at"]
-    )
-    return delivery.state
+        _publish(delivery.pk, countdown=retry_in)
+    return fields.get("state", WebhookDelivery.State.PENDING)
 
 
 def _gave_up(subscription: WebhookSubscription) -> None:
@@ -221,11 +233,13 @@ def _gave_up(subscription: WebhookSubscription) -> None:
 
 
 def sweep(limit: int = 500) -> int:
-    """Queues again the deliveries that are due (lost wake-ups, retries)."""
+    """Queues again the deliveries due for SWEEP_GRACE_S that no worker took (their wake-up was
+    lost): each delivery and retry is published when it is written, so the sweep does not
+    flood the queue with copies of wake-ups still waiting in it."""
     ids = list(
         WebhookDelivery.objects.filter(
             state=WebhookDelivery.State.PENDING,
-            next_attempt_at__lte=timezone.now(),
+            next_attempt_at__lte=timezone.now() - timedelta(seconds=SWEEP_GRACE_S),
             subscription__enabled=True,
         )
         .order_by("next_attempt_at")

@@ -117,3 +117,40 @@ def test_fallback_or_deadline__invalid__400_naming_it(api_client, field, value):
     )
     assert answer.status_code == 400 and field in answer.json()["error"]["fields"]
     assert not Message.all_tenants.exists()
+
+
+def test_deadline__before_send_at__400(api_client):
+    answer = api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "ann@example.com",
+            "subject": "s",
+            "body": "b",
+            "send_at": (timezone.now() + timedelta(hours=2)).isoformat(),
+            "deadline": (timezone.now() + timedelta(hours=1)).isoformat(),
+        },
+        format="json",
+    )
+    assert answer.status_code == 400 and "deadline" in answer.json()["error"]["fields"]
+
+
+def test_fallback__failure_announced_twice__falls_back_once(
+    api_client, smtp_server, sms_outbox, run
+):
+    from notify.messaging.fallback import on_message_finished
+
+    answer = api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "reject-me@example.com",
+            "subject": "s",
+            "body": "b",
+            "fallback": [{"channel": "sms", "to": "+8613912345678"}],
+        },
+        format="json",
+    )
+    run()
+    on_message_finished(sender=None, message_id=answer.json()["id"], status="failed")
+    assert Message.all_tenants.filter(channel="sms").count() == 1

@@ -370,3 +370,13 @@ def test_admin__provider_form__secret_write_only_and_kept_when_left_empty(tenant
         "/admin/channels/provider/add/", {**form, "name": "b", "new_secrets": "{}"}
     )
     assert refused.status_code == 200 and "secrets.secret" in refused.content.decode()
+
+
+@pytest.mark.parametrize(
+    "url", ["https://sms.example.com:99999/send", "http://[::1/send", "ftp://sms.example.com"]
+)
+def test_api__unusable_provider_url__400_not_500(api_client, url):
+    answer = api_client.post(
+        "/v2/providers", {**NEW_PROVIDER, "config": {"url": url}}, format="json"
+    )
+    assert answer.status_code == 400 and "config.url" in json.dumps(answer.json())

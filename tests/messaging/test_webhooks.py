@@ -188,3 +188,9 @@ def test_webhook__name_resolving_to_loopback__refused_at_delivery(
     assert webhooks.deliver(delivery.pk) == WebhookDelivery.State.FAILED
     delivery.refresh_from_db()
     assert "non-public address" in delivery.last_error and endpoint.verified == []
+
+
+@pytest.mark.parametrize("url", ["http://8.8.8.8:99999/x", "http://[::1/x"])
+def test_webhook__unusable_url__400_not_500(api_client, url):
+    answer = api_client.post("/v2/webhooks", {"url": url}, format="json")
+    assert answer.status_code == 400
