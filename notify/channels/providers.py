@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from requests.structures import CaseInsensitiveDict
 
 from notify import outbound
-from notify.channels import breaker, chat
+from notify.channels import aliyun, breaker, chat
 from notify.channels.base import Envelope, SendResult, Transport, TransportError
 from notify.channels.http import HttpPushTransport, HttpSmsTransport
 
@@ -206,9 +206,63 @@ class FeishuKind(_ChatKind):
     signs = True
 
 
+class AliyunSmsKind(ProviderKind):
+    name = "aliyun"
+    label = "Aliyun SMS (dysmsapi SendSms)"
+    channels = ("sms",)
+    config_fields = {
+        "sign_name": "the registered SMS signature (签名)",
+        "template_codes": "{platform template key or legacy tpl_id: Aliyun TemplateCode}",
+        "region": "default cn-hangzhou",
+        "endpoint": "default https://dysmsapi.aliyuncs.com/",
+    }
+    secret_fields = {"access_key_id": "", "access_key_secret": ""}
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        errors = {}
+        if not isinstance(config.get("sign_name"), str) or not 1 <= len(config["sign_name"]) <= 32:
+            errors["config.sign_name"] = "The registered signature, 1 to 32 characters."
+        codes = config.get("template_codes", {})
+        if not isinstance(codes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in codes.items()
+        ):
+            errors["config.template_codes"] = "An object of template key: TemplateCode."
+        endpoint = config.get("endpoint", "https://dysmsapi.aliyuncs.com/")
+        if not _usable_url(endpoint):
+            errors["config.endpoint"] = "An http(s) URL."
+        region = config.get("region", "cn-hangzhou")
+        if not isinstance(region, str) or not region:
+            errors["config.region"] = "A region id, e.g. cn-hangzhou."
+        for field in self.secret_fields:
+            if not isinstance(secrets.get(field), str) or not secrets[field]:
+                errors[f"secrets.{field}"] = "Required."
+        unknown = (set(config) - set(self.config_fields)) | (set(secrets) - set(self.secret_fields))
+        if unknown:
+            errors["config"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
+        if errors:
+            raise ConfigError(errors)
+        cleaned = {
+            "sign_name": config["sign_name"],
+            "template_codes": codes,
+            "region": region,
+            "endpoint": endpoint,
+        }
+        return cleaned, {f: secrets[f] for f in self.secret_fields}
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        return aliyun.AliyunSmsTransport(config, secrets)
+
+
 KINDS: dict[str, ProviderKind] = {
     kind.name: kind
-    for kind in (GenericHttpKind(), SlackKind(), DingTalkKind(), WeComKind(), FeishuKind())
+    for kind in (
+        GenericHttpKind(),
+        AliyunSmsKind(),
+        SlackKind(),
+        DingTalkKind(),
+        WeComKind(),
+        FeishuKind(),
+    )
 }
 
 
@@ -239,6 +293,7 @@ class FailoverTransport(Transport):
 
     def send(self, envelope: Envelope) -> SendResult:
         refusals: list[str] = []
+        failures: list[TransportError] = []
         retry_after: float | None = None
         last_code = ""
         for member in self.members:
@@ -255,12 +310,15 @@ class FailoverTransport(Transport):
                     raise
                 breaker.failed(member.provider_id)
                 refusals.append(f"{member.name}: {exc.reason}")
+                failures.append(exc)
                 last_code = exc.code or last_code
                 if exc.retry_after is not None:
                     retry_after = max(retry_after or 0.0, exc.retry_after)
                 continue
             breaker.succeeded(member.provider_id)
             return replace(result, provider=member.name)
+        if len(failures) == 1 and len(refusals) == 1:
+            raise failures[0]  # (the one provider's own answer, kind and code)
         raise TransportError(
             "every provider failed: " + "; ".join(refusals) + ": retried later",
             permanent=False,

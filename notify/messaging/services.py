@@ -501,6 +501,16 @@ def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
         if isinstance(params.get("from_alias"), str) and params["from_alias"]:
             hints["from_name"] = params["from_alias"]
         return MappingProxyType(hints)
+    if message.channel == "sms" and params.get("template"):
+        # (a provider that sends only registered templates maps them: Aliyun)
+        data = params.get("data", {})
+        return MappingProxyType(
+            {
+                "template": str(params.get("template", "")),
+                "legacy_tpl_id": str(params.get("legacy_tpl_id", "")),
+                "data": data if isinstance(data, dict) else {},
+            }
+        )
     return MappingProxyType({})
 
 
