@@ -10,9 +10,10 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
+from notify.channels.http import BAD_RECIPIENT_CODES
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import DeliveryAttempt, Message, MessageEvent, MessageStatus
-from notify.messaging.services import announce_finished
+from notify.messaging.services import announce_finished, suppress_bad_recipient
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ def record_receipt(
         )
         .annotate(latest_number=Subquery(latest_number))
         .filter(number=F("latest_number"))
-        .values_list("message_id", "number", "message__recipient")
+        .values_list(
+            "message_id", "number", "message__recipient", "message__tenant_id", "message__origin"
+        )
         .first()
     )
     if found is None:
@@ -66,7 +69,7 @@ def record_receipt(
             provider_message_id[:MAX_CODE_CHARS],
         )
         return False
-    message_id, number, recipient = found
+    message_id, number, recipient, message_tenant_id, origin = found
     now = timezone.now()
     if status == MessageStatus.DELIVERED:
         detail = "delivered, said the provider's delivery report"
@@ -89,6 +92,10 @@ def record_receipt(
                 message_id=message_id, status=status, detail=detail, created_at=now
             )
             announce_finished(message_id, status)
+    if changed == 1 and status == MessageStatus.FAILED and error_code in BAD_RECIPIENT_CODES:
+        suppress_bad_recipient(
+            message_tenant_id, channel, recipient, origin, f"its delivery report: {error_code}"
+        )
     if changed == 1:
         logger.info(
             "message %s id=%s: %s", status, message_id, detail, extra={"message_id": message_id}

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -532,6 +532,27 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float | None:
     return round(delay, 3)
 
 
+def suppress_bad_recipient(
+    tenant_id: int, channel: str, recipient: str, origin: str, why: str
+) -> None:
+    """A recipient a provider says cannot receive (an invalid number, an unregistered device)
+    goes on the tenant's suppression list: the next message to it is `suppressed`, not sent
+    and refused again. Not for the legacy API's messages: the old gateway kept no such list,
+    and its callers expect each send tried."""
+    if origin == Origin.LEGACY:
+        return
+    try:
+        with transaction.atomic():
+            Suppression.all_tenants.get_or_create(
+                tenant_id=tenant_id,
+                channel=channel,
+                recipient=recipient,
+                defaults={"reason": f"bad recipient, said {why}"[:200]},
+            )
+    except IntegrityError:
+        pass  # suppressed meanwhile
+
+
 def deadline_of(message: ClaimedMessage) -> datetime | None:
     value = (message.params or {}).get("deadline")
     if not isinstance(value, str):
@@ -603,6 +624,14 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         )
         if recorded:
             announce_finished(message.id, status, message.origin, message.tenant_id)
+            if error.kind == "bad_recipient":
+                suppress_bad_recipient(
+                    message.tenant_id,
+                    message.channel,
+                    message.recipient,
+                    message.origin,
+                    f"{error.provider or 'the provider'}: {error.code or 'bad recipient'}",
+                )
         logger.warning(
             "message %s id=%s: %s", status, message.id, reason, extra={"message_id": message.id}
         )

@@ -380,3 +380,52 @@ def test_api__unusable_provider_url__400_not_500(api_client, url):
         "/v2/providers", {**NEW_PROVIDER, "config": {"url": url}}, format="json"
     )
     assert answer.status_code == 400 and "config.url" in json.dumps(answer.json())
+
+
+def test_bad_recipient__v2_message__suppressed_so_the_next_one_is_not_sent(
+    tenant, two_providers, carriers, deliver
+):
+    from notify.messaging.models import Suppression
+
+    # Given a provider saying the number cannot receive
+    carriers[0].mode = "bad_number"
+    first = sms(tenant)
+    deliver(first.id)
+    # Then the number is on the tenant's suppression list, and the next message is not sent
+    (row,) = Suppression.all_tenants.filter(tenant=tenant)
+    assert row.recipient == first.recipient and "INVALID_NUMBER" in row.reason
+    carriers[0].mode = "ok"
+    second = sms(tenant)
+    deliver(second.id)
+    second.refresh_from_db()
+    assert second.status == MessageStatus.SUPPRESSED and carriers[0].received == []
+
+
+def test_bad_recipient__legacy_api_message__not_suppressed(
+    tenant, two_providers, carriers, deliver
+):
+    from notify.messaging.models import Origin, Suppression
+
+    carriers[0].mode = "bad_number"
+    message = create_message(
+        tenant=tenant,
+        draft=MessageDraft(channel="sms", recipient="13912345678", body="code"),
+        origin=Origin.LEGACY,
+    )
+    deliver(message.id)
+    assert not Suppression.all_tenants.exists()
+
+
+def test_receipt__unregistered_device__suppressed(tenant, two_providers, carriers, deliver, client):
+    from notify.messaging.models import Suppression
+
+    message = sms(tenant)
+    deliver(message.id)
+    post_receipt(
+        client,
+        two_providers[0],
+        {"message_id": f"c-{message.id}", "status": "failed", "error_code": "INVALID_NUMBER"},
+    )
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert Suppression.all_tenants.filter(recipient=message.recipient).exists()
