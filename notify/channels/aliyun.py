@@ -15,14 +15,10 @@ import hmac
 import json
 import uuid
 from datetime import UTC, datetime
-from http.client import HTTPException
 from typing import Any
 from urllib.parse import quote
 
-from django.conf import settings
-
-from notify import outbound
-from notify.channels.base import Envelope, SendResult, Transport, TransportError
+from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
 
 API_VERSION = "2017-05-25"
 BAD_RECIPIENT = frozenset({"isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_COUNT_OVER_LIMIT"})
@@ -96,38 +92,12 @@ class AliyunSmsTransport(Transport):
         }
         params["Signature"] = signature(params, self.secrets["access_key_secret"])
         body = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in params.items())
-        timeout = settings.HTTP_PROVIDER_TIMEOUT
-        try:
-            answer = outbound.post(
-                self.config.get("endpoint", "https://dysmsapi.aliyuncs.com/"),
-                body.encode(),
-                {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
-                timeout,
-            )
-        except outbound.TargetRefused as exc:
-            raise TransportError(
-                f"{self.label} endpoint refused: {exc}: not retried (fix the provider's endpoint)",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except TimeoutError as exc:
-            raise TransportError(
-                f"{self.label} did not answer within {timeout:g}s: retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
-        except ValueError as exc:
-            raise TransportError(
-                f"{self.label} request not sendable ({type(exc).__name__}): not retried",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except (OSError, HTTPException) as exc:
-            raise TransportError(
-                f"{self.label} unreachable ({type(exc).__name__}): retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
+        answer = gated_post(
+            self.label,
+            self.config.get("endpoint", "https://dysmsapi.aliyuncs.com/"),
+            body.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        )
         return self._outcome(answer.status, answer.body)
 
     def _outcome(self, status: int, body: bytes) -> SendResult:

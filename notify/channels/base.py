@@ -109,3 +109,41 @@ def _configured(transport_class: type[Transport] | None) -> bool:
         return False
     url_setting = getattr(transport_class, "url_setting", None)
     return url_setting is None or bool(getattr(settings, url_setting, ""))
+
+
+def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # noqa: ANN201
+    """POSTs to a tenant-given URL through the outbound gate (notify/outbound.py) and returns
+    its Answer; what cannot be sent or reached is a TransportError of the right kind. The
+    exceptions' texts are not repeated where they may quote the URL (which may hold a token)."""
+    from http.client import HTTPException
+
+    from notify import outbound
+
+    timeout = settings.HTTP_PROVIDER_TIMEOUT
+    try:
+        return outbound.post(url, body, headers, timeout)
+    except outbound.TargetRefused as exc:
+        raise TransportError(
+            f"{label} URL refused: {exc}: not retried (fix the provider's URL)",
+            permanent=True,
+            kind="permanent",
+        ) from exc
+    except TimeoutError as exc:
+        raise TransportError(
+            f"{label} did not answer within {timeout:g}s: retried later",
+            permanent=False,
+            kind="provider_down",
+        ) from exc
+    except ValueError as exc:
+        raise TransportError(
+            f"{label} request not sendable ({type(exc).__name__}): not retried (check the "
+            "provider's URL)",
+            permanent=True,
+            kind="permanent",
+        ) from exc
+    except (OSError, HTTPException) as exc:
+        raise TransportError(
+            f"{label} unreachable ({type(exc).__name__}): retried later",
+            permanent=False,
+            kind="provider_down",
+        ) from exc

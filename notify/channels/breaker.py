@@ -17,6 +17,8 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# refusals that say the provider, not the message, is failing (they count against it)
+PROVIDER_FAILURE_KINDS = frozenset({"provider_down", "temporary", "throttled"})
 TRANSITIONS_KEPT = 50
 _PREFIX = "notify:cb:"
 
@@ -160,6 +162,17 @@ def succeeded(provider_id: int) -> None:
         _store.delete(f"{provider_id}:failures")
     except Exception:  # noqa: BLE001
         logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
+
+
+def record(provider_id: int, error_kind: str | None) -> bool:
+    """A call's outcome for the breaker (None: it succeeded); True when it counted as the
+    provider failing. An answer about the message itself (permanent, bad_recipient) proves
+    the provider up."""
+    if error_kind in PROVIDER_FAILURE_KINDS:
+        failed(provider_id)
+        return True
+    succeeded(provider_id)
+    return False
 
 
 def _open(provider_id: int) -> None:

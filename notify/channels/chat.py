@@ -13,15 +13,11 @@ import hashlib
 import hmac
 import json
 import time
-from http.client import HTTPException
 from typing import Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
-from django.conf import settings
-
-from notify import outbound
 from notify.channels import breaker
-from notify.channels.base import Envelope, SendResult, Transport, TransportError
+from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
 from notify.channels.http import _retry_after, _short
 
 MAX_TEXT_CHARS = 4000
@@ -53,35 +49,7 @@ class ChatTransport(Transport):
     def send(self, envelope: Envelope) -> SendResult:
         url, payload = self.request(envelope)
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        timeout = settings.HTTP_PROVIDER_TIMEOUT
-        try:
-            answer = outbound.post(url, data, {"Content-Type": "application/json"}, timeout)
-        except outbound.TargetRefused as exc:
-            raise TransportError(
-                f"{self.label} webhook refused: {exc}: not retried (fix the provider's webhook)",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except TimeoutError as exc:
-            raise TransportError(
-                f"{self.label} did not answer within {timeout:g}s: retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
-        except ValueError as exc:
-            # (its text may quote the URL, which may hold a token)
-            raise TransportError(
-                f"{self.label} request not sendable ({type(exc).__name__}): not retried (check the "
-                "provider's URL)",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except (OSError, HTTPException) as exc:
-            raise TransportError(
-                f"{self.label} unreachable ({type(exc).__name__}): retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
+        answer = gated_post(self.label, url, data, {"Content-Type": "application/json"})
         headers = {k.lower(): v for k, v in answer.headers.items()}
         if answer.status == 429:
             retry_after = _retry_after(headers.get("retry-after"))
@@ -270,12 +238,9 @@ class ChatRouter(Transport):
             result = transport.send(envelope)
         except TransportError as exc:
             exc.provider = envelope.recipient
-            if exc.kind in ("provider_down", "temporary", "throttled"):
-                breaker.failed(provider_id)
-            else:
-                breaker.succeeded(provider_id)
+            breaker.record(provider_id, exc.kind)
             raise
-        breaker.succeeded(provider_id)
+        breaker.record(provider_id, None)
         return SendResult(
             detail=result.detail,
             delivered=result.delivered,

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from http.client import HTTPException
 from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
 from notify import outbound
 from notify.channels import aliyun, breaker, chat
-from notify.channels.base import Envelope, SendResult, Transport, TransportError
+from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
 from notify.channels.http import HttpPushTransport, HttpSmsTransport
 
 logger = logging.getLogger(__name__)
-
-FAILOVER_KINDS = frozenset({"provider_down", "temporary", "throttled"})
 
 
 def _usable_url(value: object) -> bool:
@@ -77,37 +74,7 @@ class _GatedHttp:
         return self._provider_url, self._provider_secret
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
-        from django.conf import settings
-
-        timeout = settings.HTTP_PROVIDER_TIMEOUT
-        try:
-            answer = outbound.post(url, body, headers, timeout)
-        except outbound.TargetRefused as exc:
-            raise TransportError(
-                f"{self.provider} URL refused: {exc}: not retried (fix the provider's url)",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except TimeoutError as exc:
-            raise TransportError(
-                f"{self.provider} did not answer within {timeout:g}s: retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
-        except ValueError as exc:
-            # (its text may quote the URL, which may hold a token)
-            raise TransportError(
-                f"{self.provider} request not sendable ({type(exc).__name__}): not retried "
-                "(check the provider's URL)",
-                permanent=True,
-                kind="permanent",
-            ) from exc
-        except (OSError, HTTPException) as exc:
-            raise TransportError(
-                f"{self.provider} unreachable ({type(exc).__name__}): retried later",
-                permanent=False,
-                kind="provider_down",
-            ) from exc
+        answer = gated_post(self.provider, url, body, headers)
         body = answer.body if 200 <= answer.status < 300 else b""
         return answer.status, CaseInsensitiveDict(answer.headers), body
 
@@ -304,18 +271,15 @@ class FailoverTransport(Transport):
                 result = member.transport.send(envelope)
             except TransportError as exc:
                 exc.provider = member.name
-                if exc.kind not in FAILOVER_KINDS:
-                    # the provider answered for the message itself: its answer stands
-                    breaker.succeeded(member.provider_id)
-                    raise
-                breaker.failed(member.provider_id)
+                if not breaker.record(member.provider_id, exc.kind):
+                    raise  # the provider answered for the message itself: its answer stands
                 refusals.append(f"{member.name}: {exc.reason}")
                 failures.append(exc)
                 last_code = exc.code or last_code
                 if exc.retry_after is not None:
                     retry_after = max(retry_after or 0.0, exc.retry_after)
                 continue
-            breaker.succeeded(member.provider_id)
+            breaker.record(member.provider_id, None)
             return replace(result, provider=member.name)
         if len(failures) == 1 and len(refusals) == 1:
             raise failures[0]  # (the one provider's own answer, kind and code)

@@ -248,8 +248,3 @@ def sweep(limit: int = 500) -> int:
     for delivery_id in ids:
         _publish(delivery_id)
     return len(ids)
-
-
-def verify(secret: str, headers: dict[str, str], body: str) -> Any:
-    """A receiver's check of a delivery (for tenants' tests and docs): the payload, or raises."""
-    return Webhook(secret).verify(body, headers)
