@@ -235,3 +235,26 @@ def platform(transactional_db, running_platform) -> Iterator[Platform]:  # noqa:
     running_platform.smtp.received.clear()
     yield running_platform
     wait_until_worker_idle()
+
+
+@contextlib.contextmanager
+def platform_processes(
+    env: dict[str, str], tmp_path: Path, web_ports: list[int]
+) -> Iterator[Platform]:
+    """Web processes on `web_ports` and a worker with its beat, all on `env`, until the block
+    ends; yields once every web process answers ready with the worker's heartbeat."""
+    logs = [tmp_path / f"web-{n}.log" for n in range(len(web_ports))] + [tmp_path / "worker.log"]
+    processes = []
+    try:
+        for port, log in zip(web_ports, logs, strict=False):
+            processes.append(spawn(web_command(port), env, log))
+        processes.append(spawn(worker_command(tmp_path / "celerybeat-schedule"), env, logs[-1]))
+        running = Platform(f"http://127.0.0.1:{web_ports[0]}", None, logs)
+        for port in web_ports:
+            base = f"http://127.0.0.1:{port}"
+            running.wait_for(
+                lambda base=base: _ready_with_worker(base), 60, f"{base} and the worker"
+            )
+        yield running
+    finally:
+        stop(processes)

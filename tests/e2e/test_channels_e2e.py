@@ -22,12 +22,7 @@ from tests.channels.test_chat import (
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     Platform,
-    _ready_with_worker,
     platform_env,
-    spawn,
-    stop,
-    web_command,
-    worker_command,
 )
 from tests.messaging.test_webhooks import Endpoint
 from tests.smtp import free_port
@@ -49,19 +44,12 @@ def channels_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> I
     with django_db_blocker.unblock():
         database_url = e2e.test_database_url()
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = platform_env(database_url, ALLOW_PRIVATE_TARGETS="true", WEBHOOK_RETRY_DELAYS="1,1")
-    logs = [tmp_path / "web.log", tmp_path / "worker.log"]
     slack, dingtalk, endpoint = Robot(slack_check), Robot(dingtalk_check), Endpoint()
-    processes = []
     try:
-        processes.append(spawn(web_command(port), env, logs[0]))
-        processes.append(spawn(worker_command(tmp_path / "celerybeat-schedule"), env, logs[1]))
-        running = Platform(base, None, logs)
-        running.wait_for(lambda: _ready_with_worker(base), 60, "web and worker")
-        yield Running(running, slack, dingtalk, endpoint)
+        with e2e.platform_processes(env, tmp_path, [port]) as running:
+            yield Running(running, slack, dingtalk, endpoint)
     finally:
-        stop(processes)
         for server in (slack, dingtalk, endpoint):
             server.close()
 

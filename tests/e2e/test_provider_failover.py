@@ -23,12 +23,7 @@ from scripts.conformance.standins import HttpProviderStandin
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     Platform,
-    _ready_with_worker,
     platform_env,
-    spawn,
-    stop,
-    web_command,
-    worker_command,
 )
 from tests.smtp import free_port
 
@@ -85,17 +80,8 @@ def failover_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> I
         # connection per thread would outnumber PostgreSQL's max_connections
         CONN_MAX_AGE="0",
     )
-    logs = [tmp_path / "web.log", tmp_path / "worker.log"]
-    processes = []
-    with first, second:
-        try:
-            processes.append(spawn(web_command(port), env, logs[0]))
-            processes.append(spawn(worker_command(tmp_path / "celerybeat-schedule"), env, logs[1]))
-            running = Platform(base, None, logs)
-            running.wait_for(lambda: _ready_with_worker(base), 60, "web and worker")
-            yield Setup(running, first, second)
-        finally:
-            stop(processes)
+    with first, second, e2e.platform_processes(env, tmp_path, [port]) as running:
+        yield Setup(running, first, second)
 
 
 def test_first_sms_provider_down_mid_batch__failover_nothing_lost_or_doubled_breaker_recovers(

@@ -29,12 +29,7 @@ from tests.conftest import ReferenceGateway, reference_gateway_process
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     Platform,
-    _ready_with_worker,
     platform_env,
-    spawn,
-    stop,
-    web_command,
-    worker_command,
 )
 from tests.smtp import free_port
 
@@ -69,19 +64,10 @@ def rollout_platform(django_db_setup, django_db_blocker, tmp_path_factory) -> It
             LEGACY_GATEWAY_URL=reference.url,
             SHADOW_RETRY_DELAYS="1,1,2",
         )
-        logs = [tmp_path / "web-a.log", tmp_path / "web-b.log", tmp_path / "worker.log"]
-        processes = []
-        try:
-            processes.append(spawn(web_command(ports[0]), env, logs[0]))
-            processes.append(spawn(web_command(ports[1]), env, logs[1]))
-            processes.append(spawn(worker_command(tmp_path / "celerybeat-schedule"), env, logs[2]))
-            web = [f"http://127.0.0.1:{port}" for port in ports]
-            running = Platform(web[0], None, logs)
-            running.wait_for(lambda: _ready_with_worker(web[0]), 60, "web A and the worker")
-            running.wait_for(lambda: _ready_with_worker(web[1]), 60, "web B")
-            yield Rollout(web, reference, standins, running)
-        finally:
-            stop(processes)
+        with e2e.platform_processes(env, tmp_path, ports) as running:
+            yield Rollout(
+                [f"http://127.0.0.1:{port}" for port in ports], reference, standins, running
+            )
 
 
 @pytest.fixture
