@@ -23,9 +23,11 @@ PAGE_MAX = 100
 
 
 @receiver(message_finished, dispatch_uid="messaging.inbox")
-def on_message_finished(sender: object, message_id: str, status: str, **kwargs: object) -> None:
-    if status != MessageStatus.DELIVERED:
-        return
+def on_message_finished(
+    sender: object, message_id: str, status: str, channel: str | None = None, **kwargs: object
+) -> None:
+    if status != MessageStatus.DELIVERED or channel not in (None, "inapp"):
+        return  # (most messages: no query on the delivery path)
     message = (
         Message.all_tenants.filter(pk=message_id, channel="inapp")
         .values("tenant_id", "recipient", "created_at")

@@ -339,7 +339,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Tra
         now,
     )
     if recorded and result.delivered:
-        announce_finished(message.id, status, message.origin, message.tenant_id)
+        announce_finished(message.id, status, message.origin, message.tenant_id, message.channel)
     logger.info(
         "message sent id=%s to=%s: %s",
         message.id,
@@ -382,7 +382,11 @@ def _elapsed_ms(started: float) -> int:
 
 
 def announce_finished(
-    message_id: str, status: str, origin: str | None = None, tenant_id: int | None = None
+    message_id: str,
+    status: str,
+    origin: str | None = None,
+    tenant_id: int | None = None,
+    channel: str | None = None,
 ) -> None:
     """`message_finished` for a message that reached `status`, once that is committed (at once
     outside a transaction). A receiver that raises is logged: it cannot undo the change."""
@@ -394,6 +398,7 @@ def announce_finished(
             status=str(status),
             origin=origin,
             tenant_id=tenant_id,
+            channel=channel,
         ):
             if isinstance(answer, Exception):
                 logger.error(
@@ -623,7 +628,9 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
             now,
         )
         if recorded:
-            announce_finished(message.id, status, message.origin, message.tenant_id)
+            announce_finished(
+                message.id, status, message.origin, message.tenant_id, message.channel
+            )
             if error.kind == "bad_recipient":
                 suppress_bad_recipient(
                     message.tenant_id,

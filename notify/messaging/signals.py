@@ -5,6 +5,6 @@ and must not fail the sender (it records its own work and returns)."""
 from django.dispatch import Signal
 
 # a message reached a final status (delivered, failed, dead, suppressed, cancelled)
-# kwargs: message_id (str), status (str), origin (str) and tenant_id (int), each None when the
-# sender did not read it (a receiver that cares reads the message)
+# kwargs: message_id (str), status (str), origin (str), tenant_id (int) and channel (str), each
+# None when the sender did not read it (a receiver that cares reads the message)
 message_finished = Signal()
