@@ -3,9 +3,10 @@ whether trying again can help."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 
@@ -70,6 +71,11 @@ class Transport:
 
     def send(self, envelope: Envelope) -> SendResult:
         raise NotImplementedError
+
+    def accepts(self, recipient: str) -> bool:
+        """Whether this transport can address `recipient` at all (a Web Push subscription is
+        not an FCM token): failover passes over the providers that cannot."""
+        return True
 
     def close(self) -> None:
         """Releases what the sends kept open (a connection)."""
@@ -147,3 +153,89 @@ def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # n
             permanent=False,
             kind="provider_down",
         ) from exc
+
+
+def usable_url(value: object) -> bool:
+    """An http(s) URL the outbound gate can call (its address is checked when called)."""
+    if not isinstance(value, str):
+        return False
+    from notify import outbound
+
+    try:
+        outbound.checked_url(value)
+    except outbound.TargetRefused:
+        return False
+    return True
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable: {field: message}."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ProviderKind:
+    """How the platform talks to one kind of provider. `config` holds what may be shown,
+    `secrets` what is stored encrypted and never shown again."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    channels: ClassVar[tuple[str, ...]]
+    config_fields: ClassVar[dict[str, str]] = {}
+    secret_fields: ClassVar[dict[str, str]] = {}
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        raise NotImplementedError
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        raise NotImplementedError
+
+    # Delivery reports (`POST /v2/receipts/providers/<id>`), for the kinds whose provider sends
+    # them: verified by the provider's own scheme, parsed into Receipts.
+    has_receipts: ClassVar[bool] = False
+
+    def receipts(self, inbound: Inbound, config: dict, secrets: dict) -> ReceiptBatch:
+        raise NotImplementedError
+
+    def unknown_fields(self, config: dict[str, Any], secrets: dict[str, Any]) -> dict[str, str]:
+        unknown = (set(config) - set(self.config_fields)) | (set(secrets) - set(self.secret_fields))
+        return {"config": f"Unknown field(s): {', '.join(sorted(unknown))}."} if unknown else {}
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A provider's delivery-report request as the platform received it: the URL it called
+    (scheme, host and path as the provider saw them), its headers and its body."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    method: str = "POST"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider_message_id: str
+    status: str  # "delivered" or "failed"
+    error_code: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiptBatch:
+    """What a report request said (the reports it carried, possibly none: a status the
+    platform does not track) and what the provider expects as the answer's JSON body."""
+
+    receipts: list[Receipt]
+    answer: dict = field(default_factory=lambda: {"ok": True})
+
+
+class ReceiptRefused(Exception):
+    """The report request is not the provider's (bad signature: `status` 401) or not readable
+    (400); the message says how to fix it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -15,47 +15,20 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify import outbound
 from notify.channels import aliyun, breaker, chat
-from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
+from notify.channels.base import (
+    ConfigError,
+    Envelope,
+    ProviderKind,
+    SendResult,
+    Transport,
+    TransportError,
+    gated_post,
+    usable_url,
+)
 from notify.channels.http import HttpPushTransport, HttpSmsTransport
 
 logger = logging.getLogger(__name__)
-
-
-def _usable_url(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        outbound.checked_url(value)
-    except outbound.TargetRefused:
-        return False
-    return True
-
-
-class ConfigError(ValueError):
-    """The configuration is unusable: {field: message}."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
-class ProviderKind:
-    """How the platform talks to one kind of provider. `config` holds what may be shown,
-    `secrets` what is stored encrypted and never shown again."""
-
-    name: ClassVar[str]
-    label: ClassVar[str]
-    channels: ClassVar[tuple[str, ...]]
-    config_fields: ClassVar[dict[str, str]] = {}
-    secret_fields: ClassVar[dict[str, str]] = {}
-
-    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
-        raise NotImplementedError
-
-    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
-        raise NotImplementedError
 
 
 class _GatedHttp:
@@ -97,7 +70,7 @@ class GenericHttpKind(ProviderKind):
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = {}
         url = config.get("url")
-        if not _usable_url(url):
+        if not usable_url(url):
             errors["config.url"] = "An http(s) URL with a host (and a valid port) is required."
         elif len(url) > 2000:
             errors["config.url"] = "At most 2000 characters."
@@ -134,7 +107,7 @@ class _ChatKind(ProviderKind):
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = {}
         webhook = secrets.get("webhook")
-        if not _usable_url(webhook):
+        if not usable_url(webhook):
             errors["secrets.webhook"] = "The robot's http(s) webhook URL is required."
         elif len(webhook) > 2000:
             errors["secrets.webhook"] = "At most 2000 characters."
@@ -195,7 +168,7 @@ class AliyunSmsKind(ProviderKind):
         ):
             errors["config.template_codes"] = "An object of template key: TemplateCode."
         endpoint = config.get("endpoint", "https://dysmsapi.aliyuncs.com/")
-        if not _usable_url(endpoint):
+        if not usable_url(endpoint):
             errors["config.endpoint"] = "An http(s) URL."
         region = config.get("region", "cn-hangzhou")
         if not isinstance(region, str) or not region:
@@ -263,7 +236,16 @@ class FailoverTransport(Transport):
         failures: list[TransportError] = []
         retry_after: float | None = None
         last_code = ""
-        for member in self.members:
+        members = [m for m in self.members if m.transport.accepts(envelope.recipient)]
+        if not members:
+            raise TransportError(
+                f"none of the tenant's {self.channel} providers can address this recipient "
+                "(e.g. a Web Push subscription needs a webpush provider, an FCM token an fcm "
+                "one): not retried (add a provider of that kind or fix the recipient)",
+                permanent=True,
+                kind="permanent",
+            )
+        for member in members:
             if not breaker.allow(member.provider_id):
                 refusals.append(f"{member.name}: circuit open")
                 continue
@@ -289,5 +271,5 @@ class FailoverTransport(Transport):
             retry_after=retry_after,
             kind="provider_down",
             code=last_code,
-            provider=self.members[-1].name if self.members else "",
+            provider=members[-1].name,
         )
