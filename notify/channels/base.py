@@ -221,6 +221,8 @@ class Receipt:
     status: str  # "delivered" or "failed"
     error_code: str = ""
     error: str = ""
+    # the provider said the recipient cannot receive, ever (the recipient is then suppressed)
+    bad_recipient: bool = False
 
 
 @dataclass(frozen=True)

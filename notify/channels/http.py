@@ -14,7 +14,17 @@ from typing import Any, ClassVar
 import requests
 from django.conf import settings
 
-from notify.channels.base import Envelope, SendResult, Transport, TransportError, register
+from notify.channels.base import (
+    Envelope,
+    Inbound,
+    Receipt,
+    ReceiptBatch,
+    ReceiptRefused,
+    SendResult,
+    Transport,
+    TransportError,
+    register,
+)
 
 TIMESTAMP_HEADER = "X-Notify-Timestamp"
 SIGNATURE_HEADER = "X-Notify-Signature"
@@ -48,6 +58,50 @@ def signature_valid(
         return False
     expected = sign(secret, timestamp, body)
     return hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))
+
+
+REPORTED_STATUSES = frozenset({"delivered", "failed"})
+
+
+def parse_report(secret: str, secret_hint: str, inbound: Inbound) -> ReceiptBatch:
+    """A delivery report of the protocol (docs/http-providers.md): signed with the provider's
+    shared secret, one JSON object `{message_id, status, error_code?, error?}`."""
+    if not signature_valid(
+        secret,
+        inbound.headers.get(TIMESTAMP_HEADER, ""),
+        inbound.headers.get(SIGNATURE_HEADER, ""),
+        inbound.body,
+    ):
+        # (no secret configured: nothing can be verified, every report is refused)
+        raise ReceiptRefused(
+            401,
+            f"Sign the report with {secret_hint} (X-Notify-Timestamp within "
+            f"{SIGNATURE_TOLERANCE} s, X-Notify-Signature: v1=<hex HMAC-SHA256 of "
+            "'<timestamp>.<body>'>).",
+        )
+    try:
+        data = json.loads(inbound.body)
+    except (ValueError, RecursionError):
+        raise ReceiptRefused(400, "The body is not JSON.") from None
+    if not isinstance(data, dict):
+        raise ReceiptRefused(400, "The body is not a JSON object.")
+    message_id = data.get("message_id")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_PROVIDER_ID_CHARS:
+        raise ReceiptRefused(
+            400, f"`message_id` is a string of 1 to {MAX_PROVIDER_ID_CHARS} characters."
+        )
+    status = data.get("status")
+    if not isinstance(status, str) or status not in REPORTED_STATUSES:
+        raise ReceiptRefused(400, "`status` is 'delivered' or 'failed'.")
+    # (absent or null: none given)
+    error_code = "" if data.get("error_code") is None else data["error_code"]
+    error = "" if data.get("error") is None else data["error"]
+    if not isinstance(error_code, str) or not isinstance(error, str):
+        raise ReceiptRefused(400, "`error_code` and `error` are strings.")
+    receipt = Receipt(
+        message_id, status, error_code, error, bad_recipient=error_code in BAD_RECIPIENT_CODES
+    )
+    return ReceiptBatch([receipt])
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -19,14 +19,16 @@ from notify.channels import aliyun, breaker, chat
 from notify.channels.base import (
     ConfigError,
     Envelope,
+    Inbound,
     ProviderKind,
+    ReceiptBatch,
     SendResult,
     Transport,
     TransportError,
     gated_post,
     usable_url,
 )
-from notify.channels.http import HttpPushTransport, HttpSmsTransport
+from notify.channels.http import HttpPushTransport, HttpSmsTransport, parse_report
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,11 @@ class GenericHttpKind(ProviderKind):
     def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
         cls = _TenantHttpSms if channel == "sms" else _TenantHttpPush
         return cls(config["url"], secrets["secret"])
+
+    has_receipts = True
+
+    def receipts(self, inbound: Inbound, config: dict, secrets: dict) -> ReceiptBatch:
+        return parse_report(secrets.get("secret", ""), "the provider's secret", inbound)
 
 
 class _ChatKind(ProviderKind):

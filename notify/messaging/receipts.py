@@ -10,7 +10,6 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
-from notify.channels.http import BAD_RECIPIENT_CODES
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import DeliveryAttempt, Message, MessageEvent, MessageStatus
 from notify.messaging.services import announce_finished, suppress_bad_recipient
@@ -32,6 +31,7 @@ def record_receipt(
     *,
     tenant_id: int | None = None,
     provider: str = "",
+    bad_recipient: bool = False,
 ) -> bool:
     """The `channel` message whose latest attempt the provider knows as `provider_message_id`
     moved from `sent` to `status` (`delivered`, or `failed` with the provider's code and text),
@@ -39,7 +39,8 @@ def record_receipt(
     same attempt moves. `message_finished` follows the commit. Returns whether it moved.
 
     A tenant's own provider (`tenant_id`, `provider`: its name) reports only on its tenant's
-    messages it took; the platform's providers (no tenant) only on the messages they took."""
+    messages it took; the platform's providers (no tenant) only on the messages they took.
+    `bad_recipient`: the provider said the recipient can never receive (it is suppressed)."""
     if status not in REPORTED_STATUSES or not provider_message_id:
         return False
     latest_number = (
@@ -92,7 +93,7 @@ def record_receipt(
                 message_id=message_id, status=status, detail=detail, created_at=now
             )
             announce_finished(message_id, status)
-    if changed == 1 and status == MessageStatus.FAILED and error_code in BAD_RECIPIENT_CODES:
+    if changed == 1 and status == MessageStatus.FAILED and bad_recipient:
         suppress_bad_recipient(
             message_tenant_id, channel, recipient, origin, f"its delivery report: {error_code}"
         )

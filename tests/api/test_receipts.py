@@ -11,6 +11,7 @@ import time
 import pytest
 from django.test import Client
 
+from notify.api.receipts import MAX_REPORT_BYTES
 from notify.messaging import services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
@@ -214,7 +215,7 @@ def test_receipt__unreadable_body__400_json_and_nothing_changes(sent_sms, body):
 
 
 def test_receipt__oversized_body__400_json(secrets, db):
-    body = json.dumps({"message_id": "x", "status": "delivered", "pad": "p" * 100_000}).encode()
+    body = json.dumps({"message_id": "x", "status": "delivered", "pad": "p" * (MAX_REPORT_BYTES + 1)}).encode()
     response = report(body=body)
     assert response.status_code == 400
     assert "error" in response.json()
