@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify.channels import aliyun, breaker, chat
+from notify.channels import aliyun, breaker, chat, twilio_sms
 from notify.channels.base import (
     ConfigError,
     Envelope,
@@ -205,6 +205,7 @@ KINDS: dict[str, ProviderKind] = {
     for kind in (
         GenericHttpKind(),
         AliyunSmsKind(),
+        twilio_sms.TwilioSmsKind(),
         SlackKind(),
         DingTalkKind(),
         WeComKind(),
