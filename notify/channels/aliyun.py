@@ -16,9 +16,22 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
-from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
+from notify.channels.base import (
+    ConfigError,
+    Envelope,
+    Inbound,
+    ProviderKind,
+    Receipt,
+    ReceiptBatch,
+    ReceiptRefused,
+    SendResult,
+    Transport,
+    TransportError,
+    gated_post,
+    usable_url,
+)
 
 API_VERSION = "2017-05-25"
 BAD_RECIPIENT = frozenset({"isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_COUNT_OVER_LIMIT"})
@@ -26,6 +39,16 @@ THROTTLED = frozenset(
     {"isv.BUSINESS_LIMIT_CONTROL", "Throttling.User", "Throttling", "isv.DAY_LIMIT_CONTROL"}
 )
 PROVIDER_DOWN = frozenset({"isp.SYSTEM_ERROR", "ServiceUnavailable", "InternalError"})
+# delivery-report codes of a number that cannot receive (out of service, invalid, blacklisted)
+REPORT_BAD_RECIPIENT = frozenset(
+    {
+        "MOBILE_NOT_ON_SERVICE",
+        "MOBILE_NUMBER_ILLEGAL",
+        "isv.MOBILE_NUMBER_ILLEGAL",
+        "MOBILE_IN_BLACK",
+    }
+)
+MAX_REPORTS = 1000
 
 
 def percent_encode(value: str) -> str:
@@ -47,6 +70,49 @@ def mainland_number(recipient: str) -> str:
     if recipient.startswith("+86"):
         return recipient[3:]
     return recipient.lstrip("+")
+
+
+def parse_sms_reports(token: str, inbound: Inbound) -> ReceiptBatch:
+    """Aliyun's SmsReport HTTP batch push: a JSON array of `{biz_id, success, err_code,
+    err_msg, phone_number, out_id, …}`, answered `{"code": 0, "msg": "接收成功"}`. Aliyun does
+    not sign these requests: the receipts URL configured in its console carries the provider's
+    secret `?token=`, compared in constant time. A batch is read whole or refused whole."""
+    given = parse_qs(urlsplit(inbound.url).query).get("token", [""])[0]
+    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        raise ReceiptRefused(
+            401,
+            "Configure Aliyun's HTTP batch push with this provider's receipts URL and "
+            "`?token=<its receipts_token>`.",
+        )
+    try:
+        reports = json.loads(inbound.body)
+    except (ValueError, RecursionError):
+        raise ReceiptRefused(400, "The body is not JSON.") from None
+    if not isinstance(reports, list) or len(reports) > MAX_REPORTS:
+        raise ReceiptRefused(400, f"The body is a JSON array of at most {MAX_REPORTS} reports.")
+    receipts = []
+    for report in reports:
+        if not isinstance(report, dict):
+            raise ReceiptRefused(400, "Each report is a JSON object.")
+        biz_id, success = report.get("biz_id"), report.get("success")
+        code, text = report.get("err_code") or "", report.get("err_msg") or ""
+        if not isinstance(biz_id, str) or not 0 < len(biz_id) <= 255:
+            raise ReceiptRefused(400, "Each report has a `biz_id` of 1 to 255 characters.")
+        if not isinstance(success, bool) or not isinstance(code, str) or not isinstance(text, str):
+            raise ReceiptRefused(400, "`success` is a boolean, `err_code`/`err_msg` strings.")
+        if success:
+            receipts.append(Receipt(biz_id, "delivered"))
+        else:
+            receipts.append(
+                Receipt(
+                    biz_id,
+                    "failed",
+                    code,
+                    f"Aliyun: {code} {text}".strip(),
+                    bad_recipient=code in REPORT_BAD_RECIPIENT,
+                )
+            )
+    return ReceiptBatch(receipts, answer={"code": 0, "msg": "接收成功"})
 
 
 class AliyunSmsTransport(Transport):
@@ -148,3 +214,61 @@ class AliyunSmsTransport(Transport):
             kind="permanent",
             code=code[:64],
         )
+
+
+class AliyunSmsKind(ProviderKind):
+    name = "aliyun"
+    label = "Aliyun SMS (dysmsapi SendSms)"
+    channels = ("sms",)
+    config_fields = {
+        "sign_name": "the registered SMS signature (签名)",
+        "template_codes": "{platform template key or legacy tpl_id: Aliyun TemplateCode}",
+        "region": "default cn-hangzhou",
+        "endpoint": "default https://dysmsapi.aliyuncs.com/",
+    }
+    secret_fields = {
+        "access_key_id": "",
+        "access_key_secret": "",
+        "receipts_token": "a random token of 24 to 128 characters; delivery reports are "
+        "accepted at this provider's receipts URL with `?token=<it>` (optional: no reports "
+        "without it)",
+    }
+
+    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
+        errors = self.unknown_fields(config, secrets)
+        if not isinstance(config.get("sign_name"), str) or not 1 <= len(config["sign_name"]) <= 32:
+            errors["config.sign_name"] = "The registered signature, 1 to 32 characters."
+        codes = config.get("template_codes", {})
+        if not isinstance(codes, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in codes.items()
+        ):
+            errors["config.template_codes"] = "An object of template key: TemplateCode."
+        endpoint = config.get("endpoint", "https://dysmsapi.aliyuncs.com/")
+        if not usable_url(endpoint):
+            errors["config.endpoint"] = "An http(s) URL."
+        region = config.get("region", "cn-hangzhou")
+        if not isinstance(region, str) or not region:
+            errors["config.region"] = "A region id, e.g. cn-hangzhou."
+        for field in ("access_key_id", "access_key_secret"):
+            if not isinstance(secrets.get(field), str) or not secrets[field]:
+                errors[f"secrets.{field}"] = "Required."
+        token = secrets.get("receipts_token", "")
+        if not isinstance(token, str) or not (token == "" or 24 <= len(token) <= 128):
+            errors["secrets.receipts_token"] = "A random token of 24 to 128 characters."
+        if errors:
+            raise ConfigError(errors)
+        cleaned = {
+            "sign_name": config["sign_name"],
+            "template_codes": codes,
+            "region": region,
+            "endpoint": endpoint,
+        }
+        return cleaned, {f: secrets[f] for f in self.secret_fields if secrets.get(f)}
+
+    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
+        return AliyunSmsTransport(config, secrets)
+
+    has_receipts = True
+
+    def receipts(self, inbound: Inbound, config: dict, secrets: dict) -> ReceiptBatch:
+        return parse_sms_reports(secrets.get("receipts_token", ""), inbound)

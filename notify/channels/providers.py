@@ -153,58 +153,11 @@ class FeishuKind(_ChatKind):
     signs = True
 
 
-class AliyunSmsKind(ProviderKind):
-    name = "aliyun"
-    label = "Aliyun SMS (dysmsapi SendSms)"
-    channels = ("sms",)
-    config_fields = {
-        "sign_name": "the registered SMS signature (签名)",
-        "template_codes": "{platform template key or legacy tpl_id: Aliyun TemplateCode}",
-        "region": "default cn-hangzhou",
-        "endpoint": "default https://dysmsapi.aliyuncs.com/",
-    }
-    secret_fields = {"access_key_id": "", "access_key_secret": ""}
-
-    def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
-        errors = {}
-        if not isinstance(config.get("sign_name"), str) or not 1 <= len(config["sign_name"]) <= 32:
-            errors["config.sign_name"] = "The registered signature, 1 to 32 characters."
-        codes = config.get("template_codes", {})
-        if not isinstance(codes, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in codes.items()
-        ):
-            errors["config.template_codes"] = "An object of template key: TemplateCode."
-        endpoint = config.get("endpoint", "https://dysmsapi.aliyuncs.com/")
-        if not usable_url(endpoint):
-            errors["config.endpoint"] = "An http(s) URL."
-        region = config.get("region", "cn-hangzhou")
-        if not isinstance(region, str) or not region:
-            errors["config.region"] = "A region id, e.g. cn-hangzhou."
-        for field in self.secret_fields:
-            if not isinstance(secrets.get(field), str) or not secrets[field]:
-                errors[f"secrets.{field}"] = "Required."
-        unknown = (set(config) - set(self.config_fields)) | (set(secrets) - set(self.secret_fields))
-        if unknown:
-            errors["config"] = f"Unknown field(s): {', '.join(sorted(unknown))}."
-        if errors:
-            raise ConfigError(errors)
-        cleaned = {
-            "sign_name": config["sign_name"],
-            "template_codes": codes,
-            "region": region,
-            "endpoint": endpoint,
-        }
-        return cleaned, {f: secrets[f] for f in self.secret_fields}
-
-    def transport(self, channel: str, config: dict, secrets: dict) -> Transport:
-        return aliyun.AliyunSmsTransport(config, secrets)
-
-
 KINDS: dict[str, ProviderKind] = {
     kind.name: kind
     for kind in (
         GenericHttpKind(),
-        AliyunSmsKind(),
+        aliyun.AliyunSmsKind(),
         twilio_sms.TwilioSmsKind(),
         SlackKind(),
         DingTalkKind(),

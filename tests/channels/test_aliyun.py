@@ -18,10 +18,11 @@ import pytest
 
 from notify.channels import breaker
 from notify.channels.services import create_provider
-from notify.messaging.models import DeliveryAttempt, Message, MessageStatus
+from notify.messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from notify.messaging.services import MessageDraft, create_message
 
 KEY_ID, KEY_SECRET = "LTAI-test-key", "test-secret-0123456789"
+RECEIPTS_TOKEN = "aliyun-receipts-token-0123456789"
 REQUIRED = {
     "AccessKeyId",
     "Action",
@@ -53,6 +54,8 @@ def documented_signature(params: dict[str, str]) -> str:
 
 
 class Dysmsapi:
+    provider = None
+
     def __init__(self) -> None:
         self.answer: dict | None = None
         self.accepted: list[dict] = []
@@ -130,9 +133,14 @@ def dysmsapi(tenant, settings) -> Iterator[Dysmsapi]:  # noqa: ANN001
             "template_codes": {"login-code": "SMS_154950909"},
             "endpoint": api.url,
         },
-        secrets={"access_key_id": KEY_ID, "access_key_secret": KEY_SECRET},
+        secrets={
+            "access_key_id": KEY_ID,
+            "access_key_secret": KEY_SECRET,
+            "receipts_token": RECEIPTS_TOKEN,
+        },
     )
     breaker.reset(provider.pk)
+    api.provider = provider
     yield api
     breaker.reset(provider.pk)
     api.close()
@@ -220,3 +228,112 @@ def test_aliyun__wrong_secret__signature_refused_not_sent(tenant, settings, deli
         assert message.error_code == "SignatureDoesNotMatch" and api.accepted == []
     finally:
         api.close()
+
+
+# ---- delivery reports (SmsReport, HTTP batch push) -----------------------------------------
+
+
+def sms_report(biz_id: str, success: bool, code: str = "DELIVERED", text: str = "用户接收成功"):  # noqa: ANN201, FBT001
+    """One report as Aliyun's SmsReport documents it."""
+    return {
+        "phone_number": "13912345678",
+        "send_time": "2026-12-03 10:00:00",
+        "report_time": "2026-12-03 10:00:03",
+        "success": success,
+        "err_code": code,
+        "err_msg": text,
+        "sms_size": "1",
+        "biz_id": biz_id,
+        "out_id": "",
+    }
+
+
+def push_reports(provider, reports: list, token: str = RECEIPTS_TOKEN):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    return Client().post(
+        f"/v2/receipts/providers/{provider.pk}?token={token}",
+        data=json.dumps(reports, ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
+
+
+def sent_aliyun_sms(tenant, deliver) -> Message:  # noqa: ANN001
+    message = code_sms(tenant)
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    return message
+
+
+def test_aliyun_reports__batch_with_the_token__each_message_moves_answered_as_aliyun_expects(
+    tenant, dysmsapi, deliver
+):
+    # Given two messages Aliyun took
+    first, second = sent_aliyun_sms(tenant, deliver), sent_aliyun_sms(tenant, deliver)
+    # When Aliyun pushes one batch: the first received, the second refused (number out of service)
+    answer = push_reports(
+        dysmsapi.provider,
+        [
+            sms_report("biz-1", True),
+            sms_report("biz-2", False, "MOBILE_NOT_ON_SERVICE", "停机"),
+        ],
+    )
+    # Then it gets the answer its push protocol documents, and each message moved
+    assert answer.status_code == 200 and answer.json() == {"code": 0, "msg": "接收成功"}
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == MessageStatus.DELIVERED
+    assert (second.status, second.error_code) == (MessageStatus.FAILED, "MOBILE_NOT_ON_SERVICE")
+    # And the out-of-service number is suppressed
+    assert Suppression.all_tenants.filter(tenant=tenant, recipient=second.recipient).exists()
+
+
+@pytest.mark.parametrize("token", ["", "aliyun-receipts-token-012345678X"])
+def test_aliyun_reports__without_the_token__401_nothing_changes(tenant, dysmsapi, deliver, token):
+    message = sent_aliyun_sms(tenant, deliver)
+    answer = push_reports(dysmsapi.provider, [sms_report("biz-1", True)], token=token)
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "authentication_failed"
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+
+
+def test_aliyun_reports__one_unreadable_report__400_and_none_of_the_batch_recorded(
+    tenant, dysmsapi, deliver
+):
+    message = sent_aliyun_sms(tenant, deliver)
+    answer = push_reports(dysmsapi.provider, [sms_report("biz-1", True), {"success": "yes"}])
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "parse_error"
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+
+
+def test_aliyun_reports__another_tenants_biz_id__changes_nothing(tenant, dysmsapi, deliver):
+    from notify.tenants.services import create_tenant
+
+    # Given our message sent, and another tenant's Aliyun provider with its own token
+    message = sent_aliyun_sms(tenant, deliver)
+    other, _ = create_tenant("globex", name="Globex")
+    theirs = create_provider(
+        other,
+        channel="sms",
+        kind="aliyun",
+        name="aliyun",
+        config={"sign_name": "Globex"},
+        secrets={
+            "access_key_id": KEY_ID,
+            "access_key_secret": KEY_SECRET,
+            "receipts_token": "globex-receipts-token-0123456789",
+        },
+    )
+    # When a report of our BizId arrives at their receipts URL with their token
+    answer = push_reports(
+        theirs,
+        [sms_report("biz-1", False, "MOBILE_NOT_ON_SERVICE")],
+        token="globex-receipts-token-0123456789",
+    )
+    # Then the request is theirs to make, but nothing of ours moved
+    assert answer.status_code == 200
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert not Suppression.all_tenants.exists()
