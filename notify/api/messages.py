@@ -25,6 +25,7 @@ from notify.api.validation import (
     header_safe,
 )
 from notify.channels import registry
+from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
 from notify.messaging import requests as send_requests
 from notify.messaging import selectors
 from notify.messaging.composition import (
@@ -50,7 +51,7 @@ from templates_store import services as template_services
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_FALLBACKS = 3
-LATER_OPTIONS = ("fallback", "deadline")
+LATER_OPTIONS = ("fallback", "deadline", "timeouts")
 
 
 class FallbackSerializer(serializers.Serializer):
@@ -67,6 +68,31 @@ class FallbackSerializer(serializers.Serializer):
             attrs["to"] = registry.get(attrs["channel"]).normalise(attrs["to"])
         except registry.InvalidRecipient as exc:
             raise ValidationError({"to": [str(exc)]}) from None
+        return attrs
+
+
+class TimeoutsSerializer(serializers.Serializer):
+    """Deadline tiers, in seconds (after Courier's): `provider`, how long one call to a
+    provider may take before failover moves to the next; `channel`, how long the message may
+    keep trying on its channel before it fails there (and falls back); `message`, how long
+    the whole message, fallbacks included, may take before it gives up."""
+
+    class Meta:
+        ref_name = "TimeoutsInput"
+
+    provider = serializers.FloatField(
+        min_value=MIN_PROVIDER_TIMEOUT, max_value=MAX_PROVIDER_TIMEOUT, required=False
+    )
+    channel = serializers.IntegerField(
+        min_value=1, max_value=int(MAX_SCHEDULE_AHEAD.total_seconds()), required=False
+    )
+    message = serializers.IntegerField(
+        min_value=1, max_value=int(MAX_SCHEDULE_AHEAD.total_seconds()), required=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if "channel" in attrs and "message" in attrs and attrs["channel"] > attrs["message"]:
+            raise ValidationError({"channel": ["At most the `message` timeout."]})
         return attrs
 
 
@@ -210,6 +236,14 @@ class Messages(APIView):
             "is sent).",
         )
 
+        timeouts = TimeoutsSerializer(
+            required=False,
+            default=None,
+            allow_null=True,
+            help_text='Deadline tiers in seconds: {"provider": 5, "channel": 300, "message": '
+            "900} (each optional; `channel` also bounds `deadline`).",
+        )
+
         def validate_deadline(self, value: datetime | None) -> datetime | None:
             if value is not None and not (
                 timezone.now() < value <= timezone.now() + MAX_SCHEDULE_AHEAD
@@ -316,8 +350,18 @@ def with_fallback(fields: dict, draft: MessageDraft) -> MessageDraft:
     extra: dict[str, Any] = {}
     if fields.get("fallback"):
         extra["fallback"] = [{"channel": f["channel"], "to": f["to"]} for f in fields["fallback"]]
-    if fields.get("deadline"):
-        extra["deadline"] = fields["deadline"].isoformat()
+    now = timezone.now()
+    timeouts = fields.get("timeouts") or {}
+    # the channel tier is the earlier of `deadline` and the channel timeout
+    channel_ends = [fields["deadline"]] if fields.get("deadline") else []
+    if timeouts.get("channel"):
+        channel_ends.append(now + timedelta(seconds=timeouts["channel"]))
+    if channel_ends:
+        extra["deadline"] = min(channel_ends).isoformat()
+    if timeouts.get("message"):
+        extra["final_deadline"] = (now + timedelta(seconds=timeouts["message"])).isoformat()
+    if timeouts.get("provider"):
+        extra["provider_timeout"] = timeouts["provider"]
     if not extra:
         return draft
     return replace(draft, params={**(draft.params or {}), **extra})

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.channels import breaker, registry
+from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
 from notify.channels.models import Provider
 from notify.channels.providers import KINDS, ConfigError
 from notify.channels.services import create_provider, stored_secrets, update_provider
@@ -26,6 +27,7 @@ class ProviderOutput(serializers.Serializer):
     secrets_set = serializers.SerializerMethodField()
     priority = serializers.IntegerField()
     enabled = serializers.BooleanField()
+    timeout = serializers.FloatField(allow_null=True)
     circuit = serializers.SerializerMethodField()
     receipts_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -39,6 +41,17 @@ class ProviderOutput(serializers.Serializer):
 
     def get_receipts_url(self, provider: Provider) -> str:
         return f"/v2/receipts/providers/{provider.pk}"
+
+
+def TIMEOUT_FIELD(**options: object) -> serializers.FloatField:  # noqa: N802 - (a field factory)
+    return serializers.FloatField(
+        min_value=MIN_PROVIDER_TIMEOUT,
+        max_value=MAX_PROVIDER_TIMEOUT,
+        allow_null=True,
+        help_text="Seconds one call to this provider may take before failover moves to the "
+        "next (null: the platform's default).",
+        **options,
+    )
 
 
 def _config_errors(exc: ConfigError) -> ValidationError:
@@ -64,6 +77,7 @@ class Providers(APIView):
         secrets = serializers.JSONField(write_only=True)
         priority = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
         enabled = serializers.BooleanField(default=True)
+        timeout = TIMEOUT_FIELD(default=None)
 
     @extend_schema(
         responses={200: ProviderOutput(many=True)},
@@ -98,6 +112,7 @@ class ProviderDetail(APIView):
         secrets = serializers.JSONField(write_only=True, required=False)
         priority = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
         enabled = serializers.BooleanField(required=False)
+        timeout = TIMEOUT_FIELD(required=False)
 
         def validate_secrets(self, value: object) -> object:
             if not isinstance(value, dict):

@@ -28,7 +28,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("tenant", "channel", "kind", "name", "config", "priority", "enabled")
+        fields = ("tenant", "channel", "kind", "name", "config", "priority", "timeout", "enabled")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -3,7 +3,9 @@ whether trying again can help."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -117,6 +119,30 @@ def _configured(transport_class: type[Transport] | None) -> bool:
     return url_setting is None or bool(getattr(settings, url_setting, ""))
 
 
+# the bounds of a provider's or a message's per-call timeout (seconds)
+MIN_PROVIDER_TIMEOUT, MAX_PROVIDER_TIMEOUT = 0.5, 60.0
+_call_timeout: ContextVar[float | None] = ContextVar("provider_call_timeout", default=None)
+
+
+@contextmanager
+def call_timeout(seconds: float | None) -> Iterator[None]:
+    """Within the block, a call to a tenant's provider (gated_post) may take `seconds` (None:
+    HTTP_PROVIDER_TIMEOUT): the provider tier of a message's deadlines."""
+    token = _call_timeout.set(seconds)
+    try:
+        yield
+    finally:
+        _call_timeout.reset(token)
+
+
+def call_seconds(provider_timeout: float | None, envelope: Envelope) -> float | None:
+    """How long one call may take: the provider's own timeout, shortened by the message's
+    `provider` deadline tier when it has one (None: the platform's default)."""
+    message_limit = envelope.provider_hints.get("provider_timeout")
+    limits = [t for t in (provider_timeout, message_limit) if isinstance(t, (int, float)) and t > 0]
+    return float(min(limits)) if limits else None
+
+
 def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # noqa: ANN201
     """POSTs to a tenant-given URL through the outbound gate (notify/outbound.py) and returns
     its Answer; what cannot be sent or reached is a TransportError of the right kind. The
@@ -125,7 +151,7 @@ def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # n
 
     from notify import outbound
 
-    timeout = settings.HTTP_PROVIDER_TIMEOUT
+    timeout = _call_timeout.get() or settings.HTTP_PROVIDER_TIMEOUT
     try:
         return outbound.post(url, body, headers, timeout)
     except outbound.TargetRefused as exc:

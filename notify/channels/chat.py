@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 from urllib.parse import quote_plus, urlsplit
 
 from notify.channels import breaker
-from notify.channels.base import Envelope, SendResult, Transport, TransportError, gated_post
+from notify.channels.base import (
+    Envelope,
+    SendResult,
+    Transport,
+    TransportError,
+    call_seconds,
+    call_timeout,
+    gated_post,
+)
 from notify.channels.http import _retry_after, _short
 
 MAX_TEXT_CHARS = 4000
@@ -210,11 +218,11 @@ class ChatRouter(Transport):
 
     channel = "chat"
 
-    def __init__(self, members: dict[str, tuple[int, Transport]]) -> None:
+    def __init__(self, members: dict[str, tuple[int, Transport, float | None]]) -> None:
         self.members = members
 
     def close(self) -> None:
-        for _, transport in self.members.values():
+        for _, transport, _ in self.members.values():
             transport.close()
 
     def send(self, envelope: Envelope) -> SendResult:
@@ -226,7 +234,7 @@ class ChatRouter(Transport):
                 permanent=True,
                 kind="permanent",
             )
-        provider_id, transport = member
+        provider_id, transport, timeout = member
         if not breaker.allow(provider_id):
             raise TransportError(
                 f"chat provider {envelope.recipient!r} is failing (circuit open): retried later",
@@ -235,7 +243,8 @@ class ChatRouter(Transport):
                 provider=envelope.recipient,
             )
         try:
-            result = transport.send(envelope)
+            with call_timeout(call_seconds(timeout, envelope)):
+                result = transport.send(envelope)
         except TransportError as exc:
             exc.provider = envelope.recipient
             breaker.record(provider_id, exc.kind)

@@ -79,7 +79,7 @@ def _retry_after(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _short(value: object) -> str:

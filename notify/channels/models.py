@@ -19,6 +19,9 @@ class Provider(models.Model):
     # a JSON object, encrypted at rest
     secrets = EncryptedTextField(blank=True, default="")
     priority = models.PositiveIntegerField(default=100)
+    # seconds one call to this provider may take before failover moves on (its deadline
+    # tier); blank: HTTP_PROVIDER_TIMEOUT
+    timeout = models.FloatField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify.channels import aliyun, breaker, chat, twilio_sms
+from notify.channels import aliyun, breaker, chat, fcm, twilio_sms
 from notify.channels.base import (
     ConfigError,
     Envelope,
@@ -25,6 +25,8 @@ from notify.channels.base import (
     SendResult,
     Transport,
     TransportError,
+    call_seconds,
+    call_timeout,
     gated_post,
     usable_url,
 )
@@ -159,6 +161,7 @@ KINDS: dict[str, ProviderKind] = {
         GenericHttpKind(),
         aliyun.AliyunSmsKind(),
         twilio_sms.TwilioSmsKind(),
+        fcm.FcmKind(),
         SlackKind(),
         DingTalkKind(),
         WeComKind(),
@@ -179,6 +182,8 @@ class Member:
     provider_id: int
     name: str
     transport: Transport
+    # this provider's call timeout (None: the platform's default)
+    timeout: float | None = None
 
 
 class FailoverTransport(Transport):
@@ -211,7 +216,8 @@ class FailoverTransport(Transport):
                 refusals.append(f"{member.name}: circuit open")
                 continue
             try:
-                result = member.transport.send(envelope)
+                with call_timeout(call_seconds(member.timeout, envelope)):
+                    result = member.transport.send(envelope)
             except TransportError as exc:
                 exc.provider = member.name
                 if not breaker.record(member.provider_id, exc.kind):

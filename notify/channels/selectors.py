@@ -55,7 +55,9 @@ def tenant_transport(tenant_id: int, channel: str) -> Transport | None:
             kind = kind_of(row.kind)
             secrets = json.loads(row.secrets) if row.secrets else {}
             config, secrets = kind.clean(dict(row.config), secrets)
-            members.append(Member(row.pk, row.name, kind.transport(channel, config, secrets)))
+            members.append(
+                Member(row.pk, row.name, kind.transport(channel, config, secrets), row.timeout)
+            )
         except (ConfigError, ValueError) as exc:
             logger.error("provider %s of tenant %s unusable, skipped: %s", row.name, tenant_id, exc)
     if not rows:
@@ -76,7 +78,7 @@ def _chat_router(tenant_id: int, rows: list[Provider]) -> ChatRouter:
             kind = kind_of(row.kind)
             secrets = json.loads(row.secrets) if row.secrets else {}
             config, secrets = kind.clean(dict(row.config), secrets)
-            members[row.name] = (row.pk, kind.transport("chat", config, secrets))
+            members[row.name] = (row.pk, kind.transport("chat", config, secrets), row.timeout)
         except (ConfigError, ValueError) as exc:
             logger.error("provider %s of tenant %s unusable, skipped: %s", row.name, tenant_id, exc)
     return ChatRouter(members)

@@ -48,6 +48,7 @@ def create_provider(
     secrets: dict,
     priority: int = 100,
     enabled: bool = True,
+    timeout: float | None = None,
 ) -> Provider:
     registry.get(channel)
     config, secrets = _checked(channel, kind, config, secrets)
@@ -62,6 +63,7 @@ def create_provider(
                 secrets=json.dumps(secrets),
                 priority=priority,
                 enabled=enabled,
+                timeout=timeout,
             )
     except IntegrityError:
         raise ConfigError(
@@ -77,7 +79,7 @@ def update_provider(provider: Provider, **changes: Any) -> Provider:
     config, secrets = _checked(provider.channel, provider.kind, config, secrets)
     provider.config = config
     provider.secrets = json.dumps(secrets)
-    for field in ("name", "priority", "enabled"):
+    for field in ("name", "priority", "enabled", "timeout"):
         if field in changes:
             setattr(provider, field, changes[field])
     try:

@@ -16,12 +16,14 @@ from django.utils.html import strip_tags
 
 from notify.channels import registry
 from notify.messaging.models import Message, MessageEvent, MessageStatus
-from notify.messaging.services import MessageDraft, create_message
+from notify.messaging.services import MessageDraft, create_message, moment_of
 from notify.messaging.signals import message_finished
 
 logger = logging.getLogger(__name__)
 
 FALLS_BACK = {MessageStatus.FAILED, MessageStatus.DEAD}
+# the deadline tiers that hold for the whole message, its fallbacks included
+CARRIED_PARAMS = ("final_deadline", "provider_timeout")
 
 
 @receiver(message_finished, dispatch_uid="messaging.fallback")
@@ -41,6 +43,13 @@ def on_message_finished(sender: object, message_id: str, status: str, **kwargs: 
     except (KeyError, TypeError, registry.UnknownChannel, registry.InvalidRecipient) as exc:
         logger.warning("message %s: fallback %r unusable: %s", message_id, step, exc)
         return
+    final = moment_of(message.params.get("final_deadline"))
+    if final is not None and final <= timezone.now():
+        _give_up(
+            message,
+            f"no fallback to {spec.name}: the message's deadline {final.isoformat()} has passed",
+        )
+        return
     with transaction.atomic():
         # claimed with a conditional UPDATE: announced twice, it falls back once
         claimed = Message.all_tenants.filter(pk=message_id, params__has_key="fallback").update(
@@ -54,6 +63,9 @@ def on_message_finished(sender: object, message_id: str, status: str, **kwargs: 
         params = {"fallback_of": message_id}
         if rest:
             params["fallback"] = rest
+        for carried in CARRIED_PARAMS:
+            if carried in message.params:
+                params[carried] = message.params[carried]
         successor = create_message(
             tenant=message.tenant,
             draft=MessageDraft(
@@ -75,3 +87,16 @@ def on_message_finished(sender: object, message_id: str, status: str, **kwargs: 
             detail=f"falling back to {spec.name}: message {successor.id}",
             created_at=timezone.now(),
         )
+
+
+def _give_up(message: Message, why: str) -> None:
+    """The fallback list ends here (claimed like a fallback: said once), and the timeline
+    says why."""
+    with transaction.atomic():
+        claimed = Message.all_tenants.filter(pk=message.pk, params__has_key="fallback").update(
+            params={k: v for k, v in message.params.items() if k != "fallback"}
+        )
+        if claimed == 1:
+            MessageEvent.objects.create(
+                message_id=message.pk, status=message.status, detail=why, created_at=timezone.now()
+            )

@@ -493,12 +493,20 @@ def envelope_of(message: ClaimedMessage | Message) -> Envelope:
 
 def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
     """What the message's transport may use beyond the text: a push's `extras`; an email's
-    `cc` addresses and sender display name (`from_alias`)."""
+    `cc` addresses and sender display name (`from_alias`); the message's provider timeout."""
     params = getattr(message, "params", None) or {}
-    if message.channel == "push":
+    hints = _channel_hints(message.channel, params)
+    limit = params.get("provider_timeout")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
+        return MappingProxyType({**hints, "provider_timeout": float(limit)})
+    return hints
+
+
+def _channel_hints(channel: str, params: dict) -> MappingProxyType:
+    if channel == "push":
         extras = params.get("extras", {})
         return MappingProxyType({"extras": extras if isinstance(extras, dict) else {}})
-    if message.channel == "email":
+    if channel == "email":
         hints: dict[str, Any] = {}
         cc = params.get("cc")
         if isinstance(cc, list) and all(isinstance(address, str) for address in cc):
@@ -506,7 +514,7 @@ def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
         if isinstance(params.get("from_alias"), str) and params["from_alias"]:
             hints["from_name"] = params["from_alias"]
         return MappingProxyType(hints)
-    if message.channel == "sms" and params.get("template"):
+    if channel == "sms" and params.get("template"):
         # (a provider that sends only registered templates maps them: Aliyun)
         data = params.get("data", {})
         return MappingProxyType(
@@ -558,8 +566,17 @@ def suppress_bad_recipient(
         pass  # suppressed meanwhile
 
 
-def deadline_of(message: ClaimedMessage) -> datetime | None:
-    value = (message.params or {}).get("deadline")
+def deadline_of(message: ClaimedMessage | Message) -> datetime | None:
+    """When the message stops trying on its channel: the earlier of its channel deadline
+    (`deadline`) and its message deadline (`final_deadline`, carried to its fallbacks)."""
+    params = message.params or {}
+    found = [moment_of(params.get("deadline")), moment_of(params.get("final_deadline"))]
+    found = [moment for moment in found if moment is not None]
+    return min(found) if found else None
+
+
+def moment_of(value: object) -> datetime | None:
+    """An aware datetime from its ISO text in a message's params, or None."""
     if not isinstance(value, str):
         return None
     parsed = parse_datetime(value)
