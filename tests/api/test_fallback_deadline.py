@@ -3,6 +3,7 @@ the next channel of its `fallback`, once; a message not sent by its deadline fai
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -154,3 +155,102 @@ def test_fallback__failure_announced_twice__falls_back_once(
     run()
     on_message_finished(sender=None, message_id=answer.json()["id"], status="failed")
     assert Message.all_tenants.filter(channel="sms").count() == 1
+
+
+# ---- deadline tiers (provider, channel, message) ------------------------------------------
+
+
+def post_with_timeouts(api_client, timeouts: dict, **fields: object):  # noqa: ANN001, ANN201
+    return api_client.post(
+        "/v2/messages",
+        {
+            "channel": "email",
+            "to": "reject-me@example.com",
+            "subject": "Your code",
+            "body": "Code 4821",
+            "timeouts": timeouts,
+            "fallback": [{"channel": "sms", "to": "+8613912345678"}],
+            **fields,
+        },
+        format="json",
+    )
+
+
+def test_timeouts__channel_and_message__stored_as_the_deadlines_delivery_reads(api_client):
+    # Given a message that may try its channel 60 s and take 600 s in all
+    before = timezone.now()
+    answer = post_with_timeouts(api_client, {"provider": 2.5, "channel": 60, "message": 600})
+    assert answer.status_code == 202, answer.content
+    # Then its channel deadline is 60 s away, its message deadline 600 s, its calls 2.5 s
+    message = Message.all_tenants.get(pk=answer.json()["id"])
+    channel_ends = services.moment_of(message.params["deadline"])
+    message_ends = services.moment_of(message.params["final_deadline"])
+    assert timedelta(seconds=59) < channel_ends - before < timedelta(seconds=61)
+    assert timedelta(seconds=599) < message_ends - before < timedelta(seconds=601)
+    assert services.envelope_of(message).provider_hints["provider_timeout"] == 2.5
+
+
+def test_timeouts__channel_shorter_than_deadline__the_earlier_one_holds(api_client):
+    answer = post_with_timeouts(
+        api_client,
+        {"channel": 30},
+        deadline=(timezone.now() + timedelta(hours=1)).isoformat(),
+    )
+    message = Message.all_tenants.get(pk=answer.json()["id"])
+    assert services.moment_of(message.params["deadline"]) < timezone.now() + timedelta(seconds=31)
+
+
+@pytest.mark.parametrize(
+    "timeouts",
+    [
+        {"provider": 0.1},
+        {"provider": 600},
+        {"channel": 0},
+        {"channel": 900, "message": 60},
+        {"message": "soon"},
+    ],
+)
+def test_timeouts__out_of_bounds__400_naming_them_nothing_stored(api_client, timeouts):
+    answer = post_with_timeouts(api_client, timeouts)
+    assert answer.status_code == 400 and "timeouts" in json.dumps(answer.json())
+    assert not Message.all_tenants.exists()
+
+
+def test_timeouts__message_deadline__carried_to_the_fallback_which_fails_past_it(
+    api_client, smtp_server, sms_outbox, run
+):
+    # Given an email refused for good, with an SMS fallback and a message deadline
+    answer = post_with_timeouts(api_client, {"message": 600})
+    email_id = answer.json()["id"]
+    run()
+    # Then the SMS fallback carries the same message deadline
+    email = Message.all_tenants.get(pk=email_id)
+    (sms,) = Message.all_tenants.filter(channel="sms")
+    assert sms.params["final_deadline"] == email.params["final_deadline"]
+
+
+def test_timeouts__message_deadline_passed__no_fallback_and_the_timeline_says_why(
+    api_client, smtp_server, sms_outbox, run
+):
+    from notify.messaging.fallback import on_message_finished
+
+    # Given an email refused for good whose message deadline has passed by the time it failed
+    answer = post_with_timeouts(api_client, {"message": 600})
+    email_id = answer.json()["id"]
+    Message.all_tenants.filter(pk=email_id).update(
+        params={
+            "final_deadline": (timezone.now() - timedelta(seconds=1)).isoformat(),
+            "fallback": [{"channel": "sms", "to": "+8613912345678"}],
+        }
+    )
+    run()
+    # Then it failed on the deadline, with no SMS, and says why (once, however often announced)
+    email = Message.all_tenants.get(pk=email_id)
+    assert email.status == MessageStatus.FAILED and "deadline" in email.error
+    on_message_finished(sender=None, message_id=email_id, status="failed")
+    assert not Message.all_tenants.filter(channel="sms").exists()
+    assert sms_outbox.exists() is False or sms_outbox.read_text() == ""
+    assert (
+        MessageEvent.objects.filter(message_id=email_id, detail__startswith="no fallback").count()
+        == 1
+    )

@@ -22,9 +22,15 @@ from notify.tenants.services import create_tenant
 SECRET = "a-provider-secret-of-32-chars!!!"
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        pass  # (a caller that gave up on a slow answer closed its end)
+
+
 class Carrier:
     """A provider of the generic HTTP protocol on loopback that checks the signature as
-    documented; `mode`: ok (accepted), down (503), bad_number (200 with an error body)."""
+    documented; `mode`: ok (accepted), down (503), bad_number (200 with an error body), slow
+    (accepts after 1.5 s)."""
 
     def __init__(self, secret: str = SECRET) -> None:
         self.mode = "ok"
@@ -48,6 +54,8 @@ class Carrier:
                 if carrier.mode == "down":
                     return self._answer(503, {"error": "maintenance"})
                 payload = json.loads(body)
+                if carrier.mode == "slow":
+                    time.sleep(1.5)  # (then accepts: too late for a caller that gave up)
                 if carrier.mode == "bad_number":
                     return self._answer(
                         200, {"status": "failed", "error_code": "INVALID_NUMBER", "error": "no"}
@@ -63,7 +71,7 @@ class Carrier:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -119,6 +127,42 @@ def attempts(message: Message) -> list[tuple[str, str, str]]:
 
 
 # ---- failover ----------------------------------------------------------------------------
+
+
+def test_failover__provider_slower_than_its_timeout__the_next_one_sends_in_the_same_attempt(
+    tenant, two_providers, carriers, deliver
+):
+    from notify.channels.services import update_provider
+
+    # Given a first provider that hangs, and which may take 0.5 s per call
+    carriers[0].mode = "slow"
+    update_provider(two_providers[0], timeout=0.5)
+    message = sms(tenant)
+    # When the message is delivered
+    deliver(message.id)
+    # Then the second provider sent it within the same attempt
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert attempts(message) == [("sent", "backup", "")]
+    assert len(carriers[1].received) == 1
+
+
+def test_failover__message_provider_tier_shorter__the_next_one_sends(
+    tenant, two_providers, carriers, deliver
+):
+    # Given a hanging first provider with the platform's timeout, and a message whose
+    # provider tier is 0.5 s
+    carriers[0].mode = "slow"
+    message = create_message(
+        tenant=tenant,
+        draft=MessageDraft(
+            channel="sms", recipient="13912345678", body="code 1", params={"provider_timeout": 0.5}
+        ),
+    )
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert attempts(message) == [("sent", "backup", "")]
 
 
 def test_failover__first_provider_down__sent_once_by_the_second_which_the_attempt_names(
@@ -211,6 +255,19 @@ NEW_PROVIDER = {
     "secrets": {"secret": SECRET},
     "priority": 5,
 }
+
+
+def test_api__provider_timeout__kept_and_shown_bounds_refused(api_client, tenant):
+    created = api_client.post("/v2/providers", {**NEW_PROVIDER, "timeout": 2.5}, format="json")
+    assert created.status_code == 201 and created.json()["timeout"] == 2.5
+    provider_id = created.json()["id"]
+    changed = api_client.patch(f"/v2/providers/{provider_id}", {"timeout": None}, format="json")
+    assert changed.status_code == 200 and changed.json()["timeout"] is None
+    for refused in (0.1, 120):
+        answer = api_client.patch(
+            f"/v2/providers/{provider_id}", {"timeout": refused}, format="json"
+        )
+        assert answer.status_code == 400 and "timeout" in answer.json()["error"]["fields"]
 
 
 def test_api__create_provider__secret_stored_encrypted_and_never_returned(api_client, tenant):
