@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify.channels import aliyun, breaker, chat, fcm, twilio_sms
+from notify.channels import aliyun, breaker, chat, fcm, twilio_sms, webpush
 from notify.channels.base import (
     ConfigError,
     Envelope,
@@ -61,7 +61,9 @@ class _TenantHttpSms(_GatedHttp, HttpSmsTransport):
 
 
 class _TenantHttpPush(_GatedHttp, HttpPushTransport):
-    pass
+    def accepts(self, recipient: str) -> bool:
+        # (a Web Push subscription is a JSON object: the webpush kind's)
+        return not recipient.startswith("{")
 
 
 class GenericHttpKind(ProviderKind):
@@ -162,6 +164,7 @@ KINDS: dict[str, ProviderKind] = {
         aliyun.AliyunSmsKind(),
         twilio_sms.TwilioSmsKind(),
         fcm.FcmKind(),
+        webpush.WebPushKind(),
         SlackKind(),
         DingTalkKind(),
         WeComKind(),

@@ -193,7 +193,7 @@ SMS = register(
         legacy_alias="sms",
         normalise=normalise_mobile,
         mask=mask_mobile,
-        transport_kinds=("http",),
+        transport_kinds=("http", "aliyun", "twilio"),
     )
 )
 PUSH = register(
@@ -203,7 +203,7 @@ PUSH = register(
         legacy_alias="push",
         normalise=normalise_device_token,
         mask=mask_opaque,
-        transport_kinds=("http",),
+        transport_kinds=("http", "fcm", "webpush"),
     )
 )
 CHAT = register(

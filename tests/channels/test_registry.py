@@ -70,10 +70,15 @@ def test_mask_recipient__each_channel__its_own_mask(channel, recipient, masked):
     assert mask_recipient(channel, recipient) == masked
 
 
-def test_registry__sms_and_push__sendable_over_http_providers():
+def test_registry__each_provider_kind__listed_by_the_channels_it_carries():
+    from notify.channels.providers import KINDS
+
     assert registry.sendable_names() == ["email", "sms", "push", "chat", "inapp"]
-    assert registry.get("sms").transport_kinds == ("http",)
-    assert registry.get("push").transport_kinds == ("http",)
+    for kind in KINDS.values():
+        for channel in kind.channels:
+            assert kind.name in registry.get(channel).transport_kinds, (kind.name, channel)
+    assert registry.get("sms").transport_kinds == ("http", "aliyun", "twilio")
+    assert registry.get("push").transport_kinds == ("http", "fcm", "webpush")
 
 
 def test_api__sms_now_that_it_has_a_transport__202(api_client):
