@@ -190,6 +190,13 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025")
 vars().update(EMAIL_CONFIG)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="notify@localhost")
+# An ESP's HTTP API instead of SMTP for the platform's own email: an anymail backend, e.g.
+# EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend with ANYMAIL='{"MAILGUN_API_KEY": "…",
+# "MAILGUN_WEBHOOK_SIGNING_KEY": "…", "WEBHOOK_SECRET": "user:password"}'; its tracking
+# webhooks are /anymail/<esp>/tracking/ (docs/providers.md).
+if env.str("EMAIL_BACKEND", default=""):
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND")
+ANYMAIL = env.json("ANYMAIL", default={})
 
 # The generic HTTP SMS and push providers (docs/http-providers.md): a channel without a URL
 # has no provider (its messages fail permanently, saying so).

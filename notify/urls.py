@@ -12,6 +12,8 @@ urlpatterns = [
     path("healthz", readyz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("v2/", include("notify.api.urls")),
+    # the platform's own ESP's tracking webhooks (EMAIL_BACKEND an anymail backend)
+    path("anymail/", include("anymail.urls")),
 ]
 
 handler404 = "notify.api.errors.json_404"

@@ -20,7 +20,7 @@ from notify.channels.base import Inbound, ReceiptBatch, ReceiptRefused
 from notify.channels.http import parse_report
 from notify.channels.models import Provider
 from notify.channels.providers import KINDS
-from notify.messaging.receipts import record_receipt
+from notify.messaging.receipts import record_report
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,5 @@ def _receive(request: HttpRequest, channel: str, parse, **scope: object) -> Json
             return _error(401, "authentication_failed", str(exc))
         return _error(400, "parse_error", str(exc))
     for receipt in batch.receipts:
-        record_receipt(
-            channel,
-            receipt.provider_message_id,
-            receipt.status,
-            receipt.error_code,
-            receipt.error,
-            bad_recipient=receipt.bad_recipient,
-            **scope,
-        )
+        record_report(channel, receipt, **scope)
     return JsonResponse(batch.answer, json_dumps_params={"ensure_ascii": False})

@@ -244,7 +244,9 @@ class Inbound:
 @dataclass(frozen=True)
 class Receipt:
     provider_message_id: str
-    status: str  # "delivered" or "failed"
+    # "delivered", "failed", or "suppress" (a complaint, an unsubscribe: the recipient is
+    # suppressed, the message stays as it was)
+    status: str
     error_code: str = ""
     error: str = ""
     # the provider said the recipient cannot receive, ever (the recipient is then suppressed)

@@ -1,7 +1,10 @@
 import contextlib
 import smtplib
+from collections.abc import Callable
 from email.utils import formataddr, parseaddr
+from typing import Any
 
+from anymail.exceptions import AnymailError
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import sanitize_address
@@ -58,11 +61,22 @@ def _smtp_error(code: int, text: bytes | str, what: str) -> TransportError:
 
 @register
 class EmailTransport(Transport):
+    """Mail through a Django email backend: the platform's (EMAIL_BACKEND: SMTP, or any
+    anymail ESP) by default, or a tenant's ESP account (`connect`, `from_email`)."""
+
     channel = "email"
 
-    def __init__(self) -> None:
-        # one SMTP connection for every send of this transport (a chunk), opened on first use
+    def __init__(
+        self,
+        connect: Callable[[], Any] | None = None,
+        from_email: str = "",
+        label: str = "",
+    ) -> None:
+        # one connection for every send of this transport (a chunk), opened on first use
         self._connection = None
+        self._connect = connect or (lambda: get_connection(fail_silently=False))
+        self._from_email = from_email
+        self._label = label
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -75,7 +89,7 @@ class EmailTransport(Transport):
         mail = _BuiltOnce(
             subject=envelope.subject,
             body=envelope.body,
-            from_email=_sender(envelope.provider_hints.get("from_name", "")),
+            from_email=_sender(envelope.provider_hints.get("from_name", ""), self._from_email),
             to=[envelope.recipient],
             cc=list(envelope.provider_hints.get("cc", ())),
             headers={**envelope.headers, "X-Notify-Message-Id": envelope.message_id},
@@ -89,7 +103,7 @@ class EmailTransport(Transport):
         build_check(mail)
         try:
             if self._connection is None:
-                connection = get_connection(fail_silently=False)
+                connection = self._connect()
                 connection.open()
                 self._connection = connection
             sent = self._connection.send_messages([mail])
@@ -102,26 +116,44 @@ class EmailTransport(Transport):
             raise error from exc
         if sent != 1:
             raise TransportError("SMTP backend accepted no message", permanent=False)
+        accepted = getattr(mail, "anymail_status", None)
+        if accepted is not None:
+            # an ESP's API took it: its tracking webhook tells how it ends
+            message_id = accepted.message_id
+            if not isinstance(message_id, str):  # (one id per recipient: the `to` one's)
+                status = accepted.recipients.get(envelope.recipient.lower())
+                message_id = status.message_id if status is not None else ""
+            label = self._label or f"{type(self._connection).__module__.split('.')[-1]} API"
+            return SendResult(
+                detail=f"accepted by the {label} ({', '.join(sorted(accepted.status or []))})",
+                provider_message_id=str(message_id or "")[:255],
+            )
         host = getattr(self._connection, "host", "")
         port = getattr(self._connection, "port", "")
         return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)
 
 
-def _sender(display_name: str) -> str:
-    """DEFAULT_FROM_EMAIL, under the caller's display name when it gave one (the legacy
-    `from_alias`); the name is encoded by the email library, never parsed as an address."""
+def _sender(display_name: str, from_email: str = "") -> str:
+    """`from_email` (default DEFAULT_FROM_EMAIL), under the caller's display name when it gave
+    one (the legacy `from_alias`); the name is encoded by the email library, never parsed as
+    an address."""
+    default = from_email or settings.DEFAULT_FROM_EMAIL
     # a display name is one header line: line breaks and other controls become spaces
     display_name = "".join(
         " " if ord(char) < 32 or char in "\x7f\x85\u2028\u2029" else char for char in display_name
     ).strip()
     if not display_name:
-        return settings.DEFAULT_FROM_EMAIL
-    _, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
-    return formataddr((display_name, address or settings.DEFAULT_FROM_EMAIL))
+        return default
+    _, address = parseaddr(default)
+    return formataddr((display_name, address or default))
 
 
 def _transport_error(exc: BaseException) -> BaseException:
     """What a failed send means for the message (a non-SMTP error passes through)."""
+    if isinstance(exc, AnymailError):
+        from notify.channels.anymail_esp import send_errors
+
+        return send_errors(exc, "the email provider's API")
     if isinstance(exc, (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError)):
         # Our side's configuration or the server's state, not this message: fixing either
         # lets the retry through.

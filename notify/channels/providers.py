@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify.channels import aliyun, breaker, chat, fcm, twilio_sms, webpush
+from notify.channels import aliyun, anymail_esp, breaker, chat, fcm, twilio_sms, webpush
 from notify.channels.base import (
     ConfigError,
     Envelope,
@@ -165,6 +165,7 @@ KINDS: dict[str, ProviderKind] = {
         twilio_sms.TwilioSmsKind(),
         fcm.FcmKind(),
         webpush.WebPushKind(),
+        anymail_esp.AnymailKind(),
         SlackKind(),
         DingTalkKind(),
         WeComKind(),

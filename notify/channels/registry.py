@@ -182,7 +182,7 @@ EMAIL = register(
         legacy_alias="mail",
         normalise=normalise_email,
         mask=mask_email,
-        transport_kinds=("smtp",),
+        transport_kinds=("smtp", "anymail"),
         html_bodies=True,
     )
 )

@@ -7,4 +7,4 @@ class MessagingConfig(AppConfig):
 
     def ready(self) -> None:
         # fallbacks, the inbox and tenant webhooks subscribe to message events
-        from notify.messaging import fallback, inbox, webhooks  # noqa: F401
+        from notify.messaging import fallback, inbox, receipts, webhooks  # noqa: F401

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import logging
 
+from anymail.signals import AnymailTrackingEvent, tracking
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
+from django.dispatch import receiver
 from django.utils import timezone
 
+from notify.channels.anymail_esp import receipt_of
+from notify.channels.base import Receipt
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import DeliveryAttempt, Message, MessageEvent, MessageStatus
 from notify.messaging.services import announce_finished, suppress_bad_recipient
@@ -102,3 +106,49 @@ def record_receipt(
             "message %s id=%s: %s", status, message_id, detail, extra={"message_id": message_id}
         )
     return changed == 1
+
+
+def record_report(
+    channel: str, receipt: Receipt, *, tenant_id: int | None = None, provider: str = ""
+) -> bool:
+    """One report of a provider, whatever it says: an end (`delivered`, `failed`: see
+    record_receipt) or a recipient to suppress (`suppress`: a complaint, an unsubscribe; the
+    message stays as it was). Returns whether anything changed."""
+    if receipt.status != "suppress":
+        return record_receipt(
+            channel,
+            receipt.provider_message_id,
+            receipt.status,
+            receipt.error_code,
+            receipt.error,
+            tenant_id=tenant_id,
+            provider=provider,
+            bad_recipient=receipt.bad_recipient,
+        )
+    found = (
+        DeliveryAttempt.objects.filter(
+            provider_message_id=receipt.provider_message_id,
+            provider=provider,
+            message__channel=channel,
+            **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
+        )
+        .values_list("message__tenant_id", "message__recipient", "message__origin")
+        .first()
+    )
+    if found is None:
+        return False
+    tenant, recipient, origin = found
+    suppress_bad_recipient(tenant, channel, recipient, origin, f"its report: {receipt.error_code}")
+    return True
+
+
+@receiver(tracking, dispatch_uid="messaging.anymail_tracking")
+def on_anymail_tracking(
+    sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs: object
+) -> None:
+    """The platform's own ESP (EMAIL_BACKEND an anymail backend) reports through anymail's
+    tracking webhooks (`/anymail/<esp>/tracking/`, verified by anymail with ANYMAIL's
+    WEBHOOK_SECRET and the ESP's signature)."""
+    receipt = receipt_of(event)
+    if receipt is not None:
+        record_report("email", receipt)
