@@ -12,12 +12,12 @@ import http.client
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -25,9 +25,11 @@ from compat import native
 from compat.models import LegacyCallback
 from compat.protocol import compute_sign
 from notify import outbound
+from notify.messaging import followups
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import Message, Origin
 from notify.messaging.signals import message_finished
+from notify.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,23 @@ def on_message_finished(
     except IntegrityError:
         return  # owed already
     transaction.on_commit(lambda: publish(callback.pk))
+
+
+@followups.register("compat.callbacks")
+def missing_callbacks(since: datetime, until: datetime) -> QuerySet | list:
+    """Finished legacy-API messages of the tenants with a callback_url that have no report
+    (the receiver writes one per message, unique), through the index of finished messages by
+    tenant (`message_finished_tenant`)."""
+    tenants = list(
+        Tenant.objects.exclude(callback_url="").order_by("pk").values_list("pk", flat=True)
+    )
+    if not tenants:
+        return []
+    return (
+        followups.finished_between(since, until)
+        .filter(tenant_id__in=tenants, origin=Origin.LEGACY)
+        .filter(~Exists(LegacyCallback.all_tenants.filter(message_id=OuterRef("id"))))
+    )
 
 
 def publish(callback_id: int) -> None:

@@ -293,6 +293,18 @@ NOTIFY_BULK_WAKEUPS = env.int("NOTIFY_BULK_WAKEUPS", default=32)
 # has not completed after NOTIFY_IDEMPOTENCY_TAKEOVER seconds is taken over by its retry.
 NOTIFY_IDEMPOTENCY_TTL = env.int("NOTIFY_IDEMPOTENCY_TTL", default=24 * 3600)
 NOTIFY_IDEMPOTENCY_TAKEOVER = env.int("NOTIFY_IDEMPOTENCY_TAKEOVER", default=60)
+# Follow-ups (notify/messaging/followups.py): the fallback, inbox item, webhook deliveries and
+# legacy report of a finished message are written by the `message_finished` receivers right
+# after its final status commits; a process that dies in between (or a receiver that fails)
+# leaves one missing. Every NOTIFY_FOLLOW_UP_INTERVAL seconds the beat's follow-up sweep
+# announces again the messages finished between NOTIFY_FOLLOW_UP_WINDOW and
+# NOTIFY_FOLLOW_UP_GRACE seconds ago whose follow-up is missing (the receivers are idempotent),
+# at most NOTIFY_FOLLOW_UP_BATCH per run. A follow-up missing for longer than the window stays
+# missing: the window bounds each run's work.
+NOTIFY_FOLLOW_UP_INTERVAL = env.float("NOTIFY_FOLLOW_UP_INTERVAL", default=60.0)
+NOTIFY_FOLLOW_UP_WINDOW = env.float("NOTIFY_FOLLOW_UP_WINDOW", default=6 * 3600.0)
+NOTIFY_FOLLOW_UP_GRACE = env.float("NOTIFY_FOLLOW_UP_GRACE", default=60.0)
+NOTIFY_FOLLOW_UP_BATCH = env.int("NOTIFY_FOLLOW_UP_BATCH", default=1000)
 CELERY_BEAT_SCHEDULE = {
     "messaging-sweep": {
         "task": "messaging.sweep",
@@ -319,6 +331,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compat.sweep_callbacks",
         "schedule": 5.0,
         "options": {"expires": 5.0},
+    },
+    "follow-ups-sweep": {
+        "task": "messaging.sweep_follow_ups",
+        "schedule": NOTIFY_FOLLOW_UP_INTERVAL,
+        "options": {"expires": NOTIFY_FOLLOW_UP_INTERVAL},
     },
 }
 

@@ -8,13 +8,16 @@ rest of the list."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.html import strip_tags
 
 from notify.channels import registry
+from notify.messaging import followups
 from notify.messaging.models import Message, MessageEvent, MessageStatus
 from notify.messaging.services import MessageDraft, create_message, moment_of
 from notify.messaging.signals import message_finished
@@ -33,15 +36,20 @@ def on_message_finished(sender: object, message_id: str, status: str, **kwargs: 
     message = Message.all_tenants.filter(pk=message_id).select_related("tenant").first()
     if message is None:
         return
-    chain = (message.params or {}).get("fallback") or []
+    if "fallback" not in (message.params or {}):
+        return
+    chain = message.params["fallback"]
     if not isinstance(chain, list) or not chain:
+        _give_up(message, "no fallback: its fallback list is empty")
         return
     step, rest = chain[0], chain[1:]
     try:
         spec = registry.get(step["channel"])
         recipient = spec.normalise(step["to"])
     except (KeyError, TypeError, registry.UnknownChannel, registry.InvalidRecipient) as exc:
-        logger.warning("message %s: fallback %r unusable: %s", message_id, step, exc)
+        # (claimed as given up: the sweep must not announce it again and again)
+        logger.warning("message %s: fallback unusable: %s", message_id, exc)
+        _give_up(message, f"no fallback: its next step is unusable ({exc})")
         return
     final = moment_of(message.params.get("final_deadline"))
     if final is not None and final <= timezone.now():
@@ -100,3 +108,14 @@ def _give_up(message: Message, why: str) -> None:
             MessageEvent.objects.create(
                 message_id=message.pk, status=message.status, detail=why, created_at=timezone.now()
             )
+
+
+# ---- the follow-up sweep (followups.py): a fallback lost between the commit and the receiver
+
+
+@followups.register("messaging.fallback")
+def missing_fallbacks(since: datetime, until: datetime) -> QuerySet:
+    """Failed or dead messages still holding their `fallback` list: the receiver removes it
+    when it claims the fallback, so only the unclaimed ones match, and the partial index
+    `message_fallback_owed` holds only them."""
+    return followups.finished_between(since, until, FALLS_BACK).filter(params__has_key="fallback")

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from notify.messaging import followups
 from notify.messaging.models import InboxItem, Message, MessageStatus
 from notify.messaging.signals import message_finished
 from notify.tenants.models import Tenant
@@ -45,6 +46,17 @@ def on_message_finished(
             )
     except IntegrityError:
         return  # in the inbox already
+
+
+@followups.register("messaging.inbox")
+def missing_inbox_items(since: datetime, until: datetime) -> QuerySet:
+    """Delivered in-app messages without their inbox item (the partial index
+    `message_inapp_delivered` holds only the delivered in-app messages)."""
+    return (
+        followups.finished_between(since, until, [MessageStatus.DELIVERED])
+        .filter(channel="inapp")
+        .filter(~Exists(InboxItem.all_tenants.filter(message_id=OuterRef("id"))))
+    )
 
 
 class BadCursor(ValueError):

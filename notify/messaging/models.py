@@ -160,6 +160,29 @@ class Message(models.Model):
                 condition=Q(status="sending"),
                 name="message_sending_lease",
             ),
+            # the follow-up sweep (followups.py): each holds only finished rows that can owe a
+            # follow-up, by when they finished (an entry written by the final status's own
+            # UPDATE, which `status`'s index already keeps from being a HOT update: no extra
+            # statement on the delivery path). Webhook events and legacy reports: read per
+            # tenant, only for the tenants with a subscription or a callback_url
+            models.Index(
+                fields=["tenant", "updated_at"],
+                condition=Q(status__in=["cancelled", "dead", "delivered", "failed", "suppressed"]),
+                name="message_finished_tenant",
+            ),
+            # inbox items: the delivered in-app messages
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status="delivered", channel="inapp"),
+                name="message_inapp_delivered",
+            ),
+            # fallbacks: only the failed messages whose fallback is not claimed yet (claiming it
+            # removes the `fallback` key, and the row from this index)
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status__in=["dead", "failed"], params__has_key="fallback"),
+                name="message_fallback_owed",
+            ),
         ]
 
     def __str__(self) -> str:

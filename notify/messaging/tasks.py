@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
-from notify.messaging import services, webhooks
+from notify.messaging import followups, services, webhooks
 
 # A database hiccup in the worker must not drop the task: it is retried, and the conditional
 # claim makes the retry harmless if the first run got further than it seemed.
@@ -48,3 +48,11 @@ def deliver_webhook(delivery_id: int) -> None:
 def sweep_webhooks() -> None:
     """Run by Celery beat: queues the tenant webhook deliveries that are due."""
     webhooks.sweep()
+
+
+@shared_task(name="messaging.sweep_follow_ups", ignore_result=True)
+def sweep_follow_ups() -> None:
+    """Run by Celery beat every NOTIFY_FOLLOW_UP_INTERVAL seconds: announces again the finished
+    messages whose follow-up (fallback, inbox item, webhook deliveries, legacy report) is
+    missing."""
+    followups.reannounce_missing()

@@ -14,17 +14,19 @@ import json
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.dispatch import receiver
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from notify import outbound
+from notify.messaging import followups
 from notify.messaging.models import (
     Message,
     MessageStatus,
@@ -120,6 +122,52 @@ def _subscriptions(tenant_id: int) -> list[WebhookSubscription]:
 
 def forget_cached() -> None:
     _cache.clear()
+
+
+@followups.register("messaging.webhooks")
+def missing_deliveries(since: datetime, until: datetime) -> QuerySet | list:
+    """Finished messages of the tenants with enabled subscriptions that a subscription wanting
+    the event has no delivery of (its event_id, as the receiver writes it, is unique). A
+    subscription is owed only the events of messages finished since it was last saved: a new
+    or re-enabled one is not sent the past (the receiver did not owe it then either)."""
+    subscriptions = list(
+        WebhookSubscription.all_tenants.filter(enabled=True).values_list(
+            "pk", "tenant_id", "events"
+        )
+    )
+    # the statuses wanted by the same subscriptions, together (usually one group: all of them)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for status, event_type in EVENT_TYPES.items():
+        wanting = tuple(pk for pk, _, events in subscriptions if not events or event_type in events)
+        if wanting:
+            groups.setdefault(wanting, []).append(status.value)
+    if not groups:
+        return []
+    # the event_id the receiver writes (evt_<message>_<status>_<attempts>_<subscription>), per
+    # (message, subscription), in SQL
+    owed_event_id = Concat(
+        Value("evt_"),
+        OuterRef(OuterRef("id")),
+        Value("_"),
+        OuterRef(OuterRef("status")),
+        Value("_"),
+        Cast(OuterRef(OuterRef("attempts")), CharField()),
+        Value("_"),
+        Cast(OuterRef("pk"), CharField()),
+        output_field=CharField(),
+    )
+    owed = Q()
+    for wanting, statuses in groups.items():
+        undelivered = WebhookSubscription.all_tenants.filter(
+            pk__in=wanting,
+            enabled=True,
+            tenant_id=OuterRef("tenant_id"),
+            updated_at__lte=OuterRef("updated_at"),
+        ).filter(~Exists(WebhookDelivery.objects.filter(event_id=owed_event_id)))
+        # (the status first: the database tests it before it runs the subquery)
+        owed |= Q(status__in=statuses) & Exists(undelivered)
+    tenants = sorted({tenant_id for _, tenant_id, _ in subscriptions})
+    return followups.finished_between(since, until).filter(tenant_id__in=tenants).filter(owed)
 
 
 def event_payload(event_type: str, message: Message) -> dict[str, Any]:

@@ -254,3 +254,29 @@ def test_timeouts__message_deadline_passed__no_fallback_and_the_timeline_says_wh
         MessageEvent.objects.filter(message_id=email_id, detail__startswith="no fallback").count()
         == 1
     )
+
+
+def test_fallback__unusable_next_step__given_up_once_saying_why(
+    api_client, smtp_server, sms_outbox, run
+):
+    from notify.messaging.fallback import on_message_finished
+
+    # Given an email refused for good whose stored fallback step cannot be used
+    answer = post_with_timeouts(api_client, {})
+    email_id = answer.json()["id"]
+    Message.all_tenants.filter(pk=email_id).update(
+        params={"fallback": [{"channel": "fax", "to": "+8613912345678"}]}
+    )
+    run()
+    # When its end is announced again (the follow-up sweep)
+    on_message_finished(sender=None, message_id=email_id, status="failed")
+    # Then no message was made, the list is spent, and the timeline says why, once
+    email = Message.all_tenants.get(pk=email_id)
+    assert "fallback" not in email.params
+    assert not Message.all_tenants.exclude(pk=email_id).exists()
+    assert (
+        MessageEvent.objects.filter(
+            message_id=email_id, detail__startswith="no fallback: its next step is unusable"
+        ).count()
+        == 1
+    )

@@ -215,7 +215,9 @@ def test_receipt__unreadable_body__400_json_and_nothing_changes(sent_sms, body):
 
 
 def test_receipt__oversized_body__400_json(secrets, db):
-    body = json.dumps({"message_id": "x", "status": "delivered", "pad": "p" * (MAX_REPORT_BYTES + 1)}).encode()
+    body = json.dumps(
+        {"message_id": "x", "status": "delivered", "pad": "p" * (MAX_REPORT_BYTES + 1)}
+    ).encode()
     response = report(body=body)
     assert response.status_code == 400
     assert "error" in response.json()

@@ -14,7 +14,11 @@ from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from templates_store.legacy import LegacyExport
 from tests.conftest import ReferenceGateway
-from tests.messaging.conftest import deliver  # noqa: F401 - the worker's delivery, in-process
+from tests.messaging.conftest import (  # noqa: F401 - the worker's delivery, in-process
+    announced,
+    deliver,
+    deliver_then_die,
+)
 
 SHOP_TEMPLATES = {
     "SMS_100001",
