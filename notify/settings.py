@@ -305,6 +305,11 @@ NOTIFY_FOLLOW_UP_INTERVAL = env.float("NOTIFY_FOLLOW_UP_INTERVAL", default=60.0)
 NOTIFY_FOLLOW_UP_WINDOW = env.float("NOTIFY_FOLLOW_UP_WINDOW", default=6 * 3600.0)
 NOTIFY_FOLLOW_UP_GRACE = env.float("NOTIFY_FOLLOW_UP_GRACE", default=60.0)
 NOTIFY_FOLLOW_UP_BATCH = env.int("NOTIFY_FOLLOW_UP_BATCH", default=1000)
+# A delivery report that arrives before the worker recorded the send it reports on is kept
+# and applied by the beat every NOTIFY_EARLY_RECEIPT_INTERVAL seconds; one that matches
+# nothing for NOTIFY_EARLY_RECEIPT_TTL seconds is dropped (notify/messaging/receipts.py).
+NOTIFY_EARLY_RECEIPT_INTERVAL = env.float("NOTIFY_EARLY_RECEIPT_INTERVAL", default=5.0)
+NOTIFY_EARLY_RECEIPT_TTL = env.int("NOTIFY_EARLY_RECEIPT_TTL", default=3600)
 CELERY_BEAT_SCHEDULE = {
     "messaging-sweep": {
         "task": "messaging.sweep",
@@ -331,6 +336,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compat.sweep_callbacks",
         "schedule": 5.0,
         "options": {"expires": 5.0},
+    },
+    "early-receipts": {
+        "task": "messaging.apply_early_receipts",
+        "schedule": NOTIFY_EARLY_RECEIPT_INTERVAL,
+        "options": {"expires": NOTIFY_EARLY_RECEIPT_INTERVAL},
     },
     "follow-ups-sweep": {
         "task": "messaging.sweep_follow_ups",

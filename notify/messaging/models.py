@@ -406,3 +406,29 @@ class InboxItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recipient}: {self.message_id}"
+
+
+class EarlyReceipt(models.Model):
+    """A provider's report that arrived before the platform recorded the send it reports on
+    (the provider answered, then reported, faster than the worker committed): kept, and
+    applied by the beat once the attempt is recorded, so a fast report is never lost. Dropped
+    after NOTIFY_EARLY_RECEIPT_TTL seconds (a report of a message no one sent)."""
+
+    channel = models.CharField(max_length=16)
+    # the tenant's provider that reported, by name (blank: the platform's own)
+    provider = models.CharField(max_length=64, blank=True, default="")
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE)
+    provider_message_id = models.CharField(max_length=255)
+    # "delivered", "failed" or "suppress"
+    status = models.CharField(max_length=16)
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error = models.CharField(max_length=1000, blank=True, default="")
+    bad_recipient = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    # (no tenant's view: only the beat reads them, for every tenant)
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
+
+    def __str__(self) -> str:
+        return f"{self.channel} report {self.provider_message_id[:32]}: {self.status}"

@@ -5,17 +5,25 @@ repeated, late or unknown one changes nothing."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from anymail.signals import AnymailTrackingEvent, tracking
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
 
 from notify.channels.anymail_esp import receipt_of
 from notify.channels.base import Receipt
 from notify.messaging.masking import mask_recipient
-from notify.messaging.models import DeliveryAttempt, Message, MessageEvent, MessageStatus
+from notify.messaging.models import (
+    DeliveryAttempt,
+    EarlyReceipt,
+    Message,
+    MessageEvent,
+    MessageStatus,
+)
 from notify.messaging.services import announce_finished, suppress_bad_recipient
 
 logger = logging.getLogger(__name__)
@@ -24,6 +32,8 @@ REPORTED_STATUSES = frozenset({MessageStatus.DELIVERED.value, MessageStatus.FAIL
 # Message.error_code's length; a provider's text is kept to this
 MAX_CODE_CHARS = 64
 MAX_ERROR_CHARS = 1000
+# early reports kept at most (a provider reporting on what no one sent cannot fill the table)
+MAX_EARLY_RECEIPTS = 100_000
 
 
 def record_receipt(
@@ -113,7 +123,39 @@ def record_report(
 ) -> bool:
     """One report of a provider, whatever it says: an end (`delivered`, `failed`: see
     record_receipt) or a recipient to suppress (`suppress`: a complaint, an unsubscribe; the
-    message stays as it was). Returns whether anything changed."""
+    message stays as it was). Returns whether anything changed. A report of a send the
+    platform has not recorded yet (it arrived faster than the worker's commit) is kept and
+    applied by the beat (apply_early_receipts): never lost."""
+    if _apply(channel, receipt, tenant_id, provider):
+        return True
+    if not _attempt_known(channel, receipt.provider_message_id, tenant_id, provider):
+        _keep_early(channel, receipt, tenant_id, provider)
+    return False
+
+
+def apply_early_receipts(now: datetime | None = None, limit: int = 1000) -> int:
+    """The kept early reports, applied to the sends recorded since (run by the beat every few
+    seconds); a report whose send is recorded, or older than NOTIFY_EARLY_RECEIPT_TTL (a
+    report of nothing the platform sent), is let go. Returns how many changed a message."""
+    now = now or timezone.now()
+    expired_before = now - timedelta(seconds=settings.NOTIFY_EARLY_RECEIPT_TTL)
+    applied = 0
+    for row in EarlyReceipt.all_tenants.order_by("created_at", "pk")[:limit]:
+        receipt = Receipt(
+            row.provider_message_id, row.status, row.error_code, row.error, row.bad_recipient
+        )
+        changed = _apply(row.channel, receipt, row.tenant_id, row.provider)
+        applied += changed
+        if (
+            changed
+            or row.created_at < expired_before
+            or _attempt_known(row.channel, row.provider_message_id, row.tenant_id, row.provider)
+        ):
+            EarlyReceipt.all_tenants.filter(pk=row.pk).delete()
+    return applied
+
+
+def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str) -> bool:
     if receipt.status != "suppress":
         return record_receipt(
             channel,
@@ -126,12 +168,7 @@ def record_report(
             bad_recipient=receipt.bad_recipient,
         )
     found = (
-        DeliveryAttempt.objects.filter(
-            provider_message_id=receipt.provider_message_id,
-            provider=provider,
-            message__channel=channel,
-            **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
-        )
+        _attempts_of(channel, receipt.provider_message_id, tenant_id, provider)
         .values_list("message__tenant_id", "message__recipient", "message__origin")
         .first()
     )
@@ -140,6 +177,39 @@ def record_report(
     tenant, recipient, origin = found
     suppress_bad_recipient(tenant, channel, recipient, origin, f"its report: {receipt.error_code}")
     return True
+
+
+def _attempts_of(
+    channel: str, provider_message_id: str, tenant_id: int | None, provider: str
+) -> QuerySet:
+    return DeliveryAttempt.objects.filter(
+        provider_message_id=provider_message_id,
+        provider=provider,
+        message__channel=channel,
+        **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
+    )
+
+
+def _attempt_known(
+    channel: str, provider_message_id: str, tenant_id: int | None, provider: str
+) -> bool:
+    return _attempts_of(channel, provider_message_id, tenant_id, provider).exists()
+
+
+def _keep_early(channel: str, receipt: Receipt, tenant_id: int | None, provider: str) -> None:
+    if EarlyReceipt.all_tenants.count() >= MAX_EARLY_RECEIPTS:
+        logger.warning("early delivery reports at their limit: a %s report is dropped", channel)
+        return
+    EarlyReceipt.all_tenants.create(
+        channel=channel,
+        provider=provider,
+        tenant_id=tenant_id,
+        provider_message_id=receipt.provider_message_id[:255],
+        status=receipt.status,
+        error_code=receipt.error_code[:MAX_CODE_CHARS],
+        error=receipt.error[:MAX_ERROR_CHARS],
+        bad_recipient=receipt.bad_recipient,
+    )
 
 
 @receiver(tracking, dispatch_uid="messaging.anymail_tracking")

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
-from notify.messaging import followups, services, webhooks
+from notify.messaging import followups, receipts, services, webhooks
 
 # A database hiccup in the worker must not drop the task: it is retried, and the conditional
 # claim makes the retry harmless if the first run got further than it seemed.
@@ -56,3 +56,9 @@ def sweep_follow_ups() -> None:
     messages whose follow-up (fallback, inbox item, webhook deliveries, legacy report) is
     missing."""
     followups.reannounce_missing()
+
+
+@shared_task(name="messaging.apply_early_receipts", ignore_result=True)
+def apply_early_receipts() -> None:
+    """Run by Celery beat: the delivery reports that arrived before their send was recorded."""
+    receipts.apply_early_receipts()

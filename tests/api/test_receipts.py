@@ -246,3 +246,64 @@ def test_receipt__tenant_api_key__no_substitute_for_the_signature(sent_sms, api_
     )
     assert response.status_code == 401
     assert state(sent_sms) == before
+
+
+# ---- early reports: faster than the worker's commit ----------------------------------------
+
+
+def test_receipt__arrives_before_the_send_is_recorded__kept_then_applied_by_the_beat(
+    tenant, settings, secrets, django_capture_on_commit_callbacks, monkeypatch
+):
+    from notify.messaging.models import EarlyReceipt
+    from notify.messaging.receipts import apply_early_receipts
+
+    monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
+    # Given the provider's delivered report for `carrier-1`, before any send was recorded
+    answer = report(body={"message_id": "carrier-1", "status": "delivered"})
+    assert answer.status_code == 200
+    assert EarlyReceipt.all_tenants.count() == 1
+    # When the worker then records the send the provider calls `carrier-1`
+    with StandInProvider(SMS_SECRET) as provider:
+        settings.SMS_HTTP_URL = provider.url
+        provider.answer(body={"status": "accepted", "message_id": "carrier-1"})
+        message = create_message(
+            tenant=tenant,
+            draft=MessageDraft(channel="sms", recipient="+8613800138000", body="Code 1234"),
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            services.deliver(message.id)
+    # And the beat applies the kept reports
+    assert apply_early_receipts() == 1
+    # Then the message is delivered, and the report is let go
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert not EarlyReceipt.all_tenants.exists()
+
+
+def test_receipt__of_a_send_already_recorded_and_ended__not_kept(sent_sms):
+    from notify.messaging.models import EarlyReceipt
+
+    assert report(body={"message_id": "carrier-1", "status": "delivered"}).status_code == 200
+    assert report(body={"message_id": "carrier-1", "status": "failed"}).status_code == 200
+    assert state(sent_sms)[0] == MessageStatus.DELIVERED
+    assert not EarlyReceipt.all_tenants.exists()
+
+
+def test_early_receipt__matching_nothing_past_its_ttl__dropped(secrets, db, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from notify.messaging.models import EarlyReceipt
+    from notify.messaging.receipts import apply_early_receipts
+
+    report(body={"message_id": "nobody-sent-this", "status": "delivered"})
+    assert apply_early_receipts() == 0 and EarlyReceipt.all_tenants.count() == 1
+    later = timezone.now() + timedelta(seconds=settings.NOTIFY_EARLY_RECEIPT_TTL + 1)
+    assert apply_early_receipts(now=later) == 0
+    assert not EarlyReceipt.all_tenants.exists()
+
+
+def test_early_receipts__applied_by_the_beat(settings):
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "messaging.apply_early_receipts" in tasks
