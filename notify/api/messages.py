@@ -275,8 +275,8 @@ class Messages(APIView):
                     raise ValidationError({"template": ["Give `template` or a body, not both."]})
                 return attrs
             errors = {}
-            if not attrs["subject"]:
-                errors["subject"] = ["This field is required."]
+            if not attrs["subject"] and registry.get(attrs["channel"]).needs_subject:
+                errors["subject"] = [f"Required for {attrs['channel']}."]
             if not attrs["body"] and not attrs["html"]:
                 errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
             if attrs["data"] or attrs["locale"]:
@@ -564,8 +564,8 @@ class MessageBatchCreate(APIView):
                 if attrs["body"] or attrs["html"]:
                     errors["template"] = ["Give `template` or a body, not both."]
             else:
-                if not attrs["subject"]:
-                    errors["subject"] = ["This field is required."]
+                if not attrs["subject"] and registry.get(attrs["channel"]).needs_subject:
+                    errors["subject"] = [f"Required for {attrs['channel']}."]
                 if not attrs["body"] and not attrs["html"]:
                     errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
             if errors:

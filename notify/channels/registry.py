@@ -36,6 +36,9 @@ class ChannelSpec:
     transport_kinds: tuple[str, ...] = ()
     # its template bodies are HTML (escaped when rendered)
     html_bodies: bool = False
+    # a message of the channel needs a subject (an email); others may have one (a push's
+    # title, a chat message's first line) or drop it (an SMS)
+    needs_subject: bool = False
 
     @property
     def sendable(self) -> bool:
@@ -184,6 +187,7 @@ EMAIL = register(
         mask=mask_email,
         transport_kinds=("smtp", "anymail"),
         html_bodies=True,
+        needs_subject=True,
     )
 )
 SMS = register(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from notify.channels import registry
 from notify.headers import header_problem
 from notify.messaging.services import MessageDraft
 from notify.tenants.models import Tenant
@@ -107,7 +108,7 @@ def _render(request: ComposeRequest, template: Any, version: Any = None) -> Mess
         raise CompositionError({"data": [f"The template cannot be rendered: {exc}"]}) from exc
     subject = request.subject or rendered.subject
     problems = []
-    if not subject:
+    if not subject and registry.get(request.channel).needs_subject:
         problems.append("The rendered subject is empty.")
     elif len(subject) > MAX_SUBJECT_CHARS:
         problems.append("The rendered subject is too long.")

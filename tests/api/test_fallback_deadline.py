@@ -280,3 +280,19 @@ def test_fallback__unusable_next_step__given_up_once_saying_why(
         ).count()
         == 1
     )
+
+
+@pytest.mark.parametrize(("channel", "to"), [("sms", "+8613912345678"), ("push", "device-token-1")])
+def test_message__no_subject_for_a_channel_without_one__202(api_client, channel, to):
+    answer = api_client.post(
+        "/v2/messages", {"channel": channel, "to": to, "body": "Code 4821"}, format="json"
+    )
+    assert answer.status_code == 202, answer.content
+    assert Message.all_tenants.get(pk=answer.json()["id"]).subject == ""
+
+
+def test_message__email_without_subject__400_naming_it(api_client):
+    answer = api_client.post(
+        "/v2/messages", {"channel": "email", "to": "ann@example.com", "body": "b"}, format="json"
+    )
+    assert answer.status_code == 400 and "subject" in answer.json()["error"]["fields"]
