@@ -6,10 +6,12 @@ unless the operator sets ALLOW_PRIVATE_TARGETS=true (local development, tests)."
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, quote, urlsplit
 
@@ -29,10 +31,33 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# IPv6 prefixes that carry an IPv4 address (NAT64, 6to4, IPv4-compatible): the embedded one
+# is what is reached, so it is what is checked
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_6TO4 = ipaddress.ip_network("2002::/16")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# global by IANA's registry, yet cloud metadata services or internal by convention
+_NOT_PUBLIC = (ipaddress.ip_network("192.0.0.0/24"),)
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return _is_public(embedded)
+    if any(address in network for network in _NOT_PUBLIC if network.version == address.version):
+        return False
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def resolve(host: str, port: int) -> str:
@@ -101,9 +126,47 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
         f"?{quote(parts.query, safe=URL_SAFE)}" if parts.query else ""
     )
     host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    # `timeout` bounds each socket operation; the watchdog bounds the whole call (a peer that
+    # drips its answer a byte at a time must not hold a worker past it)
+    watchdog = _Watchdog(connection, timeout)
     try:
         connection.request("POST", path, body=body, headers={"Host": host_header, **headers})
+        # (the response keeps the socket; the connection lets go of it when told to close)
+        watchdog.sock = connection.sock
         response = connection.getresponse()
-        return Answer(response.status, response.read(MAX_ANSWER_BYTES), dict(response.getheaders()))
+        answer = Answer(
+            response.status, response.read(MAX_ANSWER_BYTES), dict(response.getheaders())
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        if watchdog.fired:
+            raise TimeoutError(f"no whole answer within {timeout:g}s") from exc
+        raise
     finally:
+        watchdog.cancel()
         connection.close()
+    if watchdog.fired:
+        raise TimeoutError(f"no whole answer within {timeout:g}s")
+    return answer
+
+
+class _Watchdog:
+    """Shuts the connection's socket down when `seconds` have passed (from another thread:
+    whatever read is blocked then returns at once)."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.fired = False
+        self.sock: socket.socket | None = None
+        self._connection = connection
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self.sock or self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self._timer.cancel()

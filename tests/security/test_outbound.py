@@ -29,6 +29,13 @@ def _private_targets_refused(settings):  # noqa: ANN001, ANN202
         "http://[fe80::1]/x",
         "http://localhost:9/x",
         "http://2130706433/x",
+        # IPv6 forms of an internal IPv4 address, and a metadata address IANA calls global
+        "http://[64:ff9b::a9fe:a9fe]/x",
+        "http://[64:ff9b:1::a9fe:a9fe]/x",
+        "http://[2002:a9fe:a9fe::1]/x",
+        "http://[::a9fe:a9fe]/x",
+        "http://[::]/x",
+        "http://192.0.0.192/x",
     ],
 )
 def test_post__non_public_target__refused_before_connecting(url, monkeypatch):
@@ -75,3 +82,37 @@ def test_post__redirect__returned_not_followed(settings):
     answer = outbound.post(f"http://127.0.0.1:{server.server_address[1]}/a", b"x", {}, 2.0)
     server.server_close()
     assert answer.status == 302 and hits == ["/a"]
+
+
+def test_post__peer_dripping_its_answer__timed_out_at_the_deadline_not_per_read(settings):
+    import time
+
+    settings.ALLOW_PRIVATE_TARGETS = True
+
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for _ in range(100):  # a byte every 0.3 s: never idle as long as the timeout
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+
+    server = HTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            outbound.post(f"http://127.0.0.1:{server.server_address[1]}/", b"", {}, 1.0)
+        # (a guard against the per-read timeout: 100 bytes would take 30 s)
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
