@@ -16,7 +16,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from notify.api.errors import error_body
-from notify.channels.base import Inbound, ReceiptBatch, ReceiptRefused
+from notify.channels.base import Inbound, Receipt, ReceiptBatch, ReceiptRefused
 from notify.channels.http import parse_report
 from notify.channels.models import Provider
 from notify.channels.providers import KINDS
@@ -64,6 +64,17 @@ def provider_receipt(request: HttpRequest, provider_id: int) -> JsonResponse:
     )
 
 
+def _text(receipt: Receipt) -> bool:
+    """Whether the report's strings are text a database can store (JSON lets a lone
+    surrogate through)."""
+    try:
+        for value in (receipt.provider_message_id, receipt.error_code, receipt.error):
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in receipt.provider_message_id + receipt.error_code + receipt.error
+
+
 def _secrets_of(provider: Provider | None) -> dict:
     if provider is None or not provider.secrets:
         return {}
@@ -100,6 +111,8 @@ def _receive(request: HttpRequest, channel: str, parse, **scope: object) -> Json
             logger.warning("%s delivery report refused: bad or missing signature", channel)
             return _error(401, "authentication_failed", str(exc))
         return _error(400, "parse_error", str(exc))
+    if not all(_text(receipt) for receipt in batch.receipts):
+        return _error(400, "parse_error", "A report's text is not valid Unicode.")
     for receipt in batch.receipts:
         record_report(channel, receipt, **scope)
     return JsonResponse(batch.answer, json_dumps_params={"ensure_ascii": False})

@@ -175,7 +175,7 @@ class AnymailKind(ProviderKind):
 
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = self.unknown_fields(config, secrets)
-        esp = ESPS.get(config.get("esp"))
+        esp = ESPS.get(config["esp"]) if isinstance(config.get("esp"), str) else None
         if esp is None:
             raise ConfigError({"config.esp": f"One of {', '.join(sorted(ESPS))}.", **errors})
         sender = config.get("from_email")
@@ -234,7 +234,7 @@ class AnymailKind(ProviderKind):
     has_receipts = True
 
     def receipts(self, inbound: Inbound, config: dict, secrets: dict) -> ReceiptBatch:
-        esp = ESPS.get(config.get("esp"))
+        esp = ESPS.get(config["esp"]) if isinstance(config.get("esp"), str) else None
         if esp is None or not secrets.get("webhook_secret"):
             raise ReceiptRefused(
                 401,
@@ -253,17 +253,22 @@ class AnymailKind(ProviderKind):
         try:
             view.run_validators(request)
         except AnymailWebhookValidationFailure:
-            raise ReceiptRefused(
-                401,
-                f"Not signed for this provider: the {config['esp']} webhook needs this "
-                "provider's basic auth (webhook_secret) and the ESP's own signature.",
-            ) from None
+            raise ReceiptRefused(401, _NOT_SIGNED.format(esp=config["esp"])) from None
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeError):
+            # (a body the ESP's validator cannot even read: not the ESP's)
+            raise ReceiptRefused(400, f"Not a {config['esp']} tracking webhook.") from None
         try:
             events = view.parse_events(request)
         except (AnymailError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ReceiptRefused(400, f"Not a {config['esp']} tracking webhook.") from exc
         receipts = [r for r in (receipt_of(event) for event in events) if r is not None]
         return ReceiptBatch(receipts)
+
+
+_NOT_SIGNED = (
+    "Not signed for this provider: the {esp} webhook needs this provider's basic auth "
+    "(webhook_secret) and the ESP's own signature."
+)
 
 
 def _as_django_request(inbound: Inbound) -> HttpRequest:

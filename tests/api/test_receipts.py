@@ -307,3 +307,12 @@ def test_early_receipt__matching_nothing_past_its_ttl__dropped(secrets, db, sett
 def test_early_receipts__applied_by_the_beat(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "messaging.apply_early_receipts" in tasks
+
+
+@pytest.mark.parametrize("field", ["message_id", "error_code", "error"])
+def test_receipt__lone_surrogate_in_a_signed_report__400_not_500(sent_sms, field):
+    report_body = {"message_id": "carrier-1", "status": "failed", field: "\ud800"}
+    raw = json.dumps(report_body).encode()  # (\\ud800 escaped: valid JSON, not valid text)
+    response = report(body=raw)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "parse_error"
+    assert state(sent_sms)[0] == MessageStatus.SENT

@@ -344,3 +344,29 @@ def test_platform_esp__email_backend_anymail__tracked_through_anymails_webhook(
     assert answer.status_code == 200
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
+
+
+@pytest.mark.parametrize("body", [[], 1, [" "], {"signature": "x"}, {"signature": {"token": 1}}])
+def test_anymail_tracking__not_an_event_body__4xx_not_500_nothing_changes(
+    tenant, provider, deliver, body
+):
+    message = mail(tenant)
+    sent(message, deliver)
+    answer = post_event(receipts_url(provider), body)
+    assert answer.status_code in (400, 401) and "error" in answer.json()
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+
+
+@pytest.mark.parametrize("esp", [["mailgun"], {}, None, 7])
+def test_anymail_provider__esp_not_a_name__refused_naming_it(tenant, esp):
+    with pytest.raises(ConfigError) as refused:
+        create_provider(
+            tenant,
+            channel="email",
+            kind="anymail",
+            name="x",
+            config={"esp": esp, "from_email": f"shop@{DOMAIN}"},
+            secrets={"api_key": API_KEY},
+        )
+    assert "config.esp" in refused.value.errors
