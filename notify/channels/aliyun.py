@@ -134,6 +134,7 @@ class AliyunSmsTransport(Transport):
             "provider's config (template_codes), then retry the message",
             permanent=True,
             kind="permanent",
+            provider_fault=True,
         )
 
     def send(self, envelope: Envelope) -> SendResult:
@@ -213,6 +214,8 @@ class AliyunSmsTransport(Transport):
             permanent=True,
             kind="permanent",
             code=code[:64],
+            # (Aliyun refuses a message for the account's setup: key, signature, template)
+            provider_fault=True,
         )
 
 

@@ -144,6 +144,7 @@ def send_errors(exc: Exception, label: str) -> TransportError:
         permanent=True,
         kind="permanent",
         code=str(status or ""),
+        provider_fault=status in (401, 403),
     )
 
 

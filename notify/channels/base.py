@@ -26,8 +26,12 @@ class TransportError(Exception):
         kind: str = "",
         code: str = "",
         provider: str = "",
+        provider_fault: bool = False,
     ) -> None:
         super().__init__(reason)
+        # the provider's setup is at fault (credentials, sender, URL, an unmapped template),
+        # not the message: failover tries the next provider, and the breaker counts it
+        self.provider_fault = provider_fault
         self.reason = reason
         # the provider that refused, by name (blank: the platform's own transport)
         self.provider = provider
@@ -159,6 +163,7 @@ def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # n
             f"{label} URL refused: {exc}: not retried (fix the provider's URL)",
             permanent=True,
             kind="permanent",
+            provider_fault=True,
         ) from exc
     except TimeoutError as exc:
         raise TransportError(
@@ -172,6 +177,7 @@ def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # n
             "provider's URL)",
             permanent=True,
             kind="permanent",
+            provider_fault=True,
         ) from exc
     except (OSError, HTTPException) as exc:
         raise TransportError(

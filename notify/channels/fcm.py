@@ -343,6 +343,7 @@ def _grant_refused(exc: TokenRefused) -> TransportError:
         permanent=True,
         kind="permanent",
         code=code,
+        provider_fault=True,
     )
 
 
@@ -541,5 +542,9 @@ class FcmTransport(Transport):
         else:
             how = "check the provider's settings"
         return TransportError(
-            f"{reason}: not retried ({how})", permanent=True, kind="permanent", code=code
+            f"{reason}: not retried ({how})",
+            permanent=True,
+            kind="permanent",
+            code=code,
+            provider_fault=code == "THIRD_PARTY_AUTH_ERROR" or status in (401, 403, 404),
         )

@@ -248,6 +248,8 @@ class HttpTransport(Transport):
                 permanent=True,
                 kind="permanent",
                 code=str(status),
+                # (refused our signature or our account: any message would be)
+                provider_fault=status in (401, 403),
             )
         if not 200 <= status < 300:
             raise TransportError(

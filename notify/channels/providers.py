@@ -224,7 +224,8 @@ class FailoverTransport(Transport):
                     result = member.transport.send(envelope)
             except TransportError as exc:
                 exc.provider = member.name
-                if not breaker.record(member.provider_id, exc.kind):
+                counted = "provider_down" if exc.provider_fault else exc.kind
+                if not breaker.record(member.provider_id, counted):
                     raise  # the provider answered for the message itself: its answer stands
                 refusals.append(f"{member.name}: {exc.reason}")
                 failures.append(exc)

@@ -56,6 +56,8 @@ BAD_RECIPIENT = frozenset(
     }
 )
 THROTTLED = frozenset({"20429", "14107", "30022"})
+# the account or its sender cannot send at all (not this message's fault)
+ACCOUNT_FAULTS = frozenset({"20003", "20404", "21606", "21608", "21212", "21659", "30002"})
 DELIVERED, FAILED = frozenset({"delivered", "read"}), frozenset({"undelivered", "failed"})
 
 
@@ -161,6 +163,7 @@ class TwilioSmsTransport(Transport):
             permanent=True,
             kind="permanent",
             code=code,
+            provider_fault=exc.status in (401, 403, 404) or code in ACCOUNT_FAULTS,
         )
 
 

@@ -382,6 +382,7 @@ class WebPushTransport(Transport):
                 permanent=True,
                 kind="permanent",
                 code=str(status),
+                provider_fault=True,
             )
         if 400 <= status < 500:
             raise TransportError(
