@@ -309,7 +309,7 @@ NOTIFY_FOLLOW_UP_BATCH = env.int("NOTIFY_FOLLOW_UP_BATCH", default=1000)
 # and applied by the beat every NOTIFY_EARLY_RECEIPT_INTERVAL seconds; one that matches
 # nothing for NOTIFY_EARLY_RECEIPT_TTL seconds is dropped (notify/messaging/receipts.py).
 NOTIFY_EARLY_RECEIPT_INTERVAL = env.float("NOTIFY_EARLY_RECEIPT_INTERVAL", default=5.0)
-NOTIFY_EARLY_RECEIPT_TTL = env.int("NOTIFY_EARLY_RECEIPT_TTL", default=3600)
+NOTIFY_EARLY_RECEIPT_TTL = env.int("NOTIFY_EARLY_RECEIPT_TTL", default=600)
 CELERY_BEAT_SCHEDULE = {
     "messaging-sweep": {
         "task": "messaging.sweep",

@@ -20,7 +20,7 @@ from notify.channels.base import Inbound, Receipt, ReceiptBatch, ReceiptRefused
 from notify.channels.http import parse_report
 from notify.channels.models import Provider
 from notify.channels.providers import KINDS
-from notify.messaging.receipts import record_report
+from notify.messaging.receipts import record_reports
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,5 @@ def _receive(request: HttpRequest, channel: str, parse, **scope: object) -> Json
         return _error(400, "parse_error", str(exc))
     if not all(_text(receipt) for receipt in batch.receipts):
         return _error(400, "parse_error", "A report's text is not valid Unicode.")
-    for receipt in batch.receipts:
-        record_report(channel, receipt, **scope)
+    record_reports(channel, batch.receipts, **scope)
     return JsonResponse(batch.answer, json_dumps_params={"ensure_ascii": False})

@@ -412,7 +412,8 @@ class EarlyReceipt(models.Model):
     """A provider's report that arrived before the platform recorded the send it reports on
     (the provider answered, then reported, faster than the worker committed): kept, and
     applied by the beat once the attempt is recorded, so a fast report is never lost. Dropped
-    after NOTIFY_EARLY_RECEIPT_TTL seconds (a report of a message no one sent)."""
+    after NOTIFY_EARLY_RECEIPT_TTL seconds (a report of a message no one sent); at most
+    MAX_EARLY_PER_PROVIDER kept per provider, so one provider cannot crowd out the others."""
 
     channel = models.CharField(max_length=16)
     # the tenant's provider that reported, by name (blank: the platform's own)
@@ -424,11 +425,17 @@ class EarlyReceipt(models.Model):
     error_code = models.CharField(max_length=64, blank=True, default="")
     error = models.CharField(max_length=1000, blank=True, default="")
     bad_recipient = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # when the beat looks for its send again (backing off while it matches nothing)
+    next_check_at = models.DateTimeField(default=timezone.now, db_index=True)
+    checks = models.PositiveSmallIntegerField(default=0)
 
     # (no tenant's view: only the beat reads them, for every tenant)
     all_tenants = AllTenantsManager()
     objects = TenantScopedManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "provider", "channel"])]
 
     def __str__(self) -> str:
         return f"{self.channel} report {self.provider_message_id[:32]}: {self.status}"

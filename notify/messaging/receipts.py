@@ -32,8 +32,12 @@ REPORTED_STATUSES = frozenset({MessageStatus.DELIVERED.value, MessageStatus.FAIL
 # Message.error_code's length; a provider's text is kept to this
 MAX_CODE_CHARS = 64
 MAX_ERROR_CHARS = 1000
-# early reports kept at most (a provider reporting on what no one sent cannot fill the table)
+# early reports kept at most, per provider and in all (reports of what no one sent cannot
+# fill the table or crowd out another tenant's)
+MAX_EARLY_PER_PROVIDER = 1000
 MAX_EARLY_RECEIPTS = 100_000
+# the longest wait between two looks at an early report still matching nothing
+EARLY_RECHECK_MAX_SECONDS = 120
 
 
 def record_receipt(
@@ -121,26 +125,47 @@ def record_receipt(
 def record_report(
     channel: str, receipt: Receipt, *, tenant_id: int | None = None, provider: str = ""
 ) -> bool:
-    """One report of a provider, whatever it says: an end (`delivered`, `failed`: see
+    """One report of a provider (see record_reports). Returns whether it changed anything."""
+    return record_reports(channel, [receipt], tenant_id=tenant_id, provider=provider) == 1
+
+
+def record_reports(
+    channel: str, receipts: list[Receipt], *, tenant_id: int | None = None, provider: str = ""
+) -> int:
+    """A provider's reports, whatever each says: an end (`delivered`, `failed`: see
     record_receipt) or a recipient to suppress (`suppress`: a complaint, an unsubscribe; the
-    message stays as it was). Returns whether anything changed. A report of a send the
-    platform has not recorded yet (it arrived faster than the worker's commit) is kept and
-    applied by the beat (apply_early_receipts): never lost."""
-    if _apply(channel, receipt, tenant_id, provider):
-        return True
-    if not _attempt_known(channel, receipt.provider_message_id, tenant_id, provider):
-        _keep_early(channel, receipt, tenant_id, provider)
-    return False
+    message stays as it was). A report of a send the platform has not recorded yet (it
+    arrived faster than the worker's commit) is kept and applied by the beat
+    (apply_early_receipts): never lost. Returns how many changed something."""
+    changed, unmatched = 0, []
+    for receipt in receipts:
+        if _apply(channel, receipt, tenant_id, provider):
+            changed += 1
+        else:
+            unmatched.append(receipt)
+    if unmatched:
+        known = set(
+            _attempts_of(
+                channel, [r.provider_message_id for r in unmatched], tenant_id, provider
+            ).values_list("provider_message_id", flat=True)
+        )
+        early = [r for r in unmatched if r.provider_message_id not in known]
+        if early:
+            _keep_early(channel, early, tenant_id, provider)
+    return changed
 
 
-def apply_early_receipts(now: datetime | None = None, limit: int = 1000) -> int:
-    """The kept early reports, applied to the sends recorded since (run by the beat every few
-    seconds); a report whose send is recorded, or older than NOTIFY_EARLY_RECEIPT_TTL (a
-    report of nothing the platform sent), is let go. Returns how many changed a message."""
+def apply_early_receipts(now: datetime | None = None, limit: int = 500) -> int:
+    """The kept early reports that are due, applied to the sends recorded since (run by the
+    beat every few seconds). One whose send is recorded, or older than
+    NOTIFY_EARLY_RECEIPT_TTL (a report of nothing the platform sent), is let go; one still
+    matching nothing is looked at again later, less and less often (so reports of nothing
+    cannot keep the others waiting). Returns how many changed a message."""
     now = now or timezone.now()
     expired_before = now - timedelta(seconds=settings.NOTIFY_EARLY_RECEIPT_TTL)
     applied = 0
-    for row in EarlyReceipt.all_tenants.order_by("created_at", "pk")[:limit]:
+    due = EarlyReceipt.all_tenants.filter(next_check_at__lte=now).order_by("next_check_at", "pk")
+    for row in due[:limit]:
         receipt = Receipt(
             row.provider_message_id, row.status, row.error_code, row.error, row.bad_recipient
         )
@@ -149,9 +174,16 @@ def apply_early_receipts(now: datetime | None = None, limit: int = 1000) -> int:
         if (
             changed
             or row.created_at < expired_before
-            or _attempt_known(row.channel, row.provider_message_id, row.tenant_id, row.provider)
+            or _attempts_of(
+                row.channel, [row.provider_message_id], row.tenant_id, row.provider
+            ).exists()
         ):
             EarlyReceipt.all_tenants.filter(pk=row.pk).delete()
+        else:
+            later = now + timedelta(seconds=min(5 * 2**row.checks, EARLY_RECHECK_MAX_SECONDS))
+            EarlyReceipt.all_tenants.filter(pk=row.pk).update(
+                next_check_at=later, checks=min(row.checks + 1, 30)
+            )
     return applied
 
 
@@ -168,7 +200,7 @@ def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str)
             bad_recipient=receipt.bad_recipient,
         )
     found = (
-        _attempts_of(channel, receipt.provider_message_id, tenant_id, provider)
+        _attempts_of(channel, [receipt.provider_message_id], tenant_id, provider)
         .values_list("message__tenant_id", "message__recipient", "message__origin")
         .first()
     )
@@ -180,35 +212,47 @@ def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str)
 
 
 def _attempts_of(
-    channel: str, provider_message_id: str, tenant_id: int | None, provider: str
+    channel: str, provider_message_ids: list[str], tenant_id: int | None, provider: str
 ) -> QuerySet:
     return DeliveryAttempt.objects.filter(
-        provider_message_id=provider_message_id,
+        provider_message_id__in=provider_message_ids,
         provider=provider,
         message__channel=channel,
         **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
     )
 
 
-def _attempt_known(
-    channel: str, provider_message_id: str, tenant_id: int | None, provider: str
-) -> bool:
-    return _attempts_of(channel, provider_message_id, tenant_id, provider).exists()
-
-
-def _keep_early(channel: str, receipt: Receipt, tenant_id: int | None, provider: str) -> None:
-    if EarlyReceipt.all_tenants.count() >= MAX_EARLY_RECEIPTS:
-        logger.warning("early delivery reports at their limit: a %s report is dropped", channel)
-        return
-    EarlyReceipt.all_tenants.create(
-        channel=channel,
-        provider=provider,
-        tenant_id=tenant_id,
-        provider_message_id=receipt.provider_message_id[:255],
-        status=receipt.status,
-        error_code=receipt.error_code[:MAX_CODE_CHARS],
-        error=receipt.error[:MAX_ERROR_CHARS],
-        bad_recipient=receipt.bad_recipient,
+def _keep_early(
+    channel: str, receipts: list[Receipt], tenant_id: int | None, provider: str
+) -> None:
+    """Kept, within the provider's quota (and everyone's): what does not fit is dropped,
+    said in the log."""
+    room = (
+        MAX_EARLY_PER_PROVIDER
+        - EarlyReceipt.all_tenants.filter(
+            tenant_id=tenant_id, provider=provider, channel=channel
+        ).count()
+    )
+    room = min(room, MAX_EARLY_RECEIPTS - EarlyReceipt.all_tenants.count())
+    if room < len(receipts):
+        logger.warning(
+            "early %s reports of provider %r at their limit: %d dropped",
+            channel,
+            provider,
+            len(receipts) - max(room, 0),
+        )
+    EarlyReceipt.all_tenants.bulk_create(
+        EarlyReceipt(
+            channel=channel,
+            provider=provider,
+            tenant_id=tenant_id,
+            provider_message_id=receipt.provider_message_id[:255],
+            status=receipt.status,
+            error_code=receipt.error_code[:MAX_CODE_CHARS],
+            error=receipt.error[:MAX_ERROR_CHARS],
+            bad_recipient=receipt.bad_recipient,
+        )
+        for receipt in receipts[: max(room, 0)]
     )
 
 

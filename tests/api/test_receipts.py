@@ -15,6 +15,7 @@ from notify.api.receipts import MAX_REPORT_BYTES
 from notify.messaging import services
 from notify.messaging.models import Message, MessageStatus
 from notify.messaging.services import MessageDraft, create_message
+from notify.tenants.services import create_tenant
 from tests.channels.test_http_transports import PUSH_SECRET, SMS_SECRET, StandInProvider
 
 
@@ -316,3 +317,38 @@ def test_receipt__lone_surrogate_in_a_signed_report__400_not_500(sent_sms, field
     response = report(body=raw)
     assert response.status_code == 400 and response.json()["error"]["code"] == "parse_error"
     assert state(sent_sms)[0] == MessageStatus.SENT
+
+
+def test_early_receipts__one_providers_flood__capped_and_cannot_keep_anothers_waiting(
+    tenant, settings, secrets, django_capture_on_commit_callbacks, monkeypatch
+):
+    from notify.channels.base import Receipt
+    from notify.messaging.models import EarlyReceipt
+    from notify.messaging.receipts import (
+        MAX_EARLY_PER_PROVIDER,
+        apply_early_receipts,
+        record_reports,
+    )
+
+    monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
+    # Given another tenant's provider reporting on a flood of sends no one made
+    other, _ = create_tenant("evil", name="Evil")
+    junk = [Receipt(f"junk-{n}", "delivered") for n in range(MAX_EARLY_PER_PROVIDER + 50)]
+    record_reports("sms", junk, tenant_id=other.pk, provider="theirs")
+    # Then it keeps at most its quota
+    assert EarlyReceipt.all_tenants.filter(tenant=other).count() == MAX_EARLY_PER_PROVIDER
+    # And once the beat looked at the junk, it waits while a genuine early report comes first
+    apply_early_receipts(limit=MAX_EARLY_PER_PROVIDER)
+    assert report(body={"message_id": "carrier-1", "status": "delivered"}).status_code == 200
+    with StandInProvider(SMS_SECRET) as provider:
+        settings.SMS_HTTP_URL = provider.url
+        provider.answer(body={"status": "accepted", "message_id": "carrier-1"})
+        message = create_message(
+            tenant=tenant,
+            draft=MessageDraft(channel="sms", recipient="+8613800138000", body="Code 1234"),
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            services.deliver(message.id)
+    assert apply_early_receipts(limit=10) == 1
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
