@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,9 @@ REPORT_BAD_RECIPIENT = frozenset(
     }
 )
 MAX_REPORTS = 1000
+MAX_TEMPLATE_CODES = 500
+TEMPLATE_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
+REGION = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def percent_encode(value: str) -> str:
@@ -239,18 +243,35 @@ class AliyunSmsKind(ProviderKind):
 
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = self.unknown_fields(config, secrets)
-        if not isinstance(config.get("sign_name"), str) or not 1 <= len(config["sign_name"]) <= 32:
-            errors["config.sign_name"] = "The registered signature, 1 to 32 characters."
-        codes = config.get("template_codes", {})
-        if not isinstance(codes, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in codes.items()
+        sign_name = config.get("sign_name")
+        if (
+            not isinstance(sign_name, str)
+            or not 1 <= len(sign_name) <= 32
+            or not sign_name.isprintable()
         ):
-            errors["config.template_codes"] = "An object of template key: TemplateCode."
+            errors["config.sign_name"] = "The registered signature, 1 to 32 printable characters."
+        codes = config.get("template_codes", {})
+        if (
+            not isinstance(codes, dict)
+            or len(codes) > MAX_TEMPLATE_CODES
+            or not all(
+                isinstance(k, str)
+                and 0 < len(k) <= 100
+                and k.isprintable()
+                and isinstance(v, str)
+                and TEMPLATE_CODE.fullmatch(v)
+                for k, v in codes.items()
+            )
+        ):
+            errors["config.template_codes"] = (
+                f"An object of at most {MAX_TEMPLATE_CODES} template key (1 to 100 characters): "
+                "TemplateCode (e.g. SMS_154950909)."
+            )
         endpoint = config.get("endpoint", "https://dysmsapi.aliyuncs.com/")
         if not usable_url(endpoint):
             errors["config.endpoint"] = "An http(s) URL."
         region = config.get("region", "cn-hangzhou")
-        if not isinstance(region, str) or not region:
+        if not isinstance(region, str) or not REGION.fullmatch(region):
             errors["config.region"] = "A region id, e.g. cn-hangzhou."
         for field in ("access_key_id", "access_key_secret"):
             if not isinstance(secrets.get(field), str) or not secrets[field]:

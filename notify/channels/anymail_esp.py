@@ -26,7 +26,9 @@ from anymail.exceptions import (
 )
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
+from django.core.validators import validate_email
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
@@ -41,6 +43,7 @@ from notify.channels.base import (
     TransportError,
     usable_url,
 )
+from notify.headers import header_problem
 
 
 class Esp:
@@ -148,6 +151,14 @@ def send_errors(exc: Exception, label: str) -> TransportError:
     )
 
 
+def _email_address(value: str) -> bool:
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return len(value) <= 254 and not header_problem(value)
+
+
 def _api_url_allowed(esp: Esp, url: str) -> bool:
     if settings.ALLOW_PRIVATE_TARGETS:
         return usable_url(url)
@@ -180,7 +191,7 @@ class AnymailKind(ProviderKind):
         if esp is None:
             raise ConfigError({"config.esp": f"One of {', '.join(sorted(ESPS))}.", **errors})
         sender = config.get("from_email")
-        if not isinstance(sender, str) or "@" not in sender or len(sender) > 254:
+        if not isinstance(sender, str) or not _email_address(sender):
             errors["config.from_email"] = "The sender's email address."
         options = config.get("options", {})
         if not isinstance(options, dict) or not all(

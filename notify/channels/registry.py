@@ -123,15 +123,18 @@ def normalise_provider_name(value: str) -> str:
     return name
 
 
-_INBOX_USER = re.compile(r"[\x21-\x7e]{1,255}")
+# (no "/": the user id is one segment of /v2/inbox/<recipient>)
+_INBOX_USER = re.compile(r"[\x21-\x2e\x30-\x7e]{1,255}")
 
 
 def normalise_inbox_user(value: str) -> str:
-    """An in-app recipient: the tenant's own user id, 1 to 255 printable ASCII characters."""
+    """An in-app recipient: the tenant's own user id, 1 to 255 printable ASCII characters
+    (no "/")."""
     user = value.strip()
     if not _INBOX_USER.fullmatch(user):
         raise InvalidRecipient(
-            "An in-app recipient is your user id: 1 to 255 printable ASCII characters, no spaces."
+            "An in-app recipient is your user id: 1 to 255 printable ASCII characters, no "
+            "spaces or slashes."
         )
     return user
 

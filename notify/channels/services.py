@@ -75,7 +75,12 @@ def update_provider(provider: Provider, **changes: Any) -> Provider:
     """Changes some fields; `secrets` replaces the stored ones only where given (a secret is
     never shown, so a change of config alone keeps them)."""
     config = changes.get("config", provider.config)
-    secrets = {**stored_secrets(provider), **changes.get("secrets", {})}
+    # (a secret given as null or "" is removed: e.g. the API key of another ESP)
+    secrets = {
+        key: value
+        for key, value in {**stored_secrets(provider), **changes.get("secrets", {})}.items()
+        if value not in (None, "")
+    }
     config, secrets = _checked(provider.channel, provider.kind, config, secrets)
     provider.config = config
     provider.secrets = json.dumps(secrets)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -56,6 +57,9 @@ BAD_RECIPIENT = frozenset(
     }
 )
 THROTTLED = frozenset({"20429", "14107", "30022"})
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+SENDER = re.compile(r"\+[1-9][0-9]{6,14}|[0-9]{3,8}|[A-Za-z0-9 ]{1,11}")
 # the account or its sender cannot send at all (not this message's fault)
 ACCOUNT_FAULTS = frozenset({"20003", "20404", "21606", "21608", "21212", "21659", "30002"})
 DELIVERED, FAILED = frozenset({"delivered", "read"}), frozenset({"undelivered", "failed"})
@@ -184,14 +188,19 @@ class TwilioSmsKind(ProviderKind):
     def clean(self, config: dict[str, Any], secrets: dict[str, Any]) -> tuple[dict, dict]:
         errors = self.unknown_fields(config, secrets)
         sid = config.get("account_sid")
-        if not isinstance(sid, str) or not (sid.startswith("AC") and 10 <= len(sid) <= 64):
-            errors["config.account_sid"] = "The account SID, starting with AC."
+        if not isinstance(sid, str) or not ACCOUNT_SID.fullmatch(sid):
+            errors["config.account_sid"] = "The account SID: AC and 32 hexadecimal digits."
         sender = config.get("from", "")
         service = config.get("messaging_service_sid", "")
         if not isinstance(sender, str) or not isinstance(service, str) or not (sender or service):
             errors["config.from"] = "A sender (`from`) or a `messaging_service_sid` is required."
-        elif len(sender) > 32 or len(service) > 64:
-            errors["config.from"] = "`from` has at most 32 characters, the service SID 64."
+        elif sender and not SENDER.fullmatch(sender):
+            errors["config.from"] = (
+                "A Twilio number in E.164 (+15005550006), a short code, or an alphanumeric "
+                "sender id (1 to 11 letters, digits or spaces)."
+            )
+        elif service and not SERVICE_SID.fullmatch(service):
+            errors["config.messaging_service_sid"] = "MG and 32 hexadecimal digits."
         for field in ("status_callback", "base_url"):
             value = config.get(field, "")
             if value and (not usable_url(value) or len(value) > 2000):

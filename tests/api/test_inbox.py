@@ -82,3 +82,12 @@ def test_inbox__another_tenant__sees_nothing_and_cannot_mark(
     assert answer.status_code == 404
     assert other_tenant_client.post("/v2/inbox/user-42/read-all").json() == {"marked_read": 0}
     assert api_client.get("/v2/inbox/user-42").json()["unread_count"] == 1
+
+
+def test_inbox__recipient_with_a_slash__400_at_send_never_unreadable(api_client):
+    answer = api_client.post(
+        "/v2/messages",
+        {"channel": "inapp", "to": "team/alice", "subject": "Hi", "body": "b"},
+        format="json",
+    )
+    assert answer.status_code == 400 and "to" in answer.json()["error"]["fields"]

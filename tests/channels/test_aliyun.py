@@ -337,3 +337,27 @@ def test_aliyun_reports__another_tenants_biz_id__changes_nothing(tenant, dysmsap
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
     assert not Suppression.all_tenants.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"region": "\u202e" * 3000}, "config.region"),
+        ({"template_codes": {f"t{n}": "SMS_1" for n in range(501)}}, "config.template_codes"),
+        ({"template_codes": {"login": "SMS_1&Action=x"}}, "config.template_codes"),
+        ({"sign_name": "优选\n商城"}, "config.sign_name"),
+    ],
+)
+def test_aliyun_provider__unbounded_or_unsafe_config__refused_naming_it(tenant, config, field):
+    from notify.channels.base import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        create_provider(
+            tenant,
+            channel="sms",
+            kind="aliyun",
+            name="aliyun",
+            config={"sign_name": "优选商城", **config},
+            secrets={"access_key_id": KEY_ID, "access_key_secret": KEY_SECRET},
+        )
+    assert field in refused.value.errors

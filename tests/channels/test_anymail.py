@@ -370,3 +370,43 @@ def test_anymail_provider__esp_not_a_name__refused_naming_it(tenant, esp):
             secrets={"api_key": API_KEY},
         )
     assert "config.esp" in refused.value.errors
+
+
+def test_anymail_provider__sender_with_a_header_injection__refused(tenant):
+    with pytest.raises(ConfigError) as refused:
+        create_provider(
+            tenant,
+            channel="email",
+            kind="anymail",
+            name="mailgun",
+            config={"esp": "mailgun", "from_email": "a@b.example\r\nBcc: x@y.example"},
+            secrets={"api_key": API_KEY},
+        )
+    assert "config.from_email" in refused.value.errors
+
+
+def test_anymail_provider__patched_to_another_esp__its_old_secret_removed_with_null(
+    api_client, tenant
+):
+    created = api_client.post(
+        "/v2/providers",
+        {
+            "channel": "email",
+            "kind": "anymail",
+            "name": "esp",
+            "config": {"esp": "mailgun", "from_email": f"shop@{DOMAIN}"},
+            "secrets": {"api_key": API_KEY},
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    changed = api_client.patch(
+        f"/v2/providers/{created.json()['id']}",
+        {
+            "config": {"esp": "postmark", "from_email": f"shop@{DOMAIN}"},
+            "secrets": {"api_key": None, "server_token": "pm-token-0123456789"},
+        },
+        format="json",
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["secrets_set"] == ["server_token"]

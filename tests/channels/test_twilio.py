@@ -351,3 +351,27 @@ def test_twilio_provider__config_checked__errors_name_each_field(tenant):
         "config.status_callback",
         "secrets.auth_token",
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"account_sid": "AC/../x#é ?q"}, "config.account_sid"),
+        ({"from": "+1 (500) 555-0006\r\n"}, "config.from"),
+        ({"from": "", "messaging_service_sid": "MG/x"}, "config.messaging_service_sid"),
+    ],
+)
+def test_twilio_provider__unsafe_sid_or_sender__refused_naming_it(tenant, config, field):
+    from notify.channels.base import ConfigError
+
+    base = {"account_sid": ACCOUNT_SID, "from": SENDER}
+    with pytest.raises(ConfigError) as refused:
+        create_provider(
+            tenant,
+            channel="sms",
+            kind="twilio",
+            name="twilio",
+            config={**base, **config},
+            secrets={"auth_token": AUTH_TOKEN},
+        )
+    assert field in refused.value.errors
