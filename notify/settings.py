@@ -190,6 +190,9 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="smtp://127.0.0.1:1025")
 vars().update(EMAIL_CONFIG)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="notify@localhost")
+# The platform's public base URL (https://notify.example.com): links it puts in messages (a
+# bulk email's one-click List-Unsubscribe) and the receipts URLs it shows are made from it.
+NOTIFY_PUBLIC_URL = env.str("NOTIFY_PUBLIC_URL", default="")
 # An ESP's HTTP API instead of SMTP for the platform's own email: an anymail backend, e.g.
 # EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend with ANYMAIL='{"MAILGUN_API_KEY": "…",
 # "MAILGUN_WEBHOOK_SIGNING_KEY": "…", "WEBHOOK_SECRET": "user:password"}'; its tracking

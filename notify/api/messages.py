@@ -131,11 +131,12 @@ class MessageOutput(serializers.Serializer):
     delivery_attempts = DeliveryAttemptOutput(many=True)
 
 
-def request_fingerprint(fields: dict) -> str:
+def request_fingerprint(fields: dict, later_options: tuple[str, ...] = ()) -> str:
     """What the caller asked for (not what it rendered to): a retry with the same key and the
     same request is recognised even after the template changed."""
     # (options added later count only when given: earlier requests keep their fingerprint)
-    fields = {k: v for k, v in fields.items() if k not in LATER_OPTIONS or v}
+    later = (*LATER_OPTIONS, *later_options)
+    fields = {k: v for k, v in fields.items() if k not in later or v}
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -392,7 +393,10 @@ def accept_send(
     if idempotency_key:
         try:
             begun = send_requests.begin(
-                request.user, endpoint, idempotency_key, request_fingerprint(fields)
+                request.user,
+                endpoint,
+                idempotency_key,
+                request_fingerprint(fields, getattr(serializer_class, "later_options", ())),
             )
         except send_requests.IdempotencyKeyReused:
             return Response(
@@ -551,6 +555,16 @@ class MessageBatchCreate(APIView):
         data = DataField()
         locale = LocaleField()
         recipients = Recipient(many=True, allow_empty=False, max_length=MAX_BATCH_RECIPIENTS)
+        category = serializers.SlugField(
+            max_length=64,
+            required=False,
+            default="",
+            help_text="What kind of message this is: a recipient's opt-out (a preference, a "
+            "bulk email's one-click unsubscribe) is per category.",
+        )
+        critical = serializers.BooleanField(required=False, default=False)
+        # (added after the endpoint: they count in an idempotency fingerprint only when given)
+        later_options = ("category", "critical")
 
         def validate(self, attrs: dict) -> dict:
             spec = registry.get(attrs["channel"])
@@ -601,6 +615,8 @@ class MessageBatchCreate(APIView):
                     template=fields.get("template", ""),
                     data=fields["data"],
                     locale=fields["locale"],
+                    category=fields["category"],
+                    critical=fields["critical"],
                 ),
                 [(r["to"], r["data"]) for r in fields["recipients"]],
             )

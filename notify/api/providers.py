@@ -3,6 +3,7 @@ order. Secrets are write-only: accepted, stored encrypted, never returned."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -40,7 +41,8 @@ class ProviderOutput(serializers.Serializer):
         return breaker.shown_state(provider.pk)
 
     def get_receipts_url(self, provider: Provider) -> str:
-        return f"/v2/receipts/providers/{provider.pk}"
+        # (absolute when the platform knows its public URL: what the provider is given)
+        return f"{settings.NOTIFY_PUBLIC_URL.rstrip('/')}/v2/receipts/providers/{provider.pk}"
 
 
 def TIMEOUT_FIELD(**options: object) -> serializers.FloatField:  # noqa: N802 - (a field factory)

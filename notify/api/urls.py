@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from notify.api import receipts, templates
+from notify.api import receipts, templates, unsubscribe
 from notify.api.inbox import Inbox, InboxItemState, InboxReadAll
 from notify.api.messages import (
     BatchDetail,
@@ -41,6 +41,7 @@ urlpatterns = [
     path("providers/<int:provider_id>", ProviderDetail.as_view(), name="provider-detail"),
     path("preferences", Preferences.as_view(), name="preferences"),
     path("receipts/http/<str:channel>", receipts.http_receipt, name="receipt-http"),
+    path("unsubscribe/<str:token>", unsubscribe.unsubscribe_view, name="unsubscribe"),
     path(
         "receipts/providers/<int:provider_id>", receipts.provider_receipt, name="receipt-provider"
     ),

@@ -46,6 +46,9 @@ class ClaimedMessage:
     batch_id: str
     # where it came from (v2, legacy): who must hear of its outcome
     origin: str
+    # (a bulk email's List-Unsubscribe opts out of its category, unless it is critical)
+    category: str
+    critical: bool
     # (the push transport's extras are among them)
     params: dict
 
@@ -62,6 +65,8 @@ CLAIMED_FIELDS = (
     "attempts_before_retry",
     "batch_id",
     "origin",
+    "category",
+    "critical",
     "params",
 )
 

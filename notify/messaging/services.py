@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from notify.channels.base import Envelope, Transport, TransportError, get_transport
-from notify.messaging import delivery_sql
+from notify.messaging import delivery_sql, unsubscribe
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
@@ -480,6 +480,12 @@ def _suppression_reason(row: dict[str, Any]) -> str | None:
 
 def envelope_of(message: ClaimedMessage | Message) -> Envelope:
     """The immutable envelope a transport gets for a message (never the row itself)."""
+    headers = {}
+    if message.channel == "email" and message.batch_id and not message.critical:
+        # a campaign's email: one click unsubscribes (RFC 8058)
+        headers = unsubscribe.list_unsubscribe_headers(
+            message.tenant_id, message.channel, message.recipient, message.category
+        )
     return Envelope(
         message_id=message.id,
         channel=message.channel,
@@ -487,6 +493,7 @@ def envelope_of(message: ClaimedMessage | Message) -> Envelope:
         subject=message.subject,
         body=message.body,
         html=message.html,
+        headers=MappingProxyType(headers),
         provider_hints=_provider_hints(message),
     )
 

@@ -101,6 +101,13 @@ def test_second_tenant__every_object_url_every_method__404_and_nothing_changes(
             walked.append(("POST", path, response.status_code))
             assert response.status_code == 401, response.content
             continue
+        if pattern.name == "unsubscribe":
+            # the signed link is the only authority there: a key, or a made-up link, is none
+            path = "/v2/unsubscribe/made-up-link"
+            response = other_tenant_client.post(path, BODY, format="json")
+            walked.append(("POST", path, response.status_code))
+            assert response.status_code == 404, response.content
+            continue
         if pattern.name == "receipt-http":
             # a provider's delivery reports: no tenant object in the URL, and a tenant's key
             # opens nothing there (only the channel's signature does: tests/api/test_receipts.py)
