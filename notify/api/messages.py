@@ -108,7 +108,13 @@ class DeliveryAttemptOutput(serializers.Serializer):
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
     error = serializers.CharField()
+    error_kind = serializers.CharField()
+    error_code = serializers.CharField()
     latency_ms = serializers.IntegerField(allow_null=True)
+    # the tenant's provider that took or refused it, by name (blank: the platform's own)
+    provider = serializers.CharField()
+    provider_message_id = serializers.CharField()
+    http_status = serializers.IntegerField(allow_null=True)
 
 
 class MessageOutput(serializers.Serializer):

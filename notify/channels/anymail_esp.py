@@ -41,6 +41,7 @@ from notify.channels.base import (
     ReceiptRefused,
     Transport,
     TransportError,
+    note_http_status,
     usable_url,
 )
 from notify.headers import header_problem
@@ -117,6 +118,7 @@ def receipt_of(event: AnymailTrackingEvent) -> Receipt | None:
 
 def send_errors(exc: Exception, label: str) -> TransportError:
     """An anymail failure as the failure kind it is."""
+    note_http_status(getattr(exc, "status_code", None))
     if isinstance(exc, AnymailRecipientsRefused):
         return TransportError(
             f"{label} refused the recipient: not retried", permanent=True, kind="bad_recipient"

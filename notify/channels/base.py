@@ -126,6 +126,19 @@ def _configured(transport_class: type[Transport] | None) -> bool:
 # the bounds of a provider's or a message's per-call timeout (seconds)
 MIN_PROVIDER_TIMEOUT, MAX_PROVIDER_TIMEOUT = 0.5, 60.0
 _call_timeout: ContextVar[float | None] = ContextVar("provider_call_timeout", default=None)
+# the HTTP status of the last provider answer in this context (the attempt records it)
+_http_status: ContextVar[int | None] = ContextVar("provider_http_status", default=None)
+
+
+def note_http_status(status: int | None) -> None:
+    _http_status.set(status)
+
+
+def take_http_status() -> int | None:
+    """The HTTP status of the last provider answer since the last call (None: none)."""
+    status = _http_status.get()
+    _http_status.set(None)
+    return status
 
 
 @contextmanager
@@ -157,7 +170,9 @@ def gated_post(label: str, url: str, body: bytes, headers: dict[str, str]):  # n
 
     timeout = _call_timeout.get() or settings.HTTP_PROVIDER_TIMEOUT
     try:
-        return outbound.post(url, body, headers, timeout)
+        answer = outbound.post(url, body, headers, timeout)
+        note_http_status(answer.status)
+        return answer
     except outbound.TargetRefused as exc:
         raise TransportError(
             f"{label} URL refused: {exc}: not retried (fix the provider's URL)",

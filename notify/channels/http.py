@@ -23,6 +23,7 @@ from notify.channels.base import (
     SendResult,
     Transport,
     TransportError,
+    note_http_status,
     register,
 )
 
@@ -205,6 +206,7 @@ class HttpTransport(Transport):
                 permanent=False,
                 kind="provider_down",
             ) from exc
+        note_http_status(response.status_code)
         return response.status_code, response.headers, answer
 
     def _read(self, response: requests.Response) -> bytes:

@@ -177,6 +177,7 @@ class Outcome:
     provider_message_id: str = ""
     # the provider that took (or refused) the message, by name
     provider: str = ""
+    http_status: int | None = None
     # other message columns to set (sent_at, error, next_attempt_at…)
     fields: tuple[tuple[str, object], ...] = ()
 
@@ -209,7 +210,8 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
             UPDATE {ATTEMPT}
             SET outcome = %(outcome)s, finished_at = %(now)s, latency_ms = %(latency)s,
                 error = %(error)s, error_kind = %(error_kind)s, error_code = %(error_code)s,
-                provider_message_id = %(provider_message_id)s, provider = %(provider)s
+                provider_message_id = %(provider_message_id)s, provider = %(provider)s,
+                http_status = %(http_status)s
             WHERE message_id = %(id)s AND number = %(number)s AND outcome = %(open)s
               AND EXISTS (SELECT 1 FROM m)
         )
@@ -233,6 +235,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
         "error_code": outcome.error_code,
         "provider_message_id": outcome.provider_message_id,
         "provider": outcome.provider[:64],
+        "http_status": outcome.http_status,
     }
     params.update({f"f_{name}": value for name, value in columns.items()})
     for n, (status, detail) in enumerate(outcome.events):
@@ -263,6 +266,7 @@ def _record_portable(message: ClaimedMessage, outcome: Outcome, now: datetime) -
             error_code=outcome.error_code,
             provider_message_id=outcome.provider_message_id,
             provider=outcome.provider[:64],
+            http_status=outcome.http_status,
         )
         MessageEvent.objects.bulk_create(
             MessageEvent(message_id=message.id, status=status, detail=detail, created_at=now)

@@ -221,6 +221,8 @@ class DeliveryAttempt(models.Model):
     # the provider's own error code, as it gave it
     error_code = models.CharField(max_length=64, blank=True, default="")
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
+    # the HTTP status of the provider's answer (null: none, e.g. SMTP, or no answer)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:

@@ -18,7 +18,13 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from notify.channels.base import Envelope, Transport, TransportError, get_transport
+from notify.channels.base import (
+    Envelope,
+    Transport,
+    TransportError,
+    get_transport,
+    take_http_status,
+)
 from notify.messaging import delivery_sql, unsubscribe
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
@@ -298,6 +304,7 @@ def deliver(message_id: str) -> None:
 
 def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Transport]) -> None:
     started = time.monotonic()
+    take_http_status()  # (a status left by the chunk's previous message is not this one's)
     deadline = deadline_of(message)
     if deadline is not None and deadline <= timezone.now():
         _record_failure(message, _past_deadline(deadline, "before it could be sent"), started)
@@ -334,6 +341,7 @@ def _send_claimed(message: ClaimedMessage, transports: dict[tuple[int, str], Tra
             latency_ms=_elapsed_ms(started),
             provider_message_id=result.provider_message_id,
             provider=result.provider,
+            http_status=take_http_status(),
             fields=fields,
         ),
         now,
@@ -634,6 +642,7 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         "error_kind": error.kind,
         "error_code": error.code,
         "provider": error.provider,
+        "http_status": take_http_status(),
     }
     if delay is None:
         if error.permanent:

@@ -509,3 +509,30 @@ def test_receipt__unregistered_device__suppressed(tenant, two_providers, carrier
     message.refresh_from_db()
     assert message.status == MessageStatus.FAILED
     assert Suppression.all_tenants.filter(recipient=message.recipient).exists()
+
+
+def test_attempt__provider_answer__http_status_and_provider_shown_in_the_api(
+    tenant, two_providers, carriers, deliver, api_client
+):
+    # Given a first provider answering 503 and a second taking the message
+    carriers[0].mode = "down"
+    message = sms(tenant)
+    deliver(message.id)
+    # Then the message's attempt shows who took it, with what HTTP status and id
+    (attempt,) = api_client.get(f"/v2/messages/{message.id}").json()["delivery_attempts"]
+    assert (attempt["provider"], attempt["http_status"]) == ("backup", 200)
+    assert attempt["provider_message_id"] == f"c-{message.id}"
+
+
+def test_attempt__provider_refusal__its_http_status_recorded(
+    tenant, two_providers, carriers, deliver
+):
+    carriers[0].mode = carriers[1].mode = "down"
+    message = sms(tenant)
+    deliver(message.id)
+    attempt = DeliveryAttempt.objects.get(message=message)
+    assert (attempt.provider, attempt.http_status, attempt.error_kind) == (
+        "backup",
+        503,
+        "provider_down",
+    )
