@@ -1,7 +1,10 @@
 """Views for /v2/messages: thin, one per operation, nested input/output serializers."""
 
+import base64
+import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -28,6 +31,7 @@ from notify.channels import registry
 from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
 from notify.messaging import requests as send_requests
 from notify.messaging import selectors
+from notify.messaging.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, Attachment
 from notify.messaging.composition import (
     MAX_SUBJECT_CHARS,
     ComposeRequest,
@@ -51,7 +55,7 @@ from templates_store import services as template_services
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_FALLBACKS = 3
-LATER_OPTIONS = ("fallback", "deadline", "timeouts")
+LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments")
 
 
 class FallbackSerializer(serializers.Serializer):
@@ -69,6 +73,71 @@ class FallbackSerializer(serializers.Serializer):
         except registry.InvalidRecipient as exc:
             raise ValidationError({"to": [str(exc)]}) from None
         return attrs
+
+
+CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+class AttachmentSerializer(serializers.Serializer):
+    """A file for an email: its name, its MIME type and its bytes in base64."""
+
+    class Meta:
+        ref_name = "AttachmentInput"
+
+    filename = serializers.CharField(max_length=255, validators=[header_safe])
+    content_type = serializers.CharField(max_length=255, default="application/octet-stream")
+    content = serializers.CharField(
+        help_text="The file's bytes, base64 (RFC 4648, standard alphabet)."
+    )
+
+    def validate_filename(self, value: str) -> str:
+        if not value.isprintable() or any(c in value for c in '/\\"') or value in (".", ".."):
+            raise ValidationError("A file name: printable, no slashes or quotes.")
+        return value
+
+    def validate_content_type(self, value: str) -> str:
+        value = value.strip().lower()
+        if not CONTENT_TYPE.fullmatch(value):
+            raise ValidationError("A MIME type, e.g. application/pdf.")
+        return value
+
+    def validate_content(self, value: str) -> bytes:
+        if len(value) > MAX_ATTACHMENT_BYTES * 4 // 3 + 4:
+            raise ValidationError(f"At most {MAX_ATTACHMENT_BYTES} bytes.")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("Not base64.") from None
+
+
+def attachments_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=AttachmentSerializer(),
+        required=False,
+        default=list,
+        max_length=MAX_ATTACHMENTS,
+        help_text=f"Email only: at most {MAX_ATTACHMENTS} files, {MAX_ATTACHMENT_BYTES} bytes "
+        "in all.",
+    )
+
+
+def checked_attachments(attrs: dict) -> dict[str, list[str]]:
+    """What is wrong with the request's attachments (nothing: {})."""
+    files = attrs.get("attachments") or []
+    if not files:
+        return {}
+    if attrs["channel"] != "email":
+        return {"attachments": ["Only an email has attachments."]}
+    if sum(len(f["content"]) for f in files) > MAX_ATTACHMENT_BYTES:
+        return {"attachments": [f"At most {MAX_ATTACHMENT_BYTES} bytes in all."]}
+    return {}
+
+
+def as_attachments(fields: dict) -> tuple[Attachment, ...]:
+    return tuple(
+        Attachment(f["filename"], f["content_type"], f["content"])
+        for f in fields.get("attachments") or []
+    )
 
 
 class TimeoutsSerializer(serializers.Serializer):
@@ -250,6 +319,7 @@ class Messages(APIView):
             help_text='Deadline tiers in seconds: {"provider": 5, "channel": 300, "message": '
             "900} (each optional; `channel` also bounds `deadline`).",
         )
+        attachments = attachments_field()
 
         def validate_deadline(self, value: datetime | None) -> datetime | None:
             if value is not None and not (
@@ -277,6 +347,8 @@ class Messages(APIView):
                 and attrs["send_at"] >= attrs["deadline"]
             ):
                 raise ValidationError({"deadline": ["After `send_at`, or it could never be met."]})
+            if problems := checked_attachments(attrs):
+                raise ValidationError(problems)
             if "template" in attrs:
                 if attrs["body"] or attrs["html"]:
                     raise ValidationError({"template": ["Give `template` or a body, not both."]})
@@ -317,7 +389,8 @@ class Messages(APIView):
     )
     def post(self, request: Request) -> Response:
         def compose_one(fields: dict) -> MessageDraft:
-            return with_fallback(fields, compose_message(fields))
+            draft = with_fallback(fields, compose_message(fields))
+            return replace(draft, attachments=as_attachments(fields))
 
         def compose_message(fields: dict) -> MessageDraft:
             return compose(
@@ -569,12 +642,13 @@ class MessageBatchCreate(APIView):
             "bulk email's one-click unsubscribe) is per category.",
         )
         critical = serializers.BooleanField(required=False, default=False)
+        attachments = attachments_field()
         # (added after the endpoint: they count in an idempotency fingerprint only when given)
         later_options = ("category", "critical")
 
         def validate(self, attrs: dict) -> dict:
             spec = registry.get(attrs["channel"])
-            errors = {}
+            errors = checked_attachments(attrs)
             for index, recipient in enumerate(attrs["recipients"]):
                 try:
                     recipient["to"] = spec.normalise(recipient["to"])
@@ -610,6 +684,10 @@ class MessageBatchCreate(APIView):
     )
     def post(self, request: Request) -> Response:
         def compose_all(fields: dict) -> list[MessageDraft]:
+            files = as_attachments(fields)
+            return [replace(draft, attachments=files) for draft in compose_recipients(fields)]
+
+        def compose_recipients(fields: dict) -> list[MessageDraft]:
             return compose_many(
                 request.user,
                 ComposeRequest(

@@ -94,6 +94,8 @@ class EmailTransport(Transport):
             cc=list(envelope.provider_hints.get("cc", ())),
             headers={**envelope.headers, "X-Notify-Message-Id": envelope.message_id},
         )
+        for attachment in envelope.provider_hints.get("attachments", ()):
+            mail.attach(attachment.filename, attachment.content, attachment.content_type)
         if envelope.html:
             if envelope.body:
                 mail.attach_alternative(envelope.html, "text/html")

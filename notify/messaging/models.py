@@ -441,3 +441,25 @@ class EarlyReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} report {self.provider_message_id[:32]}: {self.status}"
+
+
+class AttachmentBlob(models.Model):
+    """An email attachment's bytes, once per tenant and content (a campaign's attachment is
+    stored once for all its recipients); a message's params name it by digest."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE)
+    digest = models.CharField(max_length=64)  # SHA-256, hex
+    content = models.BinaryField()
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    all_tenants = AllTenantsManager()
+    objects = TenantScopedManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "digest"], name="attachment_once_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"attachment {self.digest[:12]} ({self.size} bytes)"

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -25,7 +25,7 @@ from notify.channels.base import (
     get_transport,
     take_http_status,
 )
-from notify.messaging import delivery_sql, unsubscribe
+from notify.messaging import attachments, delivery_sql, unsubscribe
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
@@ -62,6 +62,8 @@ class MessageDraft:
     critical: bool = False
     # the caller's own reference (the legacy API's out_id)
     reference: str = ""
+    # an email's files (stored with the message, named in its params)
+    attachments: tuple[attachments.Attachment, ...] = ()
 
 
 def enqueue_delivery(message_id: str) -> None:
@@ -104,6 +106,8 @@ def create_message(
     scheduled = send_at is not None and send_at > now
     due = send_at if scheduled else now
     (message_id,) = allocate_ids(1)
+    if draft.attachments:
+        draft = _with_stored_attachments(tenant, draft)
     message = _message_row(
         message_id,
         tenant,
@@ -120,7 +124,9 @@ def create_message(
         detail=f"scheduled for {due.isoformat()}" if scheduled else "",
         created_at=now,
     )
-    delivery_sql.insert_queued(message, event)
+    with transaction.atomic() if draft.attachments else contextlib.nullcontext():
+        # (a blob without its message is only space; a message without its blob never is)
+        delivery_sql.insert_queued(message, event)
     if not scheduled:
         # after the commit (at once outside a transaction): a broker outage must not turn an
         # accepted message into a 500; the row is the work, the sweep publishes it again
@@ -136,6 +142,12 @@ def create_message(
     if timeline is not None:
         timeline.append(event)
     return message
+
+
+def _with_stored_attachments(tenant: Tenant, draft: MessageDraft) -> MessageDraft:
+    """The draft with its attachments stored, described in its params."""
+    described = attachments.store(tenant.pk, draft.attachments)
+    return replace(draft, params={**(draft.params or {}), "attachments": described})
 
 
 def _message_row(
@@ -189,6 +201,15 @@ def create_batch(
     if that failed."""
     now = timezone.now()
     batch_id, *ids = allocate_ids(len(drafts) + 1)
+    described: dict[tuple, list[dict]] = {}  # (a campaign's files: stored once)
+    for files in {d.attachments for d in drafts if d.attachments}:
+        described[files] = attachments.store(tenant.pk, files)
+    drafts = [
+        replace(d, params={**(d.params or {}), "attachments": described[d.attachments]})
+        if d.attachments
+        else d
+        for d in drafts
+    ]
     rows = [
         _message_row(
             message_id,
@@ -510,19 +531,21 @@ def _provider_hints(message: ClaimedMessage | Message) -> MappingProxyType:
     """What the message's transport may use beyond the text: a push's `extras`; an email's
     `cc` addresses and sender display name (`from_alias`); the message's provider timeout."""
     params = getattr(message, "params", None) or {}
-    hints = _channel_hints(message.channel, params)
+    hints = _channel_hints(message.channel, params, message.tenant_id)
     limit = params.get("provider_timeout")
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
         return MappingProxyType({**hints, "provider_timeout": float(limit)})
     return hints
 
 
-def _channel_hints(channel: str, params: dict) -> MappingProxyType:
+def _channel_hints(channel: str, params: dict, tenant_id: int | None = None) -> MappingProxyType:
     if channel == "push":
         extras = params.get("extras", {})
         return MappingProxyType({"extras": extras if isinstance(extras, dict) else {}})
     if channel == "email":
         hints: dict[str, Any] = {}
+        if isinstance(params.get("attachments"), list) and tenant_id is not None:
+            hints["attachments"] = attachments.load(tenant_id, params["attachments"])
         cc = params.get("cc")
         if isinstance(cc, list) and all(isinstance(address, str) for address in cc):
             hints["cc"] = tuple(cc)
