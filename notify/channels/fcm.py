@@ -546,5 +546,6 @@ class FcmTransport(Transport):
             permanent=True,
             kind="permanent",
             code=code,
-            provider_fault=code == "THIRD_PARTY_AUTH_ERROR" or status in (401, 403, 404),
+            # (THIRD_PARTY_AUTH_ERROR is about one platform's devices, not the account)
+            provider_fault=code != "THIRD_PARTY_AUTH_ERROR" and status in (401, 403, 404),
         )

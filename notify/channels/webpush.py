@@ -382,7 +382,9 @@ class WebPushTransport(Transport):
                 permanent=True,
                 kind="permanent",
                 code=str(status),
-                provider_fault=True,
+                # (not the provider's fault for sure: a push service refuses a subscription
+                # made with another key this way too, and a few stale ones must not open the
+                # breaker for every browser)
             )
         if 400 <= status < 500:
             raise TransportError(

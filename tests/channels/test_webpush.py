@@ -581,3 +581,24 @@ def test_webpush__bad_vapid_configuration__refused_naming_the_field(
     # Then it is refused, naming the field, and nothing is stored
     assert set(refused.value.errors) == {field_name}
     assert not Provider.all_tenants.filter(tenant=tenant).exists()
+
+
+def test_webpush__stale_subscriptions_refused_403__breaker_stays_closed_for_the_others(
+    tenant, push_service, deliver, settings
+):
+    from notify.channels import breaker
+    from notify.channels.models import Provider
+
+    # Given more subscriptions made with another key than it takes to open a breaker
+    push_service.answer = (403, {})
+    for _ in range(settings.PROVIDER_BREAKER_FAILURES + 1):
+        deliver(push(tenant, push_service.subscribe().subscription).id)
+    # Then the provider's circuit is still closed: the next browser gets its push
+    provider = Provider.all_tenants.get(tenant=tenant, kind="webpush")
+    assert breaker.state(provider.pk) == breaker.CLOSED
+    push_service.answer = None
+    fresh = push_service.subscribe()
+    message = push(tenant, fresh.subscription)
+    deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
