@@ -410,3 +410,17 @@ def test_anymail_provider__patched_to_another_esp__its_old_secret_removed_with_n
     )
     assert changed.status_code == 200, changed.content
     assert changed.json()["secrets_set"] == ["server_token"]
+
+
+def test_platform_esp__no_webhook_secret__tracking_webhook_answers_404(
+    tenant, mailgun, settings, deliver
+):
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
+    answer = post_event("/anymail/mailgun/tracking/", tracking_event("delivered", "<x@y>"))
+    assert answer.status_code == 404
+
+
+def test_platform_esp__inbound_webhooks__not_served(settings):
+    settings.ANYMAIL = {"WEBHOOK_SECRET": WEBHOOK_AUTH, "MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
+    answer = Client().post("/anymail/mailgun/inbound/", data={}, content_type="application/json")
+    assert answer.status_code == 404
