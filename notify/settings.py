@@ -259,14 +259,20 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="notify
 # without -Q serves all of them; production runs a pool per lane (README).
 NOTIFY_TRANSACTIONAL_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.transactional"
 NOTIFY_BULK_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.bulk"
+# calls to tenants' own endpoints (webhooks, legacy delivery reports): a slow endpoint holds
+# these workers, never the ones sending codes
+NOTIFY_HOOKS_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.hooks"
 CELERY_TASK_QUEUES = [
     Queue(CELERY_TASK_DEFAULT_QUEUE),
     Queue(NOTIFY_TRANSACTIONAL_QUEUE),
     Queue(NOTIFY_BULK_QUEUE),
+    Queue(NOTIFY_HOOKS_QUEUE),
 ]
 CELERY_TASK_ROUTES = {
     "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
     "messaging.deliver_bulk": {"queue": NOTIFY_BULK_QUEUE},
+    "messaging.deliver_webhook": {"queue": NOTIFY_HOOKS_QUEUE},
+    "compat.deliver_callback": {"queue": NOTIFY_HOOKS_QUEUE},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -208,6 +208,15 @@ def test_lanes__tasks_routed__transactional_and_bulk_queues_apart(settings):
     assert route({}, "messaging.deliver_bulk")["queue"].name == settings.NOTIFY_BULK_QUEUE
 
 
+def test_lanes__calls_to_tenants_endpoints__their_own_queue_never_the_codes_one(settings):
+    from notify.celery import app
+
+    route = app.amqp.router.route
+    for task in ("messaging.deliver_webhook", "compat.deliver_callback"):
+        assert route({}, task)["queue"].name == settings.NOTIFY_HOOKS_QUEUE
+    assert settings.NOTIFY_HOOKS_QUEUE != settings.NOTIFY_TRANSACTIONAL_QUEUE
+
+
 def test_sweep__idempotency_keys_past_their_expiry__deleted_with_their_answers(
     tenant, settings, time_machine
 ):
