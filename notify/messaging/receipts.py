@@ -38,6 +38,8 @@ MAX_EARLY_PER_PROVIDER = 1000
 MAX_EARLY_RECEIPTS = 100_000
 # the longest wait between two looks at an early report still matching nothing
 EARLY_RECHECK_MAX_SECONDS = 120
+# the providers whose early reports one run shares out its work between
+MAX_SCOPES = 100
 
 
 def record_receipt(
@@ -164,8 +166,7 @@ def apply_early_receipts(now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     expired_before = now - timedelta(seconds=settings.NOTIFY_EARLY_RECEIPT_TTL)
     applied = 0
-    due = EarlyReceipt.all_tenants.filter(next_check_at__lte=now).order_by("next_check_at", "pk")
-    for row in due[:limit]:
+    for row in _due_early(now, limit):
         receipt = Receipt(
             row.provider_message_id, row.status, row.error_code, row.error, row.bad_recipient
         )
@@ -180,11 +181,30 @@ def apply_early_receipts(now: datetime | None = None, limit: int = 500) -> int:
         ):
             EarlyReceipt.all_tenants.filter(pk=row.pk).delete()
         else:
-            later = now + timedelta(seconds=min(5 * 2**row.checks, EARLY_RECHECK_MAX_SECONDS))
+            # (from the time of this look, not of the run's start: a long run must not make
+            # the reports it pushed back due before the ones that arrived during it)
+            wait = min(5 * 2**row.checks, EARLY_RECHECK_MAX_SECONDS)
+            later = max(now, timezone.now()) + timedelta(seconds=wait)
             EarlyReceipt.all_tenants.filter(pk=row.pk).update(
                 next_check_at=later, checks=min(row.checks + 1, 30)
             )
     return applied
+
+
+def _due_early(now: datetime, limit: int) -> list[EarlyReceipt]:
+    """Up to `limit` due early reports, shared out between the providers that have some (a
+    provider with thousands cannot keep another's one waiting)."""
+    due = EarlyReceipt.all_tenants.filter(next_check_at__lte=now)
+    scopes = list(
+        due.order_by().values_list("tenant_id", "provider", "channel").distinct()[:MAX_SCOPES]
+    )
+    share = max(1, limit // max(1, len(scopes)))
+    rows: list[EarlyReceipt] = []
+    for tenant_id, provider, channel in scopes:
+        rows += due.filter(tenant_id=tenant_id, provider=provider, channel=channel).order_by(
+            "next_check_at", "pk"
+        )[:share]
+    return rows
 
 
 def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str) -> bool:
