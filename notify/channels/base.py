@@ -3,10 +3,13 @@ whether trying again can help."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -290,3 +293,23 @@ class ReceiptRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A provider's Retry-After in seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3);
+    None when absent, unreadable or already past (the platform's own backoff applies)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+        return seconds if seconds > 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

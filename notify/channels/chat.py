@@ -25,8 +25,9 @@ from notify.channels.base import (
     call_seconds,
     call_timeout,
     gated_post,
+    retry_after_seconds,
 )
-from notify.channels.http import _retry_after, _short
+from notify.channels.http import _short
 
 MAX_TEXT_CHARS = 4000
 
@@ -60,7 +61,7 @@ class ChatTransport(Transport):
         answer = gated_post(self.label, url, data, {"Content-Type": "application/json"})
         headers = {k.lower(): v for k, v in answer.headers.items()}
         if answer.status == 429:
-            retry_after = _retry_after(headers.get("retry-after"))
+            retry_after = retry_after_seconds(headers.get("retry-after"))
             raise TransportError(
                 f"{self.label} is throttling us (HTTP 429): retried later",
                 permanent=False,

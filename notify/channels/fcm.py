@@ -48,6 +48,7 @@ from notify.channels.base import (
     Transport,
     TransportError,
     gated_post,
+    retry_after_seconds,
     usable_url,
 )
 
@@ -68,18 +69,6 @@ _PROJECT_ID = re.compile(r"(?:[a-z0-9.-]{1,63}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 BAD_RECIPIENT_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 # RFC 6749 error codes a token endpoint gives for a passing trouble of its own
 TOKEN_ENDPOINT_TEMPORARY = frozenset({"temporarily_unavailable", "server_error"})
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds when given as a number (an HTTP date is ignored: the platform's
-    own backoff applies then)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _short(value: object) -> str:
@@ -329,7 +318,7 @@ def _grant_refused(exc: TokenRefused) -> TransportError:
         return TransportError(
             f"{reason}: retried later",
             permanent=False,
-            retry_after=_retry_after(answer.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(answer.headers.get("Retry-After")),
             kind="throttled",
             code=code,
         )
@@ -501,7 +490,7 @@ class FcmTransport(Transport):
         code = fcm_code or _short(error.get("status"))[:64] or str(status)
         message = _short(error.get("message"))
         reason = f"FCM refused the message (HTTP {status}): {code} {message}".rstrip()
-        retry_after = _retry_after(answer.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         if fcm_code in BAD_RECIPIENT_CODES or (
             code == "INVALID_ARGUMENT" and self._about_the_token(answer)
         ):

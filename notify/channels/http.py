@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import time
 from typing import Any, ClassVar
 
@@ -25,6 +24,7 @@ from notify.channels.base import (
     TransportError,
     note_http_status,
     register,
+    retry_after_seconds,
 )
 
 TIMESTAMP_HEADER = "X-Notify-Timestamp"
@@ -103,19 +103,6 @@ def parse_report(secret: str, secret_hint: str, inbound: Inbound) -> ReceiptBatc
         message_id, status, error_code, error, bad_recipient=error_code in BAD_RECIPIENT_CODES
     )
     return ReceiptBatch([receipt])
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds when the provider gave a number (an HTTP date is ignored)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
 
 
 def _short(value: object) -> str:
@@ -227,7 +214,7 @@ class HttpTransport(Transport):
 
     def _result(self, status: int, headers: Any, content: bytes) -> SendResult:
         if status == 429:
-            retry_after = _retry_after(headers.get("Retry-After"))
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
             raise TransportError(
                 f"{self.provider} is throttling us (HTTP 429): retried "
                 + (f"in {retry_after:g}s as it asked" if retry_after is not None else "later"),

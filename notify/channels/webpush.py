@@ -34,7 +34,6 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,6 +54,7 @@ from notify.channels.base import (
     Transport,
     TransportError,
     gated_post,
+    retry_after_seconds,
     usable_url,
 )
 
@@ -218,22 +218,6 @@ def subject_problem(subject: object) -> str | None:
     return "mailto:<address> or an https: URL (RFC 8292); push services refuse others."
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds: delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class WebPushTransport(Transport):
     channel = "push"
 
@@ -361,7 +345,7 @@ class WebPushTransport(Transport):
                 code="413",
             )
         if status == 429:
-            retry_after = _retry_after(headers.get("retry-after"))
+            retry_after = retry_after_seconds(headers.get("retry-after"))
             raise TransportError(
                 f"{reason}: throttling us: retried "
                 + (f"in {retry_after:g}s as it asked" if retry_after is not None else "later"),
