@@ -27,7 +27,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from notify.messaging.models import FINAL_STATUSES, Message
-from notify.messaging.signals import message_finished
+from notify.messaging.services import send_finished
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def reannounce_missing(now: datetime | None = None) -> int:
             if row is not None and len(owed) < limit:
                 owed.setdefault(row[0], row)
     for row in owed.values():
-        announce_again(*row)
+        send_finished(*row)
     if owed:
         logger.warning(
             "follow-up sweep: %d finished message(s) announced again, a follow-up missing (%s)",
@@ -98,24 +98,3 @@ def reannounce_missing(now: datetime | None = None) -> int:
             ", ".join(f"{name}: {len(rows)}" for name, rows in found.items() if rows),
         )
     return len(owed)
-
-
-def announce_again(message_id: str, status: str, origin: str, tenant_id: int, channel: str) -> None:
-    """`message_finished` sent at once (the message's final status committed long ago), as
-    services.announce_finished sends it: a receiver that raises is logged, the others run."""
-    for receiver, answer in message_finished.send_robust(
-        sender=Message,
-        message_id=message_id,
-        status=str(status),
-        origin=origin,
-        tenant_id=tenant_id,
-        channel=channel,
-    ):
-        if isinstance(answer, Exception):
-            logger.error(
-                "message_finished receiver %r failed again for message %s (follow-up sweep)",
-                receiver,
-                message_id,
-                exc_info=answer,
-                extra={"message_id": message_id},
-            )

@@ -419,26 +419,33 @@ def announce_finished(
 ) -> None:
     """`message_finished` for a message that reached `status`, once that is committed (at once
     outside a transaction). A receiver that raises is logged: it cannot undo the change."""
+    transaction.on_commit(lambda: send_finished(message_id, status, origin, tenant_id, channel))
 
-    def send() -> None:
-        for receiver, answer in message_finished.send_robust(
-            sender=Message,
-            message_id=message_id,
-            status=str(status),
-            origin=origin,
-            tenant_id=tenant_id,
-            channel=channel,
-        ):
-            if isinstance(answer, Exception):
-                logger.error(
-                    "message_finished receiver %r failed for message %s",
-                    receiver,
-                    message_id,
-                    exc_info=answer,
-                    extra={"message_id": message_id},
-                )
 
-    transaction.on_commit(send)
+def send_finished(
+    message_id: str,
+    status: str,
+    origin: str | None = None,
+    tenant_id: int | None = None,
+    channel: str | None = None,
+) -> None:
+    """`message_finished` sent now: a receiver that raises is logged, the others run."""
+    for receiver, answer in message_finished.send_robust(
+        sender=Message,
+        message_id=message_id,
+        status=str(status),
+        origin=origin,
+        tenant_id=tenant_id,
+        channel=channel,
+    ):
+        if isinstance(answer, Exception):
+            logger.error(
+                "message_finished receiver %r failed for message %s",
+                receiver,
+                message_id,
+                exc_info=answer,
+                extra={"message_id": message_id},
+            )
 
 
 def _suppress_unwanted(message_ids: list[str], now: datetime) -> list[str]:
