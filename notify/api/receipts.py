@@ -7,7 +7,6 @@ input is a 4xx, never a 500; a report moves only that provider's messages of its
 
 from __future__ import annotations
 
-import json
 import logging
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from notify.channels.base import Inbound, Receipt, ReceiptBatch, ReceiptRefused
 from notify.channels.http import parse_report
 from notify.channels.models import Provider
 from notify.channels.providers import KINDS
+from notify.channels.services import stored_secrets
 from notify.messaging.receipts import record_reports
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def provider_receipt(request: HttpRequest, provider_id: int) -> JsonResponse:
     on the messages of that tenant it took."""
     provider = Provider.all_tenants.filter(pk=provider_id).first()
     kind = KINDS.get(provider.kind) if provider is not None else None
-    secrets = _secrets_of(provider)
+    secrets = stored_secrets(provider) if provider is not None else {}
     if provider is None or kind is None or not kind.has_receipts or not secrets:
         return _error(404, "not_found", "No such provider.")
     return _receive(
@@ -73,16 +73,6 @@ def _text(receipt: Receipt) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in receipt.provider_message_id + receipt.error_code + receipt.error
-
-
-def _secrets_of(provider: Provider | None) -> dict:
-    if provider is None or not provider.secrets:
-        return {}
-    try:
-        value = json.loads(provider.secrets)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _receive(request: HttpRequest, channel: str, parse, **scope: object) -> JsonResponse:  # noqa: ANN001
