@@ -8,10 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -20,6 +18,7 @@ from notify.channels import breaker
 from notify.channels.services import create_provider
 from notify.messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from notify.messaging.services import MessageDraft, create_message
+from tests.standin import JsonStandIn
 
 KEY_ID, KEY_SECRET = "LTAI-test-key", "test-secret-0123456789"
 RECEIPTS_TOKEN = "aliyun-receipts-token-0123456789"
@@ -53,32 +52,18 @@ def documented_signature(params: dict[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
-class Dysmsapi:
+class Dysmsapi(JsonStandIn):
     provider = None
 
     def __init__(self) -> None:
         self.answer: dict | None = None
         self.accepted: list[dict] = []
-        api = self
+        super().__init__()
+        self.url = f"{self.base}/"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                params = dict(parse_qsl(raw, keep_blank_values=True))
-                status, answer = api.check(params)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path: str, headers, raw: bytes) -> tuple[int, dict, dict]:  # noqa: ANN001
+        status, answer = self.check(dict(parse_qsl(raw.decode(), keep_blank_values=True)))
+        return status, answer, {}
 
     def check(self, params: dict[str, str]) -> tuple[int, dict]:
         missing = REQUIRED - set(params)
@@ -113,10 +98,6 @@ class Dysmsapi:
             "BizId": f"biz-{len(self.accepted)}",
             "Code": "OK",
         }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from email.parser import BytesParser
 from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
@@ -28,6 +26,7 @@ from notify.channels.services import create_provider
 from notify.messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from notify.messaging.services import MessageDraft, create_message
 from notify.tenants.services import create_tenant
+from tests.standin import JsonStandIn
 
 API_KEY = "key-mailgun-test-0123456789"
 SIGNING_KEY = "mailgun-webhook-signing-key-0123"
@@ -35,31 +34,17 @@ WEBHOOK_AUTH = "mailgun:hook-password-0123"
 DOMAIN = "mg.example.com"
 
 
-class MailgunApi:
+class MailgunApi(JsonStandIn):
     """Mailgun's `POST /v3/<domain>/messages`."""
 
     def __init__(self) -> None:
         self.accepted: list[dict] = []
         self.refusal: tuple[int, dict] | None = None
-        api = self
+        super().__init__()
+        self.url = f"{self.base}/v3"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = api.check(self.path, self.headers, raw)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v3"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path: str, headers, raw: bytes) -> tuple[int, dict, dict]:  # noqa: ANN001
+        return (*self.check(path, headers, raw), {})
 
     def check(self, path: str, headers, raw: bytes) -> tuple[int, dict]:  # noqa: ANN001
         expected = "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
@@ -88,10 +73,6 @@ class MailgunApi:
             return self.refusal
         self.accepted.append(fields)
         return 200, {"id": f"<20261203.{len(self.accepted)}@{DOMAIN}>", "message": "Queued."}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -9,10 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -24,39 +21,24 @@ from notify.channels.services import create_provider
 from notify.messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from notify.messaging.services import MessageDraft, create_message
 from notify.tenants.services import create_tenant
+from tests.standin import JsonStandIn
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "twilio-auth-token-0123456789abcd"
 SENDER = "+15005550006"
 
 
-class MessagesApi:
+class MessagesApi(JsonStandIn):
     """Twilio's `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`."""
 
     def __init__(self) -> None:
         self.accepted: list[dict] = []
         self.refusal: tuple[int, dict, dict] | None = None
-        api = self
+        super().__init__()
+        self.url = self.base
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                status, answer, headers = api.check(self.path, dict(self.headers), raw)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def respond(self, path: str, headers, raw: bytes) -> tuple[int, dict, dict]:  # noqa: ANN001
+        return self.check(path, dict(headers), raw.decode())
 
     @staticmethod
     def error(status: int, code: int, message: str) -> tuple[int, dict, dict]:
@@ -93,10 +75,6 @@ class MessagesApi:
             {"sid": sid, "status": "queued", "to": params["To"], "account_sid": ACCOUNT_SID},
             {},
         )
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def receipts_url(provider: Provider) -> str:
