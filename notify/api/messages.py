@@ -658,7 +658,7 @@ class MessageBatchCreate(APIView):
                 if attrs["body"] or attrs["html"]:
                     errors["template"] = ["Give `template` or a body, not both."]
             else:
-                if not attrs["subject"] and registry.get(attrs["channel"]).needs_subject:
+                if not attrs["subject"] and spec.needs_subject:
                     errors["subject"] = [f"Required for {attrs['channel']}."]
                 if not attrs["body"] and not attrs["html"]:
                     errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
