@@ -39,6 +39,7 @@ from compat.protocol import (
     success,
     timestamp_ok,
 )
+from notify.caching import TtlCache
 from notify.channels import registry
 from notify.messaging import requests as send_requests
 from notify.messaging.models import Lane, Message, MessageStatus, Origin
@@ -121,35 +122,10 @@ def storable(value: str) -> bool:
     return "\x00" not in value
 
 
-class LookupCache:
-    """What every call looks up (its app, its template and published version), kept by each
-    process for LEGACY_LOOKUP_CACHE_SECONDS: a change (an app disabled, a new secret, a version
-    published) applies that much later; 0 turns it off."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any, load: Callable[[], Any]) -> Any:
-        ttl = settings.LEGACY_LOOKUP_CACHE_SECONDS
-        if ttl <= 0:
-            return load()
-        now = time.monotonic()
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        value = load()
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key] = (now + ttl, value)
-        return value
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-lookups = LookupCache()
+# What every call looks up (its app, its template and published version), kept by each process
+# for LEGACY_LOOKUP_CACHE_SECONDS: a change (an app disabled, a new secret, a version published)
+# applies that much later; 0 turns it off.
+lookups: TtlCache[Any] = TtlCache(lambda: settings.LEGACY_LOOKUP_CACHE_SECONDS)
 
 
 def find_tenant(app_key: str, tenant_id: int | None = None) -> Tenant | None:

@@ -158,6 +158,9 @@ LEGACY_PROXY_TIMEOUT = env.float("LEGACY_PROXY_TIMEOUT", default=10.0)
 # How long each process keeps an app, a template and its published version it looked up for a
 # legacy call (seconds; 0: no caching): a change to them applies that much later.
 LEGACY_LOOKUP_CACHE_SECONDS = env.float("LEGACY_LOOKUP_CACHE_SECONDS", default=2.0)
+# How long each process keeps a v2 API key and its tenant (seconds; 0: looked up on every call):
+# a key revoked or a tenant disabled elsewhere is refused that much later.
+NOTIFY_API_KEY_CACHE_SECONDS = env.float("NOTIFY_API_KEY_CACHE_SECONDS", default=2.0)
 # A legacy call's body larger than this is refused (`50000`) before it is read.
 LEGACY_MAX_BODY_BYTES = env.int("LEGACY_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 # Delivery reports to a tenant's callback_url: first try at once, then after these delays

@@ -51,16 +51,16 @@ def _block_outbound_network():
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
-    # a process's unwritten call counts and cached provider rows belong to the test that made
-    # them
-    from notify.channels import selectors
+    # a process's unwritten call counts and cached lookups (API keys, provider rows…) belong
+    # to the test that made them
+    from notify import caching
     from notify.rollout import metrics
 
     metrics.recorder.discard()
-    selectors.forget_cached()
+    caching.forget_all()
     yield
     metrics.recorder.discard()
-    selectors.forget_cached()
+    caching.forget_all()
 
 
 @pytest.fixture(autouse=True, scope="session")

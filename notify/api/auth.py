@@ -6,7 +6,8 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from notify.api.validation import PRINTABLE_TOKEN
-from notify.tenants.models import ApiKey, Tenant, hash_api_key
+from notify.tenants.models import ApiKey, Tenant
+from notify.tenants.selectors import api_key_for
 
 # last_used_at is for humans auditing keys; one write a minute per key is plenty.
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -27,13 +28,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
         if not PRINTABLE_TOKEN.fullmatch(raw_key):
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        api_key = (
-            ApiKey.objects.select_related("tenant")
-            # The legacy secret is not needed here, and must not be decrypted on every call.
-            .defer("tenant__app_secret")
-            .filter(prefix=raw_key[: ApiKey.PREFIX_LENGTH], key_hash=hash_api_key(raw_key))
-            .first()
-        )
+        api_key = api_key_for(raw_key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:
@@ -43,6 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now  # (the copy kept for the next calls knows it too)
         return api_key.tenant, api_key
 
     def authenticate_header(self, request: Request) -> str:

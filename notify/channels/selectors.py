@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
+from notify.caching import TtlCache
 from notify.channels.base import Transport, TransportError
 from notify.channels.chat import ChatRouter
 from notify.channels.models import Provider
@@ -16,31 +16,24 @@ logger = logging.getLogger(__name__)
 
 # a change to a tenant's providers reaches every worker within this many seconds
 CACHE_SECONDS = 5.0
-_cache: dict[tuple[int, str], tuple[float, list[Provider]]] = {}
-_MAX_CACHED = 10_000
+_enabled: TtlCache[list[Provider]] = TtlCache(CACHE_SECONDS)
 
 
 def _enabled_providers(tenant_id: int, channel: str) -> list[Provider]:
     """The tenant's enabled providers for the channel in failover order, each process keeping
     them CACHE_SECONDS (one query per tenant and channel then, not one per message)."""
-    key = (tenant_id, channel)
-    now = time.monotonic()
-    cached = _cache.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    rows = list(
-        Provider.all_tenants.filter(tenant_id=tenant_id, channel=channel, enabled=True).order_by(
-            "priority", "id"
-        )
+    return _enabled.get(
+        (tenant_id, channel),
+        lambda: list(
+            Provider.all_tenants.filter(
+                tenant_id=tenant_id, channel=channel, enabled=True
+            ).order_by("priority", "id")
+        ),
     )
-    if len(_cache) >= _MAX_CACHED:
-        _cache.clear()
-    _cache[key] = (now + CACHE_SECONDS, rows)
-    return rows
 
 
 def forget_cached() -> None:
-    _cache.clear()
+    _enabled.forget()
 
 
 def tenant_transport(tenant_id: int, channel: str) -> Transport | None:

@@ -13,7 +13,6 @@ import base64
 import json
 import logging
 import secrets
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from notify import outbound
+from notify.caching import TtlCache
 from notify.messaging import followups
 from notify.messaging.models import (
     Message,
@@ -103,25 +103,20 @@ def on_message_finished(
         transaction.on_commit(lambda pk=delivery.pk: _publish(pk))
 
 
-_cache: dict[int, tuple[float, list[WebhookSubscription]]] = {}
 CACHE_SECONDS = 5.0
+_enabled: TtlCache[list[WebhookSubscription]] = TtlCache(CACHE_SECONDS)
 
 
 def _subscriptions(tenant_id: int) -> list[WebhookSubscription]:
     """The tenant's enabled subscriptions, each process keeping them CACHE_SECONDS."""
-    now = time.monotonic()
-    cached = _cache.get(tenant_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    rows = list(WebhookSubscription.all_tenants.filter(tenant_id=tenant_id, enabled=True))
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[tenant_id] = (now + CACHE_SECONDS, rows)
-    return rows
+    return _enabled.get(
+        tenant_id,
+        lambda: list(WebhookSubscription.all_tenants.filter(tenant_id=tenant_id, enabled=True)),
+    )
 
 
 def forget_cached() -> None:
-    _cache.clear()
+    _enabled.forget()
 
 
 @followups.register("messaging.webhooks")

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from notify.rollout.admin import TenantRolloutActions
 from notify.tenants.models import ApiKey, Tenant
+from notify.tenants.selectors import forget_api_keys
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -91,4 +92,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        forget_api_keys()
         self.message_user(request, f"Revoked {count} key(s).")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from compat import guards, native
+from compat import guards
 from compat.legacy_import import import_export
 from notify.tenants.models import Tenant
 from templates_store.legacy import LegacyExport
@@ -31,14 +31,6 @@ SHOP_TEMPLATES = {
 }
 LOGI_TEMPLATES = {"SMS_100101"}
 HRSAAS_TEMPLATES = {"SMS_100304"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_lookups():  # noqa: ANN202
-    # each test's database is new: nothing a process cached may outlive it
-    native.lookups.clear()
-    yield
-    native.lookups.clear()
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_shadow__template_fixed__old_mismatches_no_longer_block(shop, legacy_cal
     )
     from compat import native
 
-    native.lookups.clear()
+    native.lookups.forget()
     # Then the gate waits for new evidence, and passes on it
     assert "too few shadowed calls" in " ".join(selectors.gate(shop, Tenant.Stage.CANARY).reasons)
     for mobile in mobiles(2, start=10):
