@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.api.errors import ErrorOutput, error_body
+from notify.api.serializers import KeptFieldsSerializer
 from notify.api.validation import (
     PRINTABLE_TOKEN,
     DataField,
@@ -58,7 +59,7 @@ MAX_FALLBACKS = 3
 LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments")
 
 
-class FallbackSerializer(serializers.Serializer):
+class FallbackSerializer(KeptFieldsSerializer):
     """A channel and a recipient to fall back to."""
 
     class Meta:
@@ -78,7 +79,7 @@ class FallbackSerializer(serializers.Serializer):
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
-class AttachmentSerializer(serializers.Serializer):
+class AttachmentSerializer(KeptFieldsSerializer):
     """A file for an email: its name, its MIME type and its bytes in base64."""
 
     class Meta:
@@ -140,7 +141,7 @@ def as_attachments(fields: dict) -> tuple[Attachment, ...]:
     )
 
 
-class TimeoutsSerializer(serializers.Serializer):
+class TimeoutsSerializer(KeptFieldsSerializer):
     """Deadline tiers, in seconds (after Courier's): `provider`, how long one call to a
     provider may take before failover moves to the next; `channel`, how long the message may
     keep trying on its channel before it fails there (and falls back); `message`, how long
@@ -165,13 +166,13 @@ class TimeoutsSerializer(serializers.Serializer):
         return attrs
 
 
-class MessageEventOutput(serializers.Serializer):
+class MessageEventOutput(KeptFieldsSerializer):
     status = serializers.CharField()
     detail = serializers.CharField()
     at = serializers.DateTimeField(source="created_at")
 
 
-class DeliveryAttemptOutput(serializers.Serializer):
+class DeliveryAttemptOutput(KeptFieldsSerializer):
     number = serializers.IntegerField()
     outcome = serializers.CharField()
     started_at = serializers.DateTimeField()
@@ -186,7 +187,7 @@ class DeliveryAttemptOutput(serializers.Serializer):
     http_status = serializers.IntegerField(allow_null=True)
 
 
-class MessageOutput(serializers.Serializer):
+class MessageOutput(KeptFieldsSerializer):
     id = serializers.CharField()
     status = serializers.CharField()
     channel = serializers.CharField()
@@ -235,7 +236,7 @@ class MessagePagination(CursorPagination):
     max_page_size = 200
 
 
-class MessageSummaryOutput(serializers.Serializer):
+class MessageSummaryOutput(KeptFieldsSerializer):
     id = serializers.CharField()
     status = serializers.CharField()
     channel = serializers.CharField()
@@ -255,7 +256,7 @@ class MessageSummaryOutput(serializers.Serializer):
 class Messages(APIView):
     """`GET`: the tenant's messages; `POST`: send one."""
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(KeptFieldsSerializer):
         class Meta:
             ref_name = "MessageListFilter"
 
@@ -278,7 +279,7 @@ class Messages(APIView):
         page = paginator.paginate_queryset(messages, request, view=self)
         return paginator.get_paginated_response(MessageSummaryOutput(page, many=True).data)
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(KeptFieldsSerializer):
         class Meta:
             ref_name = "MessageCreateInput"
 
@@ -613,11 +614,11 @@ MAX_BATCH_RECIPIENTS = 10_000
 
 
 class MessageBatchCreate(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(KeptFieldsSerializer):
         class Meta:
             ref_name = "MessageBatchCreateInput"
 
-        class Recipient(serializers.Serializer):
+        class Recipient(KeptFieldsSerializer):
             class Meta:
                 ref_name = "MessageBatchRecipient"
 
@@ -666,7 +667,7 @@ class MessageBatchCreate(APIView):
                 raise ValidationError(errors)
             return attrs
 
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(KeptFieldsSerializer):
         class Meta:
             ref_name = "MessageBatchCreated"
 
@@ -715,7 +716,7 @@ class MessageBatchCreate(APIView):
 
 
 class BatchDetail(APIView):
-    class OutputSerializer(serializers.Serializer):
+    class OutputSerializer(KeptFieldsSerializer):
         class Meta:
             ref_name = "BatchSummary"
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from notify.messaging.ids import allocate_ids, next_id_sql
 from notify.messaging.models import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -277,27 +278,39 @@ def _record_portable(message: ClaimedMessage, outcome: Outcome, now: datetime) -
 
 def insert_queued(message: Message, event: MessageEvent) -> None:
     """Stores a new message and its first timeline event, all or nothing: one statement on
-    PostgreSQL (so an accept outside a transaction makes one round trip for both), a short
-    transaction elsewhere. Sets `event.pk`."""
+    PostgreSQL (so an accept outside a transaction makes one round trip for both, its ID
+    allocated in the same statement when `message.id` is not set yet), a short transaction
+    elsewhere. Sets `message.id` and `event.pk`."""
     if connection.vendor != "postgresql":
         with transaction.atomic():
+            if not message.id:
+                (message.id,) = allocate_ids(1)
             message.save(force_insert=True)
             event.message = message
             event.save(force_insert=True)
         return
     fields = [field for field in Message._meta.concrete_fields]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
-    placeholders = ", ".join(["%s"] * len(values))
+    placeholders, values = [], []
+    for field in fields:
+        if field.primary_key and not message.id:
+            expression, params = next_id_sql()
+            placeholders.append(expression)
+            values.extend(params)
+        else:
+            placeholders.append("%s")
+            values.append(field.get_db_prep_save(field.pre_save(message, True), connection))
     sql = f"""
-        WITH m AS (INSERT INTO {MESSAGE} ({columns}) VALUES ({placeholders}) RETURNING id)
+        WITH m AS (
+            INSERT INTO {MESSAGE} ({columns}) VALUES ({", ".join(placeholders)}) RETURNING id
+        )
         INSERT INTO {EVENT} (message_id, status, detail, created_at)
         SELECT id, %s, %s, %s FROM m
-        RETURNING id
+        RETURNING id, message_id
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values, event.status, event.detail, event.created_at])
-        (event.pk,) = cursor.fetchone()
+        event.pk, message.id = cursor.fetchone()
     event.message = message
     message._state.adding = False
     message._state.db = connection.alias

@@ -56,5 +56,16 @@ def allocate_ids(count: int, *, at: datetime | None = None) -> list[str]:
     ]
 
 
+def next_id_sql() -> tuple[str, list[str]]:
+    """PostgreSQL: an SQL expression (and its parameters) that allocates one new ID where a
+    statement needs it, as `allocate_ids(1)` does (the same clock zone, the same sequence),
+    so an insert can take its ID without a round trip of its own."""
+    return (
+        "to_char(clock_timestamp() AT TIME ZONE %s, 'YYMMDDHH24MISS') || "
+        f"lpad(({SEQUENCE_BASE} + nextval('{PG_SEQUENCE_NAME}') %% {SEQUENCE_SPAN})::text, 6, '0')",
+        [settings.LEGACY_TIME_ZONE],
+    )
+
+
 def is_message_id(value: str) -> bool:
     return len(value) == 18 and value.isascii() and value.isdigit()
