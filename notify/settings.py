@@ -273,7 +273,6 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = {
     "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
-    "messaging.deliver_messages": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
     "messaging.deliver_bulk": {"queue": NOTIFY_BULK_QUEUE},
     "messaging.deliver_webhook": {"queue": NOTIFY_HOOKS_QUEUE},
     "compat.deliver_callback": {"queue": NOTIFY_HOOKS_QUEUE},
@@ -295,12 +294,6 @@ NOTIFY_RETRY_DELAYS = env.list("NOTIFY_RETRY_DELAYS", cast=int, default=[10, 60,
 # NOTIFY_SWEEP_BATCH of each per run.
 NOTIFY_SWEEP_INTERVAL = env.float("NOTIFY_SWEEP_INTERVAL", default=2.0)
 NOTIFY_REPUBLISH_AFTER = env.float("NOTIFY_REPUBLISH_AFTER", default=60.0)
-# A process publishes the wake-ups of the transactional messages it accepted from a thread of
-# its own (notify/messaging/wakeups.py), so a call does not wait for the broker; those that
-# pile up meanwhile leave as one task for up to NOTIFY_WAKEUP_BATCH messages. Off: each is
-# published before the call answers.
-NOTIFY_PUBLISH_IN_BACKGROUND = env.bool("NOTIFY_PUBLISH_IN_BACKGROUND", default=True)
-NOTIFY_WAKEUP_BATCH = env.int("NOTIFY_WAKEUP_BATCH", default=16)
 NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
 # A batch's messages are published in chunks of this many (one task sends a chunk).

@@ -64,13 +64,6 @@ def _fresh_process_state():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _wake_ups_published_before_the_answer():
-    # what a call published is there when the call returns (tests/messaging/test_wakeups.py
-    # covers the publisher thread; e2e processes run with it, the default)
-    settings.NOTIFY_PUBLISH_IN_BACKGROUND = False
-
-
-@pytest.fixture(autouse=True, scope="session")
 def _in_memory_broker():
     # Tests in this process publish to memory; e2e tests give their worker process the real broker.
     celery_app.conf.broker_url = "memory://"

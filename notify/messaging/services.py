@@ -25,7 +25,7 @@ from notify.channels.base import (
     get_transport,
     take_http_status,
 )
-from notify.messaging import attachments, delivery_sql, unsubscribe, wakeups
+from notify.messaging import attachments, delivery_sql, unsubscribe
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
@@ -71,42 +71,6 @@ def enqueue_delivery(message_id: str) -> None:
     from notify.messaging.tasks import deliver_message
 
     deliver_message.apply_async(args=[message_id])
-
-
-def enqueue_deliveries(message_ids: list[str]) -> None:
-    """One broker wake-up for several queued transactional messages."""
-    from notify.messaging.tasks import deliver_messages
-
-    if len(message_ids) == 1:
-        enqueue_delivery(message_ids[0])
-    else:
-        deliver_messages.apply_async(args=[message_ids])
-
-
-def _publish_together(message_ids: list[str]) -> int:
-    try:
-        enqueue_deliveries(message_ids)
-    except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
-        logger.warning(
-            "broker unavailable: %d message(s) left for the sweep to publish",
-            len(message_ids),
-            exc_info=True,
-        )
-        return 0
-    return len(message_ids)
-
-
-_background = wakeups.BackgroundPublisher(_publish_together, lambda: settings.NOTIFY_WAKEUP_BATCH)
-
-
-def _publish_soon(message_ids: list[str]) -> None:
-    """Wake-ups for committed transactional messages: from this process's publisher thread
-    (NOTIFY_PUBLISH_IN_BACKGROUND, the default), so the caller does not wait for the broker,
-    or at once."""
-    if settings.NOTIFY_PUBLISH_IN_BACKGROUND:
-        _background.submit(message_ids)
-    else:
-        _publish(message_ids)
 
 
 def _publish(message_ids: list[str]) -> int:
@@ -166,7 +130,7 @@ def create_message(
         # after the commit (at once outside a transaction): a broker outage must not turn an
         # accepted message into a 500; the row is the work, the sweep publishes it again
         message_id = message.id
-        transaction.on_commit(lambda: _publish_soon([message_id]))
+        transaction.on_commit(lambda: _publish([message_id]))
     logger.info(
         "message queued id=%s tenant=%s channel=%s to=%s",
         message.id,
@@ -275,7 +239,7 @@ def create_batch(
         if lane == Lane.BULK:
             transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
         else:
-            transaction.on_commit(lambda: _publish_soon(ids))
+            transaction.on_commit(lambda: _publish(ids))
     logger.info(
         "batch queued id=%s tenant=%s messages=%d",
         batch_id,

@@ -19,13 +19,6 @@ def deliver_message(message_id: str) -> None:
     services.deliver(message_id)
 
 
-@shared_task(name="messaging.deliver_messages", **DELIVERY_TASK_OPTIONS)
-def deliver_messages(message_ids: list[str]) -> None:
-    """One wake-up for transactional messages accepted together (services.enqueue_deliveries)."""
-    for message_id in message_ids:
-        services.deliver(message_id)
-
-
 @shared_task(name="messaging.deliver_bulk", **DELIVERY_TASK_OPTIONS)
 def deliver_bulk() -> None:
     """A bulk lane wake-up: the next tenant's turn. One that found work publishes its
