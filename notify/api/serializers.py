@@ -4,8 +4,10 @@ DRF deep-copies every declared field (nested serializers and their fields includ
 serializer it creates: on a send, the input and output serializers' 40-odd fields were built
 again for every call, about a fifth of what the call cost. The fields of these serializers
 hold no per-call state (validation results live on the top-level serializer, created per
-call), so each thread keeps one set per class and binds it to each new serializer; a thread
-never shares them with another, whatever server runs the code."""
+call), so each thread keeps one set per top-level class and binds it to each new serializer;
+a thread never shares them with another, whatever server runs the code. A nested serializer
+is itself one of the kept fields: it builds its own fields once, the usual way, and keeps them,
+so no two serializers alive in one tree ever share a field."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ _kept = threading.local()
 
 class KeptFieldsSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, Any]:
+        if getattr(self, "parent", None) is not None:
+            return super().get_fields()
         by_class: dict[type, list[tuple[str, serializers.Field, str | None]]] | None = getattr(
             _kept, "by_class", None
         )
