@@ -215,7 +215,10 @@ class AttemptOutcome(models.TextChoices):
 class DeliveryAttempt(models.Model):
     """One try at handing a message to its provider: when, through what, how it ended."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    # (indexed by the unique (message, number) below: an index of its own only costs writes)
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="delivery_attempts", db_index=False
+    )
     number = models.PositiveIntegerField()
     # the provider configuration used (the channels issue adds them; blank until then)
     provider = models.CharField(max_length=64, blank=True, default="")
