@@ -305,6 +305,9 @@ NOTIFY_BULK_WAKEUPS = env.int("NOTIFY_BULK_WAKEUPS", default=32)
 # has not completed after NOTIFY_IDEMPOTENCY_TAKEOVER seconds is taken over by its retry.
 NOTIFY_IDEMPOTENCY_TTL = env.int("NOTIFY_IDEMPOTENCY_TTL", default=24 * 3600)
 NOTIFY_IDEMPOTENCY_TAKEOVER = env.int("NOTIFY_IDEMPOTENCY_TAKEOVER", default=60)
+# An email attachment's bytes are deleted by the sweep this many days after the latest message
+# naming them was due (a retry by hand after that fails, saying so).
+NOTIFY_ATTACHMENT_RETENTION_DAYS = env.float("NOTIFY_ATTACHMENT_RETENTION_DAYS", default=7.0)
 # Follow-ups (notify/messaging/followups.py): the fallback, inbox item, webhook deliveries and
 # legacy report of a finished message are written by the `message_finished` receivers right
 # after its final status commits; a process that dies in between (or a receiver that fails)

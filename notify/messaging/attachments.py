@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from notify.channels.base import TransportError
 from notify.messaging.models import AttachmentBlob
@@ -23,17 +27,31 @@ class Attachment:
     content: bytes
 
 
-def store(tenant_id: int, attachments: tuple[Attachment, ...]) -> list[dict]:
-    """The attachments' blobs stored (those stored already kept) and their descriptions for
-    a message's params."""
+def store(
+    tenant_id: int, attachments: tuple[Attachment, ...], due: datetime | None = None
+) -> list[dict]:
+    """The attachments' blobs stored (those stored already kept, and kept longer if need be)
+    and their descriptions for a message's params. `due`: when the message naming them is to
+    be sent (default now); each blob is kept NOTIFY_ATTACHMENT_RETENTION_DAYS after that."""
+    keep_until = max(due or timezone.now(), timezone.now()) + timedelta(
+        days=settings.NOTIFY_ATTACHMENT_RETENTION_DAYS
+    )
     described = []
     for attachment in attachments:
         digest = hashlib.sha256(attachment.content).hexdigest()
-        AttachmentBlob.all_tenants.get_or_create(
+        _, created = AttachmentBlob.all_tenants.get_or_create(
             tenant_id=tenant_id,
             digest=digest,
-            defaults={"content": attachment.content, "size": len(attachment.content)},
+            defaults={
+                "content": attachment.content,
+                "size": len(attachment.content),
+                "keep_until": keep_until,
+            },
         )
+        if not created:
+            AttachmentBlob.all_tenants.filter(
+                tenant_id=tenant_id, digest=digest, keep_until__lt=keep_until
+            ).update(keep_until=keep_until)
         described.append(
             {
                 "filename": attachment.filename,
@@ -57,10 +75,24 @@ def load(tenant_id: int, described: list[dict]) -> tuple[Attachment, ...]:
     if missing:
         # (never sent without it, as if it were complete)
         raise TransportError(
-            "an attachment of the message is missing from storage: not sent",
+            "an attachment of the message is no longer stored (attachments are kept "
+            f"{settings.NOTIFY_ATTACHMENT_RETENTION_DAYS:g} days after the message was due, "
+            "NOTIFY_ATTACHMENT_RETENTION_DAYS): not sent; send it again with its attachments",
             permanent=True,
             kind="permanent",
         )
     return tuple(
         Attachment(d["filename"], d["content_type"], bytes(blobs[d["digest"]])) for d in described
     )
+
+
+def purge_expired(now: datetime, limit: int) -> int:
+    """Deletes up to `limit` blobs past their `keep_until`; returns how many."""
+    expired = list(
+        AttachmentBlob.all_tenants.filter(keep_until__lt=now)
+        .order_by("keep_until")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not expired:
+        return 0
+    return AttachmentBlob.all_tenants.filter(pk__in=expired, keep_until__lt=now).delete()[0]

@@ -456,13 +456,16 @@ class EarlyReceipt(models.Model):
 
 class AttachmentBlob(models.Model):
     """An email attachment's bytes, once per tenant and content (a campaign's attachment is
-    stored once for all its recipients); a message's params name it by digest."""
+    stored once for all its recipients); a message's params name it by digest. Deleted by the
+    sweep once `keep_until` is past: NOTIFY_ATTACHMENT_RETENTION_DAYS after the latest
+    message naming it was due (attachments are invoices and contracts: not kept forever)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE)
     digest = models.CharField(max_length=64)  # SHA-256, hex
     content = models.BinaryField()
     size = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
+    keep_until = models.DateTimeField(db_index=True)
 
     all_tenants = AllTenantsManager()
     objects = TenantScopedManager()

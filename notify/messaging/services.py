@@ -106,7 +106,7 @@ def create_message(
     scheduled = send_at is not None and send_at > now
     due = send_at if scheduled else now
     if draft.attachments:
-        draft = _with_stored_attachments(tenant, draft)
+        draft = _with_stored_attachments(tenant, draft, due)
     message = _message_row(
         "",  # (its ID comes with the insert: no round trip of its own)
         tenant,
@@ -144,9 +144,9 @@ def create_message(
     return message
 
 
-def _with_stored_attachments(tenant: Tenant, draft: MessageDraft) -> MessageDraft:
+def _with_stored_attachments(tenant: Tenant, draft: MessageDraft, due: datetime) -> MessageDraft:
     """The draft with its attachments stored, described in its params."""
-    described = attachments.store(tenant.pk, draft.attachments)
+    described = attachments.store(tenant.pk, draft.attachments, due)
     return replace(draft, params={**(draft.params or {}), "attachments": described})
 
 
@@ -791,6 +791,8 @@ class SweepResult:
     published: int
     # send requests whose Idempotency-Key expired, deleted (their stored answers with them)
     expired_requests: int = 0
+    # attachment blobs past their retention, deleted
+    expired_attachments: int = 0
 
 
 def sweep(now: datetime | None = None, limit: int | None = None) -> SweepResult:
@@ -798,13 +800,15 @@ def sweep(now: datetime | None = None, limit: int | None = None) -> SweepResult:
     is over (their worker died) are queued again, then due queued rows that no worker has
     claimed since they were last published are published again, oldest first, at most `limit`
     of each. Concurrent sweeps skip each other's rows (SKIP LOCKED on PostgreSQL). Last, up to
-    `limit` send requests past their Idempotency-Key's expiry are deleted."""
+    `limit` send requests past their Idempotency-Key's expiry, and as many attachment blobs
+    past their retention, are deleted."""
     now = now or timezone.now()
     limit = limit or settings.NOTIFY_SWEEP_BATCH
     return SweepResult(
         resumed=_resume_expired(now, limit),
         published=_publish_due(now, limit),
         expired_requests=_delete_expired_requests(now, limit),
+        expired_attachments=attachments.purge_expired(now, limit),
     )
 
 
