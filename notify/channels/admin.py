@@ -75,7 +75,14 @@ class ProviderAdmin(admin.ModelAdmin):
 
     @admin.display(description="circuit")
     def circuit(self, provider: Provider) -> str:
-        return breaker.shown_state(provider.pk)
+        shown = breaker.shown_state(provider.pk)
+        # a Web Push provider's breakers are per push service: the open ones are named
+        scoped_open = [
+            circuit.partition("@")[2]
+            for circuit in breaker.scoped_circuits(provider.pk)
+            if breaker.shown_state(circuit) != breaker.CLOSED
+        ]
+        return f"{shown}; not closed for {', '.join(scoped_open)}" if scoped_open else shown
 
     @admin.display(description="secrets set")
     def secrets_set(self, provider: Provider) -> str:
@@ -85,4 +92,8 @@ class ProviderAdmin(admin.ModelAdmin):
     def circuit_history(self, provider: Provider) -> str:
         if provider.pk is None:
             return "-"
-        return ", ".join(t["state"] for t in breaker.transitions(provider.pk)) or "-"
+        lines = [", ".join(t["state"] for t in breaker.transitions(provider.pk))]
+        for circuit in breaker.scoped_circuits(provider.pk):
+            states = ", ".join(t["state"] for t in breaker.transitions(circuit))
+            lines.append(f"{circuit.partition('@')[2]}: {states}")
+        return "; ".join(line for line in lines if line) or "-"

@@ -86,6 +86,12 @@ class Transport:
         not an FCM token): failover passes over the providers that cannot."""
         return True
 
+    def breaker_scope(self, recipient: str) -> str:
+        """What fails together for this provider ("": the provider as a whole). A transport
+        that reaches many independent services (Web Push: each browser's push service) names
+        the recipient's, so one service down does not open the breaker for the others."""
+        return ""
+
     def close(self) -> None:
         """Releases what the sends kept open (a connection)."""
 

@@ -3,10 +3,15 @@ REDIS_URL). Closed: calls go through; PROVIDER_BREAKER_FAILURES failures within
 PROVIDER_BREAKER_WINDOW seconds open it. Open: calls skip the provider for
 PROVIDER_BREAKER_COOLDOWN seconds. Then half-open: one call (one worker's, by SET NX) probes
 it; its success closes the breaker, its failure opens it again. Every change of state is kept
-(the last TRANSITIONS_KEPT, newest first) for the admin and the tests."""
+(the last TRANSITIONS_KEPT, newest first) for the admin and the tests.
+
+A provider whose transport reaches independent services (Web Push: each browser's push
+service) has one breaker per service, `circuit(provider_id, scope)`: one service down leaves
+the others' calls going through."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import threading
@@ -103,18 +108,27 @@ class _Store:
         with _local_lock:
             return list(_local.get(key, {}).get("value", []))
 
+    def keys(self, pattern: str) -> list[str]:
+        if settings.REDIS_URL:
+            return [
+                key.decode().removeprefix(_PREFIX)
+                for key in _redis().scan_iter(match=_PREFIX + pattern, count=1000)
+            ]
+        with _local_lock:
+            return [key for key in _local if fnmatch.fnmatchcase(key, pattern)]
+
 
 _store = _Store()
 
 
-def state(provider_id: int) -> str:
+def state(provider_id: int | str) -> str:
     opened = _store.get(f"{provider_id}:open_until")
     if opened is None:
         return CLOSED
     return OPEN if float(opened) > time.time() else HALF_OPEN
 
 
-def shown_state(provider_id: int) -> str:
+def shown_state(provider_id: int | str) -> str:
     """The state for a page or an API answer: `unknown` when the store cannot be read."""
     try:
         return state(provider_id)
@@ -122,7 +136,22 @@ def shown_state(provider_id: int) -> str:
         return "unknown"
 
 
-def allow(provider_id: int) -> bool:
+def circuit(provider_id: int, scope: str = "") -> int | str:
+    """The breaker a call counts against: the provider's, or its `scope`'s within it."""
+    return f"{provider_id}@{scope}" if scope else provider_id
+
+
+def scoped_circuits(provider_id: int) -> list[str]:
+    """The provider's per-service breakers that ever changed state (for the admin)."""
+    try:
+        return sorted(
+            key.removesuffix(":transitions") for key in _store.keys(f"{provider_id}@*:transitions")
+        )
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def allow(provider_id: int | str) -> bool:
     """Whether a call may go to the provider now (half-open: only the one probe)."""
     try:
         current = state(provider_id)
@@ -139,7 +168,7 @@ def allow(provider_id: int) -> bool:
         return True
 
 
-def failed(provider_id: int) -> None:
+def failed(provider_id: int | str) -> None:
     try:
         current = state(provider_id)
         if current == HALF_OPEN:
@@ -154,7 +183,7 @@ def failed(provider_id: int) -> None:
         logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
 
 
-def succeeded(provider_id: int) -> None:
+def succeeded(provider_id: int | str) -> None:
     try:
         if state(provider_id) != CLOSED:
             _store.delete(f"{provider_id}:open_until", f"{provider_id}:probe")
@@ -164,7 +193,7 @@ def succeeded(provider_id: int) -> None:
         logger.warning("circuit breaker of provider %s unavailable", provider_id, exc_info=True)
 
 
-def record(provider_id: int, error_kind: str | None) -> bool:
+def record(provider_id: int | str, error_kind: str | None) -> bool:
     """A call's outcome for the breaker (None: it succeeded); True when it counted as the
     provider failing. An answer about the message itself (permanent, bad_recipient) proves
     the provider up."""
@@ -175,7 +204,7 @@ def record(provider_id: int, error_kind: str | None) -> bool:
     return False
 
 
-def _open(provider_id: int) -> None:
+def _open(provider_id: int | str) -> None:
     cooldown = settings.PROVIDER_BREAKER_COOLDOWN
     # (kept past the cool-down: its expiry is what half-opens the breaker)
     _store.set(f"{provider_id}:open_until", str(time.time() + cooldown), ttl=cooldown * 100)
@@ -183,12 +212,12 @@ def _open(provider_id: int) -> None:
     _transition(provider_id, OPEN)
 
 
-def _transition(provider_id: int, to: str) -> None:
+def _transition(provider_id: int | str, to: str) -> None:
     logger.warning("circuit breaker of provider %s: %s", provider_id, to)
     _store.push(f"{provider_id}:transitions", json.dumps({"state": to, "at": time.time()}))
 
 
-def transitions(provider_id: int) -> list[dict]:
+def transitions(provider_id: int | str) -> list[dict]:
     """The breaker's changes of state, oldest first (none when the store cannot be read)."""
     try:
         items = _store.items(f"{provider_id}:transitions")
@@ -197,7 +226,15 @@ def transitions(provider_id: int) -> list[dict]:
     return [json.loads(item) for item in reversed(items)]
 
 
-def reset(provider_id: int) -> None:
+def reset(provider_id: int | str) -> None:
+    """The breaker closed and its history forgotten (a provider's scoped ones with it)."""
+    circuits = [provider_id]
+    if isinstance(provider_id, int):
+        circuits += scoped_circuits(provider_id)
     _store.delete(
-        *(f"{provider_id}:{k}" for k in ("open_until", "probe", "failures", "transitions"))
+        *(
+            f"{circuit}:{k}"
+            for circuit in circuits
+            for k in ("open_until", "probe", "failures", "transitions")
+        )
     )

@@ -216,8 +216,10 @@ class FailoverTransport(Transport):
                 kind="permanent",
             )
         for member in members:
-            if not breaker.allow(member.provider_id):
-                refusals.append(f"{member.name}: circuit open")
+            scope = member.transport.breaker_scope(envelope.recipient)
+            circuit = breaker.circuit(member.provider_id, scope)
+            if not breaker.allow(circuit):
+                refusals.append(f"{member.name}: circuit open" + (f" for {scope}" if scope else ""))
                 continue
             try:
                 with call_timeout(call_seconds(member.timeout, envelope)):
@@ -225,7 +227,7 @@ class FailoverTransport(Transport):
             except TransportError as exc:
                 exc.provider = member.name
                 counted = "provider_down" if exc.provider_fault else exc.kind
-                if not breaker.record(member.provider_id, counted):
+                if not breaker.record(circuit, counted):
                     raise  # the provider answered for the message itself: its answer stands
                 refusals.append(f"{member.name}: {exc.reason}")
                 failures.append(exc)
@@ -233,7 +235,7 @@ class FailoverTransport(Transport):
                 if exc.retry_after is not None:
                     retry_after = max(retry_after or 0.0, exc.retry_after)
                 continue
-            breaker.record(member.provider_id, None)
+            breaker.record(circuit, None)
             return replace(result, provider=member.name)
         if len(failures) == 1 and len(refusals) == 1:
             raise failures[0]  # (the one provider's own answer, kind and code)

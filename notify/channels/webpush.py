@@ -232,6 +232,12 @@ class WebPushTransport(Transport):
             return False
         return True
 
+    def breaker_scope(self, recipient: str) -> str:
+        try:
+            return parse_subscription(recipient).audience
+        except InvalidSubscription:
+            return ""
+
     def _authorization(self, audience: str) -> str:
         claims = {"aud": audience, "exp": int(time.time()) + JWT_LIFETIME, "sub": self.subject}
         return f"vapid t={vapid_jwt(claims, self._key)}, k={self._public_key}"

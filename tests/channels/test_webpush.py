@@ -602,3 +602,39 @@ def test_webpush__stale_subscriptions_refused_403__breaker_stays_closed_for_the_
     deliver(message.id)
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
+
+
+def test_webpush__one_push_service_down__its_breaker_opens_the_other_services_still_served(
+    tenant, push_service, deliver, settings, certificates
+):
+    from notify.channels import breaker
+    from notify.channels.models import Provider
+
+    # Given a second browser vendor's push service beside the first, which is down
+    _, server_pem = certificates
+    other_service = PushService(server_pem)
+    try:
+        push_service.answer = (503, {})
+        for _ in range(settings.PROVIDER_BREAKER_FAILURES):
+            deliver(push(tenant, push_service.subscribe().subscription).id)
+        provider = Provider.all_tenants.get(tenant=tenant, kind="webpush")
+        down = f"https://127.0.0.1:{push_service.port}"
+        # Then the breaker of that service is open, the provider's own one is not
+        assert breaker.state(breaker.circuit(provider.pk, down)) == breaker.OPEN
+        assert breaker.state(provider.pk) == breaker.CLOSED
+        # and a browser of the other vendor still gets its push at once
+        message = push(tenant, other_service.subscribe().subscription)
+        deliver(message.id)
+        message.refresh_from_db()
+        assert message.status == MessageStatus.DELIVERED
+        assert len(other_service.received) == 1
+        # while the first service's browsers wait without it being called
+        calls_before = push_service.requests
+        waiting = push(tenant, push_service.subscribe().subscription)
+        deliver(waiting.id)
+        waiting.refresh_from_db()
+        assert waiting.status == MessageStatus.QUEUED
+        assert "circuit open for " + down in waiting.error
+        assert push_service.requests == calls_before
+    finally:
+        other_service.close()
