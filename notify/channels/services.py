@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from notify.channels import registry
 from notify.channels.models import Provider
 from notify.channels.providers import ConfigError, kind_of
+from notify.channels.signals import provider_renamed
 from notify.tenants.models import Tenant
 
 
@@ -84,12 +85,15 @@ def update_provider(provider: Provider, **changes: Any) -> Provider:
     config, secrets = _checked(provider.channel, provider.kind, config, secrets)
     provider.config = config
     provider.secrets = json.dumps(secrets)
+    old_name = provider.name
     for field in ("name", "priority", "enabled", "timeout"):
         if field in changes:
             setattr(provider, field, changes[field])
     try:
         with transaction.atomic():
             provider.save()
+            if provider.name != old_name:
+                provider_renamed.send(Provider, provider=provider, old_name=old_name)
     except IntegrityError:
         raise ConfigError(
             {"name": f"You have a {provider.channel} provider named {provider.name!r} already."}

@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from notify.channels.anymail_esp import receipt_of
 from notify.channels.base import Receipt
+from notify.channels.models import Provider
+from notify.channels.signals import provider_renamed
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
     DeliveryAttempt,
@@ -274,6 +276,22 @@ def _keep_early(
         )
         for receipt in receipts[: max(room, 0)]
     )
+
+
+@receiver(provider_renamed, dispatch_uid="messaging.receipts_follow_rename")
+def follow_renamed_provider(provider: Provider, old_name: str, **kwargs: object) -> None:
+    """Reports are matched by the provider's name: the sends still waiting for one (and the
+    reports kept early) take the new name, so a report after the rename still finds its
+    message. Finished attempts keep the name they were made under."""
+    DeliveryAttempt.objects.filter(
+        message__tenant_id=provider.tenant_id,
+        message__channel=provider.channel,
+        message__status=MessageStatus.SENT,
+        provider=old_name,
+    ).update(provider=provider.name)
+    EarlyReceipt.all_tenants.filter(
+        tenant_id=provider.tenant_id, channel=provider.channel, provider=old_name
+    ).update(provider=provider.name)
 
 
 @receiver(tracking, dispatch_uid="messaging.anymail_tracking")

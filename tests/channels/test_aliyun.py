@@ -342,3 +342,21 @@ def test_aliyun_provider__unbounded_or_unsafe_config__refused_naming_it(tenant, 
             secrets={"access_key_id": KEY_ID, "access_key_secret": KEY_SECRET},
         )
     assert field in refused.value.errors
+
+
+def test_aliyun_reports__provider_renamed_after_the_send__report_still_finds_its_message(
+    tenant, dysmsapi, deliver
+):
+    from notify.channels.services import update_provider
+    from notify.messaging.models import DeliveryAttempt
+
+    # Given a message Aliyun took, then its provider renamed by the tenant
+    message = sent_aliyun_sms(tenant, deliver)
+    update_provider(dysmsapi.provider, name="aliyun-renamed")
+    # When Aliyun reports on it
+    answer = push_reports(dysmsapi.provider, [sms_report("biz-1", True)])
+    # Then the message moves, its attempt now naming the provider as it is called
+    assert answer.status_code == 200
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert DeliveryAttempt.objects.get(message=message).provider == "aliyun-renamed"
