@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from notify.channels.base import TransportError
+from notify.messaging import retention
 from notify.messaging.models import AttachmentBlob
 
 MAX_ATTACHMENTS = 10
@@ -88,11 +90,6 @@ def load(tenant_id: int, described: list[dict]) -> tuple[Attachment, ...]:
 
 def purge_expired(now: datetime, limit: int) -> int:
     """Deletes up to `limit` blobs past their `keep_until`; returns how many."""
-    expired = list(
-        AttachmentBlob.all_tenants.filter(keep_until__lt=now)
-        .order_by("keep_until")
-        .values_list("pk", flat=True)[:limit]
+    return retention.delete_expired(
+        AttachmentBlob.all_tenants.all(), Q(keep_until__lt=now), "keep_until", limit
     )
-    if not expired:
-        return 0
-    return AttachmentBlob.all_tenants.filter(pk__in=expired, keep_until__lt=now).delete()[0]

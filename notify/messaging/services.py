@@ -25,7 +25,7 @@ from notify.channels.base import (
     get_transport,
     take_http_status,
 )
-from notify.messaging import attachments, delivery_sql, unsubscribe
+from notify.messaging import attachments, delivery_sql, retention, unsubscribe
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
@@ -813,14 +813,9 @@ def sweep(now: datetime | None = None, limit: int | None = None) -> SweepResult:
 
 
 def _delete_expired_requests(now: datetime, limit: int) -> int:
-    expired = list(
-        SendRequest.all_tenants.filter(expires_at__lte=now)
-        .order_by("expires_at")
-        .values_list("pk", flat=True)[:limit]
+    return retention.delete_expired(
+        SendRequest.all_tenants.all(), Q(expires_at__lte=now), "expires_at", limit
     )
-    if not expired:
-        return 0
-    return SendRequest.all_tenants.filter(pk__in=expired, expires_at__lte=now).delete()[0]
 
 
 def _resume_expired(now: datetime, limit: int) -> int:
