@@ -207,6 +207,10 @@ class Engine(BaseEngine):
         # bounded like it, emptied when full
         self._hot: dict[str, CompiledTemplate] = {}
         self._hot_size = cache_size
+        # the fast functions of hot templates that never write into their data, by whether
+        # they need a budget set by their caller: render calls them with no further lookup
+        self._hot_bare: dict[str, Any] = {}
+        self._hot_budgeted: dict[str, Any] = {}
         self._evaluated = SourceCache(CACHE_SOURCE_CHARS // 4)
 
     def _compile(self, source: str) -> CompiledTemplate:
@@ -259,11 +263,54 @@ class Engine(BaseEngine):
             hot = self._hot
             if len(hot) >= self._hot_size:
                 hot.clear()
+                self._hot_bare.clear()
+                self._hot_budgeted.clear()
             hot[source] = compiled
+            if compiled.fast is not None and not compiled.mutates:
+                if compiled.bare:
+                    self._hot_bare[source] = compiled.fast
+                else:
+                    self._hot_budgeted[source] = compiled.fast
         return compiled
 
     def render(self, source: str, data: dict[str, Any] | None = None) -> str:
         """Render `source` with `data`; the caller's data is never modified."""
+        if data is not None:
+            # the common cases first, as `_render` handles them (this is the hottest path)
+            fast = self._hot_bare.get(source)
+            if fast is not None:
+                # no budget set: a helper that needs one raises NoBudget (Jinja renders it)
+                try:
+                    text = fast(data)
+                except (fastpath.Bail, NoBudget):
+                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
+                except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
+                    raise render_error(exc) from exc
+                if text is None:
+                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
+                if len(text) > self._max_chars:
+                    raise limit_error(self._max_chars)
+                return text
+            fast = self._hot_budgeted.get(source)
+            if fast is not None:
+                token = set_budget(self._budget_class())
+                try:
+                    text = fast(data)
+                except (fastpath.Bail, NoBudget):
+                    text = None
+                except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
+                    # (never a second render: the budget was spent once)
+                    raise render_error(exc) from exc
+                finally:
+                    reset_budget(token)
+                if text is None:
+                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
+                if len(text) > self._max_chars:
+                    raise limit_error(self._max_chars)
+                return text
+        return self._render(source, data)
+
+    def _render(self, source: str, data: dict[str, Any] | None) -> str:
         compiled = self._hot.get(source)
         if compiled is None:
             compiled = self._lookup(source)
