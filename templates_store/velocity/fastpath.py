@@ -358,6 +358,10 @@ class _Compiler:
         self.keys_safe = False
         self.max_chars = max_chars
         self.max_work = max_work
+        # items of the data read by name (key constant -> variable): read once, when the
+        # render starts (a template that cannot write into its data sees the same item at
+        # every read; reading a plain dict by a str key runs no code of the data's)
+        self.data_items: dict[str, str] = {}
 
     # -- names ------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -470,6 +474,10 @@ class _Compiler:
                 "        if _tok is not None:",
                 "            _budget_reset(_tok)",
             ]
+        # after the check that the data is a plain dict
+        self.lines[start:start] = [
+            f"    {var} = _vdata.get({key})" for key, var in self.data_items.items()
+        ]
 
     def count_iteration(self, depth: int, weight: int) -> None:
         """One item of a `vfor` loop: two iterations, as `_bounded_loop(v_foreach(...))`,
@@ -1346,7 +1354,10 @@ class _Compiler:
         A loop namespace that is not built holds its keys in Python variables."""
         names, complete = chain
         *inner, tail = names
-        code = f"{tail}.get({key})" if complete else f"_dict_get({tail}, {key})"
+        if complete and tail == "_vdata" and self.fixed_loops:
+            code = self.data_item(key)
+        else:
+            code = f"{tail}.get({key})" if complete else f"_dict_get({tail}, {key})"
         for var in reversed(inner):
             virtual = self.virtual.get(var)
             if virtual is not None:
@@ -1366,6 +1377,13 @@ class _Compiler:
             code = f"({var}[{key}] if {key} in {var} else {code})"
         return code
 
+    def data_item(self, key: str) -> str:
+        """The variable holding `_vdata.get(key)`, read when the render starts."""
+        var = self.data_items.get(key)
+        if var is None:
+            var = self.data_items[key] = self.fresh("_g")
+        return var
+
     def text_pure(self, node: nodes.Node, scope: _Scope) -> tuple[str, str] | None:
         """Like `pure`, for a value streamed into an f-string: the condition also holds only
         when the result is a str, a float or a small int (text as it is formatted), so the
@@ -1380,10 +1398,11 @@ class _Compiler:
             self.text_mode = None
 
     def text_check(self, temp: str, code: str) -> str:
-        kind = self.fresh("_y")
+        # most streamed values are str: that case is decided first, with one type() call
+        bound = temp if code == temp else f"{temp} := {code}"
         return (
-            f"((({kind} := type({temp} := {code})) is str) or ({kind} is int and "
-            f"_NSMALL < {temp} < _SMALL) or {kind} is float)"
+            f"(type({bound}) is str or (type({temp}) is int and "
+            f"_NSMALL < {temp} < _SMALL) or type({temp}) is float)"
         )
 
     def pure(self, node: nodes.Node, scope: _Scope, nonnull: bool) -> tuple[str, str] | None:
@@ -1416,16 +1435,19 @@ class _Compiler:
             chain = self.chains.get(self.name_var(node.node, scope))
             if chain is None:
                 return None
-            temp = self.fresh("_t")
             lookup = self.lookup_code(chain, self.value(key.value), key.value)
+            # a variable (a data item read when the render started, a loop variable) is
+            # read as it is; anything else is evaluated once, into a temporary
+            temp = lookup if lookup.isidentifier() else self.fresh("_t")
+            bound = temp if temp == lookup else f"{temp} := {lookup}"
             # v_name's result (a FunctionDef is never accepted: its text is computed)
             types = "_VALUE" if nonnull or name == "vnt" or not chain[1] else "_VALUE_NONE"
             if self.text_mode == "text":
                 # the caller streams it: a str, a float or a small int (the rest: general)
                 return self.text_check(temp, lookup), temp
             if self.text_mode == "dict":
-                return f"type({temp} := {lookup}) is dict", temp
-            return f"type({temp} := {lookup}) in {types}", temp
+                return f"type({bound}) is dict", temp
+            return f"type({bound}) in {types}", temp
         if name == "vni":
             # `$name[i]` with a constant int on a list: the item when in range
             if (
