@@ -35,8 +35,9 @@ Compiled forms beyond one call per helper (each exactly the helpers' result, and
   v_name_out's output accounting summed per call;
 - "lazy" renders (no #define, no generic loop, no macro call left to FunctionDef): loop
   iterations and produced text are counted in the render's own variables against the same
-  limits, and a budget is set only when a helper that reads one is first called (the engine
-  then sets none: `__needs_budget__` is false).
+  limits; no helper of theirs reads a budget, and none is set (the engine sets none:
+  `__needs_budget__` is false; a helper that would read one raises NoBudget, and Jinja renders
+  the template).
 """
 
 from __future__ import annotations
@@ -307,16 +308,12 @@ class _Compiler:
             "_loop_over": _loop_over,
             "_budget_get": runtime._budget.get,
             "_vno_value": _vno_value,
-            "_budget_reset": runtime._budget.reset,
             "_new_dict": dict.__new__,
             "_LNS": runtime.LocalNamespace,
             "_dict_update": dict.update,
             "_produced_limit": _produced_limit,
             "_Bail": _Bail,
             "_check_output": _output_checker(max_chars),
-            "_budget_install": (lambda: runtime._budget.set(budget_class()))
-            if budget_class is not None
-            else None,
             "_dict_get": dict.get,
             "_dict_setitem": dict.__setitem__,
             "_NUM": frozenset({int, float}),
@@ -362,6 +359,9 @@ class _Compiler:
         # render starts (a template that cannot write into its data sees the same item at
         # every read; reading a plain dict by a str key runs no code of the data's)
         self.data_items: dict[str, str] = {}
+        # the `$foreach` maps of loops without a namespace that nothing can change (the code
+        # building one) -> the code of each of its fields
+        self.foreach_fields: dict[str, dict[str, str]] = {}
 
     # -- names ------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -462,18 +462,9 @@ class _Compiler:
         else:
             self.function_body(tree.body, scope, 1, toplevel=True)
         if self.lazy:
-            # the render sets its budget itself, when a helper first needs it
-            body = ["    " + line for line in self.lines[start:]]
-            self.lines[start:] = [
-                "    _tok = None",
-                "    _pr = 0",
-                "    _st = 0",
-                "    try:",
-                *body,
-                "    finally:",
-                "        if _tok is not None:",
-                "            _budget_reset(_tok)",
-            ]
+            # the render's own counters of produced text and steps (it never has a budget)
+            used = set(re.findall(r"\b_(?:pr|st)\b", "\n".join(self.lines[start:])))
+            self.lines[start:start] = [f"    {var} = 0" for var in ("_pr", "_st") if var in used]
         # after the check that the data is a plain dict
         self.lines[start:start] = [
             f"    {var} = _vdata.get({key})" for key, var in self.data_items.items()
@@ -966,6 +957,21 @@ class _Compiler:
             for c in child.find_all(nodes.Const)
         )
         fe = self.fresh("_fe") if uses_foreach else "None"
+        if uses_foreach and self.fixed_loops:
+            # nothing can change the `$foreach` map: its fields are read from the loop's
+            # variables, and the map (an equal one) is built only where a helper is given it
+            fe = (
+                f"{{{self.value('count')}: {count}, {self.value('index')}: {count} - 1, "
+                f"{self.value('hasNext')}: {has_next}, {self.value('first')}: {count} == 1, "
+                f"{self.value('last')}: {count} == {length}}}"
+            )
+            self.foreach_fields[fe] = {
+                "count": count,
+                "index": f"({count} - 1)",
+                "hasNext": has_next,
+                "first": f"({count} == 1)",
+                "last": f"({count} == {length})",
+            }
         keys = {"velocityCount": count, "velocityHasNext": has_next, var_name: item}
         if uses_foreach:
             keys["foreach"] = fe
@@ -986,7 +992,7 @@ class _Compiler:
         if not self.fixed_loops:
             self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{has_next} = {count} < {length}")
-        if uses_foreach:
+        if uses_foreach and fe not in self.foreach_fields:
             self.write(
                 depth + 1,
                 f'{fe} = {{"count": {count}, "index": {count} - 1, "hasNext": {has_next}, '
@@ -1477,6 +1483,9 @@ class _Compiler:
             if type(args[0].value) is not str:
                 return None
             name_value = args[0].value
+            field = self.foreach_field(node.node, name_value, scope)
+            if field is not None:
+                return field
             key = self.value(name_value)
             temp = self.fresh("_t")
             if not nonnull and _plain_property(name_value):
@@ -1541,6 +1550,39 @@ class _Compiler:
                 return null, text
             return None
         return None
+
+    def foreach_field(
+        self, node: nodes.Node | None, name: str, scope: _Scope
+    ) -> tuple[str, str] | None:
+        """`$foreach.name` of a loop whose map is never built (`foreach_fields`): the loop
+        variable holding that field (a `$foreach` map is a dict: `.name` is its item)."""
+        if not (
+            self.foreach_fields
+            and isinstance(node, nodes.Filter)
+            and node.name == "vn"
+            and isinstance(node.node, nodes.Name)
+            and len(node.args) == 1
+            and isinstance(node.args[0], nodes.Const)
+            and node.args[0].value == "foreach"
+            and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+            and self.env.filters.get("vn") is runtime.v_name
+        ):
+            return None
+        chain = self.chains.get(self.name_var(node.node, scope))
+        if chain is None:
+            return None
+        fields = self.foreach_fields.get(self.lookup_code(chain, self.value("foreach"), "foreach"))
+        if fields is None or name not in fields:
+            return None
+        if self.text_mode == "text":
+            # a count or an index is a small int (below the loop limit); a flag is formatted
+            # the general way
+            if name not in ("count", "index"):
+                return None
+            return f"({fields['count']} < _SMALL)", fields[name]
+        if self.text_mode == "dict":
+            return None  # (never a dict)
+        return "True", fields[name]
 
     def pure_dict_get(self, node: nodes.Filter, scope: _Scope) -> tuple[str, str] | None:
         """`$map.get($key)` on an exact dict without a "get" item: dict.get, with `_invoke`'s
@@ -1963,8 +2005,8 @@ def compile_fast(
     raises (the caller then renders through Jinja, unless it is a TemplateLimitError: the
     same budget counted the same way).  With `budget_class`, templates without macros,
     defines or generic loops get render functions that count their loop iterations and steps
-    themselves and set a new budget of that class themselves, only when a helper reading it
-    is first called.  Nothing of the template is evaluated here.
+    themselves, and call no helper that reads a budget (none is set for them).  Nothing of
+    the template is evaluated here.
     """
     if budget_class is not None:
         lazy = _compile_fast(tree, env, limits, budget_class)
