@@ -362,6 +362,8 @@ class _Compiler:
         # the `$foreach` maps of loops without a namespace that nothing can change (the code
         # building one) -> the code of each of its fields
         self.foreach_fields: dict[str, dict[str, str]] = {}
+        # variables counting a loop's items (ints from 1 up, below the loop limit)
+        self.counters: set[str] = set()
 
     # -- names ------------------------------------------------------------------------
     def fresh(self, prefix: str) -> str:
@@ -983,7 +985,7 @@ class _Compiler:
             self.chains[target] = ((target, *chain[0]), chain[1])
         else:
             self.chains[target] = ((target, parent), False)
-        self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        self.loop_sequence(depth, seq, length, var_key, iterable)
         if self.fixed_loops:
             self.count_loop(depth, weight, length)
         self.write(depth, f"{count} = 0")
@@ -991,6 +993,8 @@ class _Compiler:
         self.write(depth + 1, f"{count} += 1")
         if not self.fixed_loops:
             self.count_iteration(depth + 1, weight)
+        self.counters.add(count)
+        has_next_line = len(self.lines)
         self.write(depth + 1, f"{has_next} = {count} < {length}")
         if uses_foreach and fe not in self.foreach_fields:
             self.write(
@@ -999,9 +1003,19 @@ class _Compiler:
                 f'"first": {count} == 1, "last": {count} == {length}}}',
             )
         self.body(node.body, inner, depth + 1, append, main)
+        if not any(re.search(rf"\b{has_next}\b", line) for line in self.lines[has_next_line + 1 :]):
+            del self.lines[has_next_line]  # (the body never reads it)
         if main:
             self.write(depth + 1, "if len(out) >= _mark:")
             self.write(depth + 2, "_mark = _check_output(out, _state)")
+
+    def loop_sequence(self, depth: int, seq: str, length: str, var_key: str, iterable: str) -> None:
+        """`seq, length = _vfor_seq(var_key, iterable)`; a list as foreach_sequence gives it."""
+        temp = self.fresh("_t")
+        self.write(depth, f"if type({temp} := {iterable}) is list:")
+        self.write(depth + 1, f"{seq}, {length} = {temp}, len({temp})")
+        self.write(depth, "else:")
+        self.write(depth + 1, f"{seq}, {length} = _vfor_seq({var_key}, {temp})")
 
     def slim_for(
         self,
@@ -1038,12 +1052,13 @@ class _Compiler:
             self.chains[target] = ((target, *chain[0]), chain[1])
         # the namespace's parent is evaluated first, as the helper's argument
         self.write(depth, f"{parent_temp} = {parent}")
-        self.write(depth, f"{seq}, {length} = _vfor_seq({var_key}, {iterable})")
+        self.loop_sequence(depth, seq, length, var_key, iterable)
         if self.fixed_loops:
             self.count_loop(depth, weight, length)
         self.write(depth, f"{count} = 0")
         self.write(depth, f"for {item} in {seq}:")
         self.write(depth + 1, f"{count} += 1")
+        self.counters.add(count)
         if not self.fixed_loops:
             self.count_iteration(depth + 1, weight)
         self.write(depth + 1, f"{target} = _new_dict(_LNS)")
@@ -1405,6 +1420,8 @@ class _Compiler:
 
     def text_check(self, temp: str, code: str) -> str:
         # most streamed values are str: that case is decided first, with one type() call
+        if code in self.counters:
+            return f"({code} < _SMALL)"
         bound = temp if code == temp else f"{temp} := {code}"
         return (
             f"(type({bound}) is str or (type({temp}) is int and "
