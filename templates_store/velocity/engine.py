@@ -209,6 +209,7 @@ class Engine(BaseEngine):
         self._hot_size = cache_size
         # the fast functions of hot templates that never write into their data, by whether
         # they need a budget set by their caller: render calls them with no further lookup
+        # (a template of text alone: its text, what its function gives any plain dict)
         self._hot_bare: dict[str, Any] = {}
         self._hot_budgeted: dict[str, Any] = {}
         self._evaluated = SourceCache(CACHE_SOURCE_CHARS // 4)
@@ -268,7 +269,12 @@ class Engine(BaseEngine):
             hot[source] = compiled
             if compiled.fast is not None and not compiled.mutates:
                 if compiled.bare:
-                    self._hot_bare[source] = compiled.fast
+                    constant = compiled.fast.__constant__
+                    self._hot_bare[source] = (
+                        constant
+                        if constant is not None and len(constant) <= self._max_chars
+                        else compiled.fast
+                    )
                 else:
                     self._hot_budgeted[source] = compiled.fast
         return compiled
@@ -279,6 +285,8 @@ class Engine(BaseEngine):
             # the common cases first, as `_render` handles them (this is the hottest path)
             fast = self._hot_bare.get(source)
             if fast is not None:
+                if type(fast) is str:
+                    return fast if type(data) is dict else self._render(source, data)
                 # no budget set: a helper that needs one raises NoBudget (Jinja renders it)
                 try:
                     text = fast(data)

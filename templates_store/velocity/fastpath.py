@@ -2074,6 +2074,11 @@ def _compile_fast(tree: nodes.Template, env: Any, limits: RenderLimits, budget_c
     render: Callable[[Any], str] = namespace["render"]
     render.__fast_source__ = code  # type: ignore[attr-defined]
     render.__needs_budget__ = compiler.needs_budget(tree, code)  # type: ignore[attr-defined]
+    # a template of text alone: what it gives any plain dict (None: it evaluates something)
+    constant = None
+    if compiler.lines[3:] == [f"    return {name}" for name in compiler.values.values()]:
+        constant = namespace[compiler.lines[3].split()[-1]]
+    render.__constant__ = constant if type(constant) is str else None  # type: ignore[attr-defined]
     return render
 
 
