@@ -287,35 +287,15 @@ class Engine(BaseEngine):
             if fast is not None:
                 if type(fast) is str:
                     return fast if type(data) is dict else self._render(source, data)
-                # no budget set: a helper that needs one raises NoBudget (Jinja renders it)
-                try:
-                    text = fast(data)
-                except (fastpath.Bail, NoBudget):
-                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
-                except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
-                    raise render_error(exc) from exc
-                if text is None:
-                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
-                if len(text) > self._max_chars:
-                    raise limit_error(self._max_chars)
+                text = self._run_fast(fast, data, budgeted=False)
+            else:
+                fast = self._hot_budgeted.get(source)
+                if fast is None:
+                    return self._render(source, data)
+                text = self._run_fast(fast, data, budgeted=True)
+            if text is not None:
                 return text
-            fast = self._hot_budgeted.get(source)
-            if fast is not None:
-                token = set_budget(self._budget_class())
-                try:
-                    text = fast(data)
-                except (fastpath.Bail, NoBudget):
-                    text = None
-                except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
-                    # (never a second render: the budget was spent once)
-                    raise render_error(exc) from exc
-                finally:
-                    reset_budget(token)
-                if text is None:
-                    return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
-                if len(text) > self._max_chars:
-                    raise limit_error(self._max_chars)
-                return text
+            return self._render_jinja(self._hot.get(source) or self._lookup(source), data)
         return self._render(source, data)
 
     def _render(self, source: str, data: dict[str, Any] | None) -> str:
@@ -324,36 +304,34 @@ class Engine(BaseEngine):
             compiled = self._lookup(source)
         if data is None:
             data = {}
-        fast = compiled.fast
-        if compiled.bare:
-            # no budget set: a helper that needs one raises NoBudget (Jinja renders it)
-            try:
-                text = fast(_copied(data) if compiled.mutates else data)
-            except (fastpath.Bail, NoBudget):
-                text = None
-            except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
-                raise render_error(exc) from exc
+        if compiled.fast is not None:
+            text = self._run_fast(
+                compiled.fast,
+                _copied(data) if compiled.mutates else data,
+                budgeted=not compiled.bare,
+            )
             if text is not None:
-                if len(text) > self._max_chars:
-                    raise limit_error(self._max_chars)
-                return text
-        elif fast is not None:
-            token = set_budget(self._budget_class())
-            try:
-                text = fast(_copied(data) if compiled.mutates else data)
-            except (fastpath.Bail, NoBudget):
-                # a case the fast path leaves to Jinja (it renders with a budget of its own)
-                text = None
-            except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
-                # (never a second render: the budget was spent once)
-                raise render_error(exc) from exc
-            finally:
-                reset_budget(token)
-            if text is not None:
-                if len(text) > self._max_chars:
-                    raise limit_error(self._max_chars)
                 return text
         return self._render_jinja(compiled, data)
+
+    def _run_fast(self, fast: Any, data: dict[str, Any], *, budgeted: bool) -> str | None:
+        """A fast function's text, or None for a case it leaves to Jinja (which renders with a
+        budget of its own). `budgeted`: the function needs a budget set by its caller (a bare
+        one sets none: a helper that needs one raises NoBudget, and Jinja renders it)."""
+        token = set_budget(self._budget_class()) if budgeted else None
+        try:
+            text = fast(data)
+        except (fastpath.Bail, NoBudget):
+            return None
+        except Exception as exc:  # noqa: BLE001 - the helpers' own error, as Jinja maps it
+            # (never a second render: the budget was spent once)
+            raise render_error(exc) from exc
+        finally:
+            if token is not None:
+                reset_budget(token)
+        if text is not None and len(text) > self._max_chars:
+            raise limit_error(self._max_chars)
+        return text
 
     def _render_fast(self, source: str, data: dict[str, Any] | None = None) -> str:
         """The fast path alone (tests): its own errors, mapped like Jinja's."""
