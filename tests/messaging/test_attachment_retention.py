@@ -4,7 +4,6 @@ sent after that fails for good, saying why, never without its attachment."""
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 
 import pytest
@@ -12,13 +11,9 @@ from django.utils import timezone
 
 from notify.messaging import services
 from notify.messaging.models import AttachmentBlob, Message, MessageStatus
+from tests.api.test_attachments import INVOICE
 
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
-INVOICE = {
-    "filename": "invoice.pdf",
-    "content_type": "application/pdf",
-    "content": base64.b64encode(PDF).decode(),
-}
+WITH_INVOICE = {"channel": "email", "to": "ann@example.com", "subject": "S", "body": "B"}
 
 
 @pytest.fixture
@@ -35,18 +30,8 @@ def no_wake_ups(monkeypatch):  # noqa: ANN001
 
 
 def send(api_client, **fields):  # noqa: ANN001, ANN003, ANN201
-    answer = api_client.post(
-        "/v2/messages",
-        {
-            "channel": "email",
-            "to": "ann@example.com",
-            "subject": "Your invoice",
-            "body": "Attached.",
-            "attachments": [INVOICE],
-            **fields,
-        },
-        format="json",
-    )
+    body = {**WITH_INVOICE, "attachments": [INVOICE], **fields}
+    answer = api_client.post("/v2/messages", body, format="json")
     assert answer.status_code == 202, answer.content
     return answer.json()["id"]
 
