@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 import jwt
@@ -25,6 +23,7 @@ from notify.channels.models import Provider
 from notify.channels.services import create_provider
 from notify.messaging.models import DeliveryAttempt, Message, MessageStatus, Suppression
 from notify.messaging.services import MessageDraft, create_message
+from tests.standin import JsonStandIn
 
 PROJECT = "acme-push-1234"
 CLIENT_EMAIL = f"fcm-sender@{PROJECT}.iam.gserviceaccount.com"
@@ -45,7 +44,9 @@ def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
-class Google:
+class Google(JsonStandIn):
+    content_type = "application/json; charset=UTF-8"
+
     """oauth2.googleapis.com/token and fcm.googleapis.com, as far as FCM sending goes."""
 
     def __init__(self) -> None:
@@ -56,31 +57,14 @@ class Google:
         self.issued: set[str] = set()
         self.sends: list[dict] = []
         self.fcm_error: tuple[int, dict, dict[str, str]] | None = None
-        google = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # noqa: ANN002
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path == "/token":
-                    status, answer, headers = google.token(self.headers, raw)
-                else:
-                    status, answer, headers = google.send(self.path, self.headers, raw)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__()
+        self.url = self.base
         self.token_uri = f"{self.url}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def respond(self, path: str, headers, raw: bytes) -> tuple[int, object, dict[str, str]]:  # noqa: ANN001
+        if path == "/token":
+            return self.token(headers, raw)
+        return self.send(path, headers, raw)
 
     def service_account(self, key: rsa.RSAPrivateKey | None = None) -> dict:
         """A key file as the Google Cloud console gives it."""
@@ -158,10 +142,6 @@ class Google:
         if self.fcm_error is not None:
             return self.fcm_error
         return 200, {"name": f"projects/{PROJECT}/messages/0:{len(self.sends)}"}, {}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def error(code: int, status: str, message: str, fcm_code: str = "") -> dict:
