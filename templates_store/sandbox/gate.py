@@ -148,7 +148,8 @@ def _expandtabs(owner: Any, args: tuple, kwargs: dict) -> None:
     tabsize = _arg(args, kwargs, 0, "tabsize", 8)
     if isinstance(tabsize, int):
         charge_steps(CALL_STEPS + (len(owner) >> 8))
-        reserve(len(owner) + owner.count("\t") * max(tabsize, 0))
+        tab = b"\t" if type(owner) is bytes else "\t"
+        reserve(len(owner) + owner.count(tab) * max(tabsize, 0))
 
 
 def _replace(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -420,13 +421,6 @@ _BYTES_METHODS: dict[str, Check] = {
         "isprintable",
         "encode",
         "translate",
-        "join",
-        "center",
-        "ljust",
-        "rjust",
-        "zfill",
-        "expandtabs",
-        "replace",
     )
 }
 _BYTES_METHODS.update({"decode": _encode, "hex": _encode})
@@ -633,7 +627,31 @@ register_type(
     },
 )
 register_type(float, _FLOAT_METHODS, ("real", "imag"), {**_BASE_SPECIALS, **_NUMBER_SPECIALS})
-register_type(type(None), {}, (), {"__bool__": _step, "__str__": _step, "__repr__": _step})
+register_type(
+    type(None),
+    {},
+    (),
+    {
+        "__bool__": _step,
+        "__str__": _step,
+        "__repr__": _step,
+        # (a spec other than "" raises: nothing to bound)
+        "__format__": _step,
+        **dict.fromkeys(_COMPARISONS, _step),
+    },
+)
+# what a special comparison of unlike values returns (`$n.__eq__('x')`): printable, nothing more
+register_type(
+    type(NotImplemented),
+    {},
+    (),
+    {
+        "__str__": _step,
+        "__repr__": _step,
+        "__format__": _step,
+        **dict.fromkeys(_COMPARISONS, _step),
+    },
+)
 register_type(
     range,
     _SEQUENCE_METHODS,
@@ -644,6 +662,7 @@ register_type(
         "__getitem__": _step,
         "__str__": _step,
         "__repr__": _step,
+        **dict.fromkeys(_COMPARISONS, _step),
     },
 )
 for _view in _DICT_VIEWS:
@@ -656,6 +675,7 @@ for _view in _DICT_VIEWS:
             "__contains__": _scan_items,
             "__str__": _text_of_owner,
             "__repr__": _repr_of_owner,
+            **dict.fromkeys(_COMPARISONS, _scan_items),
         },
     )
 register_type(
@@ -727,8 +747,10 @@ def attribute(obj: Any, name: str, specials: bool = False) -> Any:
         return getattr(obj, name)
     if specials and name in _SPECIALS[kind]:
         return getattr(obj, name)
-    if name[:1] == "_" or name in _type_names(kind):
+    if name in _type_names(kind) or (name[:1] == "_" and not (specials and kind in _SLOTLESS)):
         _refuse(obj, name)
+    # (Velocity: a special name the type does not have is missing, as airspeed found it; a
+    # slotless builtin has no attribute its type does not list, and nothing was read)
     return MISSING
 
 
@@ -923,6 +945,23 @@ def _name_of(func: Any) -> str:
 
 
 _SIZED = frozenset({str, list, dict, tuple, bytes, Markup})
+# value types without instance attributes: what `dir` of the type lists is all they have
+_SLOTLESS = frozenset(
+    {
+        str,
+        bytes,
+        list,
+        tuple,
+        dict,
+        int,
+        float,
+        bool,
+        type(None),
+        type(NotImplemented),
+        range,
+        *_DICT_VIEWS,
+    }
+)
 _MUTABLE = frozenset({list, dict})
 
 

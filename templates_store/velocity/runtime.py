@@ -281,9 +281,11 @@ def _lookup(obj: Any, name: str) -> Any:
         except (KeyError, TypeError):
             return None
     elif kind in _SUBSCRIPTABLE_BY_NAME:
+        # (airspeed let IndexError through: a match has no group of that name, so `.group()`
+        # on what `matches()` returned failed the render)
         try:
             result = obj[name]
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, TypeError, AttributeError):
             result = None
     else:
         result = None
@@ -434,10 +436,19 @@ def _index(result: Any, index: Any) -> Any:
         return None
 
 
+def _of_null(name: Any) -> Any:
+    """`.name` on null: airspeed looked it up on Python's None, which has only special
+    methods (`$x.__str__()` of a missing `$x` is `None`); any other name is null."""
+    if type(name) is not str or name[:2] != "__":
+        return None
+    found = gate.attribute(None, name, True)
+    return None if found is _MISSING else found
+
+
 def v_prop(obj: Any, name: str) -> Any:
     """`.name` on a value."""
     if obj is None:
-        return None
+        return _of_null(name)
     if type(obj) is dict:
         result = obj.get(name)
         if result is not None:
@@ -459,7 +470,10 @@ def v_call(obj: Any, name: str, args: list[Any]) -> Any:
     """`.name(args)` on a value: an item holding a callable, Python methods (allowlisted),
     airspeed's Java shims, else null."""
     if obj is None:
-        return None
+        if type(name) is not str or name[:2] != "__":
+            return None
+        result = gate.call_method(None, name, tuple(args), True)
+        return None if result is _MISSING else result
     kind = type(obj)
     if kind is dict:
         result = obj.get(name)

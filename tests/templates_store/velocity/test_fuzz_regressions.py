@@ -255,3 +255,51 @@ def test_evaluate_literal__define_from_outer_template__known_to_the_text() -> No
     # When converted
     # Then the argument's side effect is seen (airspeed skips evaluating it)
     assert "lazy_argument" in _constructs(source)
+
+
+# -- special methods on null and on what comparisons return; matches(); bytes ----------------
+
+SPECIAL_METHOD_CASES = [
+    # airspeed looked `.name` up on Python's None: its special methods answer
+    ("$missing.__str__()", {}),
+    ("$nul.__repr__()|$nul.__bool__()|$nul.__format__('')", {"nul": None}),
+    ("#set($r = $nul.__str__())$r", {"nul": None}),
+    ("$nul.__str__().upper()", {"nul": None}),
+    ("$s.substring(1).__str__()", {"s": "abc"}),
+    ("$nul.__eq__(1)|$nul.__eq__($nul)|$nul.__lt__(1)", {"nul": None}),
+    ("$nul.__format__('>3')", {"nul": None}),
+    ("$nul.__len__()", {"nul": None}),
+    # a special method the value does not have is missing, not refused
+    ("$s.__bool__()|$n.__len__()", {"s": "ab", "n": 1}),
+    # NotImplemented, from a comparison of unlike values, prints and has no methods
+    ("$n.__eq__('x')|$n.__eq__('x').title()|$n.__eq__('x').__eq__('x')", {"n": 42}),
+    ("#if($d.keys().__eq__('x').bit_length())T#{else}F#end", {"d": {"k": 1}}),
+    ("$d.keys().__eq__(['k'])|$d.items().__lt__(['k'])|$d.values().__ne__(1)", {"d": {"k": 1}}),
+    # what matches() returns is a match: airspeed read `.group` as a group name (and failed)
+    ("$s.matches('H.*').group()", {"s": "Hello"}),
+    ("$s.matches('(?P<find>H)').find|$s.matches('H')[0]", {"s": "Hello"}),
+    ("$s.matches('x').group()", {"s": "Hello"}),
+    # bytes from encode(): its own methods, bounded like text's
+    ("$u.encode().expandtabs()|$u.encode().center(20)|$u.encode().zfill(30)", {"u": "é\tx"}),
+    ("$u.encode().replace('a', 'b')", {"u": "abc"}),
+]
+
+
+@pytest.mark.parametrize(("source", "params"), SPECIAL_METHOD_CASES)
+def test_special_methods_and_their_results__claimed_exact__render_like_airspeed(
+    source: str, params: dict[str, Any]
+) -> None:
+    # Given a template the converter does not flag for review
+    source = source.replace("#{else}", "#else")
+    assert convert(source).status != "needs_review"
+    # When both engines render it, Then the outcomes (text or failure) are the same
+    assert normalise(outcome_converted(source, dict(params))) == normalise(
+        outcome_legacy(source, dict(params))
+    )
+
+
+def test_bytes_expandtabs__huge_tab_size__stopped_by_the_output_limit() -> None:
+    engine = Engine(limits=RenderLimits(max_output_chars=10_000))
+    source = convert("$u.encode().expandtabs(100000000)").source
+    with pytest.raises(TemplateLimitError):
+        engine.render(source, {"u": "\t" * 50})
