@@ -178,7 +178,9 @@ def _bounded_items(values: Any) -> list:
     return items
 
 
-def _join(owner: Any, args: tuple, kwargs: dict) -> tuple:
+def _join(owner: Any, args: tuple, kwargs: dict) -> tuple | None:
+    if len(args) != 1 or kwargs:
+        return None  # (the call itself refuses the arguments, as Python does)
     items = _bounded_items(_arg(args, kwargs, 0, "iterable", ()))
     charge_steps(CALL_STEPS + (len(items) >> 4))
     total = len(owner) * max(len(items) - 1, 0)
@@ -269,7 +271,9 @@ def _to_bytes(owner: Any, args: tuple, kwargs: dict) -> None:
         reserve(length)
 
 
-def _from_iterable(owner: Any, args: tuple, kwargs: dict) -> tuple:
+def _from_iterable(owner: Any, args: tuple, kwargs: dict) -> tuple | None:
+    if not 1 <= len(args) <= 2 or kwargs:
+        return None  # (the call itself refuses the arguments, as Python does)
     items = _bounded_items(_arg(args, kwargs, 0, "iterable", ()))
     # one step and one slot (or entry) per item: `dict.fromkeys(range(n))` hashes n new ints
     charge_steps(CALL_STEPS + len(items))
@@ -293,7 +297,9 @@ def _grow_by_one(owner: Any, args: tuple, kwargs: dict) -> None:
         raise TemplateLimitError(f"value larger than the output limit ({_limit()})")
 
 
-def _extend(owner: Any, args: tuple, kwargs: dict) -> tuple:
+def _extend(owner: Any, args: tuple, kwargs: dict) -> tuple | None:
+    if len(args) != 1 or kwargs:
+        return None  # (the call itself refuses the arguments, as Python does)
     items = _bounded_items(_arg(args, kwargs, 0, "iterable", ()))
     limit = _limit()
     if len(owner) + len(items) > limit:
@@ -320,6 +326,13 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
     reserve(size, collection_bytes(dict, size) + stored)
 
 
+def _merge(owner: Any, args: tuple, kwargs: dict) -> None:
+    """`d | other`: a new dict when `other` is one; anything else answers NotImplemented
+    without any work."""
+    if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+        _update(owner, args, kwargs)
+
+
 def _pair_value(pair: Any) -> Any:
     """The value of a (key, value) pair given to `update` (anything else is refused by
     `update` itself, and counts for nothing here)."""
@@ -343,9 +356,23 @@ def _repr_of_owner(owner: Any, args: tuple, kwargs: dict) -> None:
     reserve(measure.total)
 
 
+def _number_computes(owner: Any, args: tuple) -> bool:
+    """Whether a number's special method computes with these arguments: an int's only with
+    ints, a float's with ints and floats, a modulo (pow's third) only an int; any other
+    argument answers NotImplemented at once (`$n.__mul__('x')`), so nothing is checked."""
+    accepted = (int, float) if type(owner) is float else (int,)
+    if not args or not isinstance(args[0], accepted):
+        return False
+    return len(args) < 2 or type(args[1]) is int
+
+
 def _binop_check(op: str) -> Check:
     def check(owner: Any, args: tuple, kwargs: dict) -> None:
-        if args:
+        if isinstance(owner, (int, float)) and not _number_computes(owner, args):
+            return
+        if args and len(args) > 1 and op == "**":
+            _modular_pow(owner, args[0])
+        elif args:
             check_binop(op, owner, args[0])
 
     return check
@@ -353,10 +380,21 @@ def _binop_check(op: str) -> Check:
 
 def _rbinop_check(op: str) -> Check:
     def check(owner: Any, args: tuple, kwargs: dict) -> None:
-        if args:
+        if isinstance(owner, (int, float)) and not _number_computes(owner, args):
+            return
+        if args and len(args) > 1 and op == "**":
+            _modular_pow(args[0], owner)
+        elif args:
             check_binop(op, args[0], owner)
 
     return check
+
+
+def _modular_pow(base: Any, exponent: Any) -> None:
+    """pow(base, exponent, modulo) stays below the modulo: its work grows with the
+    exponent's bits (one multiplication each)."""
+    if isinstance(exponent, int):
+        charge_steps(CALL_STEPS + big_int_steps(abs(exponent).bit_length()))
 
 
 def _format_spec_check(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -607,7 +645,12 @@ register_type(Markup, {**_TEXT_METHODS, "unescape": _copy_text, "striptags": _co
 register_type(bytes, _BYTES_METHODS, (), {**_BASE_SPECIALS, **_SEQUENCE_SPECIALS})
 register_type(list, _LIST_METHODS, (), {**_BASE_SPECIALS, **_SEQUENCE_SPECIALS})
 register_type(tuple, _SEQUENCE_METHODS, (), {**_BASE_SPECIALS, **_SEQUENCE_SPECIALS})
-register_type(dict, _DICT_METHODS, (), {**_BASE_SPECIALS, "__or__": _update})
+register_type(
+    dict,
+    _DICT_METHODS,
+    (),
+    {**_BASE_SPECIALS, "__or__": _merge, "__ror__": _merge, "__ior__": _update},
+)
 register_type(
     int,
     _INT_METHODS,
@@ -646,6 +689,7 @@ register_type(
     {},
     (),
     {
+        "__bool__": _step,
         "__str__": _step,
         "__repr__": _step,
         "__format__": _step,
@@ -660,8 +704,10 @@ register_type(
         "__len__": _step,
         "__contains__": _step,
         "__getitem__": _step,
+        "__bool__": _step,
         "__str__": _step,
         "__repr__": _step,
+        "__format__": _step,
         **dict.fromkeys(_COMPARISONS, _step),
     },
 )
@@ -675,6 +721,7 @@ for _view in _DICT_VIEWS:
             "__contains__": _scan_items,
             "__str__": _text_of_owner,
             "__repr__": _repr_of_owner,
+            "__format__": _format_spec_check,
             **dict.fromkeys(_COMPARISONS, _scan_items),
         },
     )

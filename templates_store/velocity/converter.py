@@ -98,8 +98,30 @@ REFUSED_METHODS = (
     frozenset(name for tp in _JSON_TYPES for name in dir(tp) if not name.startswith("_"))
     - PYTHON_METHODS
 )
-# The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well.
-SPECIAL_METHODS = frozenset(name for tp in _JSON_TYPES for name in gate.allowed_specials(tp))
+# Every type a template value can have: JSON's, null, and what their allowed methods return.
+_VALUE_TYPES = (
+    *_JSON_TYPES,
+    type(None),
+    tuple,
+    bytes,
+    range,
+    type(NotImplemented),
+    type({}.keys()),
+    type({}.values()),
+    type({}.items()),
+)
+# The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well: those
+# the sandbox allows on every value type that has them (which type a value has is only known
+# at send time; one the sandbox refuses there would fail where legacy rendered).
+SPECIAL_METHODS = frozenset(
+    name
+    for name in {name for tp in _JSON_TYPES for name in gate.allowed_specials(tp)}
+    if all(
+        name in gate.allowed_specials(tp) or name in gate.allowed_methods(tp)
+        for tp in _VALUE_TYPES
+        if name in dir(tp)
+    )
+)
 # A missing dict key with one of these names resolves to a bound method in airspeed.
 DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | frozenset(
     {"isEmpty", "keySet", "put", "putAll", "toString"}
