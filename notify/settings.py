@@ -273,6 +273,7 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = {
     "messaging.deliver_message": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
+    "messaging.deliver_due_transactional": {"queue": NOTIFY_TRANSACTIONAL_QUEUE},
     "messaging.deliver_bulk": {"queue": NOTIFY_BULK_QUEUE},
     "messaging.deliver_webhook": {"queue": NOTIFY_HOOKS_QUEUE},
     "compat.deliver_callback": {"queue": NOTIFY_HOOKS_QUEUE},
@@ -298,6 +299,13 @@ NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
 # A batch's messages are published in chunks of this many (one task sends a chunk).
 NOTIFY_CHUNK_SIZE = env.int("NOTIFY_CHUNK_SIZE", default=100)
+# The transactional lane: a woken worker sends its message, then the lane's other due messages
+# this many at a time (small: a code waits behind at most that many sends); while a wake-up is
+# pending (published, not yet taken; the mark lasts NOTIFY_WAKEUP_PENDING_MS at most) newly
+# accepted messages publish none of their own (notify/messaging/wakeups.py).
+NOTIFY_TRANSACTIONAL_CHUNK = env.int("NOTIFY_TRANSACTIONAL_CHUNK", default=10)
+NOTIFY_COALESCE_WAKEUPS = env.bool("NOTIFY_COALESCE_WAKEUPS", default=True)
+NOTIFY_WAKEUP_PENDING_MS = env.int("NOTIFY_WAKEUP_PENDING_MS", default=3000)
 # Bulk lane wake-ups in flight at most (each one that finds work publishes its successor): more
 # than the bulk workers' total concurrency keeps them all busy.
 NOTIFY_BULK_WAKEUPS = env.int("NOTIFY_BULK_WAKEUPS", default=32)

@@ -54,13 +54,16 @@ def _fresh_process_state():
     # a process's unwritten call counts and cached lookups (API keys, provider rows…) belong
     # to the test that made them
     from notify import caching
+    from notify.messaging import wakeups
     from notify.rollout import metrics
 
     metrics.recorder.discard()
     caching.forget_all()
+    wakeups.not_pending()  # (a wake-up another test published is not this test's)
     yield
     metrics.recorder.discard()
     caching.forget_all()
+    wakeups.not_pending()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,6 +20,7 @@ from notify.messaging.ids import allocate_ids, next_id_sql
 from notify.messaging.models import (
     AttemptOutcome,
     DeliveryAttempt,
+    Lane,
     Message,
     MessageEvent,
     MessageStatus,
@@ -350,3 +351,14 @@ def next_bulk_chunk(
         .values_list("pk", flat=True)[:size]
     )
     return tenant_id, ids
+
+
+def due_transactional(now: datetime, size: int) -> list[str]:
+    """The ids of up to `size` due queued transactional messages, the longest waiting first
+    (to be claimed: another worker may take some first)."""
+    return list(
+        Message.all_tenants.filter(status=MessageStatus.QUEUED, lane=Lane.TRANSACTIONAL)
+        .filter(due_by(now))
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:size]
+    )

@@ -163,6 +163,12 @@ class Message(models.Model):
                 condition=Q(status="queued"),
                 name="message_queued_lane_tenant",
             ),
+            # a woken transactional worker takes the lane's due messages, oldest first
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(status="queued", lane="transactional"),
+                name="message_queued_transactional",
+            ),
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="sending"),

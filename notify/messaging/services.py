@@ -25,7 +25,7 @@ from notify.channels.base import (
     get_transport,
     take_http_status,
 )
-from notify.messaging import attachments, delivery_sql, retention, unsubscribe
+from notify.messaging import attachments, delivery_sql, retention, unsubscribe, wakeups
 from notify.messaging.delivery_sql import ClaimedMessage, Outcome
 from notify.messaging.ids import allocate_ids
 from notify.messaging.masking import mask_recipient
@@ -67,10 +67,18 @@ class MessageDraft:
 
 
 def enqueue_delivery(message_id: str) -> None:
-    """A broker wake-up for one queued message (never its only copy: the row is)."""
+    """A broker wake-up for a queued transactional message (never its only copy: the row is),
+    unless one is pending already: the worker that takes it sends every due message of the
+    lane, this one included (wakeups.py)."""
     from notify.messaging.tasks import deliver_message
 
-    deliver_message.apply_async(args=[message_id])
+    if not wakeups.should_publish():
+        return
+    try:
+        deliver_message.apply_async(args=[message_id])
+    except BaseException:
+        wakeups.not_pending()  # (nothing is on its way: the next message publishes again)
+        raise
 
 
 def _publish(message_ids: list[str]) -> int:
@@ -292,12 +300,51 @@ def deliver_bulk() -> bool:
     return True
 
 
-def deliver_chunk(message_ids: list[str]) -> None:
+# chunks one wake-up of the transactional lane sends before it hands over to a successor
+# (a worker also serves its other queues, and the sweep's republishing, now and then)
+TRANSACTIONAL_ROUNDS = 50
+
+
+def deliver_due_transactional() -> int:
+    """The transactional lane's due messages, oldest first, NOTIFY_TRANSACTIONAL_CHUNK at a
+    time, until none is left (what a wake-up of the lane does after its own message). Before
+    sending a full chunk it publishes a helper wake-up (unless one is pending), so a backlog
+    spreads over the lane's workers. Returns how many messages it claimed."""
+    from notify.messaging.tasks import deliver_due_transactional as helper
+
+    size = settings.NOTIFY_TRANSACTIONAL_CHUNK
+    claimed = 0
+    for _ in range(TRANSACTIONAL_ROUNDS):
+        message_ids = delivery_sql.due_transactional(timezone.now(), size)
+        if not message_ids:
+            return claimed
+        if len(message_ids) == size:
+            _publish_helper(helper)
+        taken = deliver_chunk(message_ids)
+        claimed += taken
+        if not taken:
+            return claimed  # another worker took them: it is at the same work
+    _publish_helper(helper)  # (more may wait: a successor goes on)
+    return claimed
+
+
+def _publish_helper(task: Any) -> None:
+    if not wakeups.should_publish():
+        return
+    try:
+        task.apply_async()
+    except Exception:  # noqa: BLE001 - the rows stay queued: the sweep publishes them
+        wakeups.not_pending()
+        logger.warning("broker unavailable: no helper wake-up for the backlog", exc_info=True)
+
+
+def deliver_chunk(message_ids: list[str]) -> int:
     """Sends a chunk of messages over one transport per channel (one SMTP connection for the
     chunk). The whole chunk is checked against suppressions and claimed in one statement each
     (a message another worker took, not yet due, or done is skipped); each send's outcome is
     then committed as it happens, in one statement, so a worker that dies mid-chunk leaves at
-    most the one send it was making in doubt."""
+    most the one send it was making in doubt. Returns how many of the messages this call took
+    out of the queue (claimed, or suppressed)."""
     now = timezone.now()
     wanted = _suppress_unwanted(message_ids, now)
     claimed = delivery_sql.claim(wanted, now)
@@ -313,6 +360,7 @@ def deliver_chunk(message_ids: list[str]) -> None:
     finally:
         for transport in transports.values():
             transport.close()
+    return len(claimed) + len(message_ids) - len(wanted)
 
 
 def deliver(message_id: str) -> None:

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import DatabaseError
 
-from notify.messaging import followups, receipts, services, webhooks
+from notify.messaging import followups, receipts, services, wakeups, webhooks
 
 # A database hiccup in the worker must not drop the task: it is retried, and the conditional
 # claim makes the retry harmless if the first run got further than it seemed.
@@ -16,7 +16,18 @@ DELIVERY_TASK_OPTIONS = {
 
 @shared_task(name="messaging.deliver_message", **DELIVERY_TASK_OPTIONS)
 def deliver_message(message_id: str) -> None:
+    """A transactional wake-up: its message, then the lane's other due messages (those whose
+    wake-ups were coalesced into this one: wakeups.py)."""
+    wakeups.not_pending()
     services.deliver(message_id)
+    services.deliver_due_transactional()
+
+
+@shared_task(name="messaging.deliver_due_transactional", **DELIVERY_TASK_OPTIONS)
+def deliver_due_transactional() -> None:
+    """A helper wake-up for a transactional backlog (published by a worker draining it)."""
+    wakeups.not_pending()
+    services.deliver_due_transactional()
 
 
 @shared_task(name="messaging.deliver_bulk", **DELIVERY_TASK_OPTIONS)

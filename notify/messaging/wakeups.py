@@ -1,0 +1,68 @@
+"""Transactional wake-ups, coalesced.
+
+A broker message only wakes a worker; the rows are the work. A worker woken on the
+transactional lane delivers its message and then every other due transactional message
+(`services.deliver_due_transactional`), so while one wake-up is published and no worker has
+taken it yet, publishing another adds nothing but broker traffic and CPU on the web side.
+One Redis key marks a wake-up as pending: set when one is published (`SET NX`, so only the
+first caller publishes), cleared when a worker takes it or when publishing failed. It
+expires by itself (NOTIFY_WAKEUP_PENDING_MS), so a wake-up lost with a broker's queue holds
+back the next ones for that long at most; the sweep republishes what waits longer.
+
+Without Redis (the embedded `make run` setup), or with NOTIFY_COALESCE_WAKEUPS off, every
+message gets its own wake-up, as a failure to reach Redis does."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_client = None
+_client_url = ""
+
+
+def _redis():  # noqa: ANN202
+    global _client, _client_url
+    if _client is None or _client_url != settings.REDIS_URL:
+        import redis
+
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        _client_url = settings.REDIS_URL
+    return _client
+
+
+def _key() -> str:
+    # (per queue: two deployments, or a benchmark's own queues, sharing one Redis never mix)
+    return f"notify:wakeup-pending:{settings.NOTIFY_TRANSACTIONAL_QUEUE}"
+
+
+def _coalescing() -> bool:
+    return bool(settings.REDIS_URL) and settings.NOTIFY_COALESCE_WAKEUPS
+
+
+def should_publish() -> bool:
+    """Whether the caller publishes a wake-up now: False while one is pending (its worker
+    will find the caller's message due)."""
+    if not _coalescing():
+        return True
+    try:
+        return bool(_redis().set(_key(), "1", nx=True, px=settings.NOTIFY_WAKEUP_PENDING_MS))
+    except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
+        logger.warning("wake-up coalescing unavailable (Redis): publishing", exc_info=True)
+        return True
+
+
+def not_pending() -> None:
+    """A worker took the pending wake-up (or publishing it failed): the next message that
+    becomes due publishes one again."""
+    if not _coalescing():
+        return
+    try:
+        _redis().delete(_key())
+    except Exception:  # noqa: BLE001 - the mark expires by itself
+        logger.warning("wake-up mark not cleared (Redis unavailable)", exc_info=True)

@@ -1,0 +1,153 @@
+"""Transactional wake-ups, coalesced (notify/messaging/wakeups.py): while one is published and
+not taken, new messages publish none; the worker that takes it sends every due message of the
+lane; a failed publish leaves the next message free to publish again."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from notify.messaging import services, wakeups
+from notify.messaging.models import Lane, Message, MessageStatus
+from notify.messaging.services import MessageDraft, create_batch, create_message
+from notify.messaging.tasks import deliver_due_transactional, deliver_message
+
+REDIS = "redis://127.0.0.1:6379/4"
+
+
+@pytest.fixture(params=["redis", "no-redis"])
+def coalescing(request, settings):  # noqa: ANN001, ANN201
+    """With Redis the wake-ups coalesce; without it (make run) each message publishes."""
+    settings.REDIS_URL = REDIS if request.param == "redis" else ""
+    settings.NOTIFY_TRANSACTIONAL_QUEUE = "wakeup-tests.transactional"
+    wakeups.not_pending()
+    yield request.param == "redis"
+    wakeups.not_pending()
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[tuple]:  # noqa: ANN001
+    """The wake-ups that reached the broker: (task, args)."""
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        deliver_message, "apply_async", lambda args=(), **kw: sent.append(("one", tuple(args)))
+    )
+    monkeypatch.setattr(
+        deliver_due_transactional, "apply_async", lambda *a, **kw: sent.append(("helper", ()))
+    )
+    return sent
+
+
+def code(tenant, to: str, send_at=None) -> Message:  # noqa: ANN001
+    return create_message(
+        tenant=tenant,
+        draft=MessageDraft(channel="email", recipient=to, subject="Your code", body="123456"),
+        send_at=send_at,
+    )
+
+
+def test_accept__wake_up_pending__publishes_none(
+    tenant, coalescing, published, django_capture_on_commit_callbacks
+):
+    # Given a first code whose wake-up is published and not yet taken
+    with django_capture_on_commit_callbacks(execute=True):
+        first = code(tenant, "a@example.com")
+    # When two more codes are accepted
+    with django_capture_on_commit_callbacks(execute=True):
+        code(tenant, "b@example.com")
+        code(tenant, "c@example.com")
+    # Then with Redis only the first published (its worker takes the others); without, each
+    if coalescing:
+        assert published == [("one", (first.id,))]
+    else:
+        assert len(published) == 3
+
+
+def test_wake_up__taken__sends_every_due_transactional_message(
+    tenant, coalescing, published, smtp_server, django_capture_on_commit_callbacks
+):
+    # Given three due codes, one scheduled for tomorrow, and a bulk batch
+    with django_capture_on_commit_callbacks(execute=True):
+        codes = [code(tenant, f"{n}@example.com") for n in "abc"]
+        later = code(tenant, "later@example.com", send_at=timezone.now() + timedelta(days=1))
+    campaign = create_batch(
+        tenant=tenant,
+        drafts=[MessageDraft(channel="email", recipient="x@example.com", subject="N", body="b")],
+        lane=Lane.BULK,
+    )
+    # When a worker takes the first wake-up
+    deliver_message.apply(args=[codes[0].id])
+    # Then every due code went out, the scheduled one and the campaign's message wait
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+    assert Message.all_tenants.get(pk=later.pk).status == MessageStatus.QUEUED
+    bulk = Message.all_tenants.get(pk=campaign.message_ids[0])
+    assert bulk.status == MessageStatus.QUEUED
+    # and the next code publishes its own wake-up again
+    published.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        code(tenant, "d@example.com")
+    assert [task for task, _ in published] == ["one"]
+
+
+def test_wake_up__taken_twice__each_code_sent_once(
+    tenant, coalescing, published, smtp_server, django_capture_on_commit_callbacks
+):
+    # Given two codes
+    with django_capture_on_commit_callbacks(execute=True):
+        first = code(tenant, "a@example.com")
+        code(tenant, "b@example.com")
+    # When the broker hands the wake-up over twice, and a helper runs too
+    deliver_message.apply(args=[first.id])
+    deliver_message.apply(args=[first.id])
+    deliver_due_transactional.apply()
+    # Then each code was sent once
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == ["a@example.com", "b@example.com"]
+
+
+def test_publish__broker_down__next_message_publishes_again(
+    tenant, coalescing, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a broker that refuses the first publish, then takes them
+    attempts: list[str] = []
+
+    def flaky(args=(), **kwargs):  # noqa: ANN001, ANN003, ANN202
+        attempts.append(args[0])
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr(deliver_message, "apply_async", flaky)
+    # When two codes are accepted one after the other
+    with django_capture_on_commit_callbacks(execute=True):
+        first = code(tenant, "a@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = code(tenant, "b@example.com")
+    # Then the second published (the failed one left nothing pending); both rows wait queued
+    assert attempts == [first.id, second.id]
+    assert Message.all_tenants.get(pk=first.pk).status == MessageStatus.QUEUED
+
+
+def test_backlog__full_chunk__helper_published_to_share_it(
+    tenant, coalescing, published, smtp_server, settings, django_capture_on_commit_callbacks
+):
+    # Given a backlog of five codes and chunks of two
+    settings.NOTIFY_TRANSACTIONAL_CHUNK = 2
+    with django_capture_on_commit_callbacks(execute=True):
+        codes = [code(tenant, f"{n}@example.com") for n in range(5)]
+    published.clear()
+    wakeups.not_pending()  # (a worker took the first wake-up)
+    # When the worker drains the lane
+    claimed = services.deliver_due_transactional()
+    # Then it sent all five, and offered the backlog to another worker as it went
+    assert claimed == 5
+    assert len(smtp_server.received) == 5
+    assert ("helper", ()) in published
+    assert all(
+        m.status == MessageStatus.DELIVERED
+        for m in Message.all_tenants.filter(pk__in=[c.pk for c in codes])
+    )
