@@ -362,3 +362,66 @@ def due_transactional(now: datetime, size: int) -> list[str]:
         .order_by("next_attempt_at", "id")
         .values_list("pk", flat=True)[:size]
     )
+
+
+def reported_send(
+    channel: str, provider_message_id: str, provider: str, tenant_id: int | None
+) -> tuple[str, int, str, int, str] | None:
+    """The `channel` message still `sent` after the attempt its provider knows as
+    `provider_message_id` (its latest: a message's attempt count is its latest number), as
+    (message id, attempt number, recipient, tenant id, origin); None when there is none.
+    One plain statement: a delivery report for each message sent makes this the receipt
+    path's hottest query, and the ORM's subquery cost more to build than to run."""
+    tenant = "" if tenant_id is None else "AND m.tenant_id = %(tenant)s"
+    sql = f"""
+        SELECT m.id, a.number, m.recipient, m.tenant_id, m.origin
+        FROM {ATTEMPT} AS a JOIN {MESSAGE} AS m ON m.id = a.message_id
+        WHERE a.provider_message_id = %(pmid)s AND a.provider = %(provider)s
+          AND a.provider_message_id <> '' AND m.channel = %(channel)s
+          AND m.status = %(sent)s AND a.number = m.attempts {tenant}
+        LIMIT 1
+    """
+    params = {
+        "pmid": provider_message_id,
+        "provider": provider,
+        "channel": channel,
+        "sent": MessageStatus.SENT.value,
+        "tenant": tenant_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else tuple(row)  # type: ignore[return-value]
+
+
+def record_report(
+    message_id: str, number: int, status: str, fields: dict[str, object], detail: str, now: datetime
+) -> bool:
+    """PostgreSQL: the message moved from `sent` (still after attempt `number`) to `status`
+    with `fields`, and its timeline event, in one statement. Returns whether it moved."""
+    # (names come from the code, never from input: the receipt's fields are fixed)
+    assignments = "".join(
+        f", {Message._meta.get_field(name).column} = %(f_{name})s" for name in fields
+    )
+    sql = f"""
+        WITH m AS (
+            UPDATE {MESSAGE} SET status = %(status)s, updated_at = %(now)s{assignments}
+            WHERE id = %(id)s AND status = %(sent)s AND attempts = %(number)s
+            RETURNING id
+        )
+        INSERT INTO {EVENT} (message_id, status, detail, created_at)
+        SELECT id, %(status)s, %(detail)s, %(now)s FROM m
+        RETURNING message_id
+    """
+    params: dict[str, object] = {
+        "id": message_id,
+        "number": number,
+        "status": status,
+        "sent": MessageStatus.SENT.value,
+        "now": now,
+        "detail": detail,
+        **{f"f_{name}": value for name, value in fields.items()},
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.fetchall())

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from anymail.signals import AnymailTrackingEvent, tracking
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from notify.channels.anymail_esp import receipt_of
 from notify.channels.base import Receipt
 from notify.channels.models import Provider
 from notify.channels.signals import provider_renamed
+from notify.messaging import delivery_sql
 from notify.messaging.masking import mask_recipient
 from notify.messaging.models import (
     DeliveryAttempt,
@@ -65,25 +66,10 @@ def record_receipt(
     `bad_recipient`: the provider said the recipient can never receive (it is suppressed)."""
     if status not in REPORTED_STATUSES or not provider_message_id:
         return False
-    latest_number = (
-        DeliveryAttempt.objects.filter(message_id=OuterRef("message_id"))
-        .order_by("-number")
-        .values("number")[:1]
-    )
     found = (
-        DeliveryAttempt.objects.filter(
-            provider_message_id=provider_message_id,
-            provider=provider,
-            message__channel=channel,
-            message__status=MessageStatus.SENT,
-            **({"message__tenant_id": tenant_id} if tenant_id is not None else {}),
-        )
-        .annotate(latest_number=Subquery(latest_number))
-        .filter(number=F("latest_number"))
-        .values_list(
-            "message_id", "number", "message__recipient", "message__tenant_id", "message__origin"
-        )
-        .first()
+        delivery_sql.reported_send(channel, provider_message_id, provider, tenant_id)
+        if connection.vendor == "postgresql"
+        else _reported_send(channel, provider_message_id, provider, tenant_id)
     )
     if found is None:
         logger.info(
@@ -105,16 +91,23 @@ def record_receipt(
         detail = "the provider's delivery report: failed" + (f" {code}" if code else "")
         detail += f": {text}" if text else ""
         fields = {"failed_at": now, "error": detail, "error_code": code}
-    with transaction.atomic():
-        # (`attempts`: still after the attempt the provider reports on)
-        changed = Message.all_tenants.filter(
-            pk=message_id, status=MessageStatus.SENT, attempts=number
-        ).update(status=status, updated_at=now, **fields)
+    if connection.vendor == "postgresql":
+        # (one statement: atomic alone, `message_finished` follows at once unless the caller
+        # holds a transaction, then after its commit)
+        changed = int(delivery_sql.record_report(message_id, number, status, fields, detail, now))
         if changed == 1:
-            MessageEvent.objects.create(
-                message_id=message_id, status=status, detail=detail, created_at=now
-            )
             announce_finished(message_id, status)
+    else:
+        with transaction.atomic():
+            # (`attempts`: still after the attempt the provider reports on)
+            changed = Message.all_tenants.filter(
+                pk=message_id, status=MessageStatus.SENT, attempts=number
+            ).update(status=status, updated_at=now, **fields)
+            if changed == 1:
+                MessageEvent.objects.create(
+                    message_id=message_id, status=status, detail=detail, created_at=now
+                )
+                announce_finished(message_id, status)
     if changed == 1 and status == MessageStatus.FAILED and bad_recipient:
         suppress_bad_recipient(
             message_tenant_id, channel, recipient, origin, f"its delivery report: {error_code}"
@@ -231,6 +224,20 @@ def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str)
     tenant, recipient, origin = found
     suppress_bad_recipient(tenant, channel, recipient, origin, f"its report: {receipt.error_code}")
     return True
+
+
+def _reported_send(
+    channel: str, provider_message_id: str, provider: str, tenant_id: int | None
+) -> tuple[str, int, str, int, str] | None:
+    """delivery_sql.reported_send through the ORM (SQLite)."""
+    return (
+        _attempts_of(channel, [provider_message_id], tenant_id, provider)
+        .filter(message__status=MessageStatus.SENT, number=F("message__attempts"))
+        .values_list(
+            "message_id", "number", "message__recipient", "message__tenant_id", "message__origin"
+        )
+        .first()
+    )
 
 
 def _attempts_of(
