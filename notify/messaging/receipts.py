@@ -96,7 +96,7 @@ def record_receipt(
         # holds a transaction, then after its commit)
         changed = int(delivery_sql.record_report(message_id, number, status, fields, detail, now))
         if changed == 1:
-            announce_finished(message_id, status)
+            announce_finished(message_id, status, origin, message_tenant_id, channel)
     else:
         with transaction.atomic():
             # (`attempts`: still after the attempt the provider reports on)
@@ -107,7 +107,7 @@ def record_receipt(
                 MessageEvent.objects.create(
                     message_id=message_id, status=status, detail=detail, created_at=now
                 )
-                announce_finished(message_id, status)
+                announce_finished(message_id, status, origin, message_tenant_id, channel)
     if changed == 1 and status == MessageStatus.FAILED and bad_recipient:
         suppress_bad_recipient(
             message_tenant_id, channel, recipient, origin, f"its delivery report: {error_code}"
