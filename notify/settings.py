@@ -295,15 +295,19 @@ NOTIFY_RETRY_DELAYS = env.list("NOTIFY_RETRY_DELAYS", cast=int, default=[10, 60,
 # NOTIFY_SWEEP_BATCH of each per run.
 NOTIFY_SWEEP_INTERVAL = env.float("NOTIFY_SWEEP_INTERVAL", default=2.0)
 NOTIFY_REPUBLISH_AFTER = env.float("NOTIFY_REPUBLISH_AFTER", default=60.0)
+# ... sooner for the transactional lane (codes): a wake-up lost with its pending mark set holds
+# back the codes accepted meanwhile this long at most (they are republished together, coalesced)
+NOTIFY_TRANSACTIONAL_REPUBLISH_AFTER = env.float(
+    "NOTIFY_TRANSACTIONAL_REPUBLISH_AFTER", default=10.0
+)
 NOTIFY_SENDING_LEASE = env.float("NOTIFY_SENDING_LEASE", default=300.0)
 NOTIFY_SWEEP_BATCH = env.int("NOTIFY_SWEEP_BATCH", default=1000)
 # A batch's messages are published in chunks of this many (one task sends a chunk).
 NOTIFY_CHUNK_SIZE = env.int("NOTIFY_CHUNK_SIZE", default=100)
 # The transactional lane: a woken worker sends its message, then the lane's other due messages
-# this many at a time (small: a code waits behind at most that many sends); while a wake-up is
-# pending (published, not yet taken; the mark lasts NOTIFY_WAKEUP_PENDING_MS at most) newly
-# accepted messages publish none of their own (notify/messaging/wakeups.py).
-NOTIFY_TRANSACTIONAL_CHUNK = env.int("NOTIFY_TRANSACTIONAL_CHUNK", default=10)
+# one at a time (helpers share a burst); while a wake-up is pending (published, not yet taken;
+# the mark lasts NOTIFY_WAKEUP_PENDING_MS at most) newly accepted messages publish none of their
+# own (notify/messaging/wakeups.py).
 NOTIFY_COALESCE_WAKEUPS = env.bool("NOTIFY_COALESCE_WAKEUPS", default=True)
 NOTIFY_WAKEUP_PENDING_MS = env.int("NOTIFY_WAKEUP_PENDING_MS", default=3000)
 # Bulk lane wake-ups in flight at most (each one that finds work publishes its successor): more

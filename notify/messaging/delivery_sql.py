@@ -353,15 +353,18 @@ def next_bulk_chunk(
     return tenant_id, ids
 
 
-def due_transactional(now: datetime, size: int) -> list[str]:
-    """The ids of up to `size` due queued transactional messages, the longest waiting first
-    (to be claimed: another worker may take some first)."""
-    return list(
+def due_transactional(now: datetime, size: int, *, lock: bool = False) -> list[str]:
+    """The ids of up to `size` due queued transactional messages, the longest waiting first.
+    `lock` (inside a transaction): locked until it ends, rows other workers hold skipped, so
+    workers taking the lane's messages side by side never pick the same one."""
+    due = (
         Message.all_tenants.filter(status=MessageStatus.QUEUED, lane=Lane.TRANSACTIONAL)
         .filter(due_by(now))
         .order_by("next_attempt_at", "id")
-        .values_list("pk", flat=True)[:size]
     )
+    if lock:
+        due = due.select_for_update(skip_locked=True)
+    return list(due.values_list("pk", flat=True)[:size])
 
 
 def reported_send(

@@ -168,8 +168,12 @@ def _message_row(
     **fields: Any,
 ) -> Message:
     """A queued message of `draft`, not saved: due now unless `fields` say otherwise, published
-    again by the sweep at `republish_at` (default: NOTIFY_REPUBLISH_AFTER from now)."""
+    again by the sweep at `republish_at` (default: its lane's `republish_after` from now)."""
     fields.setdefault("next_attempt_at", now)
+    if republish_at is None:
+        republish_at = now + timedelta(
+            seconds=republish_after(fields.get("lane", Lane.TRANSACTIONAL))
+        )
     return Message(
         id=message_id,
         tenant=tenant,
@@ -183,7 +187,7 @@ def _message_row(
         critical=draft.critical,
         reference=draft.reference,
         created_at=now,
-        republish_at=republish_at or now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
+        republish_at=republish_at,
         **fields,
     )
 
@@ -300,32 +304,34 @@ def deliver_bulk() -> bool:
     return True
 
 
-# chunks one wake-up of the transactional lane sends before it hands over to a successor
-# (a worker also serves its other queues, and the sweep's republishing, now and then)
-TRANSACTIONAL_ROUNDS = 50
+# messages one wake-up of the transactional lane sends before it hands over to a successor
+# (a worker also serves its other queues now and then)
+TRANSACTIONAL_ROUNDS = 100
 
 
 def deliver_due_transactional() -> int:
-    """The transactional lane's due messages, oldest first, NOTIFY_TRANSACTIONAL_CHUNK at a
-    time, until none is left (what a wake-up of the lane does after its own message). Before
-    sending a full chunk it publishes a helper wake-up (unless one is pending), so a backlog
-    spreads over the lane's workers. Returns how many messages it claimed."""
+    """The transactional lane's due messages, oldest first, one at a time until none is left
+    (what a wake-up of the lane does after its own message). Each is taken under a row lock
+    that other workers skip, so workers draining side by side never collide; while more than
+    one is due a helper wake-up is published (unless one is pending), so a burst spreads over
+    the lane's workers and a slow send holds up no other code. Returns how many it took out of
+    the queue."""
     from notify.messaging.tasks import deliver_due_transactional as helper
 
-    size = settings.NOTIFY_TRANSACTIONAL_CHUNK
-    claimed = 0
+    taken = 0
     for _ in range(TRANSACTIONAL_ROUNDS):
-        message_ids = delivery_sql.due_transactional(timezone.now(), size)
-        if not message_ids:
-            return claimed
-        if len(message_ids) == size:
+        now = timezone.now()
+        with transaction.atomic():
+            message_ids = delivery_sql.due_transactional(now, 2, lock=True)
+            if not message_ids:
+                return taken
+            claimed, moved = _take(message_ids[:1], now)
+        if len(message_ids) > 1:
             _publish_helper(helper)
-        taken = deliver_chunk(message_ids)
-        claimed += taken
-        if not taken:
-            return claimed  # another worker took them: it is at the same work
+        taken += moved
+        _send_all(claimed)
     _publish_helper(helper)  # (more may wait: a successor goes on)
-    return claimed
+    return taken
 
 
 def _publish_helper(task: Any) -> None:
@@ -345,7 +351,14 @@ def deliver_chunk(message_ids: list[str]) -> int:
     then committed as it happens, in one statement, so a worker that dies mid-chunk leaves at
     most the one send it was making in doubt. Returns how many of the messages this call took
     out of the queue (claimed, or suppressed)."""
-    now = timezone.now()
+    claimed, moved = _take(message_ids, timezone.now())
+    _send_all(claimed)
+    return moved
+
+
+def _take(message_ids: list[str], now: datetime) -> tuple[list[ClaimedMessage], int]:
+    """The messages that may be sent, claimed (the suppressed ones end `suppressed`), and how
+    many of `message_ids` left the queue."""
     wanted = _suppress_unwanted(message_ids, now)
     claimed = delivery_sql.claim(wanted, now)
     skipped = len(wanted) - len(claimed)
@@ -353,6 +366,10 @@ def deliver_chunk(message_ids: list[str]) -> int:
         # taken by another worker, finished, or not due yet (a retry's wake-up that came
         # early): the row says when, and the sweep publishes it then
         logger.info("%d message(s) not claimable now; skipped", skipped)
+    return claimed, len(claimed) + len(message_ids) - len(wanted)
+
+
+def _send_all(claimed: list[ClaimedMessage]) -> None:
     transports: dict[tuple[int, str], Transport] = {}
     try:
         for message in claimed:
@@ -360,7 +377,6 @@ def deliver_chunk(message_ids: list[str]) -> int:
     finally:
         for transport in transports.values():
             transport.close()
-    return len(claimed) + len(message_ids) - len(wanted)
 
 
 def deliver(message_id: str) -> None:
@@ -819,7 +835,7 @@ def retry_message(message: Message, by: str) -> Message:
             now,
             attempts_before_retry=F("attempts"),
             next_attempt_at=now,
-            republish_at=now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER),
+            republish_at=now + timedelta(seconds=republish_after(message.lane)),
             error="",
             failed_at=None,
         )
@@ -909,20 +925,40 @@ def _resume_expired(now: datetime, limit: int) -> int:
 
 
 def _publish_due(now: datetime, limit: int) -> int:
-    republish_at = now + timedelta(seconds=settings.NOTIFY_REPUBLISH_AFTER)
-    with transaction.atomic():
-        rows = list(
-            Message.all_tenants.filter(status=MessageStatus.QUEUED)
-            .filter(due_by(now))
-            .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
-            .order_by("next_attempt_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", "lane")[:limit]
-        )
-        if not rows:
-            return 0
-        Message.all_tenants.filter(pk__in=[pk for pk, _ in rows]).update(republish_at=republish_at)
+    """Each lane's due messages that no worker took since their last publish, up to `limit`
+    per lane, the transactional lane first (a long campaign's backlog never crowds a code
+    out of the sweep)."""
+    rows: list[tuple[str, str]] = []
+    for lane in (Lane.TRANSACTIONAL, Lane.BULK):
+        republish_at = now + timedelta(seconds=republish_after(lane))
+        with transaction.atomic():
+            found = list(
+                Message.all_tenants.filter(status=MessageStatus.QUEUED, lane=lane)
+                .filter(due_by(now))
+                .filter(Q(republish_at__isnull=True) | Q(republish_at__lte=now))
+                .order_by("next_attempt_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "lane")[:limit]
+            )
+            if found:
+                Message.all_tenants.filter(pk__in=[pk for pk, _ in found]).update(
+                    republish_at=republish_at
+                )
+        rows.extend(found)
+    if not rows:
+        return 0
+    if any(lane != Lane.BULK for _, lane in rows):
+        # codes no worker took since their wake-up: a pending mark now is a stale one (its
+        # wake-up lost, or its worker's clearing of it failed), and must not hold these back
+        wakeups.not_pending()
     return _wake(rows, now)
+
+
+def republish_after(lane: str) -> float:
+    """Seconds after a publish when the sweep publishes a still-queued message again."""
+    if lane == Lane.BULK:
+        return settings.NOTIFY_REPUBLISH_AFTER
+    return min(settings.NOTIFY_REPUBLISH_AFTER, settings.NOTIFY_TRANSACTIONAL_REPUBLISH_AFTER)
 
 
 def _wake(rows: list[tuple[str, str]], now: datetime | None = None) -> int:

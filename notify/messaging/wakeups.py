@@ -14,7 +14,9 @@ message gets its own wake-up, as a failure to reach Redis does."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 
 from django.conf import settings
 
@@ -37,32 +39,47 @@ def _redis():  # noqa: ANN202
 
 
 def _key() -> str:
-    # (per queue: two deployments, or a benchmark's own queues, sharing one Redis never mix)
-    return f"notify:wakeup-pending:{settings.NOTIFY_TRANSACTIONAL_QUEUE}"
+    # (per broker and queue: deployments, or a benchmark's own queues, sharing one Redis
+    # never hold back each other's wake-ups)
+    where = hashlib.sha256(settings.CELERY_BROKER_URL.encode()).hexdigest()[:12]
+    return f"notify:wakeup-pending:{where}:{settings.NOTIFY_TRANSACTIONAL_QUEUE}"
 
 
-def _coalescing() -> bool:
-    return bool(settings.REDIS_URL) and settings.NOTIFY_COALESCE_WAKEUPS
+# after Redis failed to answer, it is left alone this long (seconds): a Redis that times out
+# would otherwise add its timeout to every accept and every wake-up
+UNREACHABLE_PAUSE = 5.0
+_unreachable_until = 0.0
+
+
+def _reachable() -> bool:
+    return bool(settings.REDIS_URL) and time.monotonic() >= _unreachable_until
+
+
+def _failed(what: str) -> None:
+    global _unreachable_until
+    _unreachable_until = time.monotonic() + UNREACHABLE_PAUSE
+    logger.warning("%s (Redis unavailable; not tried for %ss)", what, UNREACHABLE_PAUSE)
 
 
 def should_publish() -> bool:
     """Whether the caller publishes a wake-up now: False while one is pending (its worker
     will find the caller's message due)."""
-    if not _coalescing():
+    if not settings.NOTIFY_COALESCE_WAKEUPS or not _reachable():
         return True
     try:
         return bool(_redis().set(_key(), "1", nx=True, px=settings.NOTIFY_WAKEUP_PENDING_MS))
     except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
-        logger.warning("wake-up coalescing unavailable (Redis): publishing", exc_info=True)
+        _failed("wake-up coalescing unavailable: publishing")
         return True
 
 
 def not_pending() -> None:
-    """A worker took the pending wake-up (or publishing it failed): the next message that
-    becomes due publishes one again."""
-    if not _coalescing():
+    """A worker took the pending wake-up (or publishing it failed, or the sweep found codes
+    nobody took): the next message that becomes due publishes one again. Cleared whatever
+    NOTIFY_COALESCE_WAKEUPS says here: web processes configured otherwise may have set it."""
+    if not _reachable():
         return
     try:
         _redis().delete(_key())
-    except Exception:  # noqa: BLE001 - the mark expires by itself
-        logger.warning("wake-up mark not cleared (Redis unavailable)", exc_info=True)
+    except Exception:  # noqa: BLE001 - the mark expires by itself; the sweep clears it too
+        _failed("wake-up mark not cleared")

@@ -88,7 +88,8 @@ def test_wake_up__taken__sends_every_due_transactional_message(
     assert Message.all_tenants.get(pk=later.pk).status == MessageStatus.QUEUED
     bulk = Message.all_tenants.get(pk=campaign.message_ids[0])
     assert bulk.status == MessageStatus.QUEUED
-    # and the next code publishes its own wake-up again
+    # and once the helper it offered is taken too, the next code publishes its own wake-up
+    deliver_due_transactional.apply()
     published.clear()
     with django_capture_on_commit_callbacks(execute=True):
         code(tenant, "d@example.com")
@@ -132,22 +133,61 @@ def test_publish__broker_down__next_message_publishes_again(
     assert Message.all_tenants.get(pk=first.pk).status == MessageStatus.QUEUED
 
 
-def test_backlog__full_chunk__helper_published_to_share_it(
-    tenant, coalescing, published, smtp_server, settings, django_capture_on_commit_callbacks
+def test_burst__more_than_one_due__helper_published_to_share_it(
+    tenant, coalescing, published, smtp_server, django_capture_on_commit_callbacks
 ):
-    # Given a backlog of five codes and chunks of two
-    settings.NOTIFY_TRANSACTIONAL_CHUNK = 2
+    # Given a burst of five codes, the first wake-up taken by a worker
     with django_capture_on_commit_callbacks(execute=True):
         codes = [code(tenant, f"{n}@example.com") for n in range(5)]
     published.clear()
-    wakeups.not_pending()  # (a worker took the first wake-up)
+    wakeups.not_pending()
     # When the worker drains the lane
-    claimed = services.deliver_due_transactional()
-    # Then it sent all five, and offered the backlog to another worker as it went
-    assert claimed == 5
+    taken = services.deliver_due_transactional()
+    # Then it sent all five, one at a time, and offered the rest to another worker as it went
+    assert taken == 5
     assert len(smtp_server.received) == 5
     assert ("helper", ()) in published
     assert all(
         m.status == MessageStatus.DELIVERED
         for m in Message.all_tenants.filter(pk__in=[c.pk for c in codes])
     )
+
+
+def test_sweep__stale_pending_mark__codes_published_again(
+    tenant, coalescing, published, settings, django_capture_on_commit_callbacks
+):
+    # Given a code whose wake-up was lost with the mark still set (no worker took it)
+    if not coalescing:
+        pytest.skip("without Redis there is no mark")
+    with django_capture_on_commit_callbacks(execute=True):
+        stranded = code(tenant, "a@example.com")
+    assert wakeups.should_publish() is False  # (the mark is set)
+    published.clear()
+    # When the sweep runs after the lane's republish delay
+    later = timezone.now() + timedelta(seconds=settings.NOTIFY_TRANSACTIONAL_REPUBLISH_AFTER + 1)
+    services.sweep(now=later)
+    # Then the code is published again (the stale mark did not swallow it)
+    assert published == [("one", (stranded.id,))]
+
+
+def test_sweep__campaign_backlog_larger_than_its_limit__codes_still_published(
+    tenant, coalescing, published, django_capture_on_commit_callbacks
+):
+    # Given a campaign's overdue backlog and one overdue code, the code accepted last
+    campaign = create_batch(
+        tenant=tenant,
+        drafts=[
+            MessageDraft(channel="email", recipient=f"{n}@example.com", subject="N", body="b")
+            for n in range(5)
+        ],
+        lane=Lane.BULK,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        late = code(tenant, "code@example.com")
+    published.clear()
+    wakeups.not_pending()
+    # When a sweep allowed 3 messages per lane runs an hour later
+    services.sweep(now=timezone.now() + timedelta(hours=1), limit=3)
+    # Then the code is among those published again, whatever the campaign's backlog
+    assert ("one", (late.id,)) in published
+    assert len(campaign.message_ids) == 5
