@@ -16,17 +16,18 @@ DELIVERY_TASK_OPTIONS = {
 
 @shared_task(name="messaging.deliver_message", **DELIVERY_TASK_OPTIONS)
 def deliver_message(message_id: str) -> None:
-    """A transactional wake-up: its message, then the lane's other due messages (those whose
-    wake-ups were coalesced into this one: wakeups.py)."""
-    wakeups.not_pending()
+    """A transactional wake-up: its message, then, if others were coalesced into it (or that
+    is not known), the lane's other due messages (wakeups.py)."""
+    coalesced = wakeups.take()
     services.deliver(message_id)
-    services.deliver_due_transactional()
+    if coalesced:
+        services.deliver_due_transactional()
 
 
 @shared_task(name="messaging.deliver_due_transactional", **DELIVERY_TASK_OPTIONS)
 def deliver_due_transactional() -> None:
     """A helper wake-up for a transactional backlog (published by a worker draining it)."""
-    wakeups.not_pending()
+    wakeups.take()
     services.deliver_due_transactional()
 
 

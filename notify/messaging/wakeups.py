@@ -4,10 +4,11 @@ A broker message only wakes a worker; the rows are the work. A worker woken on t
 transactional lane delivers its message and then every other due transactional message
 (`services.deliver_due_transactional`), so while one wake-up is published and no worker has
 taken it yet, publishing another adds nothing but broker traffic and CPU on the web side.
-One Redis key marks a wake-up as pending: set when one is published (`SET NX`, so only the
-first caller publishes), cleared when a worker takes it or when publishing failed. It
-expires by itself (NOTIFY_WAKEUP_PENDING_MS), so a wake-up lost with a broker's queue holds
-back the next ones for that long at most; the sweep republishes what waits longer.
+One Redis key marks a wake-up as pending: set to 1 when one is published (`SET NX`, so only
+the first caller publishes), counted up by each message coalesced into it, taken (`GETDEL`)
+by the worker that takes the wake-up (a count of 1: nothing was coalesced into it, so that
+worker sends its own message only), cleared when publishing failed. It expires by itself
+(NOTIFY_WAKEUP_PENDING_MS); the sweep republishes what waits longer and clears a stale mark.
 
 Without Redis (the embedded `make run` setup), or with NOTIFY_COALESCE_WAKEUPS off, every
 message gets its own wake-up, as a failure to reach Redis does."""
@@ -61,16 +62,40 @@ def _failed(what: str) -> None:
     logger.warning("%s (Redis unavailable; not tried for %ss)", what, UNREACHABLE_PAUSE)
 
 
+# set the mark (the caller publishes: 1), or count one more message coalesced into the pending
+# wake-up (0); atomic, so a mark never loses its expiry
+_MARK = """
+if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
+redis.call('INCR', KEYS[1])
+return 0
+"""
+
+
 def should_publish() -> bool:
     """Whether the caller publishes a wake-up now: False while one is pending (its worker
     will find the caller's message due)."""
     if not settings.NOTIFY_COALESCE_WAKEUPS or not _reachable():
         return True
     try:
-        return bool(_redis().set(_key(), "1", nx=True, px=settings.NOTIFY_WAKEUP_PENDING_MS))
+        return bool(_redis().eval(_MARK, 1, _key(), settings.NOTIFY_WAKEUP_PENDING_MS))
     except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
         _failed("wake-up coalescing unavailable: publishing")
         return True
+
+
+def take() -> bool:
+    """A worker takes the pending wake-up. Returns whether other messages may have been
+    coalesced into it (then the worker sends the lane's due messages after its own): False
+    only when the mark says none was; a missing mark (expired, cleared) or no Redis says
+    maybe."""
+    if not _reachable():
+        return True
+    try:
+        count = _redis().getdel(_key())
+    except Exception:  # noqa: BLE001 - the mark expires by itself; the sweep clears it too
+        _failed("wake-up mark not taken")
+        return True
+    return count is None or int(count) != 1
 
 
 def not_pending() -> None:

@@ -191,3 +191,21 @@ def test_sweep__campaign_backlog_larger_than_its_limit__codes_still_published(
     # Then the code is among those published again, whatever the campaign's backlog
     assert ("one", (late.id,)) in published
     assert len(campaign.message_ids) == 5
+
+
+def test_wake_up__nothing_coalesced_into_it__sends_its_own_message_only(
+    tenant, coalescing, published, smtp_server, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a code with its own wake-up, and another due code whose wake-up is elsewhere
+    if not coalescing:
+        pytest.skip("without Redis it is not known what was coalesced: the lane is drained")
+    with django_capture_on_commit_callbacks(execute=True):
+        own = code(tenant, "a@example.com")
+    monkeypatch.setattr(services, "enqueue_delivery", lambda message_id: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        other = code(tenant, "b@example.com")
+    # When a worker takes the first wake-up (no message counted into it)
+    deliver_message.apply(args=[own.id])
+    # Then it sent its own code and looked no further (no lane query on an idle send)
+    assert [m.rcpt_tos[0] for m in smtp_server.received] == ["a@example.com"]
+    assert Message.all_tenants.get(pk=other.pk).status == MessageStatus.QUEUED
