@@ -342,7 +342,11 @@ def _run(processes: Processes, env: dict, queue: str, smtp_port: int, web_port: 
     _purge(settings.CELERY_BROKER_URL, queue)
 
     # 2. bulk throughput against no-op tasks, the same worker command
-    bulk_worker = processes.start("bulk", _worker(settings.NOTIFY_BULK_QUEUE, concurrency=2))
+    # the bulk pool at a lower CPU priority, as the README's production setup runs it (on a
+    # shared machine a campaign then yields the CPU to codes); the no-op baseline runs in it too
+    bulk_worker = processes.start(
+        "bulk", ["nice", "-n", "10", *_worker(settings.NOTIFY_BULK_QUEUE, concurrency=2)]
+    )
     _wait(lambda: _worker_ready("bulk"), 60, "the bulk worker")
     result["noop_per_second"] = _noop_rate(settings.NOTIFY_BULK_QUEUE)
     elapsed, delivered = _batch_run(web_port, bulk_key, tag="throughput")
