@@ -366,26 +366,19 @@ def _number_computes(owner: Any, args: tuple) -> bool:
     return len(args) < 2 or type(args[1]) is int
 
 
-def _binop_check(op: str) -> Check:
+def _binop_check(op: str, reflected: bool = False) -> Check:
+    """The check of a special method computing `owner <op> arg` (`arg <op> owner` when
+    `reflected`), as the operator would be checked; with a modulo (pow's third argument) the
+    work is a modular power's."""
+
     def check(owner: Any, args: tuple, kwargs: dict) -> None:
-        if isinstance(owner, (int, float)) and not _number_computes(owner, args):
+        if not args or isinstance(owner, (int, float)) and not _number_computes(owner, args):
             return
-        if args and len(args) > 1 and op == "**":
-            _modular_pow(owner, args[0])
-        elif args:
-            check_binop(op, owner, args[0])
-
-    return check
-
-
-def _rbinop_check(op: str) -> Check:
-    def check(owner: Any, args: tuple, kwargs: dict) -> None:
-        if isinstance(owner, (int, float)) and not _number_computes(owner, args):
-            return
-        if args and len(args) > 1 and op == "**":
-            _modular_pow(args[0], owner)
-        elif args:
-            check_binop(op, args[0], owner)
+        left, right = (args[0], owner) if reflected else (owner, args[0])
+        if len(args) > 1 and op == "**":
+            _modular_pow(left, right)
+        else:
+            check_binop(op, left, right)
 
     return check
 
@@ -579,16 +572,16 @@ _NUMBER_SPECIALS: dict[str, Check] = {
         _number_step,
     ),
     "__mul__": _binop_check("*"),
-    "__rmul__": _rbinop_check("*"),
+    "__rmul__": _binop_check("*", reflected=True),
     "__pow__": _binop_check("**"),
-    "__rpow__": _rbinop_check("**"),
+    "__rpow__": _binop_check("**", reflected=True),
     "__round__": _round_step,
     "__lshift__": _binop_check("<<"),
-    "__rlshift__": _rbinop_check("<<"),
+    "__rlshift__": _binop_check("<<", reflected=True),
 }
 _SEQUENCE_SPECIALS: dict[str, Check] = {
     "__add__": _binop_check("+"),
-    "__radd__": _rbinop_check("+"),
+    "__radd__": _binop_check("+", reflected=True),
     "__mul__": _binop_check("*"),
     "__rmul__": _binop_check("*"),
 }
@@ -670,32 +663,13 @@ register_type(
     },
 )
 register_type(float, _FLOAT_METHODS, ("real", "imag"), {**_BASE_SPECIALS, **_NUMBER_SPECIALS})
-register_type(
-    type(None),
-    {},
-    (),
-    {
-        "__bool__": _step,
-        "__str__": _step,
-        "__repr__": _step,
-        # (a spec other than "" raises: nothing to bound)
-        "__format__": _step,
-        **dict.fromkeys(_COMPARISONS, _step),
-    },
+# values that only print and compare (a format spec other than "" raises: nothing to bound);
+# NotImplemented is what a special comparison of unlike values returns (`$n.__eq__('x')`)
+_PRINTABLE_SPECIALS: dict[str, Check] = dict.fromkeys(
+    ("__bool__", "__str__", "__repr__", "__format__", *_COMPARISONS), _step
 )
-# what a special comparison of unlike values returns (`$n.__eq__('x')`): printable, nothing more
-register_type(
-    type(NotImplemented),
-    {},
-    (),
-    {
-        "__bool__": _step,
-        "__str__": _step,
-        "__repr__": _step,
-        "__format__": _step,
-        **dict.fromkeys(_COMPARISONS, _step),
-    },
-)
+register_type(type(None), {}, (), _PRINTABLE_SPECIALS)
+register_type(type(NotImplemented), {}, (), _PRINTABLE_SPECIALS)
 register_type(
     range,
     _SEQUENCE_METHODS,
@@ -704,11 +678,7 @@ register_type(
         "__len__": _step,
         "__contains__": _step,
         "__getitem__": _step,
-        "__bool__": _step,
-        "__str__": _step,
-        "__repr__": _step,
-        "__format__": _step,
-        **dict.fromkeys(_COMPARISONS, _step),
+        **_PRINTABLE_SPECIALS,
     },
 )
 for _view in _DICT_VIEWS:
@@ -992,23 +962,23 @@ def _name_of(func: Any) -> str:
 
 
 _SIZED = frozenset({str, list, dict, tuple, bytes, Markup})
-# value types without instance attributes: what `dir` of the type lists is all they have
-_SLOTLESS = frozenset(
-    {
-        str,
-        bytes,
-        list,
-        tuple,
-        dict,
-        int,
-        float,
-        bool,
-        type(None),
-        type(NotImplemented),
-        range,
-        *_DICT_VIEWS,
-    }
+# Every type a Velocity value can have: JSON's, null, and what their allowed methods return.
+# None of them has instance attributes: what `dir` of the type lists is all a value has.
+VALUE_TYPES = (
+    str,
+    list,
+    dict,
+    int,
+    float,
+    bool,
+    type(None),
+    tuple,
+    bytes,
+    range,
+    type(NotImplemented),
+    *_DICT_VIEWS,
 )
+_SLOTLESS = frozenset(VALUE_TYPES)
 _MUTABLE = frozenset({list, dict})
 
 

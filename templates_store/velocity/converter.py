@@ -98,18 +98,6 @@ REFUSED_METHODS = (
     frozenset(name for tp in _JSON_TYPES for name in dir(tp) if not name.startswith("_"))
     - PYTHON_METHODS
 )
-# Every type a template value can have: JSON's, null, and what their allowed methods return.
-_VALUE_TYPES = (
-    *_JSON_TYPES,
-    type(None),
-    tuple,
-    bytes,
-    range,
-    type(NotImplemented),
-    type({}.keys()),
-    type({}.values()),
-    type({}.items()),
-)
 # The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well: those
 # the sandbox allows on every value type that has them (which type a value has is only known
 # at send time; one the sandbox refuses there would fail where legacy rendered).
@@ -118,7 +106,7 @@ SPECIAL_METHODS = frozenset(
     for name in {name for tp in _JSON_TYPES for name in gate.allowed_specials(tp)}
     if all(
         name in gate.allowed_specials(tp) or name in gate.allowed_methods(tp)
-        for tp in _VALUE_TYPES
+        for tp in gate.VALUE_TYPES
         if name in dir(tp)
     )
 )
