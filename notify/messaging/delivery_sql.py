@@ -373,8 +373,9 @@ def reported_send(
     """The `channel` message still `sent` after the attempt its provider knows as
     `provider_message_id` (its latest: a message's attempt count is its latest number), as
     (message id, attempt number, recipient, tenant id, origin); None when there is none.
-    One plain statement: a delivery report for each message sent makes this the receipt
-    path's hottest query, and the ORM's subquery cost more to build than to run."""
+    One plain statement (on either database): a delivery report for each message sent makes
+    this the receipt path's hottest query, and the ORM's subquery cost more to build than to
+    run."""
     tenant = "" if tenant_id is None else "AND m.tenant_id = %(tenant)s"
     sql = f"""
         SELECT m.id, a.number, m.recipient, m.tenant_id, m.origin

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from anymail.signals import AnymailTrackingEvent, tracking
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -66,11 +66,7 @@ def record_receipt(
     `bad_recipient`: the provider said the recipient can never receive (it is suppressed)."""
     if status not in REPORTED_STATUSES or not provider_message_id:
         return False
-    found = (
-        delivery_sql.reported_send(channel, provider_message_id, provider, tenant_id)
-        if connection.vendor == "postgresql"
-        else _reported_send(channel, provider_message_id, provider, tenant_id)
-    )
+    found = delivery_sql.reported_send(channel, provider_message_id, provider, tenant_id)
     if found is None:
         logger.info(
             "delivery report for no sent %s message (provider id %r): ignored",
@@ -224,20 +220,6 @@ def _apply(channel: str, receipt: Receipt, tenant_id: int | None, provider: str)
     tenant, recipient, origin = found
     suppress_bad_recipient(tenant, channel, recipient, origin, f"its report: {receipt.error_code}")
     return True
-
-
-def _reported_send(
-    channel: str, provider_message_id: str, provider: str, tenant_id: int | None
-) -> tuple[str, int, str, int, str] | None:
-    """delivery_sql.reported_send through the ORM (SQLite)."""
-    return (
-        _attempts_of(channel, [provider_message_id], tenant_id, provider)
-        .filter(message__status=MessageStatus.SENT, number=F("message__attempts"))
-        .values_list(
-            "message_id", "number", "message__recipient", "message__tenant_id", "message__origin"
-        )
-        .first()
-    )
 
 
 def _attempts_of(
