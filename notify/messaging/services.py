@@ -72,13 +72,7 @@ def enqueue_delivery(message_id: str) -> None:
     lane, this one included (wakeups.py)."""
     from notify.messaging.tasks import deliver_message
 
-    if not wakeups.should_publish():
-        return
-    try:
-        deliver_message.apply_async(args=[message_id])
-    except BaseException:
-        wakeups.not_pending()  # (nothing is on its way: the next message publishes again)
-        raise
+    wakeups.publish(lambda: deliver_message.apply_async(args=[message_id]))
 
 
 def _publish(message_ids: list[str]) -> int:
@@ -335,12 +329,9 @@ def deliver_due_transactional() -> int:
 
 
 def _publish_helper(task: Any) -> None:
-    if not wakeups.should_publish():
-        return
     try:
-        task.apply_async()
+        wakeups.publish(task.apply_async)
     except Exception:  # noqa: BLE001 - the rows stay queued: the sweep publishes them
-        wakeups.not_pending()
         logger.warning("broker unavailable: no helper wake-up for the backlog", exc_info=True)
 
 

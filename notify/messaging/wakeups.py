@@ -15,9 +15,11 @@ message gets its own wake-up, as a failure to reach Redis does."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -40,10 +42,15 @@ def _redis():  # noqa: ANN202
 
 
 def _key() -> str:
+    return _key_of(settings.CELERY_BROKER_URL, settings.NOTIFY_TRANSACTIONAL_QUEUE)
+
+
+@functools.lru_cache(maxsize=8)
+def _key_of(broker_url: str, queue: str) -> str:
     # (per broker and queue: deployments, or a benchmark's own queues, sharing one Redis
     # never hold back each other's wake-ups)
-    where = hashlib.sha256(settings.CELERY_BROKER_URL.encode()).hexdigest()[:12]
-    return f"notify:wakeup-pending:{where}:{settings.NOTIFY_TRANSACTIONAL_QUEUE}"
+    where = hashlib.sha256(broker_url.encode()).hexdigest()[:12]
+    return f"notify:wakeup-pending:{where}:{queue}"
 
 
 # after Redis failed to answer, it is left alone this long (seconds): a Redis that times out
@@ -81,6 +88,18 @@ def should_publish() -> bool:
     except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
         _failed("wake-up coalescing unavailable: publishing")
         return True
+
+
+def publish(send: Callable[[], object]) -> None:
+    """`send()` (a wake-up's publish) unless one is pending; a publish that fails clears the
+    mark (nothing is on its way: the next message publishes again) and raises."""
+    if not should_publish():
+        return
+    try:
+        send()
+    except BaseException:
+        not_pending()
+        raise
 
 
 def take() -> bool:
