@@ -13,6 +13,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 DEFAULT_LEGACY_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "legacy"
 
@@ -54,6 +55,11 @@ def generate(legacy_dir: Path, seed: int) -> list[dict]:
             c["sleep_ms"] = 260
         c.update(kw)
         cases.append(c)
+
+    def variants(prefix: str, path: str, values: dict[str, Any], params: Any) -> None:
+        """One case of the app `shop` per named value: `params(name, value)`."""
+        for k, v in values.items():
+            add(f"{prefix}{k}", path, "shop", params(k, v))
 
     def send_params(ch, tpl_id, params, i, fail=False):
         key = {"sms": "mobiles", "mail": "to", "push": "user_ids"}[ch]
@@ -136,97 +142,92 @@ def generate(legacy_dir: Path, seed: int) -> list[dict]:
         "mob_semicolon": "13800138000;13900139000",
         "mob_emoji": "1380013800😀",
     }
-    for k, v in edges.items():
-        add(f"gen_{k}", "/gateway/sms/send.do", "shop", {"mobiles": v, **SMS})
-    for k, v in {
-        "sn_2": "AB",
-        "sn_12": "一二三四五六七八九十一二",
-        "sn_13": "一二三四五六七八九十一二三",
-        "sn_emoji2": "😀😀",
-        "sn_emoji13": "😀" * 13,
-        "sn_space": "  ",
-        "sn_html": "<b>",
-        "sn_1": "A",
-        "sn_newline": "A\nB",
-    }.items():
-        add(
-            f"gen_{k}",
-            "/gateway/sms/send.do",
-            "shop",
-            {"mobiles": "13800138000", **SMS, "sign_name": v},
-        )
-    for k, v in {
-        "oid_64": "x" * 64,
-        "oid_65": "x" * 65,
-        "oid_emoji64": "😀" * 64,
-        "oid_emoji65": "😀" * 65,
-        "oid_space": " ",
-        "oid_cjk": "订单号",
-    }.items():
-        add(
-            f"gen_{k}",
-            "/gateway/sms/send.do",
-            "shop",
-            {
-                "mobiles": "13800138000",
-                **SMS,
-                "out_id": v + str(rnd.randrange(10**9))
-                if "65" not in k and "64" not in k
-                else v[:-1] + "z",
-            },
-        )
-    for k, v in {
-        "tp_nan": '{"code": NaN, "minutes": 1}',
-        "tp_inf": '{"code": Infinity, "minutes": -Infinity}',
-        "tp_surrogate": '{"code": "\\ud800", "minutes": 1}',
-        "tp_pair": '{"code": "\\ud83d\\ude00", "minutes": 1}',
-        "tp_dupkey": '{"code": "1", "code": "2", "minutes": 1}',
-        "tp_null": "null",
-        "tp_num": "5",
-        "tp_str": '"x"',
-        "tp_ws": '  {"code":"1","minutes":1}  ',
-        "tp_trailing": '{"code":"1","minutes":1} x',
-        "tp_bigint": '{"code": 123456789012345678901234567890, "minutes": 1}',
-        "tp_float": '{"code": 1.0, "minutes": 1e3}',
-        "tp_deep": '{"code":' + "[" * 50 + "]" * 50 + ',"minutes":1}',
-        "tp_veryDeep": '{"code":' + "[" * 3000 + "]" * 3000 + "}",
-        "tp_bool": '{"code": true, "minutes": false}',
-        "tp_empty_obj": "{}",
-        "tp_bom": '\ufeff{"code":"1","minutes":1}',
-        "tp_single_quote": "{'code':'1'}",
-        "tp_nested_null": '{"code": null, "minutes": null}',
-        "tp_unicode_key": '{"code":"1","minutes":1,"中":"文"}',
-    }.items():
-        add(
-            f"gen_{k}",
-            "/gateway/sms/send.do",
-            "shop",
-            {"mobiles": "13800138000", "tpl_id": "SMS_100001", "tpl_params": v},
-        )
-    for k, v in {
-        "to_case": "Alice@Example.com,alice@example.com",
-        "to_plus": "a+b@example.com",
-        "to_pct": "a%b@example.com",
-        "to_dots": "a..b@example..com",
-        "to_tld1": "a@example.c",
-        "to_ip": "a@127.0.0.1",
-        "to_unicode": "用户@例子.公司",
-        "to_space": " alice@example.com ",
-        "to_quote": '"a"@example.com',
-        "to_dash_domain": "a@-example.com",
-        "to_underscore_dom": "a@ex_ample.com",
-        "to_trailing_nl": "alice@example.com\n",
-        "to_50": ",".join(f"u{i}@example.com" for i in range(50)),
-        "to_51_dup": ",".join(f"u{i % 50}@example.com" for i in range(51)),
-        "to_uppercase_tld": "a@example.COM",
-        "to_num_tld": "a@example.c0m",
-    }.items():
-        add(
-            f"gen_mail_{k}",
-            "/gateway/mail/send.do",
-            "shop",
-            {"to": v, "subject": "S", "content": "<p>x</p>"},
-        )
+    variants("gen_", "/gateway/sms/send.do", edges, lambda _, v: {"mobiles": v, **SMS})
+    variants(
+        "gen_",
+        "/gateway/sms/send.do",
+        {
+            "sn_2": "AB",
+            "sn_12": "一二三四五六七八九十一二",
+            "sn_13": "一二三四五六七八九十一二三",
+            "sn_emoji2": "😀😀",
+            "sn_emoji13": "😀" * 13,
+            "sn_space": "  ",
+            "sn_html": "<b>",
+            "sn_1": "A",
+            "sn_newline": "A\nB",
+        },
+        lambda _, v: {"mobiles": "13800138000", **SMS, "sign_name": v},
+    )
+    variants(
+        "gen_",
+        "/gateway/sms/send.do",
+        {
+            "oid_64": "x" * 64,
+            "oid_65": "x" * 65,
+            "oid_emoji64": "😀" * 64,
+            "oid_emoji65": "😀" * 65,
+            "oid_space": " ",
+            "oid_cjk": "订单号",
+        },
+        lambda k, v: {
+            "mobiles": "13800138000",
+            **SMS,
+            "out_id": v + str(rnd.randrange(10**9))
+            if "65" not in k and "64" not in k
+            else v[:-1] + "z",
+        },
+    )
+    variants(
+        "gen_",
+        "/gateway/sms/send.do",
+        {
+            "tp_nan": '{"code": NaN, "minutes": 1}',
+            "tp_inf": '{"code": Infinity, "minutes": -Infinity}',
+            "tp_surrogate": '{"code": "\\ud800", "minutes": 1}',
+            "tp_pair": '{"code": "\\ud83d\\ude00", "minutes": 1}',
+            "tp_dupkey": '{"code": "1", "code": "2", "minutes": 1}',
+            "tp_null": "null",
+            "tp_num": "5",
+            "tp_str": '"x"',
+            "tp_ws": '  {"code":"1","minutes":1}  ',
+            "tp_trailing": '{"code":"1","minutes":1} x',
+            "tp_bigint": '{"code": 123456789012345678901234567890, "minutes": 1}',
+            "tp_float": '{"code": 1.0, "minutes": 1e3}',
+            "tp_deep": '{"code":' + "[" * 50 + "]" * 50 + ',"minutes":1}',
+            "tp_veryDeep": '{"code":' + "[" * 3000 + "]" * 3000 + "}",
+            "tp_bool": '{"code": true, "minutes": false}',
+            "tp_empty_obj": "{}",
+            "tp_bom": '\ufeff{"code":"1","minutes":1}',
+            "tp_single_quote": "{'code':'1'}",
+            "tp_nested_null": '{"code": null, "minutes": null}',
+            "tp_unicode_key": '{"code":"1","minutes":1,"中":"文"}',
+        },
+        lambda _, v: {"mobiles": "13800138000", "tpl_id": "SMS_100001", "tpl_params": v},
+    )
+    variants(
+        "gen_mail_",
+        "/gateway/mail/send.do",
+        {
+            "to_case": "Alice@Example.com,alice@example.com",
+            "to_plus": "a+b@example.com",
+            "to_pct": "a%b@example.com",
+            "to_dots": "a..b@example..com",
+            "to_tld1": "a@example.c",
+            "to_ip": "a@127.0.0.1",
+            "to_unicode": "用户@例子.公司",
+            "to_space": " alice@example.com ",
+            "to_quote": '"a"@example.com',
+            "to_dash_domain": "a@-example.com",
+            "to_underscore_dom": "a@ex_ample.com",
+            "to_trailing_nl": "alice@example.com\n",
+            "to_50": ",".join(f"u{i}@example.com" for i in range(50)),
+            "to_51_dup": ",".join(f"u{i % 50}@example.com" for i in range(51)),
+            "to_uppercase_tld": "a@example.COM",
+            "to_num_tld": "a@example.c0m",
+        },
+        lambda _, v: {"to": v, "subject": "S", "content": "<p>x</p>"},
+    )
     MAIL_T = {
         "tpl_id": "MAIL_200005",
         "tpl_params": {"name": "A", "link": "x", "expire_minutes": 1},
@@ -256,78 +257,80 @@ def generate(legacy_dir: Path, seed: int) -> list[dict]:
     }.items():
         p = {"to": "alice@example.com", **MAIL_T, **v}
         add(f"gen_mail_{k}", "/gateway/mail/send.do", "shop", p)
-    for k, v in {
-        "uid_64": "u" * 64,
-        "uid_65": "u" * 65,
-        "uid_dash": "-_-",
-        "uid_dot": "u.1",
-        "uid_case": "U1,u1",
-        "uid_unicode": "用户",
-        "uid_space_in": "u 1",
-        "uid_1000": ",".join(f"u{i}" for i in range(1000)),
-        "uid_1001": ",".join(f"u{i}" for i in range(1001)),
-    }.items():
-        add(
-            f"gen_push_{k}",
-            "/gateway/push/send.do",
-            "shop",
-            {
-                "user_ids": v,
-                "tpl_id": "PUSH_300001",
-                "tpl_params": {"order_no": "1", "status_text": "x"},
-            },
-        )
-    for k, v in {
-        "ex_arr": "[1]",
-        "ex_null": "null",
-        "ex_nested": '{"a": {"b": [1, 2, {"c": null}]}}',
-        "ex_nan": '{"a": NaN}',
-        "ex_surrogate": '{"a": "\\udc00"}',
-        "ex_empty": "{}",
-    }.items():
-        add(
-            f"gen_push_{k}",
-            "/gateway/push/send.do",
-            "shop",
-            {
-                "user_ids": "u1",
-                "tpl_id": "PUSH_300001",
-                "tpl_params": {"order_no": "1", "status_text": "x"},
-                "extras": v,
-            },
-        )
+    variants(
+        "gen_push_",
+        "/gateway/push/send.do",
+        {
+            "uid_64": "u" * 64,
+            "uid_65": "u" * 65,
+            "uid_dash": "-_-",
+            "uid_dot": "u.1",
+            "uid_case": "U1,u1",
+            "uid_unicode": "用户",
+            "uid_space_in": "u 1",
+            "uid_1000": ",".join(f"u{i}" for i in range(1000)),
+            "uid_1001": ",".join(f"u{i}" for i in range(1001)),
+        },
+        lambda _, v: {
+            "user_ids": v,
+            "tpl_id": "PUSH_300001",
+            "tpl_params": {"order_no": "1", "status_text": "x"},
+        },
+    )
+    variants(
+        "gen_push_",
+        "/gateway/push/send.do",
+        {
+            "ex_arr": "[1]",
+            "ex_null": "null",
+            "ex_nested": '{"a": {"b": [1, 2, {"c": null}]}}',
+            "ex_nan": '{"a": NaN}',
+            "ex_surrogate": '{"a": "\\udc00"}',
+            "ex_empty": "{}",
+        },
+        lambda _, v: {
+            "user_ids": "u1",
+            "tpl_id": "PUSH_300001",
+            "tpl_params": {"order_no": "1", "status_text": "x"},
+            "extras": v,
+        },
+    )
     B = "/gateway/sms/batch_send.do"
-    for k, v in {
-        "item_not_obj": [1],
-        "item_mobile_num": [{"mobile": 13800138000}],
-        "item_no_mobile": [{"tpl_params": {}}],
-        "item_tp_null": [{"mobile": "13800138000", "tpl_params": None}],
-        "item_tp_list": [{"mobile": "13800138000", "tpl_params": [1]}],
-        "item_mobile_ws": [
-            {"mobile": " 13800138000\u3000", "tpl_params": {"code": "1", "minutes": 1}}
-        ],
-        "item_missing_param_second": [
-            {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}},
-            {"mobile": "13800138001", "tpl_params": {"code": "1"}},
-        ],
-        "item_dup_missing_param": [
-            {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}},
-            {"mobile": "+8613800138000", "tpl_params": {}},
-        ],
-        "item_1000": [
-            {"mobile": f"139{i:08d}", "tpl_params": {"code": str(i), "minutes": 1}}
-            for i in range(1000)
-        ],
-        "item_1001": [
-            {"mobile": f"139{i:08d}", "tpl_params": {"code": str(i), "minutes": 1}}
-            for i in range(1001)
-        ],
-        "item_extra_keys": [
-            {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}, "x": 1}
-        ],
-        "item_bad_then_invalid": [{"mobile": "1"}, 5],
-    }.items():
-        add(f"gen_batch_{k}", B, "shop", {"tpl_id": "SMS_100001", "items": v})
+    variants(
+        "gen_batch_",
+        B,
+        {
+            "item_not_obj": [1],
+            "item_mobile_num": [{"mobile": 13800138000}],
+            "item_no_mobile": [{"tpl_params": {}}],
+            "item_tp_null": [{"mobile": "13800138000", "tpl_params": None}],
+            "item_tp_list": [{"mobile": "13800138000", "tpl_params": [1]}],
+            "item_mobile_ws": [
+                {"mobile": " 13800138000\u3000", "tpl_params": {"code": "1", "minutes": 1}}
+            ],
+            "item_missing_param_second": [
+                {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}},
+                {"mobile": "13800138001", "tpl_params": {"code": "1"}},
+            ],
+            "item_dup_missing_param": [
+                {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}},
+                {"mobile": "+8613800138000", "tpl_params": {}},
+            ],
+            "item_1000": [
+                {"mobile": f"139{i:08d}", "tpl_params": {"code": str(i), "minutes": 1}}
+                for i in range(1000)
+            ],
+            "item_1001": [
+                {"mobile": f"139{i:08d}", "tpl_params": {"code": str(i), "minutes": 1}}
+                for i in range(1001)
+            ],
+            "item_extra_keys": [
+                {"mobile": "13800138000", "tpl_params": {"code": "1", "minutes": 1}, "x": 1}
+            ],
+            "item_bad_then_invalid": [{"mobile": "1"}, 5],
+        },
+        lambda _, v: {"tpl_id": "SMS_100001", "items": v},
+    )
     add(
         "gen_batch_sign_name_bad",
         B,
