@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from notify.db import prepared_cursor
 from notify.messaging.ids import allocate_ids, next_id_sql
 from notify.messaging.models import (
     AttemptOutcome,
@@ -120,7 +121,7 @@ def _claim_postgresql(
         "now": now,
         "lease": lease,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         # (Django has the driver hand jsonb over as text: `params`, last, is decoded here)
         return [ClaimedMessage(*row[:-1], _json(row[-1])) for row in cursor.fetchall()]
@@ -243,7 +244,7 @@ def _record_postgresql(message: ClaimedMessage, outcome: Outcome, now: datetime)
     for n, (status, detail) in enumerate(outcome.events):
         params[f"e_status_{n}"] = status
         params[f"e_detail_{n}"] = detail
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return bool(cursor.fetchall())
 
@@ -309,7 +310,7 @@ def insert_queued(message: Message, event: MessageEvent) -> None:
         SELECT id, %s, %s, %s FROM m
         RETURNING id, message_id
     """
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [*values, event.status, event.detail, event.created_at])
         event.pk, message.id = cursor.fetchone()
     event.message = message
@@ -392,7 +393,7 @@ def reported_send(
         "sent": MessageStatus.SENT.value,
         "tenant": tenant_id,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else tuple(row)  # type: ignore[return-value]
@@ -426,6 +427,6 @@ def record_report(
         "detail": detail,
         **{f"f_{name}": value for name, value in fields.items()},
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return bool(cursor.fetchall())

@@ -167,3 +167,35 @@ def test_insert_queued__event_cannot_be_stored__message_not_stored_either(tenant
         delivery_sql.insert_queued(message, event)
     # Then the message is not there either: both or neither
     assert not Message.all_tenants.filter(pk="261203999999999999").exists()
+
+
+def _prepared_statements() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_record__prepared_statements_on_or_off__same_outcome_recorded(tenant, settings, prepared):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL connection's")
+    # Given the setting an operator behind PgBouncer (transaction pooling) turns off
+    settings.NOTIFY_DB_PREPARED_STATEMENTS = prepared
+    # When two messages are claimed and their outcomes recorded
+    claimed = delivery_sql.claim(queued(tenant, 2), timezone.now())
+    recorded = [delivery_sql.record(m, delivered_outcome(), timezone.now()) for m in claimed]
+    # Then both are recorded either way, with their attempts and events
+    assert recorded == [True, True]
+    ids = [m.id for m in claimed]
+    assert set(Message.all_tenants.filter(pk__in=ids).values_list("status", flat=True)) == {
+        MessageStatus.DELIVERED
+    }
+    assert DeliveryAttempt.objects.filter(message_id__in=ids, outcome="delivered").count() == 2
+    assert MessageEvent.objects.filter(message_id__in=ids, status="delivered").count() == 2
+    # And the connection keeps the outcome's statement prepared only when allowed to
+    kept = [s for s in _prepared_statements() if "messaging_deliveryattempt" in s]
+    assert bool(kept) is prepared

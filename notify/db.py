@@ -1,0 +1,39 @@
+"""Prepared statements for the delivery path's hottest SQL (PostgreSQL).
+
+Django sends every statement with its values inlined (client-side binding), so PostgreSQL
+parses and plans each one again: for the outcome of a send (one statement of three
+data-modifying CTEs) that costs about as much CPU as running it. A statement run through
+`prepared_cursor()` is bound on the server and prepared once per connection; later runs only
+execute the plan (docs/architecture.md, "Where the CPU goes").
+
+The cursor is Django's own wrapper around it, so execute wrappers, query logging and test
+query counts see these statements like any other. `NOTIFY_DB_PREPARED_STATEMENTS=0` turns it
+off where prepared statements cannot live on a connection (PgBouncer in transaction pooling
+mode before 1.21)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """psycopg's server-binding cursor, preparing every statement it runs."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("prepare", True)
+        return super().execute(query, params, **kwargs)
+
+
+def prepared_cursor() -> Any:
+    """A cursor whose statements are prepared on the server (PostgreSQL, unless turned off);
+    Django's ordinary cursor otherwise. A context manager, like `connection.cursor()`. Values
+    are bound by PostgreSQL, so each placeholder needs a type it can infer from its place."""
+    if connection.vendor != "postgresql" or not settings.NOTIFY_DB_PREPARED_STATEMENTS:
+        return connection.cursor()
+    connection.ensure_connection()
+    # (Django's wrapper: its execute wrappers, query log and thread checks apply)
+    return connection._prepare_cursor(_PreparingCursor(connection.connection))
