@@ -13,6 +13,7 @@ from collections import deque
 from django.conf import settings
 
 from compat.protocol import NONCE_WINDOW_S
+from notify import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +33,13 @@ redis.call('PEXPIRE', KEYS[1], 2000)
 return 1
 """
 
-_client = None
-_admit_script = None
 _lock = threading.Lock()
 _local_nonces: dict[tuple[str, str], float] = {}
 _local_calls: dict[str, deque] = {}
 
 
 def _redis():  # noqa: ANN202
-    global _client, _admit_script
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        _admit_script = _client.register_script(_ADMIT)
-    return _client
+    return redis_client.client(timeout=0.5)
 
 
 def use_nonce(app_key: str, nonce: str) -> bool:
@@ -80,8 +71,8 @@ def admit(app_key: str, limit: int) -> bool:
     the last second. An admitted call is counted; a refused one is not."""
     if settings.REDIS_URL:
         try:
-            _redis()
-            return bool(_admit_script(keys=[f"notify:legacy:qps:{app_key}"], args=[limit]))
+            admit_script = redis_client.script(_ADMIT, timeout=0.5)
+            return bool(admit_script(keys=[f"notify:legacy:qps:{app_key}"], args=[limit]))
         except Exception:  # noqa: BLE001 - Redis down: this process's own log
             logger.warning("legacy rate limit checked in-process: Redis unavailable", exc_info=True)
     return _admit_locally(app_key, limit)

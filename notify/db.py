@@ -6,10 +6,10 @@ data-modifying CTEs) that costs about as much CPU as running it. A statement run
 `prepared_cursor()` is bound on the server and prepared once per connection; later runs only
 execute the plan (docs/architecture.md, "Where the CPU goes").
 
-The cursor is Django's own wrapper around it, so execute wrappers, query logging and test
-query counts see these statements like any other. `NOTIFY_DB_PREPARED_STATEMENTS=0` turns it
-off where prepared statements cannot live on a connection (PgBouncer in transaction pooling
-mode before 1.21)."""
+The cursor is Django's own wrapper around it, so execute wrappers see these statements like any
+other; where queries are logged (DEBUG, a test capturing them) Django's own cursor runs them.
+`NOTIFY_DB_PREPARED_STATEMENTS=0` turns it off where prepared statements cannot live on a
+connection (PgBouncer in transaction pooling mode before 1.21)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,13 @@ def prepared_cursor() -> Any:
     """A cursor whose statements are prepared on the server (PostgreSQL, unless turned off);
     Django's ordinary cursor otherwise. A context manager, like `connection.cursor()`. Values
     are bound by PostgreSQL, so each placeholder needs a type it can infer from its place."""
-    if connection.vendor != "postgresql" or not settings.NOTIFY_DB_PREPARED_STATEMENTS:
+    if (
+        connection.vendor != "postgresql"
+        or not settings.NOTIFY_DB_PREPARED_STATEMENTS
+        # a connection logging its queries (DEBUG, a test capturing them) gets Django's cursor:
+        # Django can only log a server-bound statement's text as None
+        or connection.queries_logged
+    ):
         return connection.cursor()
     connection.ensure_connection()
     # (Django's wrapper: its execute wrappers, query log and thread checks apply)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from notify import redis_client
+
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: the bucket; ARGV: rate (tokens/s), burst (tokens), cost. The clock is Redis's own, so
@@ -69,20 +71,6 @@ class _LocalBuckets:
 
 
 _local = _LocalBuckets()
-_redis_client = None
-_script = None
-
-
-def _redis():  # noqa: ANN202
-    global _redis_client, _script
-    if _redis_client is None:
-        import redis
-
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-        )
-        _script = _redis_client.register_script(_TAKE)
-    return _script
 
 
 def take(key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
@@ -93,7 +81,9 @@ def take(key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
     if not settings.REDIS_URL:
         return _local.take(key, rate, burst, cost)
     try:
-        allowed, wait_ms = _redis()(keys=[f"notify:rl:{key}"], args=[rate, burst, cost])
+        allowed, wait_ms = redis_client.script(_TAKE)(
+            keys=[f"notify:rl:{key}"], args=[rate, burst, cost]
+        )
     except Exception:  # noqa: BLE001 - any Redis failure: the call goes through, logged
         logger.warning("rate limit %s not checked: Redis unavailable", key, exc_info=True)
         return Decision(True, 0.0)

@@ -19,6 +19,8 @@ import time
 
 from django.conf import settings
 
+from notify import redis_client
+
 logger = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -27,20 +29,12 @@ PROVIDER_FAILURE_KINDS = frozenset({"provider_down", "temporary", "throttled"})
 TRANSITIONS_KEPT = 50
 _PREFIX = "notify:cb:"
 
-_client = None
 _local_lock = threading.Lock()
 _local: dict[str, dict] = {}
 
 
 def _redis():  # noqa: ANN202
-    global _client
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-    return _client
+    return redis_client.client(timeout=0.5)
 
 
 class _Store:

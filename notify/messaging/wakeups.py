@@ -23,22 +23,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from notify import redis_client
+
 logger = logging.getLogger(__name__)
-
-_client = None
-_client_url = ""
-
-
-def _redis():  # noqa: ANN202
-    global _client, _client_url
-    if _client is None or _client_url != settings.REDIS_URL:
-        import redis
-
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-        )
-        _client_url = settings.REDIS_URL
-    return _client
 
 
 def _key() -> str:
@@ -84,7 +71,9 @@ def should_publish() -> bool:
     if not settings.NOTIFY_COALESCE_WAKEUPS or not _reachable():
         return True
     try:
-        return bool(_redis().eval(_MARK, 1, _key(), settings.NOTIFY_WAKEUP_PENDING_MS))
+        return bool(
+            redis_client.script(_MARK)(keys=[_key()], args=[settings.NOTIFY_WAKEUP_PENDING_MS])
+        )
     except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
         _failed("wake-up coalescing unavailable: publishing")
         return True
@@ -110,7 +99,7 @@ def take() -> bool:
     if not _reachable():
         return True
     try:
-        count = _redis().getdel(_key())
+        count = redis_client.client().getdel(_key())
     except Exception:  # noqa: BLE001 - the mark expires by itself; the sweep clears it too
         _failed("wake-up mark not taken")
         return True
@@ -124,6 +113,6 @@ def not_pending() -> None:
     if not _reachable():
         return
     try:
-        _redis().delete(_key())
+        redis_client.client().delete(_key())
     except Exception:  # noqa: BLE001 - the mark expires by itself; the sweep clears it too
         _failed("wake-up mark not cleared")

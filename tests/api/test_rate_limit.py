@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from notify import ratelimit
+from notify import ratelimit, redis_client
 from notify.tenants.models import Tenant
 
 
@@ -14,13 +14,10 @@ def limiter(request, settings):  # noqa: ANN001, ANN201
     """Both kinds of buckets: Redis (shared by all web processes) and the embedded fallback."""
     if request.param == "redis":
         settings.REDIS_URL = "redis://127.0.0.1:6379/3"
-        ratelimit._redis_client = None
-        ratelimit._redis()
-        ratelimit._redis_client.flushdb()
+        redis_client.client().flushdb()
     else:
         settings.REDIS_URL = ""
     yield request.param
-    ratelimit._redis_client = None
 
 
 def test_api__tenant_past_its_rate__429_with_retry_after(
@@ -55,10 +52,6 @@ def test_bucket__refills_at_its_rate(limiter):
 def test_bucket__redis_down__calls_go_through(settings):
     # Given a Redis that does not answer
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    ratelimit._redis_client = None
-    try:
-        # Then the limit is not checked, and the call is allowed
-        assert ratelimit.take("down", rate=1, burst=1).allowed
-        assert ratelimit.take("down", rate=1, burst=1).allowed
-    finally:
-        ratelimit._redis_client = None
+    # Then the limit is not checked, and the call is allowed
+    assert ratelimit.take("down", rate=1, burst=1).allowed
+    assert ratelimit.take("down", rate=1, burst=1).allowed
