@@ -70,25 +70,44 @@ def enqueue_delivery(message_id: str) -> None:
     """A broker wake-up for a queued transactional message (never its only copy: the row is),
     unless one is pending already: the worker that takes it sends every due message of the
     lane, this one included (wakeups.py)."""
+    wakeups.publish(lambda: _wake_up(message_id))
+
+
+def _wake_up(message_id: str) -> None:
     from notify.messaging.tasks import deliver_message
 
-    wakeups.publish(lambda: deliver_message.apply_async(args=[message_id]))
+    deliver_message.apply_async(args=[message_id])
 
 
 def _publish(message_ids: list[str]) -> int:
     """Wake-ups for committed messages; a broker outage stops here, logged (the sweep publishes
-    the rest once their `republish_at` is reached). Returns how many were published."""
+    the rest once their `republish_at` is reached). Returns how many were published. Several
+    messages share one wake-up where wake-ups coalesce (one Redis call for all of them)."""
+    if len(message_ids) > 1:
+        covered = wakeups.cover(len(message_ids))
+        if covered is False:
+            return len(message_ids)  # (the pending wake-up's worker sends them)
+        if covered:
+            try:
+                _wake_up(message_ids[0])
+            except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
+                wakeups.not_pending()
+                _broker_down(len(message_ids))
+                return 0
+            return len(message_ids)
     for done, message_id in enumerate(message_ids):
         try:
             enqueue_delivery(message_id)
         except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
-            logger.warning(
-                "broker unavailable: %d message(s) left for the sweep to publish",
-                len(message_ids) - done,
-                exc_info=True,
-            )
+            _broker_down(len(message_ids) - done)
             return done
     return len(message_ids)
+
+
+def _broker_down(left: int) -> None:
+    logger.warning(
+        "broker unavailable: %d message(s) left for the sweep to publish", left, exc_info=True
+    )
 
 
 def create_message(
@@ -202,9 +221,9 @@ def create_batch(
 ) -> BatchResult:
     """Stores one queued message per draft under a new batch id, in one transaction with set
     inserts (messages, then their events), and publishes the wake-ups after the commit: the
-    bulk lane's (`publish_bulk_wakeups`), or one per message on the transactional lane (a
-    legacy send to a few recipients is a code or a receipt); the sweep publishes them again
-    if that failed."""
+    bulk lane's (`publish_bulk_wakeups`), or the transactional lane's for each message (a
+    legacy send to a few recipients is a code or a receipt; one wake-up for all of them where
+    wake-ups coalesce); the sweep publishes them again if that failed."""
     now = timezone.now()
     batch_id, *ids = allocate_ids(len(drafts) + 1)
     described: dict[tuple, list[dict]] = {}  # (a campaign's files: stored once)

@@ -56,27 +56,34 @@ def _failed(what: str) -> None:
     logger.warning("%s (Redis unavailable; not tried for %ss)", what, UNREACHABLE_PAUSE)
 
 
-# set the mark (the caller publishes: 1), or count one more message coalesced into the pending
-# wake-up (0); atomic, so a mark never loses its expiry
+# set the mark to the number of messages it covers (the caller publishes: 1), or add them to
+# the pending wake-up's count (0); atomic, so a mark never loses its expiry
 _MARK = """
-if redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[1]) then return 1 end
-redis.call('INCR', KEYS[1])
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[1]) then return 1 end
+redis.call('INCRBY', KEYS[1], ARGV[2])
 return 0
 """
 
 
-def should_publish() -> bool:
-    """Whether the caller publishes a wake-up now: False while one is pending (its worker
-    will find the caller's message due)."""
+def cover(count: int = 1) -> bool | None:
+    """Covers `count` newly queued messages by one wake-up. True: none was pending, so the
+    caller publishes one (its worker sends the others too when `count` > 1); False: one is
+    pending and its worker will find them due; None: nothing coalesces here (turned off, or
+    Redis unreachable), so each message needs a wake-up of its own."""
     if not settings.NOTIFY_COALESCE_WAKEUPS or not _reachable():
-        return True
+        return None
     try:
-        return bool(
-            redis_client.script(_MARK)(keys=[_key()], args=[settings.NOTIFY_WAKEUP_PENDING_MS])
-        )
+        mark = redis_client.script(_MARK)
+        return bool(mark(keys=[_key()], args=[settings.NOTIFY_WAKEUP_PENDING_MS, count]))
     except Exception:  # noqa: BLE001 - Redis unreachable: publish, as without coalescing
         _failed("wake-up coalescing unavailable: publishing")
-        return True
+        return None
+
+
+def should_publish() -> bool:
+    """Whether the caller publishes a wake-up for its one message now: False while one is
+    pending (its worker will find the caller's message due)."""
+    return cover(1) is not False
 
 
 def publish(send: Callable[[], object]) -> None:

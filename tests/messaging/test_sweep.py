@@ -13,8 +13,10 @@ from notify.messaging.services import MessageDraft, create_message
 
 
 @pytest.fixture
-def broker(monkeypatch) -> dict:  # noqa: ANN001
-    """A broker the test can take down: `published` holds the wake-ups it accepted."""
+def broker(monkeypatch, settings) -> dict:  # noqa: ANN001
+    """A broker the test can take down: `published` holds the wake-ups it accepted, one per
+    message (coalescing, tested in test_wakeups.py, is off here)."""
+    settings.NOTIFY_COALESCE_WAKEUPS = False
     state = {"up": True, "published": []}
 
     def publish(message_id: str) -> None:

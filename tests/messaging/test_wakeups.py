@@ -212,3 +212,71 @@ def test_wake_up__nothing_coalesced_into_it__sends_its_own_message_only(
     # Then it sent its own code and looked no further (no lane query on an idle send)
     assert [m.rcpt_tos[0] for m in smtp_server.received] == ["a@example.com"]
     assert Message.all_tenants.get(pk=other.pk).status == MessageStatus.QUEUED
+
+
+def codes_to(tenant, *recipients: str) -> list[str]:  # noqa: ANN001
+    drafts = [
+        MessageDraft(channel="email", recipient=to, subject="Your code", body="123456")
+        for to in recipients
+    ]
+    return create_batch(tenant=tenant, drafts=drafts, lane=Lane.TRANSACTIONAL).message_ids
+
+
+def test_accept__one_send_to_three__one_wake_up_sends_all_three(
+    tenant, coalescing, published, smtp_server, django_capture_on_commit_callbacks
+):
+    # Given a transactional send to three recipients
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = codes_to(tenant, "a@example.com", "b@example.com", "c@example.com")
+    # Then with Redis it published one wake-up for the three (without, one each)
+    if coalescing:
+        assert published == [("one", (ids[0],))]
+    else:
+        assert sorted(args for _, args in published) == sorted((pk,) for pk in ids)
+    # When a worker takes that first wake-up
+    deliver_message.apply(args=[ids[0]])
+    # Then all three were sent, once each
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.received) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+
+
+def test_accept__send_to_three_while_wake_up_pending__publishes_none(
+    tenant, coalescing, published, django_capture_on_commit_callbacks
+):
+    # Given a code whose wake-up is published and not yet taken
+    if not coalescing:
+        pytest.skip("without Redis every message publishes")
+    with django_capture_on_commit_callbacks(execute=True):
+        first = code(tenant, "a@example.com")
+    # When a send to three more is accepted
+    with django_capture_on_commit_callbacks(execute=True):
+        codes_to(tenant, "b@example.com", "c@example.com", "d@example.com")
+    # Then nothing more was published, and the pending wake-up counts all four
+    assert published == [("one", (first.id,))]
+    assert wakeups.take() is True
+
+
+def test_publish__send_to_three_broker_down__next_send_publishes_again(
+    tenant, coalescing, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given a broker that refuses the first publish, then takes them
+    attempts: list[str] = []
+
+    def flaky(args=(), **kwargs):  # noqa: ANN001, ANN003, ANN202
+        attempts.append(args[0])
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr(deliver_message, "apply_async", flaky)
+    # When a send to two fails to publish, and a code follows
+    with django_capture_on_commit_callbacks(execute=True):
+        pair = codes_to(tenant, "a@example.com", "b@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        later = code(tenant, "c@example.com")
+    # Then the code published its own wake-up (the failed one left nothing pending), and the
+    # pair waits queued for the sweep
+    assert attempts[0] == pair[0] and attempts[-1] == later.id
+    assert {m.status for m in Message.all_tenants.filter(pk__in=pair)} == {MessageStatus.QUEUED}
