@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import connection, transaction
 
+from notify.db import prepared_cursor
+
 SEQUENCE_BASE = 500_000
 SEQUENCE_SPAN = 500_000
 PG_SEQUENCE_NAME = "messaging_message_id_seq"
@@ -22,7 +24,7 @@ PG_SEQUENCE_NAME = "messaging_message_id_seq"
 
 def _counter_values(count: int) -> list[int]:
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
                 f"SELECT nextval('{PG_SEQUENCE_NAME}') FROM generate_series(1, %s)", [count]
             )
