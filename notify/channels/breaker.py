@@ -11,7 +11,6 @@ the others' calls going through."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import threading
@@ -102,14 +101,20 @@ class _Store:
         with _local_lock:
             return list(_local.get(key, {}).get("value", []))
 
-    def keys(self, pattern: str) -> list[str]:
+    def add(self, key: str, member: str) -> None:
         if settings.REDIS_URL:
-            return [
-                key.decode().removeprefix(_PREFIX)
-                for key in _redis().scan_iter(match=_PREFIX + pattern, count=1000)
-            ]
+            _redis().sadd(_PREFIX + key, member)
+            return
         with _local_lock:
-            return [key for key in _local if fnmatch.fnmatchcase(key, pattern)]
+            entry = _local.setdefault(key, {"value": [], "until": 0})
+            if member not in entry["value"]:
+                entry["value"].append(member)
+
+    def members(self, key: str) -> list[str]:
+        if settings.REDIS_URL:
+            return [member.decode() for member in _redis().smembers(_PREFIX + key)]
+        with _local_lock:
+            return list(_local.get(key, {}).get("value", []))
 
 
 _store = _Store()
@@ -138,9 +143,9 @@ def circuit(provider_id: int, scope: str = "") -> int | str:
 def scoped_circuits(provider_id: int) -> list[str]:
     """The provider's per-service breakers that ever changed state (for the admin)."""
     try:
-        return sorted(
-            key.removesuffix(":transitions") for key in _store.keys(f"{provider_id}@*:transitions")
-        )
+        # (a set per provider, added to on a scoped breaker's first change: one read per
+        # provider row, where a key pattern would scan all of Redis for each)
+        return sorted(_store.members(f"{provider_id}:scopes"))
     except Exception:  # noqa: BLE001
         return []
 
@@ -209,6 +214,9 @@ def _open(provider_id: int | str) -> None:
 def _transition(provider_id: int | str, to: str) -> None:
     logger.warning("circuit breaker of provider %s: %s", provider_id, to)
     _store.push(f"{provider_id}:transitions", json.dumps({"state": to, "at": time.time()}))
+    provider, scoped, _ = str(provider_id).partition("@")
+    if scoped:
+        _store.add(f"{provider}:scopes", str(provider_id))
 
 
 def transitions(provider_id: int | str) -> list[dict]:
@@ -230,5 +238,6 @@ def reset(provider_id: int | str) -> None:
             f"{circuit}:{k}"
             for circuit in circuits
             for k in ("open_until", "probe", "failures", "transitions")
-        )
+        ),
+        *([f"{provider_id}:scopes"] if isinstance(provider_id, int) else []),
     )

@@ -622,6 +622,8 @@ def test_webpush__one_push_service_down__its_breaker_opens_the_other_services_st
         # Then the breaker of that service is open, the provider's own one is not
         assert breaker.state(breaker.circuit(provider.pk, down)) == breaker.OPEN
         assert breaker.state(provider.pk) == breaker.CLOSED
+        # and the admin names it among the provider's breakers
+        assert breaker.scoped_circuits(provider.pk) == [breaker.circuit(provider.pk, down)]
         # and a browser of the other vendor still gets its push at once
         message = push(tenant, other_service.subscribe().subscription)
         deliver(message.id)
@@ -636,5 +638,9 @@ def test_webpush__one_push_service_down__its_breaker_opens_the_other_services_st
         assert waiting.status == MessageStatus.QUEUED
         assert "circuit open for " + down in waiting.error
         assert push_service.requests == calls_before
+        # and a reset forgets the service's breaker with the provider's
+        breaker.reset(provider.pk)
+        assert breaker.scoped_circuits(provider.pk) == []
+        assert breaker.state(breaker.circuit(provider.pk, down)) == breaker.CLOSED
     finally:
         other_service.close()
