@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -116,6 +117,23 @@ class Subscription:
 
 def parse_subscription(recipient: str) -> Subscription:
     """The PushSubscription JSON a browser's `JSON.stringify(subscription)` gives, checked."""
+    parsed = _parsed_subscription(recipient)
+    if isinstance(parsed, str):
+        raise InvalidSubscription(parsed)
+    return parsed
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_subscription(recipient: str) -> Subscription | str:
+    # (one send asks three times: the provider's `accepts`, its breaker scope, the send; the
+    # key check is an elliptic-curve point validation)
+    try:
+        return _parse_subscription(recipient)
+    except InvalidSubscription as exc:
+        return str(exc)
+
+
+def _parse_subscription(recipient: str) -> Subscription:
     try:
         value = json.loads(recipient)
     except ValueError:
