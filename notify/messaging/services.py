@@ -972,10 +972,10 @@ def republish_after(lane: str) -> float:
 
 
 def _wake(rows: list[tuple[str, str]], now: datetime | None = None) -> int:
-    """Wake-ups for queued messages, given as (id, lane), each in its lane: a transactional
-    message gets its own task; bulk messages get the lane's wake-ups, unless a bulk worker is
-    at work (its wake-ups are circulating: more would only pile up during a long campaign).
-    Returns how many messages were woken."""
+    """Wake-ups for queued messages, given as (id, lane), each in its lane: transactional
+    messages a wake-up each, or one for all where wake-ups coalesce; bulk messages get the
+    lane's wake-ups, unless a bulk worker is at work (its wake-ups are circulating: more would
+    only pile up during a long campaign). Returns how many messages were woken."""
     bulk = [pk for pk, lane in rows if lane == Lane.BULK]
     woken = _publish([pk for pk, lane in rows if lane != Lane.BULK])
     if bulk and not _bulk_lane_at_work(now or timezone.now()):
