@@ -9,7 +9,8 @@ execute the plan (docs/architecture.md, "Where the CPU goes").
 The cursor is Django's own wrapper around it, so execute wrappers see these statements like any
 other; where queries are logged (DEBUG, a test capturing them) Django's own cursor runs them.
 `NOTIFY_DB_PREPARED_STATEMENTS=0` turns it off where prepared statements cannot live on a
-connection (PgBouncer in transaction pooling mode before 1.21)."""
+connection (PgBouncer in transaction pooling mode before 1.22, or without
+`max_prepared_statements`)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,23 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+# psycopg prepares nothing while a connection's threshold is None (Django's setting, kept for
+# everything else: with a number, psycopg would also keep the text of Django's own statements,
+# values inlined, to count them); a threshold no statement reaches while one of ours runs
+_ONLY_WHEN_ASKED = 2**31 - 1
+
 
 class _PreparingCursor(psycopg.Cursor):
     """psycopg's server-binding cursor, preparing every statement it runs."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         kwargs.setdefault("prepare", True)
-        return super().execute(query, params, **kwargs)
+        raw = self.connection
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            raw.prepare_threshold = None
 
 
 def prepared_cursor() -> Any:
@@ -40,6 +51,8 @@ def prepared_cursor() -> Any:
         or connection.queries_logged
     ):
         return connection.cursor()
+    # as Django's own connection.cursor() does: a kept connection that died is replaced first
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
-    # (Django's wrapper: its execute wrappers, query log and thread checks apply)
-    return connection._prepare_cursor(_PreparingCursor(connection.connection))
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparingCursor(connection.connection))

@@ -129,12 +129,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # The delivery path's hottest statements are prepared on the server (notify/db.py); 0 where a
-# connection cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+# connection cannot keep them (PgBouncer in transaction mode: before 1.22, or without
+# max_prepared_statements).
 NOTIFY_DB_PREPARED_STATEMENTS = env.bool("NOTIFY_DB_PREPARED_STATEMENTS", default=True)
-if NOTIFY_DB_PREPARED_STATEMENTS and "postgresql" in DATABASES["default"]["ENGINE"]:
-    # Django turns psycopg's preparing off (None); a threshold no statement reaches turns it
-    # on only for what asks for it (Django's own cursors bind on the client and never prepare)
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web server and worker are separate processes: wait for the write lock instead of failing,
     # and take it at BEGIN so two writers never deadlock upgrading a read lock.

@@ -11,6 +11,7 @@ the others' calls going through."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import threading
@@ -84,16 +85,24 @@ class _Store:
             for key in keys:
                 _local.pop(key, None)
 
-    def push(self, key: str, value: str) -> None:
+    def push(self, key: str, value: str, member_of: str = "") -> None:
+        """`value` first in the list `key` (the newest kept); with `member_of`, `key` is also
+        added to that set, in the same transaction."""
         if settings.REDIS_URL:
-            pipe = _redis().pipeline()
+            pipe = _redis().pipeline()  # (MULTI/EXEC: all or nothing)
             pipe.lpush(_PREFIX + key, value)
             pipe.ltrim(_PREFIX + key, 0, TRANSITIONS_KEPT - 1)
+            if member_of:
+                pipe.sadd(_PREFIX + member_of, key)
             pipe.execute()
             return
         with _local_lock:
             entry = _local.setdefault(key, {"value": [], "until": 0})
             entry["value"] = [value, *entry["value"]][:TRANSITIONS_KEPT]
+            if member_of:
+                members = _local.setdefault(member_of, {"value": [], "until": 0})["value"]
+                if key not in members:
+                    members.append(key)
 
     def items(self, key: str) -> list[str]:
         if settings.REDIS_URL:
@@ -101,14 +110,15 @@ class _Store:
         with _local_lock:
             return list(_local.get(key, {}).get("value", []))
 
-    def add(self, key: str, member: str) -> None:
+    def keys(self, pattern: str) -> list[str]:
+        """Every key matching `pattern` (a scan of all of Redis: for rare admin actions only)."""
         if settings.REDIS_URL:
-            _redis().sadd(_PREFIX + key, member)
-            return
+            return [
+                key.decode().removeprefix(_PREFIX)
+                for key in _redis().scan_iter(match=_PREFIX + pattern, count=1000)
+            ]
         with _local_lock:
-            entry = _local.setdefault(key, {"value": [], "until": 0})
-            if member not in entry["value"]:
-                entry["value"].append(member)
+            return [key for key in _local if fnmatch.fnmatchcase(key, pattern)]
 
     def members(self, key: str) -> list[str]:
         if settings.REDIS_URL:
@@ -145,7 +155,9 @@ def scoped_circuits(provider_id: int) -> list[str]:
     try:
         # (a set per provider, added to on a scoped breaker's first change: one read per
         # provider row, where a key pattern would scan all of Redis for each)
-        return sorted(_store.members(f"{provider_id}:scopes"))
+        return sorted(
+            key.removesuffix(":transitions") for key in _store.members(f"{provider_id}:scopes")
+        )
     except Exception:  # noqa: BLE001
         return []
 
@@ -213,10 +225,12 @@ def _open(provider_id: int | str) -> None:
 
 def _transition(provider_id: int | str, to: str) -> None:
     logger.warning("circuit breaker of provider %s: %s", provider_id, to)
-    _store.push(f"{provider_id}:transitions", json.dumps({"state": to, "at": time.time()}))
     provider, scoped, _ = str(provider_id).partition("@")
-    if scoped:
-        _store.add(f"{provider}:scopes", str(provider_id))
+    _store.push(
+        f"{provider_id}:transitions",
+        json.dumps({"state": to, "at": time.time()}),
+        member_of=f"{provider}:scopes" if scoped else "",
+    )
 
 
 def transitions(provider_id: int | str) -> list[dict]:
@@ -232,7 +246,12 @@ def reset(provider_id: int | str) -> None:
     """The breaker closed and its history forgotten (a provider's scoped ones with it)."""
     circuits = [provider_id]
     if isinstance(provider_id, int):
-        circuits += scoped_circuits(provider_id)
+        # (by a scan too, once, in this rare admin action: breakers that changed state before
+        # the set of a provider's scoped breakers was kept are not in it)
+        scanned = _store.keys(f"{provider_id}@*:transitions")
+        circuits += sorted(
+            {*scoped_circuits(provider_id), *(k.removesuffix(":transitions") for k in scanned)}
+        )
     _store.delete(
         *(
             f"{circuit}:{k}"

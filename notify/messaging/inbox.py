@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from notify.messaging import followups
+from notify.messaging.ids import is_message_id
 from notify.messaging.models import InboxItem, Message, MessageStatus
 from notify.messaging.signals import message_finished
 from notify.tenants.models import Tenant
@@ -114,6 +115,8 @@ def page(
 
 
 def find(tenant: Tenant, recipient: str, message_id: str) -> InboxItem | None:
+    if not is_message_id(message_id):
+        return None  # (and never a query: a NUL in the id is a database error on PostgreSQL)
     return (
         items_of(tenant, recipient).select_related("message").filter(message_id=message_id).first()
     )

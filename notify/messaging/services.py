@@ -90,9 +90,11 @@ def _publish(message_ids: list[str]) -> int:
         if covered:
             try:
                 _wake_up(message_ids[0])
-            except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
-                wakeups.not_pending()
-                _broker_down(len(message_ids))
+            except BaseException as exc:
+                wakeups.not_pending()  # (nothing is on its way: the next message publishes)
+                if not isinstance(exc, Exception):
+                    raise
+                _broker_down(len(message_ids))  # any broker failure: the rows stay queued
                 return 0
             return len(message_ids)
     for done, message_id in enumerate(message_ids):

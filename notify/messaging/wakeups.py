@@ -4,10 +4,11 @@ A broker message only wakes a worker; the rows are the work. A worker woken on t
 transactional lane delivers its message and then every other due transactional message
 (`services.deliver_due_transactional`), so while one wake-up is published and no worker has
 taken it yet, publishing another adds nothing but broker traffic and CPU on the web side.
-One Redis key marks a wake-up as pending: set to 1 when one is published (`SET NX`, so only
-the first caller publishes), counted up by each message coalesced into it, taken (`GETDEL`)
-by the worker that takes the wake-up (a count of 1: nothing was coalesced into it, so that
-worker sends its own message only), cleared when publishing failed. It expires by itself
+One Redis key marks a wake-up as pending: set to the number of messages it covers when one is
+published (`SET NX`, so only the first caller publishes; a send to several recipients covers
+them all), counted up by each message coalesced into it, taken (`GETDEL`) by the worker that
+takes the wake-up (a count of 1: nothing was coalesced into it, so that worker sends its own
+message only), cleared when publishing failed. It expires by itself
 (NOTIFY_WAKEUP_PENDING_MS); the sweep republishes what waits longer and clears a stale mark.
 
 Without Redis (the embedded `make run` setup), or with NOTIFY_COALESCE_WAKEUPS off, every

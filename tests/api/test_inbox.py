@@ -91,3 +91,12 @@ def test_inbox__recipient_with_a_slash__400_at_send_never_unreadable(api_client)
         format="json",
     )
     assert answer.status_code == 400 and "to" in answer.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("message_id", ["%00", "26120503%00", "not-an-id", "9" * 40])
+def test_inbox__mark_with_an_id_that_cannot_exist__404_in_the_api_format(api_client, message_id):
+    # When a message id no message can have is marked read
+    answer = api_client.patch(f"/v2/inbox/user-7/{message_id}", {"read": True}, format="json")
+    # Then it is not found, in the API's format (a NUL was a database error, answered 500)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"

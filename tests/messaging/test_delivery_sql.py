@@ -199,3 +199,46 @@ def test_record__prepared_statements_on_or_off__same_outcome_recorded(tenant, se
     # And the connection keeps the outcome's statement prepared only when allowed to
     kept = [s for s in _prepared_statements() if "messaging_deliveryattempt" in s]
     assert bool(kept) is prepared
+
+
+def test_prepared_statements__django_statements_after_ours__their_text_not_kept(tenant):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL connection's")
+    # Given an outcome recorded through a prepared statement
+    (message,) = delivery_sql.claim(queued(tenant, 1), timezone.now())
+    assert delivery_sql.record(message, delivered_outcome(), timezone.now())
+    # When Django's ORM then writes a large body (its values inlined in the statement text)
+    queued(tenant, 3)
+    Message.all_tenants.filter(pk=message.id).update(body="x" * 200_000)
+    # Then the driver kept none of those statements' text (a batch of 1 MB bodies would
+    # otherwise stay in the connection's memory)
+    kept = connection.connection._prepared._counts
+    assert not any(len(key[0]) > 10_000 for key in kept)
+    assert connection.connection.prepare_threshold is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_cursor__kept_connection_died_between_requests__replaced_not_an_error():
+    import psycopg
+    from django.db import close_old_connections, connection
+
+    from notify.messaging.ids import allocate_ids
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL connection's")
+    # Given a kept connection whose server process was ended between two requests
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    close_old_connections()  # (what Django does at the end of a request)
+    params = connection.get_connection_params()
+    params.pop("context", None)
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    # When the next request's first statement is a prepared one
+    ids = allocate_ids(2)
+    # Then it ran on a new connection
+    assert len(ids) == 2
