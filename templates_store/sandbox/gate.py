@@ -208,42 +208,62 @@ def _translate(owner: Any, args: tuple, kwargs: dict) -> None:
     reserve(len(owner) * longest)
 
 
-# codecs implemented in C, linear in the text (others, e.g. punycode, are quadratic Python)
+# Python's text encodings, by canonical name: each implemented in C (or a thin wrapper of one)
+# and linear in the text. Left out: punycode (quadratic, pure Python) and idna (punycode's).
 _CODECS = frozenset(
     {
-        "utf-8",
-        "utf-16",
-        "utf-16-le",
-        "utf-16-be",
-        "utf-32",
-        "utf-32-le",
-        "utf-32-be",
-        "ascii",
-        "latin-1",
-        "iso8859-1",
-        "cp1252",
-        "gbk",
-        "gb2312",
-        "gb18030",
-        "big5",
-        "shift_jis",
-        "euc_jp",
-        "euc_kr",
+        *("utf-8", "utf-8-sig", "utf-7", "ascii", "latin-1", "iso8859-1", "charmap"),
+        *("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"),
+        *("unicode-escape", "raw-unicode-escape"),
+        *("gbk", "gb2312", "gb18030", "hz", "big5", "big5hkscs", "cp950"),
+        *("shift_jis", "shift_jis_2004", "shift_jisx0213", "cp932", "euc_jp", "euc_jis_2004"),
+        *("euc_jisx0213", "euc_kr", "cp949", "johab"),
+        *("iso2022_jp", "iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_2004", "iso2022_jp_3"),
+        *("iso2022_jp_ext", "iso2022_kr"),
+        *(f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+        *(f"cp{n}" for n in (1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)),
+        *(f"cp{n}" for n in (437, 775, 850, 852, 855, 857, 858, 860, 861, 862, 863, 864)),
+        *(f"cp{n}" for n in (865, 866, 869, 874, 875, 1125, 273, 424, 500, 1026, 1140)),
+        "cp037",
+        *("mac-roman", "mac-cyrillic", "mac-greek", "mac-iceland", "mac-latin2", "mac-turkish"),
+        *("koi8-r", "koi8-u", "koi8-t", "kz1048", "ptcp154", "tis-620", "hp-roman8"),
     }
 )
+# bytes per character an encoding may write, at most (the rest: 4, as UTF-32 does)
+_CODEC_GROWTH = {
+    "unicode-escape": 10,
+    "raw-unicode-escape": 10,
+    **dict.fromkeys((name for name in _CODECS if name.startswith("iso2022")), 8),
+    "utf-7": 5,
+}
+
+
+def codec_allowed(name: object) -> bool:
+    """Whether `name` (as a template wrote it) names an encoding the sandbox allows."""
+    if not isinstance(name, str):
+        return False
+    try:
+        return codecs.lookup(name).name in _CODECS
+    except LookupError:
+        return False
 
 
 def _encode(owner: Any, args: tuple, kwargs: dict) -> None:
     name = _arg(args, kwargs, 0, "encoding", "utf-8")
+    growth = 4
     if isinstance(name, str):
-        try:
-            canonical = codecs.lookup(name).name
-        except LookupError:
-            canonical = ""
-        if canonical not in _CODECS:
+        if not codec_allowed(name):
             raise TemplateSecurityError(f"the {name!r} codec is not allowed")
+        growth = _CODEC_GROWTH.get(codecs.lookup(name).name, 4)
     charge_steps(CALL_STEPS + (len(owner) >> 8))
-    reserve(len(owner) * 4)
+    reserve(len(owner) * growth)
+
+
+def _hex(owner: Any, args: tuple, kwargs: dict) -> None:
+    # two digits a byte, and a one-character separator between groups (Python refuses a
+    # longer one)
+    charge_steps(CALL_STEPS + (len(owner) >> 8))
+    reserve(len(owner) * 3)
 
 
 def _case(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -454,7 +474,7 @@ _BYTES_METHODS: dict[str, Check] = {
         "translate",
     )
 }
-_BYTES_METHODS.update({"decode": _encode, "hex": _encode})
+_BYTES_METHODS.update({"decode": _encode, "hex": _hex})
 
 _LIST_METHODS: dict[str, Check] = {
     "append": _grow_by_one,
@@ -1069,7 +1089,7 @@ def binop(op: str, left: Any, right: Any) -> Any:
     if op == "%" and isinstance(left, str):
         return percent_format(left, right)
     if op == "%" and isinstance(left, (bytes, bytearray)):
-        raise TemplateSecurityError("formatting bytes with % is not supported")
+        return percent_format_bytes(bytes(left), right)
     check_binop(op, left, right)
     if op in ("//", "%") and isinstance(left, int) and isinstance(right, int):
         bits = left.bit_length()
@@ -1129,7 +1149,35 @@ def _number(text: str | None, values: list, limit: int) -> int:
 def percent_format(template: str, values: Any) -> str:
     """`template % values`, refused before it is built when the result would pass the
     per-value limit (widths, precisions, and the text of every `%s`/`%r` value measured)."""
+    reserve(_percent_size(template, values, key_of=str))
+    result = template % values
+    return check_size(result)
+
+
+def percent_format_bytes(template: bytes, values: Any) -> bytes:
+    """`template % values` on bytes (from `.encode()`), measured as on text first: `%s` and
+    `%b` take bytes, whose length is their size; a mapping's keys are bytes."""
+    size = _percent_size(
+        template.decode("latin-1"),
+        values,
+        key_of=lambda key: key.encode("latin-1"),
+        measure_text=lambda value, limit: (
+            len(value) if isinstance(value, (bytes, bytearray)) else _text_length(value, limit)
+        ),
+    )
+    reserve(size)
+    result = template % values
+    return check_size(result)
+
+
+def _percent_size(
+    template: str,
+    values: Any,
+    key_of: Callable[[str], Any],
+    measure_text: Callable[[Any, int], int] | None = None,
+) -> int:
     limit = _limit()
+    measure_text = measure_text or _text_length
     charge_steps(CALL_STEPS + (len(template) >> 10))
     positional = list(values) if type(values) is tuple else [values]
     mapping = values if isinstance(values, dict) else None
@@ -1143,13 +1191,13 @@ def percent_format(template: str, values: Any) -> str:
         precision = _number(match.group("precision"), positional, limit)
         key = match.group("key")
         if key is not None and mapping is not None:
-            value = mapping.get(key)
+            value = mapping.get(key_of(key))
         else:
             value = positional.pop(0) if positional else None
-        if kind in ("s", "r", "a"):
+        if kind in ("s", "r", "a", "b"):
             measure = _Measure(limit)
-            if kind == "s":
-                measure.add(_text_length(value, limit))
+            if kind in ("s", "b"):
+                measure.add(measure_text(value, limit))
             else:
                 measure.repr_size(value, 0)
                 if kind == "a":
@@ -1164,9 +1212,7 @@ def percent_format(template: str, values: Any) -> str:
         total += max(abs(width), size)
         if total > limit:
             raise TemplateLimitError(f"value larger than the output limit ({limit})")
-    reserve(total)
-    result = template % values
-    return check_size(result)
+    return total
 
 
 def _text_length(value: Any, limit: int) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import _string
 import argparse
 import bisect
+import codecs
 import contextlib
 import json
 import re
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from templates_store.sandbox import gate
+from templates_store.sandbox.budget import RenderLimits
 
 from .errors import TemplateRenderError
 from .parser import (
@@ -115,6 +117,36 @@ DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | f
     {"isEmpty", "keySet", "put", "putAll", "toString"}
 )
 FOREACH_KEYS = frozenset({"count", "index", "hasNext", "first", "last"})
+# Names that are methods on some value a template can hold: `$s.upper` without parentheses
+# is the method itself, and a special method of a method (`$s.upper.__eq__`) is refused by
+# the sandbox where airspeed rendered it (or its memory address).
+METHOD_NAMES = (
+    frozenset(
+        name
+        for tp in gate.VALUE_TYPES
+        for name in dir(tp)
+        if not name.startswith("_") and callable(getattr(tp, name, None))
+    )
+    | SHIM_NAMES
+    | DICT_METHOD_NAMES
+)
+# What a call returns when its type is known from its name alone (the text methods that give
+# bytes, the dict methods that give views): later steps are checked against that type.
+RESULT_TYPES: dict[str, tuple[type, ...]] = {
+    "encode": (bytes,),
+    "to_bytes": (bytes,),
+    "keys": (type({}.keys()),),
+    "values": (type({}.values()),),
+    "items": (type({}.items()),),
+    # (a negative number to a fractional power is complex, which the sandbox does not open)
+    "__pow__": (complex,),
+    "__rpow__": (complex,),
+}
+# airspeed parses recursively: parentheses nested 81 deep, or 120 chained steps, exceed
+# Python's recursion limit at the top of a template (less inside blocks), and the legacy
+# gateway answered "system error". Past these, a person decides.
+MAX_LEGACY_PARENS = 40
+MAX_LEGACY_STEPS = 60
 # Python compiles at most 20 nested loops in one function (its CO_MAXBLOCKS), and each
 # #foreach is one `for` in the function of its body (the template's, or a hoisted macro's).
 MAX_FOREACH_NESTING = 20
@@ -507,6 +539,17 @@ class _Emitter:
         if isinstance(value, ListLit):
             return "[" + ", ".join(self.expr(v, ns, pos) for v in value.items) + "]"
         if isinstance(value, RangeLit):
+            bounds = (value.low, value.high)
+            if all(isinstance(b, Lit) and type(b.value) is int for b in bounds):
+                size = abs(value.high.value - value.low.value) + 1
+                # (each #foreach item passes two of the checkpoints the bound counts)
+                if size > RenderLimits.max_loop_iterations // 2:
+                    self.review(
+                        pos,
+                        "loop_limit",
+                        f"a range of {size:,} numbers: a loop over it passes this engine's "
+                        "bound on loop iterations, where legacy rendered it",
+                    )
             low = self.expr(value.low, ns, pos)
             high = self.expr(value.high, ns, pos)
             return f"({low}|vrange({high}))"
@@ -581,7 +624,16 @@ class _Emitter:
             code = f"{ns}|vni({jinja_string(first.name)}, {self.expr(first.index, ns, pos)})"
         else:
             code = f"{ns}|vn({jinja_string(first.name)})"
+        if len(steps) > MAX_LEGACY_STEPS:
+            self.review(
+                pos,
+                "too_deep",
+                f"a reference of {len(steps)} steps: the legacy engine's parser may have "
+                "exceeded Python's recursion limit (its 'system error') where this renders",
+            )
+        known: tuple[type, ...] = ()  # the type the previous step's value is known to have
         for i, step in enumerate(steps[1:], start=1):
+            of_known, known = known, ()
             if isinstance(step, IndexStep):
                 if not isinstance(step.index, Lit):
                     self.review(
@@ -599,6 +651,13 @@ class _Emitter:
                     "unsafe_name",
                     f"'{name}' (a Python internal) is refused by the sandbox; legacy rendered it",
                 )
+            self.check_step_of(steps, i, of_known, pos)
+            if step.params is not None:
+                known = RESULT_TYPES.get(name, ())
+                if name in ("encode", "decode"):
+                    self.check_codec(step.params, pos)
+                elif name in ("replaceAll", "replaceFirst") and len(step.params) > 1:
+                    self.check_replacement(step.params[1], pos)
             if step.params is not None:
                 self.check_args(step.params, pos)
                 if name not in PYTHON_METHODS and name not in SHIM_NAMES:
@@ -638,6 +697,75 @@ class _Emitter:
                     )
                 code = f"{code}|vp({jinja_string(name)})"
         return code
+
+    def check_step_of(self, steps: list[Any], i: int, of_known: tuple[type, ...], pos: int) -> None:
+        """Step `i` against what the previous step is known to be: a method named without
+        parentheses (whose special methods the sandbox refuses), or a value of a type known
+        from the call that made it (bytes, a dict view: the sandbox allows fewer names there
+        than on the JSON types the names are checked against)."""
+        name = steps[i].name
+        prev = steps[i - 1]
+        if (
+            name.startswith("__")
+            and isinstance(prev, NameStep)
+            and prev.params is None
+            and prev.index is None
+            and i > 1
+            and (prev.name in METHOD_NAMES or prev.name.startswith("__"))
+            and not (i == 2 and steps[0].name == "foreach" and prev.name in FOREACH_KEYS)
+        ):
+            self.review(
+                pos,
+                "special_of_method",
+                f"'.{prev.name}.{name}': a special method of what may be a method itself; "
+                "legacy rendered it (or a memory address), the sandbox refuses it",
+            )
+        for tp in of_known:
+            # (a name the type does not have is missing in both engines alike)
+            allowed = gate.allowed_methods(tp) | gate.allowed_specials(tp)
+            if hasattr(tp, name) and name not in allowed:
+                self.review(
+                    pos,
+                    "unsafe_name",
+                    f"'.{name}' of {tp.__name__} is refused by the sandbox; legacy rendered it",
+                )
+
+    def check_replacement(self, value: Any, pos: int) -> None:
+        """A regular expression replacement named like a method (`$d.get`): when it is one,
+        airspeed's re.sub called it for each match; the sandbox takes text only."""
+        if isinstance(value, RefValue) and value.ref.expr is not None:
+            last = value.ref.expr.steps[-1]
+            named = len(value.ref.expr.steps) > 1 and isinstance(last, NameStep)
+            if named and last.params is None and last.index is None and last.name in METHOD_NAMES:
+                self.review(
+                    pos,
+                    "method_argument",
+                    f"'.{last.name}' as a replacement may be a method, which legacy called "
+                    "for each match; the sandbox takes text only",
+                )
+
+    def check_codec(self, params: list[Any], pos: int) -> None:
+        """An encode/decode's codec: one Python has but the sandbox does not allow (idna,
+        punycode) rendered in legacy and fails here; one only known at send time may be."""
+        if not params:
+            return
+        codec = params[0]
+        if isinstance(codec, Lit) and isinstance(codec.value, str):
+            try:
+                codecs.lookup(codec.value)
+            except LookupError:
+                return  # (no such codec: both engines fail)
+            if not gate.codec_allowed(codec.value):
+                self.review(
+                    pos, "codec", f"the {codec.value!r} codec is not allowed by the sandbox"
+                )
+        else:
+            self.review(
+                pos,
+                "codec",
+                "a codec known only when the message is sent: the sandbox allows fewer than "
+                "Python has",
+            )
 
     def args(self, params: list[Any], ns: str, pos: int) -> str:
         return "[" + ", ".join(self.expr(p, ns, pos) for p in params) + "]"
@@ -695,6 +823,33 @@ class _Emitter:
                     f"the format field '.{name}' reads a Python internal: legacy rendered it, "
                     "the sandbox refuses it",
                 )
+
+    def check_depths(self, source: str, walked: list[Node]) -> None:
+        """Nesting the two engines bound differently: parentheses deep enough for airspeed's
+        recursive parser to fail, and more macros and #defines than this engine nests (each
+        can call the next: airspeed nested them until Python's recursion limit)."""
+        depth = deepest = 0
+        for char in source:
+            if char == "(":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif char == ")":
+                depth = max(0, depth - 1)
+        if deepest > MAX_LEGACY_PARENS:
+            self.review(
+                0,
+                "too_deep",
+                f"parentheses nested {deepest} deep: the legacy engine's parser may have "
+                "exceeded Python's recursion limit (its 'system error') where this renders",
+            )
+        defined = sum(isinstance(node, (MacroDef, DefineDef)) for node in walked)
+        if defined >= RenderLimits.max_depth:
+            self.review(
+                0,
+                "too_deep",
+                f"{defined} macros and #defines: calls nested deeper than "
+                f"{RenderLimits.max_depth} are refused here, legacy nested them further",
+            )
 
     def check_recursion(self, order: list[Node], ends: list[int]) -> None:
         """Reports each #define whose body (nested bodies and interpolated strings included)
@@ -1131,6 +1286,7 @@ def _convert(
     walked, ends = walk_nodes_with_ends(nodes)
     emitter.collect_defines(walked)
     emitter.check_recursion(walked, ends)
+    emitter.check_depths(source, walked)
     emitter.check_format_fields(nodes, walked)
     body_pieces = emitter.block(nodes, "_v", 0)
     body = finalize(body_pieces)
