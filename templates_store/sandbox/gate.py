@@ -249,6 +249,9 @@ def codec_allowed(name: object) -> bool:
 
 
 def _encode(owner: Any, args: tuple, kwargs: dict) -> None:
+    if isinstance(owner, (bytes, bytearray)) and not owner:
+        charge_steps(CALL_STEPS)
+        return  # (Python decodes empty bytes to '' without looking the codec up)
     name = _arg(args, kwargs, 0, "encoding", "utf-8")
     growth = 4
     if isinstance(name, str):

@@ -333,6 +333,9 @@ RENDERED_NOW_CASES = [
     ("$s.encode().decode('cp437')|$s.encode('big5hkscs').decode('big5hkscs')", {"s": "中文"}),
     ("$s.encode('utf-8-sig')|$s.encode('hz')|$s.encode('utf-7')", {"s": "中a"}),
     ("$s.encode('unicode_escape')|$s.encode('mac-roman', 'replace')", {"s": "é中"}),
+    # empty bytes decode to '' whatever the codec's name (Python does not look it up)
+    ("[${c.encode('utf-8').decode('nonsense')}]", {"c": ""}),
+    ("${c.encode('utf-8').decode('nonsense')}", {"c": "abc"}),
     # bytes % values, measured like text's
     ("#set($r = $s.encode() % 1)$r|#set($b = $s.encode() % (2))$b", {"s": "%d"}),
     ("#set($r = $f.encode() % $l)$r", {"f": "%s-%b-%r-%5.1f", "l": None}),
