@@ -84,19 +84,13 @@ def _publish(message_ids: list[str]) -> int:
     the rest once their `republish_at` is reached). Returns how many were published. Several
     messages share one wake-up where wake-ups coalesce (one Redis call for all of them)."""
     if len(message_ids) > 1:
-        covered = wakeups.cover(len(message_ids))
-        if covered is False:
-            return len(message_ids)  # (the pending wake-up's worker sends them)
-        if covered:
-            try:
-                _wake_up(message_ids[0])
-            except BaseException as exc:
-                wakeups.not_pending()  # (nothing is on its way: the next message publishes)
-                if not isinstance(exc, Exception):
-                    raise
-                _broker_down(len(message_ids))  # any broker failure: the rows stay queued
-                return 0
-            return len(message_ids)
+        first = message_ids[0]
+        try:
+            if wakeups.publish(lambda: _wake_up(first), count=len(message_ids)):
+                return len(message_ids)
+        except Exception:  # noqa: BLE001 - any broker failure: the rows stay queued
+            _broker_down(len(message_ids))
+            return 0
     for done, message_id in enumerate(message_ids):
         try:
             enqueue_delivery(message_id)

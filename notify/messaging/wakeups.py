@@ -87,16 +87,22 @@ def should_publish() -> bool:
     return cover(1) is not False
 
 
-def publish(send: Callable[[], object]) -> None:
-    """`send()` (a wake-up's publish) unless one is pending; a publish that fails clears the
-    mark (nothing is on its way: the next message publishes again) and raises."""
-    if not should_publish():
-        return
+def publish(send: Callable[[], object], count: int = 1) -> bool:
+    """`send()` (one wake-up's publish) for `count` newly queued messages, unless one is
+    pending; a publish that fails clears the mark (nothing is on its way: the next message
+    publishes again) and raises. Returns False only when several messages need a wake-up
+    each (nothing coalesces here) and none was sent: the caller publishes them one by one."""
+    covered = cover(count)
+    if covered is False:
+        return True
+    if covered is None and count > 1:
+        return False
     try:
         send()
     except BaseException:
         not_pending()
         raise
+    return True
 
 
 def take() -> bool:

@@ -40,6 +40,20 @@ def published(monkeypatch) -> list[tuple]:  # noqa: ANN001
     return sent
 
 
+@pytest.fixture
+def flaky_broker(monkeypatch) -> list[str]:  # noqa: ANN001
+    """A broker that refuses the first wake-up and takes the rest; the ids it was given."""
+    attempts: list[str] = []
+
+    def flaky(args=(), **kwargs):  # noqa: ANN001, ANN003, ANN202
+        attempts.append(args[0])
+        if len(attempts) == 1:
+            raise ConnectionRefusedError("broker unreachable")
+
+    monkeypatch.setattr(deliver_message, "apply_async", flaky)
+    return attempts
+
+
 def code(tenant, to: str, send_at=None) -> Message:  # noqa: ANN001
     return create_message(
         tenant=tenant,
@@ -112,17 +126,10 @@ def test_wake_up__taken_twice__each_code_sent_once(
 
 
 def test_publish__broker_down__next_message_publishes_again(
-    tenant, coalescing, monkeypatch, django_capture_on_commit_callbacks
+    tenant, coalescing, flaky_broker, django_capture_on_commit_callbacks
 ):
     # Given a broker that refuses the first publish, then takes them
-    attempts: list[str] = []
-
-    def flaky(args=(), **kwargs):  # noqa: ANN001, ANN003, ANN202
-        attempts.append(args[0])
-        if len(attempts) == 1:
-            raise ConnectionRefusedError("broker unreachable")
-
-    monkeypatch.setattr(deliver_message, "apply_async", flaky)
+    attempts = flaky_broker
     # When two codes are accepted one after the other
     with django_capture_on_commit_callbacks(execute=True):
         first = code(tenant, "a@example.com")
@@ -260,17 +267,10 @@ def test_accept__send_to_three_while_wake_up_pending__publishes_none(
 
 
 def test_publish__send_to_three_broker_down__next_send_publishes_again(
-    tenant, coalescing, monkeypatch, django_capture_on_commit_callbacks
+    tenant, coalescing, flaky_broker, django_capture_on_commit_callbacks
 ):
     # Given a broker that refuses the first publish, then takes them
-    attempts: list[str] = []
-
-    def flaky(args=(), **kwargs):  # noqa: ANN001, ANN003, ANN202
-        attempts.append(args[0])
-        if len(attempts) == 1:
-            raise ConnectionRefusedError("broker unreachable")
-
-    monkeypatch.setattr(deliver_message, "apply_async", flaky)
+    attempts = flaky_broker
     # When a send to two fails to publish, and a code follows
     with django_capture_on_commit_callbacks(execute=True):
         pair = codes_to(tenant, "a@example.com", "b@example.com")
