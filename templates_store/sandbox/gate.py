@@ -980,6 +980,22 @@ def call_method(obj: Any, name: str, args: tuple, specials: bool = False) -> Any
     return call(value, args, None, specials)
 
 
+def has_method(obj: Any, name: str, specials: bool = False) -> bool:
+    """Whether `call_method(obj, name, ...)` finds something to call, without calling it.
+    A name the type has but the allowlist refuses counts as found: the call refuses it."""
+    kind = type(obj)
+    methods = _METHODS.get(kind)
+    if methods is not None and (
+        methods.get(name) is not None or (specials and _SPECIALS[kind].get(name) is not None)
+    ):
+        return True
+    try:
+        value = attribute(obj, name, specials)
+    except TemplateSecurityError:
+        return True
+    return not (value is MISSING or value is None)
+
+
 def _name_of(func: Any) -> str:
     return func.__func__.__name__ if type(func) is MethodType else func.__name__
 

@@ -147,6 +147,8 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
 # gateway answered "system error". Past these, a person decides.
 MAX_LEGACY_PARENS = 40
 MAX_LEGACY_STEPS = 60
+# the longest receiver a lazy call repeats (a chain of n lazy calls repeats its start 2^n times)
+MAX_LAZY_RECEIVER_CHARS = 600
 # Python compiles at most 20 nested loops in one function (its CO_MAXBLOCKS), and each
 # #foreach is one `for` in the function of its body (the template's, or a hoisted macro's).
 MAX_FOREACH_NESTING = 20
@@ -620,8 +622,14 @@ class _Emitter:
             self.check_args(first.params, pos)
             code = f"{ns}|vnc({jinja_string(first.name)}, {self.args(first.params, ns, pos)})"
         elif first.index is not None:
-            self.check_index(first.index, pos)
-            code = f"{ns}|vni({jinja_string(first.name)}, {self.expr(first.index, ns, pos)})"
+            name = jinja_string(first.name)
+            code = f"{ns}|vni({name}, {self.expr(first.index, ns, pos)})"
+            if self.lazy_values([first.index], [], ""):
+                # airspeed evaluates the index only when the name holds a value (a #define
+                # renders without it)
+                code = f"({code} if {ns}|vhasn({name}) else {ns}|vn({name}))"
+            else:
+                self.check_index(first.index, pos)
         else:
             code = f"{ns}|vn({jinja_string(first.name)})"
         if len(steps) > MAX_LEGACY_STEPS:
@@ -659,7 +667,9 @@ class _Emitter:
                 elif name in ("replaceAll", "replaceFirst") and len(step.params) > 1:
                     self.check_replacement(step.params[1], pos)
             if step.params is not None:
-                self.check_args(step.params, pos)
+                lazy = self.lazy_values(step.params, steps[:i], code)
+                if not lazy:
+                    self.check_args(step.params, pos)
                 if name not in PYTHON_METHODS and name not in SHIM_NAMES:
                     self.warn(
                         pos,
@@ -667,10 +677,18 @@ class _Emitter:
                         f"'{name}()' is not supported by the legacy engine: the reference "
                         "rendered literally, kept for byte compatibility",
                     )
-                code = f"{code}|vc({jinja_string(name)}, {self.args(step.params, ns, pos)})"
+                call = f"{code}|vc({jinja_string(name)}, {self.args(step.params, ns, pos)})"
+                # airspeed evaluates the arguments only when it finds something to call: the
+                # receiver (evaluated twice: it can change nothing) is asked first
+                code = f"({call} if {code}|vhas({jinja_string(name)}) else none)" if lazy else call
             elif step.index is not None:
-                self.check_index(step.index, pos)
-                code = f"{code}|vpi({jinja_string(name)}, {self.expr(step.index, ns, pos)})"
+                item = f"{code}|vpi({jinja_string(name)}, {self.expr(step.index, ns, pos)})"
+                if self.lazy_values([step.index], steps[:i], code):
+                    # airspeed evaluates the index only when `.name` finds a value
+                    code = f"({item} if {code}|vhasi({jinja_string(name)}) else none)"
+                else:
+                    self.check_index(step.index, pos)
+                    code = item
             else:
                 prev = steps[i - 1]
                 looped = (
@@ -769,6 +787,25 @@ class _Emitter:
 
     def args(self, params: list[Any], ns: str, pos: int) -> str:
         return "[" + ", ".join(self.expr(p, ns, pos) for p in params) + "]"
+
+    def lazy_values(self, values: list[Any], receiver: list[Any], code: str) -> bool:
+        """A call's arguments or an index that may fail (a call among them) can be evaluated
+        lazily, as airspeed did (it looked the name up first and evaluated them only when it
+        found something): the receiver `receiver` (steps of a reference; its code is `code`)
+        changes nothing, so evaluating it again to ask gives the same value, and the values
+        change nothing either (airspeed looked the name up before evaluating them; the
+        sandbox looks it up after). Receivers long enough that doubling them in chains of
+        such steps could grow the text are left eager (and flagged)."""
+        if all(self.pure(v) for v in values) or len(code) > MAX_LAZY_RECEIVER_CHARS:
+            return False
+        children: list[Any] = []
+        if receiver:
+            # (a new object: not memoised by id like the values effects() sees)
+            prefix = RefExpr(receiver)
+            if self._effects_here(prefix):
+                return False
+            children = _ref_expr_children(prefix)
+        return not any(self.effects(v) for v in (*children, *values))
 
     def check_args(self, params: list[Any], pos: int) -> None:
         if not all(self.pure(p) for p in params):

@@ -490,6 +490,46 @@ def v_call(obj: Any, name: str, args: list[Any]) -> Any:
     return result
 
 
+def v_has_call(obj: Any, name: str) -> bool:
+    """Whether `v_call(obj, name, args)` finds something to call: airspeed evaluated a call's
+    arguments only then (its NameOrCall looks the name up first). Answers as v_call decides,
+    without calling; a name that is found but refused counts as found (the call refuses it,
+    after its arguments, as before)."""
+    if obj is None:
+        return type(name) is str and name[:2] == "__" and gate.has_method(None, name, True)
+    kind = type(obj)
+    if kind is dict:
+        if obj.get(name) is not None:
+            return True
+    elif kind is LocalNamespace or kind in _SUBSCRIPTABLE_BY_NAME or type(name) is not str:
+        try:
+            return _lookup(obj, name) is not None
+        except (TypeError, TemplateSecurityError):
+            return True
+    return gate.has_method(obj, name, True) or _shim(obj, name) is not None
+
+
+def v_has_item(obj: Any, name: str) -> bool:
+    """Whether `v_prop_index(obj, name, index)` finds a value to index (airspeed evaluated the
+    index only then)."""
+    if obj is None:
+        return False
+    try:
+        return _lookup(obj, name) is not None
+    except (TypeError, TemplateSecurityError):
+        return True
+
+
+def v_has_name_item(ns: LocalNamespace, name: str) -> bool:
+    """Whether `v_name_index(ns, name, index)` indexes a value (airspeed evaluated the index
+    only then: a null or a #define renders without it)."""
+    try:
+        result = ns[name]
+    except (KeyError, TypeError):
+        return False
+    return result is not None and type(result) is not FunctionDef
+
+
 def v_item(obj: Any, index: Any) -> Any:
     """A bare `[index]` after a call/index: airspeed does not guard this one."""
     return gate.item(obj, index)
@@ -741,6 +781,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "vp": v_prop,
     "vpi": v_prop_index,
     "vc": v_call,
+    "vhas": v_has_call,
+    "vhasi": v_has_item,
+    "vhasn": v_has_name_item,
     "vi": v_item,
     "vo": v_out,
     "vno": v_name_out,

@@ -95,6 +95,22 @@ HELPER_ATTACKS: dict[str, list[Attack]] = {
         Attack("{{ " + GEN + "|vc('throw', [_vdata]) }}"),
         Attack("{{ namespace|vc('mro', []) }}", "error"),
     ],
+    # the lazy-call probes answer a bool: whatever they find stays inside them
+    "vhas": [
+        Attack("{{ " + GEN + "|vhas('gi_frame') }}", "safe"),
+        Attack("{{ ''|vhas('__class__') }}", "safe"),
+        Attack("{{ (" + GEN + "|vroot)|vhas('parent') }}", "safe"),
+        Attack("{{ (" + GEN + "|vhas('gi_frame'))|vp('__class__') }}"),
+    ],
+    "vhasi": [
+        Attack("{{ " + GEN + "|vhasi('gi_frame') }}", "safe"),
+        Attack("{{ (" + GEN + "|vhasi('gi_code'))|vp('__class__') }}"),
+    ],
+    "vhasn": [
+        Attack("{{ {'g': " + GEN + "}|vhasn('g') }}", "safe"),
+        Attack("{{ (_vdata|vroot)|vhasn('__builtins__') }}", "safe"),
+        Attack("{{ ({'g': " + GEN + "}|vhasn('g'))|vp('__class__') }}"),
+    ],
     "vi": [
         Attack("{{ " + GEN + "|vp('gi_frame')|vp('f_globals')|vi('__builtins__') }}"),
         Attack("{{ namespace|vc('mro', [])|vi(1) }}", "error"),

@@ -396,3 +396,71 @@ def test_flags_for_method_specials__foreach_keys_and_data_keys_stay_exact() -> N
     assert convert("#foreach($i in $l)$foreach.count.__str__()#end").status != "needs_review"
     assert convert("$order.total.__str__()|$s.encode().hex()").status != "needs_review"
     assert convert("$s.encode('gbk')|$s.encode('utf-8').decode('gb18030')").status != "needs_review"
+
+
+# -- arguments and indexes that call methods: evaluated only when the name is found ---------
+
+LAZY_CALL_DATA = {
+    "m": {"k": "v", "inner": {"k": 1}},
+    "s": "Ab,c",
+    "n": 0,
+    "lv": "K",
+    "nul": None,
+    "phone": "13812345678",
+    # a key named like the method: `$d.lower()` calls "x", which fails in both engines
+    "d": {"lower": "x", "get": 5},
+    "items": [{"name": "a"}, {"name": "b"}],
+}
+LAZY_CALLS = [
+    # the receiver has the method: arguments evaluated, as before
+    "[$m.get($lv.lower(), '普通')]",
+    "[$m.get($s.lower()).upper()]",
+    "[$phone.replace($phone.__getitem__(3), '*')]",
+    "[$s.strip().replace($s.lower(), 'x')]",
+    "#foreach($i in $items)[$i.get('name', $lv.lower())]#end",
+    # missing receiver or method: airspeed never evaluated the failing argument
+    "[$undef.get($d.lower())]",
+    "[$nul.get($d.lower())]",
+    "[$m.nosuch($d.lower())]",
+    "[$s.nosuch($s.index('zz'))]",
+    "[$n.get($n.__truediv__(0))]",
+    "#set($x = $undef.get($d.lower()))[$x]",
+    "#if($m.nosuch($d.lower()))Y#{else}N#end",
+    "[$m.get($m.nosuch($d.lower()), 'dflt')]",
+    # found, and the argument fails: both fail
+    "[$m.get($d.lower())]",
+    "[$s.replace($s.index('zz'), 'q')]",
+    # an index that calls a method: evaluated only when there is a value to index
+    "[$m[$lv.lower()]]",
+    "[$m.inner[$d.lower()]]",
+    "[$undef[$d.lower()]]",
+    "[$m.nosuch[$s.index('zz')]]",
+    "#define($dd)DEF#end[$dd[$d.lower()]]",
+    "[$m[$d.lower()]]",
+]
+
+
+@pytest.mark.parametrize("source", LAZY_CALLS)
+def test_call_with_failing_argument__exact__renders_like_airspeed(source: str) -> None:
+    # Given a call whose argument calls a method that may fail, on a receiver that changes
+    # nothing
+    conversion = convert(source)
+    # When converted and rendered by both engines
+    # Then it is not flagged, and the result (text or failure) is airspeed's
+    assert conversion.status != "needs_review", conversion.issues
+    assert outcome_converted(source, LAZY_CALL_DATA) == outcome_legacy(source, LAZY_CALL_DATA)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # an argument that changes data: airspeed looked the method up before it ran
+        "[$m.nosuch($l.add(1))]$l",
+        # a receiver that changes data would run twice
+        "[$l.add(1).get($d.lower())]",
+        "[$m[$l.add(1)]]$l",
+    ],
+)
+def test_call_with_argument_or_receiver_with_effects__flagged(source: str) -> None:
+    constructs = _constructs(source)
+    assert "error" in (constructs.get("lazy_argument"), constructs.get("lazy_index"))
