@@ -639,9 +639,10 @@ def register_type(
     (special methods that the type does not have are left out)."""
     _METHODS[kind] = dict(methods or {})
     _ATTRIBUTES[kind] = frozenset(attributes)
-    _SPECIALS[kind] = {
-        name: check for name, check in (specials or {}).items() if hasattr(kind, name)
-    }
+    # (what the type's instances have: hasattr on the type would also find the metaclass's
+    # own, such as type.__or__, which makes `int | str`)
+    names = set(dir(kind))
+    _SPECIALS[kind] = {name: check for name, check in (specials or {}).items() if name in names}
 
 
 def allowed_methods(kind: type) -> frozenset[str]:

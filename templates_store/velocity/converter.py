@@ -21,6 +21,7 @@ import json
 import re
 import string
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -112,6 +113,32 @@ SPECIAL_METHODS = frozenset(
         if name in dir(tp)
     )
 )
+
+
+def specials_for(types: Iterable[type]) -> frozenset[str]:
+    """The special methods of JSON values that the sandbox allows on each of `types` that has
+    them (a type the sandbox does not open, such as complex, allows none)."""
+    types = tuple(types)
+    return frozenset(
+        name
+        for name in {name for tp in _JSON_TYPES for name in gate.allowed_specials(tp)}
+        if all(
+            name in gate.allowed_specials(tp) or name in gate.allowed_methods(tp)
+            for tp in types
+            if name in dir(tp)
+        )
+    )
+
+
+# What a template's values can be when it calls no method that makes anything else: data is
+# JSON, and the other methods make JSON values, tuples or numbers (bytes, dict views and
+# complex numbers only come from the calls RESULT_TYPES names).
+_PLAIN_TYPES = tuple(
+    tp
+    for tp in gate.VALUE_TYPES
+    if tp not in (bytes, type({}.keys()), type({}.values()), type({}.items()))
+)
+PLAIN_SPECIAL_METHODS = specials_for(_PLAIN_TYPES)
 # A missing dict key with one of these names resolves to a bound method in airspeed.
 DICT_METHOD_NAMES = frozenset(n for n in dir(dict) if not n.startswith("_")) | frozenset(
     {"isEmpty", "keySet", "put", "putAll", "toString"}
@@ -234,6 +261,8 @@ class _Emitter:
         self.counter = 0
         # names bound to a #define (this template's, its #evaluate texts', an outer one's)
         self.define_names: set[str] = set(defines)
+        # the special methods allowed on whatever a value of this template can be
+        self.special_methods = SPECIAL_METHODS
         self.pos_override: int | None = None
         self.warned_output = False
         self._seen: set[tuple[int, str]] = set()
@@ -653,7 +682,9 @@ class _Emitter:
                 code = f"{code}|vi({self.expr(step.index, ns, pos)})"
                 continue
             name = step.name
-            if (name.startswith("_") and name not in SPECIAL_METHODS) or name in REFUSED_METHODS:
+            if (
+                name.startswith("_") and name not in self.special_methods
+            ) or name in REFUSED_METHODS:
                 self.review(
                     pos,
                     "unsafe_name",
@@ -1043,6 +1074,27 @@ def _collect_statement_texts(nodes: list[Node], out: list[Text]) -> None:
             _collect_statement_texts(node.block, out)
 
 
+def specials_reachable(walked: list[Node]) -> frozenset[str]:
+    """The special methods allowed on every value a whole template (walk_nodes of it) can
+    hold: all of the plain ones, unless it calls a method that makes bytes or a dict view, or
+    evaluates a text (whose calls are not all known here)."""
+    made: set[type] = set()
+    for node in walked:
+        if isinstance(node, Evaluate):
+            return SPECIAL_METHODS
+        for value in statement_values(node):
+            for v in walk_values(value):
+                if isinstance(v, RefExpr):
+                    for step in v.steps:
+                        if isinstance(step, NameStep) and step.params is not None:
+                            made.update(RESULT_TYPES.get(step.name, ()))
+    # (complex is checked where it is made: the step after `__pow__`, see RESULT_TYPES)
+    made &= set(gate.VALUE_TYPES)
+    if not made:
+        return PLAIN_SPECIAL_METHODS
+    return specials_for((*_PLAIN_TYPES, *made)) & SPECIAL_METHODS
+
+
 def statement_values(node: Node) -> list[Any]:
     """The values a statement evaluates itself (not those of nested statements)."""
     if isinstance(node, If):
@@ -1234,13 +1286,15 @@ def convert(source: str, channel: str | None = None) -> Conversion:
                 )
             ],
         )
-    conversion = _convert_or_refuse(source, channel, frozenset())
+    conversion = _convert_or_refuse(source, channel, frozenset(), whole=True)
     if conversion.source is not None and conversion.status != "needs_review":
         _check_compiles(conversion)
     return conversion
 
 
-def _convert_or_refuse(source: str, channel: str | None, defines: frozenset[str]) -> Conversion:
+def _convert_or_refuse(
+    source: str, channel: str | None, defines: frozenset[str], whole: bool = False
+) -> Conversion:
     """_convert, with a source past Python's own limits (nesting deeper than its recursion
     limit, a number literal longer than its 4,300 digits) reported, never raised."""
     directives = source.count("$") + source.count("#")
@@ -1260,7 +1314,7 @@ def _convert_or_refuse(source: str, channel: str | None, defines: frozenset[str]
             ],
         )
     try:
-        return _convert(source, channel, defines)[0]
+        return _convert(source, channel, defines, whole)[0]
     except (RecursionError, ValueError, MemoryError) as exc:
         reason = (
             "the template is nested too deeply to convert"
@@ -1302,8 +1356,10 @@ def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:
 
 
 def _convert(
-    source: str, channel: str | None, defines: frozenset[str]
+    source: str, channel: str | None, defines: frozenset[str], whole: bool = False
 ) -> tuple[Conversion, _Emitter]:
+    """`whole`: `source` is a whole template (not an #evaluate text, whose values may come
+    from the template around it)."""
     emitter = _Emitter(source, channel, defines)
     try:
         nodes = parse(source)
@@ -1322,6 +1378,8 @@ def _convert(
         return Conversion(failing, NEEDS_REVIEW, emitter.issues), emitter
     walked, ends = walk_nodes_with_ends(nodes)
     emitter.collect_defines(walked)
+    if whole:
+        emitter.special_methods = specials_reachable(walked)
     emitter.check_recursion(walked, ends)
     emitter.check_depths(source, walked)
     emitter.check_format_fields(nodes, walked)
