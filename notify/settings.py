@@ -223,7 +223,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["notify.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "notify.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["notify.api.throttling.TenantRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "notify.api.schema.NotifyAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -237,6 +237,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ChannelEnum": "notify.channels.registry.CHANNEL_CHOICES",
     },
+    # every operation's shared error answers (401, 404, 400, 429…), in the API's error shape
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "notify.api.schema.document_shared_answers",
+    ],
 }
 
 # Celery. Without REDIS_URL the broker is kombu's filesystem transport: no server needed.

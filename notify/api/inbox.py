@@ -3,7 +3,7 @@ count and cursor pagination; marking one read or unread, or all read."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -19,6 +19,19 @@ def _recipient(value: str) -> str:
         return registry.get("inapp").normalise(value)
     except registry.InvalidRecipient as exc:
         raise ValidationError({"recipient": [str(exc)]}) from None
+
+
+RECIPIENT = OpenApiParameter(
+    "recipient",
+    str,
+    OpenApiParameter.PATH,
+    description="Your user id: 1 to 255 printable ASCII characters, no spaces or slashes.",
+    pattern=r"^[!-.0-~]{1,255}$",
+)
+
+
+class ReadAllOutput(serializers.Serializer):
+    marked_read = serializers.IntegerField(help_text="How many messages were unread.")
 
 
 class ItemOutput(serializers.Serializer):
@@ -48,14 +61,14 @@ class Inbox(APIView):
         class Meta:
             ref_name = "InboxFilter"
 
-        cursor = serializers.CharField(required=False, default="", max_length=200)
+        cursor = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
         limit = serializers.IntegerField(
             required=False, default=20, min_value=1, max_value=inbox.PAGE_MAX
         )
         unread = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(
-        parameters=[FilterSerializer],
+        parameters=[RECIPIENT, FilterSerializer],
         responses={200: PageOutput},
         summary="A recipient's in-app messages (newest first) and unread count",
     )
@@ -91,6 +104,7 @@ class InboxItemState(APIView):
         read = serializers.BooleanField()
 
     @extend_schema(
+        parameters=[RECIPIENT],
         request=InputSerializer,
         responses={200: ItemOutput},
         summary="Mark an in-app message read or unread",
@@ -105,7 +119,12 @@ class InboxItemState(APIView):
 
 
 class InboxReadAll(APIView):
-    @extend_schema(request=None, responses={200: None}, summary="Mark every message read")
+    @extend_schema(
+        parameters=[RECIPIENT],
+        request=None,
+        responses={200: ReadAllOutput},
+        summary="Mark every message read",
+    )
     def post(self, request: Request, recipient: str) -> Response:
         changed = inbox.mark_all_read(request.user, _recipient(recipient))
         return Response({"marked_read": changed})

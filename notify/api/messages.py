@@ -176,7 +176,7 @@ class DeliveryAttemptOutput(KeptFieldsSerializer):
     number = serializers.IntegerField()
     outcome = serializers.CharField()
     started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
     error = serializers.CharField()
     error_kind = serializers.CharField()
     error_code = serializers.CharField()
@@ -197,10 +197,10 @@ class MessageOutput(KeptFieldsSerializer):
     attempts = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    sent_at = serializers.DateTimeField()
-    delivered_at = serializers.DateTimeField()
-    failed_at = serializers.DateTimeField()
-    send_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
+    send_at = serializers.DateTimeField(allow_null=True)
     category = serializers.CharField()
     critical = serializers.BooleanField()
     events = MessageEventOutput(many=True)
@@ -247,10 +247,10 @@ class MessageSummaryOutput(KeptFieldsSerializer):
     batch_id = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    send_at = serializers.DateTimeField()
-    sent_at = serializers.DateTimeField()
-    delivered_at = serializers.DateTimeField()
-    failed_at = serializers.DateTimeField()
+    send_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    failed_at = serializers.DateTimeField(allow_null=True)
 
 
 class Messages(APIView):
@@ -266,9 +266,31 @@ class Messages(APIView):
         created_after = serializers.DateTimeField(required=False)
         created_before = serializers.DateTimeField(required=False)
 
+    class PageOutput(serializers.Serializer):
+        class Meta:
+            ref_name = "MessagePage"
+
+        next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
+        previous = serializers.URLField(
+            allow_null=True, help_text="The page before; null on the first."
+        )
+        results = MessageSummaryOutput(many=True)
+
     @extend_schema(
-        parameters=[FilterSerializer],
-        responses={200: MessageSummaryOutput(many=True)},
+        parameters=[
+            FilterSerializer,
+            OpenApiParameter(
+                "cursor", str, description="A page's position, from `next` or `previous`."
+            ),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Messages per page (default {MessagePagination.page_size}, "
+                f"at most {MessagePagination.max_page_size}).",
+            ),
+        ],
+        responses={200: PageOutput},
+        operation_id="messages_list",
         summary="List messages, newest first, with filters and cursor pages",
     )
     def get(self, request: Request) -> Response:
@@ -276,7 +298,11 @@ class Messages(APIView):
         filters.is_valid(raise_exception=True)
         messages = selectors.list_messages(request.user, **filters.validated_data)
         paginator = MessagePagination()
-        page = paginator.paginate_queryset(messages, request, view=self)
+        try:
+            page = paginator.paginate_queryset(messages, request, view=self)
+        except NotFound:
+            # (DRF's answer to a cursor it cannot decode; it is bad input, as on the inbox)
+            raise ValidationError({"cursor": ["This cursor is not one this API gave."]}) from None
         return paginator.get_paginated_response(MessageSummaryOutput(page, many=True).data)
 
     class InputSerializer(KeptFieldsSerializer):
@@ -287,7 +313,11 @@ class Messages(APIView):
         channel = serializers.ChoiceField(choices=registry.sendable_names())
         to = serializers.CharField(max_length=4096, validators=[header_safe])
         subject = serializers.CharField(
-            max_length=MAX_SUBJECT_CHARS, validators=[header_safe], required=False, default=""
+            max_length=MAX_SUBJECT_CHARS,
+            validators=[header_safe],
+            required=False,
+            allow_blank=True,
+            default="",
         )
         body = body_field()
         html = body_field()
@@ -295,7 +325,9 @@ class Messages(APIView):
         data = DataField()
         locale = LocaleField()
         send_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-        category = serializers.SlugField(max_length=64, required=False, default="")
+        category = serializers.SlugField(
+            max_length=64, required=False, allow_blank=True, default=""
+        )
         critical = serializers.BooleanField(required=False, default=False)
         fallback = serializers.ListField(
             child=FallbackSerializer(),
@@ -627,7 +659,11 @@ class MessageBatchCreate(APIView):
 
         channel = serializers.ChoiceField(choices=registry.sendable_names())
         subject = serializers.CharField(
-            max_length=MAX_SUBJECT_CHARS, validators=[header_safe], required=False, default=""
+            max_length=MAX_SUBJECT_CHARS,
+            validators=[header_safe],
+            required=False,
+            allow_blank=True,
+            default="",
         )
         body = body_field()
         html = body_field()
@@ -638,6 +674,7 @@ class MessageBatchCreate(APIView):
         category = serializers.SlugField(
             max_length=64,
             required=False,
+            allow_blank=True,
             default="",
             help_text="What kind of message this is: a recipient's opt-out (a preference, a "
             "bulk email's one-click unsubscribe) is per category.",

@@ -75,8 +75,8 @@ class Providers(APIView):
         channel = serializers.ChoiceField(choices=registry.CHANNEL_CHOICES)
         kind = serializers.ChoiceField(choices=sorted(KINDS))
         name = serializers.SlugField(max_length=64)
-        config = serializers.JSONField()
-        secrets = serializers.JSONField(write_only=True)
+        config = serializers.DictField()
+        secrets = serializers.DictField(write_only=True)
         priority = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
         enabled = serializers.BooleanField(default=True)
         timeout = TIMEOUT_FIELD(default=None)
@@ -110,16 +110,11 @@ class ProviderDetail(APIView):
             ref_name = "ProviderPatch"
 
         name = serializers.SlugField(max_length=64, required=False)
-        config = serializers.JSONField(required=False)
-        secrets = serializers.JSONField(write_only=True, required=False)
+        config = serializers.DictField(required=False)
+        secrets = serializers.DictField(write_only=True, required=False)
         priority = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
         enabled = serializers.BooleanField(required=False)
         timeout = TIMEOUT_FIELD(required=False)
-
-        def validate_secrets(self, value: object) -> object:
-            if not isinstance(value, dict):
-                raise ValidationError("A JSON object.")
-            return value
 
     @extend_schema(responses={200: ProviderOutput}, summary="One of your providers")
     def get(self, request: Request, provider_id: int) -> Response:

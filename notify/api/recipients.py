@@ -44,7 +44,7 @@ class Suppressions(APIView):
         class Meta:
             ref_name = "SuppressionInput"
 
-        reason = serializers.CharField(max_length=200, required=False, default="")
+        reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
     class FilterSerializer(serializers.Serializer):
         class Meta:
@@ -120,7 +120,9 @@ class Preferences(APIView):
         class Meta:
             ref_name = "PreferenceInput"
 
-        category = serializers.SlugField(max_length=64, required=False, default="")
+        category = serializers.SlugField(
+            max_length=64, required=False, allow_blank=True, default=""
+        )
         opted_out = serializers.BooleanField()
 
     @extend_schema(

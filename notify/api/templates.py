@@ -32,6 +32,11 @@ def render_error_code(exc: TemplateRenderError) -> str:
     return "render_error"
 
 
+def _error_answer(description: str) -> OpenApiResponse:
+    """An error answer of one operation, documented in the API's error shape."""
+    return OpenApiResponse(ErrorOutput, description=description)
+
+
 def render_error_response(exc: TemplateRenderError) -> Response:
     return Response(
         error_body(render_error_code(exc), str(exc)),
@@ -136,7 +141,7 @@ class VersionOutput(serializers.Serializer):
     legacy_subject = serializers.CharField()
     legacy_body = serializers.CharField()
     published = serializers.BooleanField()
-    published_at = serializers.DateTimeField()
+    published_at = serializers.DateTimeField(allow_null=True)
     conversion_status = serializers.CharField()
     conversion_report = serializers.JSONField()
     verified_cases = serializers.IntegerField()
@@ -175,7 +180,7 @@ class TemplateListCreate(APIView):
             ref_name = "TemplateListCreateInput"
 
         key = serializers.SlugField(max_length=100, validators=[_not_reserved])
-        name = serializers.CharField(max_length=200, required=False, default="")
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         channel = serializers.ChoiceField(choices=TemplateChannel.choices)
         params = serializers.ListField(
             child=serializers.CharField(max_length=100), required=False, default=list
@@ -241,7 +246,7 @@ class TemplateDetail(APIView):
         class Meta:
             ref_name = "TemplateDetailUpdate"
 
-        name = serializers.CharField(max_length=200, required=False)
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True)
         params = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
         status = serializers.ChoiceField(choices=Template.Status.choices, required=False)
         autoescape = serializers.BooleanField(required=False)
@@ -345,7 +350,10 @@ class VersionDetail(APIView):
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
         return Response(VersionOutput(version).data)
 
-    @extend_schema(responses={204: None}, summary="Delete a version that is not published")
+    @extend_schema(
+        responses={204: None, 409: _error_answer("`conflict`: the version is published.")},
+        summary="Delete a version that is not published",
+    )
     def delete(self, request: Request, key: str, number: int) -> Response:
         template = get_template_or_404(request, key)
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
@@ -359,7 +367,14 @@ class VersionDetail(APIView):
 
 
 class VersionPublish(APIView):
-    @extend_schema(request=None, responses={200: VersionOutput}, summary="Publish a version")
+    @extend_schema(
+        request=None,
+        responses={
+            200: VersionOutput,
+            409: _error_answer("`conflict`: the version cannot be published (the reason says)."),
+        },
+        summary="Publish a version",
+    )
     def post(self, request: Request, key: str, number: int) -> Response:
         template = get_template_or_404(request, key)
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
@@ -379,7 +394,14 @@ class TemplateRollback(APIView):
 
         locale = LocaleField()
 
-    @extend_schema(request=InputSerializer, responses={200: VersionOutput}, summary="Roll back")
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: VersionOutput,
+            409: _error_answer("`conflict`: there is no version to roll back to."),
+        },
+        summary="Roll back",
+    )
     def post(self, request: Request, key: str) -> Response:
         template = get_template_or_404(request, key)
         serializer = self.InputSerializer(data=request.data)
@@ -409,7 +431,18 @@ class TemplateRender(APIView):
         locale = LocaleField()
         version = serializers.IntegerField(required=False, min_value=1)
 
-    @extend_schema(request=InputSerializer, responses={200: RenderOutput}, summary="Preview")
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: RenderOutput,
+            409: _error_answer("`conflict`: no published version (or not the one asked for)."),
+            422: _error_answer(
+                "`render_error`, `template_limit_exceeded` or `template_security_error`: "
+                "the template failed with this data."
+            ),
+        },
+        summary="Preview",
+    )
     def post(self, request: Request, key: str) -> Response:
         template = get_template_or_404(request, key)
         serializer = self.InputSerializer(data=request.data)
@@ -463,7 +496,12 @@ class TemplateConvert(APIView):
         issues = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(
-        request=InputSerializer, responses={200: OutputSerializer}, summary="Velocity to Jinja2"
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            422: _error_answer("`unprocessable`: the template is nested too deeply to convert."),
+        },
+        summary="Velocity to Jinja2",
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

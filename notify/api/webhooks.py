@@ -77,7 +77,9 @@ class Webhooks(APIView):
 
         url = serializers.URLField(max_length=2000)
         events = EventsField(required=False, default=list, max_length=20)
-        description = serializers.CharField(max_length=200, required=False, default="")
+        description = serializers.CharField(
+            max_length=200, required=False, allow_blank=True, default=""
+        )
 
     class CreatedOutput(SubscriptionOutput):
         secret = serializers.CharField(help_text="Shown this once: verify deliveries with it.")
@@ -116,7 +118,7 @@ class WebhookDetail(APIView):
 
         url = serializers.URLField(max_length=2000, required=False)
         events = EventsField(required=False, max_length=20)
-        description = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(max_length=200, required=False, allow_blank=True)
         enabled = serializers.BooleanField(required=False)
 
     @extend_schema(responses={200: SubscriptionOutput}, summary="One of your webhooks")

@@ -1,0 +1,190 @@
+"""The OpenAPI schema is a contract a generated client relies on: every status an operation
+answers is documented for it (in the API's error shape), and what the API answers validates
+against the documented schema. New operations are covered automatically."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+
+METHODS = ("get", "post", "put", "patch", "delete")
+# a value of each path parameter that names nothing
+NOTHING = {
+    "message_id": "261204000000999999",
+    "batch_id": "261204000000999998",
+    "key": "no-such-template",
+    "number": "9",
+    "provider_id": "999999",
+    "webhook_id": "999999",
+    "recipient": "nobody-here",
+}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def operations(schema: dict) -> list[tuple[str, str, dict]]:
+    return [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: NOTHING[m.group(1)], path)
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 to JSON Schema: `nullable: true` becomes a null alternative."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        converted = {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def assert_matches(schema: dict, path: str, method: str, response: Any) -> None:
+    documented = schema["paths"][path][method]["responses"]
+    status = str(response.status_code)
+    assert status in documented, (method.upper(), path, status, sorted(documented))
+    content = documented[status].get("content", {}).get("application/json")
+    if content is None:
+        # (documented without a body: the answer has none)
+        assert not response.content, (method.upper(), path, status, response.content)
+        return
+    body_schema = _json_schema({**content["schema"], "components": schema["components"]})
+    jsonschema.validate(response.json(), body_schema)
+
+
+def test_schema__every_operation__documents_its_shared_error_answers(schema):
+    # Given the generated schema / When each operation's responses are read
+    for path, method, operation in operations(schema):
+        responses = operation["responses"]
+        takes_body = "requestBody" in operation
+        expected = {"401", "406", "429"}
+        if "{" in path:
+            expected |= {"400", "404"}
+        if takes_body:
+            expected |= {"400", "413", "415"}
+        # Then each shared answer is there, in the error shape
+        assert expected <= set(responses), (method.upper(), path, sorted(responses))
+        for code in expected:
+            schema_ref = responses[code]["content"]["application/json"]["schema"]
+            assert schema_ref == {"$ref": "#/components/schemas/ErrorOutput"}
+
+
+def test_every_operation__without_a_key__answers_a_documented_401(schema, anonymous_client, db):
+    for path, method, _ in operations(schema):
+        response = getattr(anonymous_client, method)(concrete(path), {}, format="json")
+        assert response.status_code == 401, (method, path)
+        assert_matches(schema, path, method, response)
+
+
+def test_every_operation__naming_nothing_or_bad_input__answers_a_documented_status(
+    schema, api_client
+):
+    # Given a tenant's key, objects that do not exist and a body of the wrong shape
+    for path, method, operation in operations(schema):
+        # When each operation is called
+        response = getattr(api_client, method)(concrete(path), {"to": 5, "data": []}, format="json")
+        # Then its answer is one the schema documents for it, shaped as documented
+        assert response.status_code != 500
+        assert_matches(schema, path, method, response)
+        if "requestBody" in operation:
+            wrong_type = getattr(api_client, method)(
+                concrete(path), "to=x", content_type="application/x-www-form-urlencoded"
+            )
+            assert wrong_type.status_code in (404, 415), (method, path)
+            assert_matches(schema, path, method, wrong_type)
+        html_only = getattr(api_client, method)(concrete(path), HTTP_ACCEPT="text/html")
+        assert_matches(schema, path, method, html_only)
+
+
+def test_message_list__page__matches_its_schema(schema, api_client):
+    # Given a message
+    sent = api_client.post(
+        "/v2/messages",
+        {"channel": "email", "to": "a@example.com", "subject": "S", "body": "B"},
+        format="json",
+    )
+    assert sent.status_code == 202
+    # When listed
+    page = api_client.get("/v2/messages")
+    # Then the page (next, previous, results) is what the schema says
+    assert_matches(schema, "/v2/messages", "get", page)
+    assert [m["id"] for m in page.json()["results"]] == [sent.json()["id"]]
+    # And so is the message itself, its times not yet known included
+    detail = api_client.get(f"/v2/messages/{sent.json()['id']}")
+    assert detail.json()["sent_at"] is None
+    assert_matches(schema, "/v2/messages/{message_id}", "get", detail)
+
+
+def test_message_list__cursor_it_never_gave__400_naming_cursor(schema, api_client):
+    response = api_client.get("/v2/messages", {"cursor": "not-a-cursor"})
+    assert response.status_code == 400
+    assert "cursor" in response.json()["error"]["fields"]
+    assert_matches(schema, "/v2/messages", "get", response)
+
+
+def test_version__unpublished__null_published_at_matches_its_schema(schema, api_client):
+    # Given a template with a version that is not published
+    api_client.post(
+        "/v2/templates",
+        {"key": "welcome", "channel": "email", "subject": "Hi", "body": "Hi"},
+        format="json",
+    )
+    added = api_client.post("/v2/templates/welcome/versions", {"body": "v2"}, format="json")
+    # Then its `published_at` is null, as the schema allows
+    assert added.status_code == 201
+    assert added.json()["published_at"] is None
+    assert_matches(schema, "/v2/templates/{key}/versions", "post", added)
+
+
+def test_inbox_read_all__answer__matches_its_schema(schema, api_client):
+    response = api_client.post("/v2/inbox/user-1/read-all")
+    assert response.json() == {"marked_read": 0}
+    assert_matches(schema, "/v2/inbox/{recipient}/read-all", "post", response)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v2/messages", {"channel": "sms", "to": "+8613800138000", "body": "B", "subject": ""}),
+        (
+            "/v2/messages",
+            {"channel": "email", "to": "a@b.example", "subject": "S", "body": "B", "category": ""},
+        ),
+        ("/v2/webhooks", {"url": "https://hooks.example.com/x", "description": ""}),
+        ("/v2/suppressions", {"channel": "email", "to": "a@example.com", "reason": ""}),
+        ("/v2/templates", {"key": "k", "channel": "email", "body": "B", "name": ""}),
+    ],
+)
+def test_optional_text__empty__same_as_left_out(api_client, settings, path, payload):
+    # Given an optional text whose default is empty, sent empty (as many clients send it)
+    settings.ALLOW_PRIVATE_TARGETS = False
+    # When posted / Then accepted, as when it is left out
+    response = api_client.post(path, payload, format="json")
+    assert response.status_code in (200, 201, 202), response.content
+
+
+def test_schema__required_text_and_lists__constraints_declared(schema):
+    components = schema["components"]["schemas"]
+    # a text that may not be blank, and a list that may not be empty
+    assert components["MessageCreateInput"]["properties"]["to"]["minLength"] == 1
+    assert components["MessageBatchCreateInput"]["properties"]["recipients"]["minItems"] == 1
+    # objects, not any JSON value
+    assert components["ProviderInput"]["properties"]["config"]["type"] == "object"
+    # an empty query parameter is the same as none
+    listing = schema["paths"]["/v2/messages"]["get"]["parameters"]
+    assert all("minLength" not in p["schema"] for p in listing if p["in"] == "query")
