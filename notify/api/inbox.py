@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notify.api.serializers import StrictSerializer
 from notify.channels import registry
 from notify.messaging import inbox
 
@@ -97,7 +98,7 @@ class Inbox(APIView):
 
 
 class InboxItemState(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "InboxItemState"
 

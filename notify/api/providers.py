@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notify.api.serializers import StrictSerializer
 from notify.channels import breaker, registry
 from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
 from notify.channels.models import Provider
@@ -68,7 +69,7 @@ def _own(request: Request, provider_id: int) -> Provider:
 
 
 class Providers(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "ProviderInput"
 
@@ -105,7 +106,7 @@ class Providers(APIView):
 
 
 class ProviderDetail(APIView):
-    class PatchSerializer(serializers.Serializer):
+    class PatchSerializer(StrictSerializer):
         class Meta:
             ref_name = "ProviderPatch"
 

@@ -9,13 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.api.errors import ErrorOutput
+from notify.api.serializers import StrictSerializer
 from notify.channels import registry
 from notify.messaging.models import Preference, Suppression
 
 MAX_LISTED = 1000
 
 
-class RecipientSerializer(serializers.Serializer):
+class RecipientSerializer(StrictSerializer):
     """A channel and a recipient, written as the channel sends it."""
 
     class Meta:

@@ -1,4 +1,11 @@
-"""A DRF serializer that builds its fields once per thread instead of once per instance.
+"""Serializers of the v2 API: JSON values of the type each field documents, and fields built
+once per thread.
+
+`StrictSerializer`: DRF's fields coerce (`"enabled": 0` is false, `"name": 5` is "5"); a JSON
+body here must carry the type the schema documents, or it is a 400 naming the field. Query
+strings are text and keep DRF's parsing.
+
+`KeptFieldsSerializer` builds its fields once per thread instead of once per instance.
 
 DRF deep-copies every declared field (nested serializers and their fields included) for each
 serializer it creates: on a send, the input and output serializers' 40-odd fields were built
@@ -14,12 +21,49 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 _kept = threading.local()
 
 
-class KeptFieldsSerializer(serializers.Serializer):
+def wrong_json_type(field: serializers.Field, value: Any) -> str | None:
+    """What `value` should have been for `field`, when a JSON value of its type it is not."""
+    if value is None:
+        return None  # (null is the field's allow_null to answer)
+    if isinstance(field, serializers.BooleanField):
+        return None if type(value) is bool else "Must be true or false."
+    if isinstance(field, serializers.IntegerField):
+        return None if type(value) is int else "Must be an integer."
+    if isinstance(field, (serializers.FloatField, serializers.DecimalField)):
+        return None if type(value) in (int, float) else "Must be a number."
+    if isinstance(
+        field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField)
+    ):
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        for item in value:
+            message = wrong_json_type(field.child, item)
+            if message is not None:
+                return f"Each item: {message[0].lower()}{message[1:]}"
+    return None
+
+
+class StrictSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and not isinstance(data, QueryDict):
+            errors = {}
+            for name, field in self.fields.items():
+                if not field.read_only and name in data:
+                    message = wrong_json_type(field, data[name])
+                    if message is not None:
+                        errors[name] = [message]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class KeptFieldsSerializer(StrictSerializer):
     def get_fields(self) -> dict[str, Any]:
         if getattr(self, "parent", None) is not None:
             return super().get_fields()

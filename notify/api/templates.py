@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify.api.errors import ErrorOutput, error_body
+from notify.api.serializers import StrictSerializer
 from notify.api.validation import DataField, LocaleField, canonical_locale
 from notify.channels import registry
 from templates_store import selectors, services
@@ -175,7 +176,7 @@ def _not_reserved(key: str) -> None:
 
 
 class TemplateListCreate(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "TemplateListCreateInput"
 
@@ -242,7 +243,7 @@ class TemplateListCreate(APIView):
 
 
 class TemplateDetail(APIView):
-    class UpdateSerializer(serializers.Serializer):
+    class UpdateSerializer(StrictSerializer):
         class Meta:
             ref_name = "TemplateDetailUpdate"
 
@@ -296,7 +297,7 @@ class TemplateDetail(APIView):
 
 
 class VersionListCreate(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "VersionListCreateInput"
 
@@ -388,7 +389,7 @@ class VersionPublish(APIView):
 
 
 class TemplateRollback(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "TemplateRollbackInput"
 
@@ -423,7 +424,7 @@ class RenderOutput(serializers.Serializer):
 
 
 class TemplateRender(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "TemplateRenderInput"
 
@@ -473,7 +474,7 @@ class TemplateRender(APIView):
 
 
 class TemplateConvert(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "TemplateConvertInput"
 

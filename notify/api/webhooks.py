@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from notify import outbound
+from notify.api.serializers import StrictSerializer
 from notify.messaging import webhooks
 from notify.messaging.models import WebhookDelivery, WebhookSubscription
 
@@ -71,7 +72,7 @@ def _own(request: Request, subscription_id: int) -> WebhookSubscription:
 
 
 class Webhooks(APIView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictSerializer):
         class Meta:
             ref_name = "WebhookInput"
 
@@ -112,7 +113,7 @@ class Webhooks(APIView):
 
 
 class WebhookDetail(APIView):
-    class PatchSerializer(serializers.Serializer):
+    class PatchSerializer(StrictSerializer):
         class Meta:
             ref_name = "WebhookPatch"
 

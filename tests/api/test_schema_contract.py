@@ -188,3 +188,45 @@ def test_schema__required_text_and_lists__constraints_declared(schema):
     # an empty query parameter is the same as none
     listing = schema["paths"]["/v2/messages"]["get"]["parameters"]
     assert all("minLength" not in p["schema"] for p in listing if p["in"] == "query")
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/v2/messages", {"channel": "email", "to": 5, "subject": "S", "body": "B"}, "to"),
+        (
+            "/v2/messages",
+            {"channel": "email", "to": "a@b.example", "subject": "S", "body": "B", "critical": 1},
+            "critical",
+        ),
+        ("/v2/webhooks", {"url": "https://hooks.example.com/x", "description": 0}, "description"),
+        ("/v2/webhooks", {"url": "https://hooks.example.com/x", "events": [1]}, "events"),
+        ("/v2/templates", {"key": "k", "channel": "email", "body": "B", "params": [7]}, "params"),
+        ("/v2/templates", {"key": "k", "channel": "sms", "body": "B", "autoescape": 0},
+         "autoescape"),
+        (
+            "/v2/providers",
+            {"channel": "sms", "kind": "http", "name": "x", "config": {}, "secrets": {},
+             "priority": "5"},
+            "priority",
+        ),
+        ("/v2/suppressions", {"channel": "email", "to": "a@b.example", "reason": 1.5}, "reason"),
+    ],
+)  # fmt: skip
+def test_json_body__value_of_another_type__400_naming_the_field(
+    schema, api_client, settings, path, payload, field
+):
+    # Given a value of a type the schema does not document for the field (DRF would coerce it)
+    settings.ALLOW_PRIVATE_TARGETS = False
+    # When posted
+    response = api_client.post(path, payload, format="json")
+    # Then it is refused, naming the field, as documented
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert_matches(schema, path, "post", response)
+
+
+def test_query_string__text_values__still_parsed(api_client):
+    # query strings are text: `?limit=1` and `?unread=true` keep working
+    assert api_client.get("/v2/messages", {"limit": "1"}).status_code == 200
+    assert api_client.get("/v2/inbox/user-1", {"unread": "true", "limit": "5"}).status_code == 200
