@@ -637,11 +637,12 @@ def register_type(
 ) -> None:
     """Allow `kind` as a template value with these methods, attributes and special methods
     (special methods that the type does not have are left out)."""
-    _METHODS[kind] = dict(methods or {})
-    _ATTRIBUTES[kind] = frozenset(attributes)
     # (what the type's instances have: hasattr on the type would also find the metaclass's
-    # own, such as type.__or__, which makes `int | str`)
+    # own, such as type.__or__, which makes `int | str`; and a table shared by several
+    # types lists names only some have: dict_values has no isdisjoint)
     names = set(dir(kind))
+    _METHODS[kind] = {name: check for name, check in (methods or {}).items() if name in names}
+    _ATTRIBUTES[kind] = frozenset(attributes)
     _SPECIALS[kind] = {name: check for name, check in (specials or {}).items() if name in names}
 
 

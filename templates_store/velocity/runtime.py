@@ -512,9 +512,10 @@ def v_has_call(obj: Any, name: str) -> bool:
 def v_has_item(obj: Any, name: str) -> bool:
     """Whether `v_prop_index(obj, name, index)` finds a value to index (airspeed evaluated the
     index only then)."""
-    if obj is None:
-        return False
     try:
+        if obj is None:
+            # (airspeed looked `.name` up on Python's None: its special methods are found)
+            return _of_null(name) is not None
         return _lookup(obj, name) is not None
     except (TypeError, TemplateSecurityError):
         return True

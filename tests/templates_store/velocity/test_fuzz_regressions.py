@@ -438,6 +438,13 @@ LAZY_CALLS = [
     "[$m.nosuch[$s.index('zz')]]",
     "#define($dd)DEF#end[$dd[$d.lower()]]",
     "[$m[$d.lower()]]",
+    # airspeed found None's special methods: the index is evaluated (and fails)
+    "[$nul.__ne__[$s.index('zz')]]",
+    "[$undef.__str__[$d.lower()]]",
+    "[$nul.__ne__[0]]",
+    # dict_values has no isdisjoint (keys and items do): missing, the argument is never run
+    "[$m.values().isdisjoint($d.lower())]",
+    "[$m.values().isdisjoint($nul)|$m.keys().isdisjoint($m.values())]",
 ]
 
 
