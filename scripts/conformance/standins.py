@@ -390,11 +390,16 @@ def _handler_for(standin: HttpProviderStandin) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length > 0 else b""
             status, answer = standin.handle(self.command, self.path, dict(self.headers), body)
             data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # the platform gave up waiting (its provider timeout): as a provider, the
+                # request was handled; the platform retries or fails over
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve  # noqa: N815
 

@@ -261,6 +261,10 @@ class _Emitter:
         self.counter = 0
         # names bound to a #define (this template's, its #evaluate texts', an outer one's)
         self.define_names: set[str] = set(defines)
+        # a dynamic #evaluate (whose #defines are unknown); a mutating method held as a value
+        self.dynamic_evaluate = False
+        self.holds_mutator = False
+        self.lazy_allowed = True
         # the special methods allowed on whatever a value of this template can be
         self.special_methods = SPECIAL_METHODS
         self.pos_override: int | None = None
@@ -303,9 +307,23 @@ class _Emitter:
             elif isinstance(node, Evaluate):
                 # an evaluated text shares the namespace: its #defines are visible here
                 text = static_text(node.value)
-                if text is not None:
+                if text is None:
+                    # (its #defines are only known when it runs: any name may be one)
+                    self.dynamic_evaluate = True
+                else:
                     with contextlib.suppress(VelocitySyntaxError, RecursionError):
                         self.collect_defines(walk_nodes(parse(text)))
+            for value in statement_values(node):
+                for v in walk_values(value):
+                    if isinstance(v, RefExpr) and any(
+                        isinstance(step, NameStep)
+                        and step.params is None
+                        and step.name in MUTATING_METHODS
+                        for step in v.steps[1:]
+                    ):
+                        # `$l.pop` without parentheses: a method that changes data, kept
+                        # as a value and callable later under any name (`$h.f()`)
+                        self.holds_mutator = True
 
     def pure(self, value: Any) -> bool:
         """Evaluating `value` can neither fail nor change anything (so it may be eager)."""
@@ -370,6 +388,12 @@ class _Emitter:
     def _effects_here(self, node: Any) -> bool:
         if isinstance(node, RefExpr):
             if node.steps[0].name in self.define_names or node.steps[0].params is not None:
+                return True
+            if self.dynamic_evaluate:
+                return True
+            if self.holds_mutator and any(
+                isinstance(step, NameStep) and step.params is not None for step in node.steps
+            ):
                 return True
             for step in node.steps[1:]:
                 if (
@@ -494,7 +518,8 @@ class _Emitter:
     def evaluated(self, node: Evaluate, text: str) -> None:
         """A literal #evaluate text: converted now (as at run time), its issues reported
         at the #evaluate with their place in the text."""
-        nested, _ = _convert(text, self.channel, frozenset(self.define_names))
+        # (as convert_evaluated converts it when it runs: eager, its context unknown there)
+        nested, _ = _convert(text, self.channel, frozenset(self.define_names), lazy=False)
         for issue in nested.issues:
             self.issue(
                 node.start,
@@ -828,6 +853,11 @@ class _Emitter:
         sandbox looks it up after). Receivers long enough that doubling them in chains of
         such steps could grow the text are left eager (and flagged)."""
         if all(self.pure(v) for v in values) or len(code) > MAX_LAZY_RECEIVER_CHARS:
+            return False
+        if not self.lazy_allowed or self.dynamic_evaluate or self.holds_mutator:
+            return False
+        if "|vhas" in code:
+            # (a receiver that is itself lazy would be evaluated 4, 8… times down a chain)
             return False
         children: list[Any] = []
         if receiver:
@@ -1293,7 +1323,11 @@ def convert(source: str, channel: str | None = None) -> Conversion:
 
 
 def _convert_or_refuse(
-    source: str, channel: str | None, defines: frozenset[str], whole: bool = False
+    source: str,
+    channel: str | None,
+    defines: frozenset[str],
+    whole: bool = False,
+    lazy: bool = True,
 ) -> Conversion:
     """_convert, with a source past Python's own limits (nesting deeper than its recursion
     limit, a number literal longer than its 4,300 digits) reported, never raised."""
@@ -1314,7 +1348,7 @@ def _convert_or_refuse(
             ],
         )
     try:
-        return _convert(source, channel, defines, whole)[0]
+        return _convert(source, channel, defines, whole, lazy)[0]
     except (RecursionError, ValueError, MemoryError) as exc:
         reason = (
             "the template is nested too deeply to convert"
@@ -1351,16 +1385,23 @@ def use_check_engine(engine: Any) -> None:
 
 def convert_evaluated(source: str, defines: frozenset[str]) -> Conversion:
     """An #evaluate text at run time: `defines` are the names bound to a #define in the
-    namespace it shares (so its references to them are converted as they are statically)."""
-    return _convert_or_refuse(source, None, defines)
+    namespace it shares (so its references to them are converted as they are statically).
+    Arguments are evaluated eagerly: what the template around it holds is not known here."""
+    return _convert_or_refuse(source, None, defines, lazy=False)
 
 
 def _convert(
-    source: str, channel: str | None, defines: frozenset[str], whole: bool = False
+    source: str,
+    channel: str | None,
+    defines: frozenset[str],
+    whole: bool = False,
+    lazy: bool = True,
 ) -> tuple[Conversion, _Emitter]:
     """`whole`: `source` is a whole template (not an #evaluate text, whose values may come
-    from the template around it)."""
+    from the template around it). `lazy`: arguments airspeed might skip may be evaluated
+    lazily (see lazy_values)."""
     emitter = _Emitter(source, channel, defines)
+    emitter.lazy_allowed = lazy
     try:
         nodes = parse(source)
     except VelocitySyntaxError as exc:

@@ -1995,6 +1995,13 @@ def may_mutate(tree: nodes.Template) -> bool:
     for node in tree.find_all(nodes.Filter):
         if node.name in runtime.MUTATING_FILTERS:
             return True
+        if node.name in ("vp", "vpi") and (
+            not node.args
+            or not isinstance(node.args[0], nodes.Const)
+            or node.args[0].value in runtime.MUTATING_METHODS
+        ):
+            # `$l.pop` held as a value can be called later under any name (`$h.f()`)
+            return True
         if node.name in runtime.METHOD_FILTERS:
             name = node.args[0] if node.args else None
             if (

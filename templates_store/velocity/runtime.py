@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from types import FunctionType
+from types import FunctionType, MappingProxyType
 from typing import Any
 
 from jinja2.runtime import Macro
@@ -815,23 +815,19 @@ FILTERS: dict[str, Callable[..., Any]] = {
 MUTATING_FILTERS = frozenset({"vnc", "vsetp", "vevaluate", "vdefine"})
 # `.name(args)`: mutating only when the method may be one of these (or is not a constant)
 METHOD_FILTERS = frozenset({"vc"})
+# Names whose call may change a template's value (lists and dicts are its only mutable ones):
+# what the gate allows on a list that a tuple lacks, on a dict that its read-only view lacks,
+# and the Java shims that write. Derived, so an allowed name is never missed (dict.__ior__).
 MUTATING_METHODS = frozenset(
     {
-        "add",
-        "put",
-        "putAll",
-        "set",
-        "append",
-        "extend",
-        "insert",
-        "pop",
-        "popitem",
-        "remove",
-        "clear",
-        "update",
-        "setdefault",
-        "sort",
-        "reverse",
-        "discard",
+        name
+        for kind, reads in (
+            (list, set(dir(tuple))),
+            # (a mapping proxy answers `|=` only to refuse it)
+            (dict, set(dir(MappingProxyType)) - {"__ior__"}),
+        )
+        for name in gate.allowed_methods(kind) | gate.allowed_specials(kind)
+        if name not in reads and name not in ("copy", "fromkeys")
     }
+    | {"add", "put", "putAll", "set", "discard"}
 )

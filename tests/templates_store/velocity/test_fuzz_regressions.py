@@ -514,3 +514,42 @@ def test_special_method_of_some_types__template_makes_no_other__exact_like_airsp
 )
 def test_special_method__template_makes_bytes_views_or_complex__flagged(source: str) -> None:
     assert _constructs(source).get("unsafe_name") == "error"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a mutating method held as a value, called under another name: airspeed looked `get`
+        # up before the argument ran, the sandbox after
+        '#set($m = {"get": $l.count})#set($h = {"f": $m.clear})$m.get($h.f())',
+        # dict |= changes the dict
+        '#set($m = {"get": $l.count})$m.get($m.__ior__({"get": $n}))',
+        # a #define made by a dynamic #evaluate would be evaluated twice as the receiver
+        "#set($c = 0)#evaluate($code)$d.strip($c.__str__())$c",
+        # receivers that are lazy themselves would be evaluated 2, 4, 8… times
+        "$s.__mul__(2).replace($s.lower(), 'x').replace($s.lower(), 'y').length()",
+    ],
+)
+def test_lazy_call__effects_it_cannot_see_or_repeated_cost__flagged(source: str) -> None:
+    assert _constructs(source).get("lazy_argument") == "error"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '#set($h = {"f": $l.pop})#set($x = $l.size() - $h.f())$x',
+        "#evaluate($code)#set($x = $c + $dm)$x",
+    ],
+)
+def test_operands__held_mutator_or_runtime_define__evaluation_order_flagged(source: str) -> None:
+    assert _constructs(source).get("evaluation_order") == "error"
+
+
+@pytest.mark.parametrize("source", ['$m.__ior__({"x": 1})', '#set($h = {"f": $l.append})$h.f(9)'])
+def test_render__template_changes_a_value__caller_data_unchanged(source: str) -> None:
+    # Given data the caller keeps (a batch renders the same parameters for many messages)
+    data = {"m": {"k": 1}, "l": [1]}
+    # When a template changes a value through `|=` or a method it holds
+    Engine(autoescape=False).render(convert(source).source, data)
+    # Then the render worked on its own copy
+    assert data == {"m": {"k": 1}, "l": [1]}
