@@ -284,9 +284,9 @@ class Messages(APIView):
             ),
             OpenApiParameter(
                 "limit",
-                int,
+                {"type": "integer", "minimum": 1, "maximum": MessagePagination.max_page_size},
                 description=f"Messages per page (default {MessagePagination.page_size}, "
-                f"at most {MessagePagination.max_page_size}).",
+                f"at most {MessagePagination.max_page_size}; another value: the default).",
             ),
         ],
         responses={200: PageOutput},

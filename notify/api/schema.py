@@ -34,6 +34,13 @@ _SHARED_ANSWERS = {
 }
 
 
+_RETRY_AFTER_ANSWERS = ("409", "429")
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 class NotifyAutoSchema(AutoSchema):
     """Request constraints the fields enforce: a text that may not be blank has
     `minLength: 1`, a list that may not be empty `minItems: 1`."""
@@ -54,15 +61,18 @@ class NotifyAutoSchema(AutoSchema):
     ) -> dict:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, LocaleField) and schema.get("type") == "string":
-            # ('' is the default locale)
-            schema["pattern"] = f"^(?:{LOCALE.pattern})?$"
+            # ('' is the default locale: drf-spectacular adds it as a `maxLength: 0` choice
+            # beside the pattern, so the pattern itself must not match it)
+            schema["pattern"] = f"^{LOCALE.pattern}$"
         if (
             direction == "request"
             and isinstance(field, (serializers.ListField, serializers.ListSerializer))
-            and not field.allow_empty
             and schema.get("type") == "array"
         ):
-            schema["minItems"] = max(schema.get("minItems", 0), 1)
+            if not field.allow_empty:
+                schema["minItems"] = max(schema.get("minItems", 0), 1)
+            if getattr(field, "max_length", None) is not None:
+                schema.setdefault("maxItems", field.max_length)
         return schema
 
 
@@ -99,10 +109,12 @@ def document_shared_answers(result: dict, generator: Any, request: Any, public: 
             for code in _answers_of(operation, path):
                 documented = responses.get(code)
                 if documented is None:
-                    responses[code] = {
+                    documented = responses[code] = {
                         "description": _SHARED_ANSWERS[code],
                         "content": {_JSON: {"schema": _ERROR_REF}},
                     }
+                    if code in _RETRY_AFTER_ANSWERS:
+                        documented["headers"] = {"Retry-After": _RETRY_AFTER}
                 elif _SHARED_ANSWERS[code] not in documented.get("description", ""):
                     # (the view's own meaning of this status, then the shared one)
                     own = documented.get("description", "").strip()

@@ -27,40 +27,63 @@ from rest_framework import serializers
 _kept = threading.local()
 
 
-def wrong_json_type(field: serializers.Field, value: Any) -> str | None:
-    """What `value` should have been for `field`, when a JSON value of its type it is not."""
+def _whole(value: Any) -> bool:
+    # (JSON has one number type: 5.0 is the integer 5, as JSON Schema counts it)
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
+def wrong_json_type(field: serializers.Field, value: Any) -> Any:
+    """What `value` should have been for `field`, when a JSON value of its type it is not:
+    a message, or for a list, the messages by item index (as DRF reports items)."""
     if value is None:
         return None  # (null is the field's allow_null to answer)
     if isinstance(field, serializers.BooleanField):
         return None if type(value) is bool else "Must be true or false."
     if isinstance(field, serializers.IntegerField):
-        return None if type(value) is int else "Must be an integer."
-    if isinstance(field, (serializers.FloatField, serializers.DecimalField)):
+        return None if _whole(value) else "Must be an integer."
+    if isinstance(field, serializers.DecimalField):
+        # (documented as a string; a number is taken as well)
+        return None if type(value) in (str, int, float) else "Must be a number."
+    if isinstance(field, serializers.FloatField):
         return None if type(value) in (int, float) else "Must be a number."
-    if isinstance(
-        field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField)
-    ):
+    if isinstance(field, serializers.MultipleChoiceField):
+        return None if isinstance(value, list) else "Must be a list."
+    if isinstance(field, serializers.ChoiceField):
+        if not all(isinstance(choice, str) for choice in field.choices):
+            return None  # (choices of other types: DRF compares their text)
+        return None if isinstance(value, str) else "Must be a string."
+    if isinstance(field, (serializers.CharField, serializers.DateTimeField)):
         return None if isinstance(value, str) else "Must be a string."
     if isinstance(field, serializers.ListField) and isinstance(value, list):
-        for item in value:
+        items = {}
+        for index, item in enumerate(value):
             message = wrong_json_type(field.child, item)
             if message is not None:
-                return f"Each item: {message[0].lower()}{message[1:]}"
+                items[index] = [message] if isinstance(message, str) else message
+        return items or None
     return None
 
 
 class StrictSerializer(serializers.Serializer):
+    """Type errors and DRF's own validation errors are answered together, by field."""
+
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and not isinstance(data, QueryDict):
-            errors = {}
-            for name, field in self.fields.items():
-                if not field.read_only and name in data:
-                    message = wrong_json_type(field, data[name])
-                    if message is not None:
-                        errors[name] = [message]
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+        if not isinstance(data, dict) or isinstance(data, QueryDict):
+            return super().to_internal_value(data)
+        errors: dict[str, Any] = {}
+        for name, field in self.fields.items():
+            if not field.read_only and name in data:
+                message = wrong_json_type(field, data[name])
+                if message is not None:
+                    errors[name] = [message] if isinstance(message, str) else message
+        if not errors:
+            return super().to_internal_value(data)
+        try:
+            super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if isinstance(exc.detail, dict):
+                errors = {**exc.detail, **errors}
+        raise serializers.ValidationError(errors)
 
 
 class KeptFieldsSerializer(StrictSerializer):

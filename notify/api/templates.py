@@ -1,7 +1,7 @@
 """Views for /v2/templates: CRUD for templates and versions, render preview, Velocity conversion."""
 
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -247,7 +247,7 @@ class TemplateDetail(APIView):
         class Meta:
             ref_name = "TemplateDetailUpdate"
 
-        name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        name = serializers.CharField(max_length=200, required=False)
         params = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
         status = serializers.ChoiceField(choices=Template.Status.choices, required=False)
         autoescape = serializers.BooleanField(required=False)
@@ -344,14 +344,22 @@ def get_version_or_404(template: Template, number: int, locale: str) -> Template
     return version
 
 
+VERSION_LOCALE = OpenApiParameter(
+    "locale",
+    str,
+    description="The version's locale (e.g. `zh-CN`); left out: the default locale's.",
+)
+
+
 class VersionDetail(APIView):
-    @extend_schema(responses={200: VersionOutput}, summary="A version (?locale=)")
+    @extend_schema(parameters=[VERSION_LOCALE], responses={200: VersionOutput}, summary="A version")
     def get(self, request: Request, key: str, number: int) -> Response:
         template = get_template_or_404(request, key)
         version = get_version_or_404(template, number, request.query_params.get("locale", ""))
         return Response(VersionOutput(version).data)
 
     @extend_schema(
+        parameters=[VERSION_LOCALE],
         responses={204: None, 409: _error_answer("`conflict`: the version is published.")},
         summary="Delete a version that is not published",
     )
@@ -370,6 +378,7 @@ class VersionDetail(APIView):
 class VersionPublish(APIView):
     @extend_schema(
         request=None,
+        parameters=[VERSION_LOCALE],
         responses={
             200: VersionOutput,
             409: _error_answer("`conflict`: the version cannot be published (the reason says)."),

@@ -11,6 +11,8 @@ import jsonschema
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from notify.messaging.services import deliver
+
 METHODS = ("get", "post", "put", "patch", "delete")
 # a value of each path parameter that names nothing
 NOTHING = {
@@ -30,12 +32,14 @@ def schema() -> dict:
 
 
 def operations(schema: dict) -> list[tuple[str, str, dict]]:
-    return [
+    found = [
         (path, method, operation)
         for path, item in schema["paths"].items()
         for method, operation in item.items()
         if method in METHODS
     ]
+    assert len(found) >= 39, "the schema lost operations"
+    return found
 
 
 def concrete(path: str) -> str:
@@ -230,3 +234,136 @@ def test_query_string__text_values__still_parsed(api_client):
     # query strings are text: `?limit=1` and `?unread=true` keep working
     assert api_client.get("/v2/messages", {"limit": "1"}).status_code == 200
     assert api_client.get("/v2/inbox/user-1", {"unread": "true", "limit": "5"}).status_code == 200
+
+
+def test_objects_of_every_kind__answers_match_their_schema(
+    schema, api_client, settings, tenant, django_capture_on_commit_callbacks
+):
+    # Given one object of each kind, created through the API
+    settings.ALLOW_PRIVATE_TARGETS = False
+    tenant.templates_self_approve = True
+    tenant.save()
+    calls = [
+        ("post", "/v2/templates", "/v2/templates",
+         {"key": "welcome", "channel": "email", "subject": "Hi", "body": "Hi {{ name }}",
+          "status": "approved"}),
+        ("get", "/v2/templates", "/v2/templates", None),
+        ("get", "/v2/templates/{key}", "/v2/templates/welcome", None),
+        ("patch", "/v2/templates/{key}", "/v2/templates/welcome", {"name": "Welcome"}),
+        ("post", "/v2/templates/{key}/versions", "/v2/templates/welcome/versions",
+         {"subject": "Hi", "body": "Hello {{ name }}"}),
+        ("get", "/v2/templates/{key}/versions", "/v2/templates/welcome/versions", None),
+        ("get", "/v2/templates/{key}/versions/{number}", "/v2/templates/welcome/versions/2",
+         None),
+        ("post", "/v2/templates/{key}/versions/{number}/publish",
+         "/v2/templates/welcome/versions/2/publish", None),
+        ("post", "/v2/templates/{key}/render", "/v2/templates/welcome/render",
+         {"data": {"name": "Ann"}}),
+        ("post", "/v2/templates/{key}/rollback", "/v2/templates/welcome/rollback", {}),
+        ("post", "/v2/templates/convert", "/v2/templates/convert", {"source": "Hi $name"}),
+        ("post", "/v2/providers", "/v2/providers",
+         {"channel": "sms", "kind": "http", "name": "carrier", "priority": 5.0,
+          "config": {"url": "https://sms.example.com/send"}, "secrets": {"secret": "s" * 32}}),
+        ("get", "/v2/providers", "/v2/providers", None),
+        ("post", "/v2/webhooks", "/v2/webhooks", {"url": "https://hooks.example.com/n"}),
+        ("get", "/v2/webhooks", "/v2/webhooks", None),
+        ("post", "/v2/suppressions", "/v2/suppressions",
+         {"channel": "email", "to": "gone@example.com", "reason": "asked"}),
+        ("get", "/v2/suppressions", "/v2/suppressions", None),
+        ("put", "/v2/preferences", "/v2/preferences",
+         {"channel": "email", "to": "a@example.com", "category": "news", "opted_out": True}),
+        ("get", "/v2/preferences", "/v2/preferences?channel=email&to=a@example.com", None),
+        ("post", "/v2/messages", "/v2/messages",
+         {"channel": "email", "to": "a@example.com", "template": "welcome",
+          "data": {"name": "Ann"}}),
+        ("post", "/v2/messages/batch", "/v2/messages/batch",
+         {"channel": "email", "subject": "S", "body": "B",
+          "recipients": [{"to": "b@example.com"}, {"to": "c@example.com"}]}),
+        ("post", "/v2/messages", "/v2/messages",
+         {"channel": "inapp", "to": "user-1", "subject": "S", "body": "B"}),
+        ("get", "/v2/inbox/{recipient}", "/v2/inbox/user-1", None),
+    ]  # fmt: skip
+    answers = {}
+    for method, documented_path, path, body in calls:
+        # When each is called
+        response = getattr(api_client, method)(path, body, format="json")
+        # Then it succeeds, shaped as the schema says
+        assert response.status_code < 300, (method, path, response.content)
+        assert_matches(schema, documented_path, method, response)
+        answers[(method, documented_path)] = response
+    batch_id = answers[("post", "/v2/messages/batch")].json()["batch_id"]
+    provider_id = answers[("post", "/v2/providers")].json()["id"]
+    webhook_id = answers[("post", "/v2/webhooks")].json()["id"]
+    for documented_path, path in [
+        ("/v2/batches/{batch_id}", f"/v2/batches/{batch_id}"),
+        ("/v2/providers/{provider_id}", f"/v2/providers/{provider_id}"),
+        ("/v2/webhooks/{webhook_id}", f"/v2/webhooks/{webhook_id}"),
+        ("/v2/webhooks/{webhook_id}/deliveries", f"/v2/webhooks/{webhook_id}/deliveries"),
+    ]:
+        assert_matches(schema, documented_path, "get", api_client.get(path))
+    # And a delivered in-app message, in its inbox and marked read
+    inapp_id = answers[("post", "/v2/messages")].json()["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(inapp_id)
+    inbox = api_client.get("/v2/inbox/user-1")
+    assert [item["id"] for item in inbox.json()["items"]] == [inapp_id]
+    assert_matches(schema, "/v2/inbox/{recipient}", "get", inbox)
+    marked = api_client.patch(f"/v2/inbox/user-1/{inapp_id}", {"read": True}, format="json")
+    assert_matches(schema, "/v2/inbox/{recipient}/{message_id}", "patch", marked)
+    detail = api_client.get(f"/v2/messages/{inapp_id}")
+    assert detail.json()["delivery_attempts"]
+    assert_matches(schema, "/v2/messages/{message_id}", "get", detail)
+
+
+def test_json_body__whole_number_written_as_float__accepted_as_integer(api_client):
+    # `5.0` is the integer 5 in JSON (JSON Schema agrees): clients that held a float send it
+    response = api_client.post(
+        "/v2/providers",
+        {"channel": "sms", "kind": "http", "name": "carrier", "priority": 5.0,
+         "config": {"url": "https://sms.example.com/send"}, "secrets": {"secret": "s" * 32}},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201, response.content
+    assert response.json()["priority"] == 5
+    fractional = api_client.patch(
+        f"/v2/providers/{response.json()['id']}", {"priority": 5.5}, format="json"
+    )
+    assert fractional.status_code == 400
+    assert "priority" in fractional.json()["error"]["fields"]
+
+
+def test_json_body__wrong_item_type_and_missing_field__both_reported_by_item(api_client):
+    # Given a list item of the wrong type, and a required field left out
+    response = api_client.post("/v2/webhooks", {"events": [1]}, format="json")
+    # Then both are answered at once, the item by its index (as DRF reports items)
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert set(fields) == {"events", "url"}
+    assert list(fields["events"]) == ["0"]
+
+
+def test_template_patch__empty_name__refused_not_blanked(api_client):
+    api_client.post(
+        "/v2/templates", {"key": "k", "channel": "sms", "body": "B", "name": "Kept"}, format="json"
+    )
+    response = api_client.patch("/v2/templates/k", {"name": ""}, format="json")
+    assert response.status_code == 400
+    assert api_client.get("/v2/templates/k").json()["name"] == "Kept"
+
+
+def test_schema__default_locale__valid_against_the_documented_body(schema):
+    # '' (the default locale) must validate: a strict client checks its own requests
+    body_schema = _json_schema(
+        {"$ref": "#/components/schemas/MessageCreateInput", "components": schema["components"]}
+    )
+    jsonschema.validate(
+        {"channel": "email", "to": "a@example.com", "body": "B", "locale": ""}, body_schema
+    )
+    jsonschema.validate(
+        {"channel": "email", "to": "a@example.com", "body": "B", "locale": "zh-CN"}, body_schema
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(
+            {"channel": "email", "to": "a@example.com", "body": "B", "locale": "not a tag"},
+            body_schema,
+        )
