@@ -81,12 +81,6 @@ def cover(count: int = 1) -> bool | None:
         return None
 
 
-def should_publish() -> bool:
-    """Whether the caller publishes a wake-up for its one message now: False while one is
-    pending (its worker will find the caller's message due)."""
-    return cover(1) is not False
-
-
 def publish(send: Callable[[], object], count: int = 1) -> bool:
     """`send()` (one wake-up's publish) for `count` newly queued messages, unless one is
     pending; a publish that fails clears the mark (nothing is on its way: the next message

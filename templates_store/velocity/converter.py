@@ -101,35 +101,27 @@ REFUSED_METHODS = (
     frozenset(name for tp in _JSON_TYPES for name in dir(tp) if not name.startswith("_"))
     - PYTHON_METHODS
 )
-# The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well: those
-# the sandbox allows on every value type that has them (which type a value has is only known
-# at send time; one the sandbox refuses there would fail where legacy rendered).
-SPECIAL_METHODS = frozenset(
-    name
-    for name in {name for tp in _JSON_TYPES for name in gate.allowed_specials(tp)}
-    if all(
-        name in gate.allowed_specials(tp) or name in gate.allowed_methods(tp)
-        for tp in gate.VALUE_TYPES
-        if name in dir(tp)
-    )
-)
 
 
 def specials_for(types: Iterable[type]) -> frozenset[str]:
     """The special methods of JSON values that the sandbox allows on each of `types` that has
-    them (a type the sandbox does not open, such as complex, allows none)."""
-    types = tuple(types)
+    them."""
+    named = {tp: set(dir(tp)) for tp in types}
     return frozenset(
         name
         for name in {name for tp in _JSON_TYPES for name in gate.allowed_specials(tp)}
         if all(
             name in gate.allowed_specials(tp) or name in gate.allowed_methods(tp)
-            for tp in types
-            if name in dir(tp)
+            for tp, names in named.items()
+            if name in names
         )
     )
 
 
+# The pure special methods airspeed let templates call (`$s.__len__()`), allowed as well: those
+# the sandbox allows on every value type that has them (which type a value has is only known
+# at send time; one the sandbox refuses there would fail where legacy rendered).
+SPECIAL_METHODS = specials_for(gate.VALUE_TYPES)
 # What a template's values can be when it calls no method that makes anything else: data is
 # JSON, and the other methods make JSON values, tuples or numbers (bytes, dict views and
 # complex numbers only come from the calls RESULT_TYPES names).
@@ -169,6 +161,11 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
     "__pow__": (complex,),
     "__rpow__": (complex,),
 }
+# the calls that make a value of a type JSON has not (bytes, a dict view): a template that
+# makes none holds only _PLAIN_TYPES
+_MAKES_OTHER_TYPES = frozenset(
+    name for name, types in RESULT_TYPES.items() if set(types) & set(gate.VALUE_TYPES)
+)
 # airspeed parses recursively: parentheses nested 81 deep, or 120 chained steps, exceed
 # Python's recursion limit at the top of a template (less inside blocks), and the legacy
 # gateway answered "system error". Past these, a person decides.
@@ -264,6 +261,10 @@ class _Emitter:
         # a dynamic #evaluate (whose #defines are unknown); a mutating method held as a value
         self.dynamic_evaluate = False
         self.holds_mutator = False
+        # an #evaluate of any text; a call that makes bytes or a dict view (then any special
+        # method some value type has is checked against every type: SPECIAL_METHODS)
+        self.evaluates = False
+        self.makes_other_types = False
         self.lazy_allowed = True
         # the special methods allowed on whatever a value of this template can be
         self.special_methods = SPECIAL_METHODS
@@ -305,6 +306,7 @@ class _Emitter:
             if isinstance(node, DefineDef):
                 self.define_names.add(node.name)
             elif isinstance(node, Evaluate):
+                self.evaluates = True
                 # an evaluated text shares the namespace: its #defines are visible here
                 text = static_text(node.value)
                 if text is None:
@@ -315,15 +317,17 @@ class _Emitter:
                         self.collect_defines(walk_nodes(parse(text)))
             for value in statement_values(node):
                 for v in walk_values(value):
-                    if isinstance(v, RefExpr) and any(
-                        isinstance(step, NameStep)
-                        and step.params is None
-                        and step.name in MUTATING_METHODS
-                        for step in v.steps[1:]
-                    ):
-                        # `$l.pop` without parentheses: a method that changes data, kept
-                        # as a value and callable later under any name (`$h.f()`)
-                        self.holds_mutator = True
+                    if not isinstance(v, RefExpr):
+                        continue
+                    for step in v.steps[1:]:
+                        if not isinstance(step, NameStep):
+                            continue
+                        if step.params is None and step.name in MUTATING_METHODS:
+                            # `$l.pop` without parentheses: a method that changes data, kept
+                            # as a value and callable later under any name (`$h.f()`)
+                            self.holds_mutator = True
+                        elif step.params is not None and step.name in _MAKES_OTHER_TYPES:
+                            self.makes_other_types = True
 
     def pure(self, value: Any) -> bool:
         """Evaluating `value` can neither fail nor change anything (so it may be eager)."""
@@ -722,7 +726,6 @@ class _Emitter:
                     self.check_codec(step.params, pos)
                 elif name in ("replaceAll", "replaceFirst") and len(step.params) > 1:
                     self.check_replacement(step.params[1], pos)
-            if step.params is not None:
                 lazy = self.lazy_values(step.params, steps[:i], code)
                 if not lazy:
                     self.check_args(step.params, pos)
@@ -1104,27 +1107,6 @@ def _collect_statement_texts(nodes: list[Node], out: list[Text]) -> None:
             _collect_statement_texts(node.block, out)
 
 
-def specials_reachable(walked: list[Node]) -> frozenset[str]:
-    """The special methods allowed on every value a whole template (walk_nodes of it) can
-    hold: all of the plain ones, unless it calls a method that makes bytes or a dict view, or
-    evaluates a text (whose calls are not all known here)."""
-    made: set[type] = set()
-    for node in walked:
-        if isinstance(node, Evaluate):
-            return SPECIAL_METHODS
-        for value in statement_values(node):
-            for v in walk_values(value):
-                if isinstance(v, RefExpr):
-                    for step in v.steps:
-                        if isinstance(step, NameStep) and step.params is not None:
-                            made.update(RESULT_TYPES.get(step.name, ()))
-    # (complex is checked where it is made: the step after `__pow__`, see RESULT_TYPES)
-    made &= set(gate.VALUE_TYPES)
-    if not made:
-        return PLAIN_SPECIAL_METHODS
-    return specials_for((*_PLAIN_TYPES, *made)) & SPECIAL_METHODS
-
-
 def statement_values(node: Node) -> list[Any]:
     """The values a statement evaluates itself (not those of nested statements)."""
     if isinstance(node, If):
@@ -1419,8 +1401,10 @@ def _convert(
         return Conversion(failing, NEEDS_REVIEW, emitter.issues), emitter
     walked, ends = walk_nodes_with_ends(nodes)
     emitter.collect_defines(walked)
-    if whole:
-        emitter.special_methods = specials_reachable(walked)
+    if whole and not emitter.evaluates and not emitter.makes_other_types:
+        # (a whole template that makes no bytes or dict view, and evaluates no text whose
+        # calls are not all known here, holds only JSON's types and what plain calls make)
+        emitter.special_methods = PLAIN_SPECIAL_METHODS
     emitter.check_recursion(walked, ends)
     emitter.check_depths(source, walked)
     emitter.check_format_fields(nodes, walked)
