@@ -2,7 +2,8 @@
 database of its own), each figure a ratio against a baseline measured in the same run:
 
 1. accept rate: `POST /v2/messages` against `GET /livez` (a trivial JSON view) on the same
-   gunicorn server (2 sync workers), driven by the same load generator;
+   gunicorn server (2 sync workers), driven by the same load generator; and the floor of
+   that ratio, a view that only parses, inserts one row and commits (notify/bench_floor.py);
 2. bulk throughput: a 10,000-recipient batch accepted and delivered to a local SMTP sink,
    against 10,000 no-op Celery tasks, same broker, same worker command and settings;
 3. isolation: the p99 of a single transactional send (accept to delivered) while another
@@ -81,10 +82,12 @@ class Processes:
         self.env = env
         self.running: list[subprocess.Popen] = []
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = (self.directory / f"{name}.log").open("w")
         process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
         self.running.append(process)
         return process
@@ -285,7 +288,9 @@ def _worker(queue: str, *, concurrency: int, extra: list[str] = ()) -> list[str]
 
 def _run(processes: Processes, env: dict, queue: str, smtp_port: int, web_port: int) -> dict:
     from django.conf import settings
+    from django.db import connection
 
+    from notify.bench_floor import CREATE_FLOOR_TABLE
     from notify.messaging.models import Message, MessageStatus
     from notify.tenants.services import create_tenant
 
@@ -316,6 +321,8 @@ def _run(processes: Processes, env: dict, queue: str, smtp_port: int, web_port: 
             "--log-level",
             "warning",
         ],
+        # the platform as it is, plus the floor's URLs (notify.bench_floor)
+        {"DJANGO_SETTINGS_MODULE": "notify.bench_floor_settings"},
     )
     _wait(lambda: _answers(f"http://127.0.0.1:{web_port}"), 30, "gunicorn")
     _wait(lambda: _answers(f"http://127.0.0.1:{smtp_port}"), 30, "the SMTP sink")
@@ -337,6 +344,14 @@ def _run(processes: Processes, env: dict, queue: str, smtp_port: int, web_port: 
         return _http("POST", "/v2/messages", body, {"Authorization": f"Bearer {code_key}"})
 
     result["accept_per_second"] = request_rate(web_port, send, 202)
+
+    # 1b. the floor: only parse, insert one row, commit (notify.bench_floor)
+    with connection.cursor() as cursor:
+        cursor.execute(CREATE_FLOOR_TABLE)
+    result["floor_per_second"] = request_rate(web_port, _to(send, "/bench-floor/accept"), 202)
+    result["floor_redis_per_second"] = request_rate(
+        web_port, _to(send, "/bench-floor/accept-redis"), 202
+    )
     # what the load left queued is not part of what follows
     Message.all_tenants.filter(status=MessageStatus.QUEUED).update(status=MessageStatus.CANCELLED)
     _purge(settings.CELERY_BROKER_URL, queue)
@@ -371,6 +386,11 @@ def _run(processes: Processes, env: dict, queue: str, smtp_port: int, web_port: 
     # 4. round trips, in this process: a batch accepted, then delivered chunk by chunk
     result.update(_round_trips(bulk_key))
     return result
+
+
+def _to(make_request: Callable[[int], bytes], path: str) -> Callable[[int], bytes]:
+    """The same requests, sent to `path` instead of `POST /v2/messages`."""
+    return lambda n: make_request(n).replace(b"POST /v2/messages ", f"POST {path} ".encode(), 1)
 
 
 def _worker_ready(name: str) -> bool:
@@ -545,6 +565,12 @@ def print_delivery() -> None:
     print(
         f"  accept: POST /v2/messages {accept:,.0f}/s vs GET /livez {trivial:,.0f}/s "
         f"= {accept / trivial:.2f}x (goal >= 0.5)"
+    )
+    floor, floor_redis = result["floor_per_second"], result["floor_redis_per_second"]
+    print(
+        f"  accept floor (a view that only parses the JSON, inserts one row and commits): "
+        f"{floor:,.0f}/s = {floor / trivial:.2f}x; with one Redis INCR (the least a rate limit "
+        f"costs) {floor_redis:,.0f}/s = {floor_redis / trivial:.2f}x"
     )
     batch, noop = result["batch_per_second"], result["noop_per_second"]
     print(
