@@ -18,7 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from notify.urls import handler404, handler500  # noqa: F401 - this URLconf's handlers
+from notify.urls import handler400, handler403, handler404, handler500  # noqa: F401
 from notify.urls import urlpatterns as platform_urlpatterns
 
 FLOOR_TABLE = "bench_floor_message"

@@ -43,5 +43,7 @@ urlpatterns = [
     path("anymail/", include((anymail_tracking_patterns(), "anymail"))),
 ]
 
+handler400 = "notify.api.errors.json_400"
+handler403 = "notify.api.errors.json_403"
 handler404 = "notify.api.errors.json_404"
 handler500 = "notify.api.errors.json_500"

@@ -6,7 +6,7 @@
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -56,6 +56,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             error_body("request_too_large", "The request body is too large."),
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, SuspiciousOperation):
+        # (too many parameters or files: Django refuses to read the request any further)
+        return Response(
+            error_body("bad_request", f"The request was refused: {exc}"),
+            status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, RecursionError):
         # Only the JSON parser recurses on caller input before a view runs.
         return Response(
@@ -84,6 +90,15 @@ def _flatten(detail: object) -> object:
     if isinstance(detail, list):
         return [_flatten(item) for item in detail]
     return str(detail)
+
+
+def json_400(request, exception=None) -> JsonResponse:  # noqa: ANN001
+    # (a Host header not in ALLOWED_HOSTS, a request Django refuses before any view)
+    return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+
+
+def json_403(request, exception=None) -> JsonResponse:  # noqa: ANN001
+    return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
 
 
 def json_404(request, exception=None) -> JsonResponse:  # noqa: ANN001

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from notify.api.serializers import StrictSerializer
 from notify.channels import registry
-from notify.messaging import inbox
+from notify.messaging import cursors, inbox
 
 
 def _recipient(value: str) -> str:
@@ -62,7 +62,9 @@ class Inbox(APIView):
         class Meta:
             ref_name = "InboxFilter"
 
-        cursor = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+        cursor = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=cursors.MAX_CURSOR_CHARS
+        )
         limit = serializers.IntegerField(
             required=False, default=20, min_value=1, max_value=inbox.PAGE_MAX
         )
@@ -85,7 +87,7 @@ class Inbox(APIView):
                 limit=data["limit"],
                 unread_only=data["unread"],
             )
-        except inbox.BadCursor as exc:
+        except cursors.BadCursor as exc:
             raise ValidationError({"cursor": [str(exc)]}) from None
         return Response(
             {

@@ -15,14 +15,15 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from notify.api.errors import ErrorOutput, error_body
 from notify.api.serializers import KeptFieldsSerializer
 from notify.api.validation import (
+    IDEMPOTENCY_KEY_SCHEMA,
     PRINTABLE_TOKEN,
     DataField,
     LocaleField,
@@ -30,8 +31,8 @@ from notify.api.validation import (
 )
 from notify.channels import registry
 from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
+from notify.messaging import cursors, selectors
 from notify.messaging import requests as send_requests
-from notify.messaging import selectors
 from notify.messaging.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENTS, Attachment
 from notify.messaging.composition import (
     MAX_SUBJECT_CHARS,
@@ -227,13 +228,9 @@ def body_field() -> serializers.CharField:
     )
 
 
-class MessagePagination(CursorPagination):
-    """Cursor pages, newest first: stable while messages arrive (no offsets)."""
-
-    ordering = ("-created_at", "-id")
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 200
+# messages per page of GET /v2/messages: by default, and at most
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
 class MessageSummaryOutput(KeptFieldsSerializer):
@@ -265,6 +262,19 @@ class Messages(APIView):
         batch = serializers.RegexField(r"^[0-9]{1,18}$", required=False)
         created_after = serializers.DateTimeField(required=False)
         created_before = serializers.DateTimeField(required=False)
+        cursor = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=cursors.MAX_CURSOR_CHARS,
+            help_text="A page's position, from `next` or `previous`.",
+        )
+        limit = serializers.IntegerField(
+            required=False,
+            default=PAGE_SIZE,
+            min_value=1,
+            max_value=MAX_PAGE_SIZE,
+            help_text=f"Messages per page (default {PAGE_SIZE}).",
+        )
 
     class PageOutput(serializers.Serializer):
         class Meta:
@@ -277,18 +287,7 @@ class Messages(APIView):
         results = MessageSummaryOutput(many=True)
 
     @extend_schema(
-        parameters=[
-            FilterSerializer,
-            OpenApiParameter(
-                "cursor", str, description="A page's position, from `next` or `previous`."
-            ),
-            OpenApiParameter(
-                "limit",
-                {"type": "integer", "minimum": 1, "maximum": MessagePagination.max_page_size},
-                description=f"Messages per page (default {MessagePagination.page_size}, "
-                f"at most {MessagePagination.max_page_size}; another value: the default).",
-            ),
-        ],
+        parameters=[FilterSerializer],
         responses={200: PageOutput},
         operation_id="messages_list",
         summary="List messages, newest first, with filters and cursor pages",
@@ -296,14 +295,29 @@ class Messages(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        messages = selectors.list_messages(request.user, **filters.validated_data)
-        paginator = MessagePagination()
+        wanted = dict(filters.validated_data)
+        cursor, limit = wanted.pop("cursor", ""), wanted.pop("limit")
         try:
-            page = paginator.paginate_queryset(messages, request, view=self)
-        except NotFound:
-            # (DRF's answer to a cursor it cannot decode; it is bad input, as on the inbox)
-            raise ValidationError({"cursor": ["This cursor is not one this API gave."]}) from None
-        return paginator.get_paginated_response(MessageSummaryOutput(page, many=True).data)
+            position = cursors.decode(cursor, str) if cursor else None
+        except cursors.BadCursor as exc:
+            raise ValidationError({"cursor": [str(exc)]}) from None
+        if position is not None and not is_message_id(position.pk):
+            raise ValidationError({"cursor": [cursors.INVALID_CURSOR]})
+        found = cursors.page(selectors.list_messages(request.user, **wanted), position, limit)
+        url = request.build_absolute_uri()
+
+        def link(position: cursors.Position | None) -> str | None:
+            if position is None:
+                return None
+            return replace_query_param(url, "cursor", cursors.encode(position))
+
+        return Response(
+            {
+                "next": link(found.after),
+                "previous": link(found.before),
+                "results": MessageSummaryOutput(found.rows, many=True).data,
+            }
+        )
 
     class InputSerializer(KeptFieldsSerializer):
         class Meta:
@@ -410,7 +424,7 @@ class Messages(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
                 description="The same key and request within 24 h: the first answer again "
                 "(header `Idempotent-Replayed: true`); the same key with another request: 422 "
@@ -491,8 +505,9 @@ def accept_send(
     Idempotency-Key honoured (the first answer replayed, 422 for another request, 409 while the
     first is in flight), the messages composed (the key freed again if that fails), then stored
     with their answer in one transaction. 202 with `store`'s answer."""
-    idempotency_key = request.headers.get("Idempotency-Key", "")
-    if idempotency_key and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
+    idempotency_key = request.headers.get("Idempotency-Key")
+    # (a key sent empty is a mistake, not "no key": each retry would send again)
+    if idempotency_key is not None and not PRINTABLE_TOKEN.fullmatch(idempotency_key):
         raise ValidationError(
             {"Idempotency-Key": ["1 to 255 printable ASCII characters, no spaces."]}
         )
@@ -717,7 +732,9 @@ class MessageBatchCreate(APIView):
             202: OutputSerializer,
             422: OpenApiResponse(ErrorOutput, description="`template_not_approved`."),
         },
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER)
+        ],
         summary="Send one message to each of up to 10,000 recipients",
     )
     def post(self, request: Request) -> Response:

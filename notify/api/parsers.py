@@ -29,6 +29,19 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 leaves an object with a name twice to each parser: one would read the first
+    # value and another the last, so such a body is refused rather than guessed at.
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the name {name[:40]!r} appears twice in one object")
+            seen.add(name)
+    return data
+
+
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value")
 
@@ -68,7 +81,8 @@ def check_parsed(data: Any) -> None:
 
 class StrictJSONParser(JSONParser):
     """RFC 8259 JSON: UTF-8 whatever the Content-Type's charset says (the RFC defines no
-    charset parameter), finite numbers only, no NaN or Infinity, valid Unicode, bounded depth."""
+    charset parameter), finite numbers only, no NaN or Infinity, each name once per object,
+    valid Unicode, bounded depth."""
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:  # noqa: ANN001
         try:
@@ -76,6 +90,7 @@ class StrictJSONParser(JSONParser):
                 codecs.getreader("utf-8")(stream),
                 parse_float=_finite_float,
                 parse_constant=_refuse_constant,
+                object_pairs_hook=_unique_names,
             )
         except ValueError as exc:  # UnicodeDecodeError (not UTF-8) is a ValueError too
             raise ParseError(f"JSON parse error - {exc}") from None

@@ -7,6 +7,13 @@ from rest_framework import serializers
 from notify.headers import header_problem
 
 PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]{1,255}")
+# the Idempotency-Key header as the API checks it (PRINTABLE_TOKEN), for the OpenAPI schema
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    "pattern": "^[\\x21-\\x7e]+$",
+}
 LOCALE = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
 

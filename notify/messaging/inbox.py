@@ -4,18 +4,15 @@ through /v2/inbox/<recipient>, newest first, with cursor pagination."""
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from notify.messaging import followups
+from notify.messaging import cursors, followups
 from notify.messaging.ids import is_message_id
 from notify.messaging.models import InboxItem, Message, MessageStatus
 from notify.messaging.signals import message_finished
@@ -60,27 +57,6 @@ def missing_inbox_items(since: datetime, until: datetime) -> QuerySet:
     )
 
 
-class BadCursor(ValueError):
-    pass
-
-
-def _encode(item: InboxItem) -> str:
-    raw = json.dumps([item.created_at.isoformat(), item.pk]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, pk = json.loads(raw)
-        moment = parse_datetime(when)
-        if moment is None or not isinstance(pk, int):
-            raise ValueError
-        return moment, pk
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise BadCursor("This cursor is not one this API gave.") from None
-
-
 @dataclass
 class Page:
     items: list[InboxItem]
@@ -100,15 +76,10 @@ def page(
     counts = items_of(tenant, recipient)
     if unread_only:
         rows = rows.filter(read_at__isnull=True)
-    if cursor:
-        when, pk = _decode(cursor)
-        rows = rows.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
-    chunk = list(rows.order_by("-created_at", "-id")[: limit + 1])
-    more = len(chunk) > limit
-    chunk = chunk[:limit]
+    found = cursors.page(rows, cursors.decode(cursor, int) if cursor else None, limit)
     return Page(
-        items=chunk,
-        next_cursor=_encode(chunk[-1]) if more and chunk else None,
+        items=found.rows,
+        next_cursor=cursors.encode(found.after) if found.after else None,
         unread=counts.filter(read_at__isnull=True).count(),
         total=counts.count(),
     )

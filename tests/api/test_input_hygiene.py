@@ -321,8 +321,8 @@ def test_post_message__declared_charset__ignored_json_is_utf8(api_client, charse
 
 @pytest.mark.parametrize(
     "key",
-    ["é", "a\x7fb", "a\tb", "\x85", "x" * 10_000],
-    ids=["latin1", "DEL", "tab", "NEL", "long"],
+    ["é", "a\x7fb", "a\tb", "\x85", "x" * 10_000, ""],
+    ids=["latin1", "DEL", "tab", "NEL", "long", "empty"],
 )
 def test_post_message__absurd_idempotency_key__400(api_client, key):
     response = api_client.post("/v2/messages", VALID, format="json", HTTP_IDEMPOTENCY_KEY=key)
@@ -343,3 +343,26 @@ def test_post_message__absurd_content_length__not_a_500(api_client, length):
 def test_post_message__absurd_accept_header__not_a_500(api_client, accept):
     response = api_client.post("/v2/messages", VALID, format="json", HTTP_ACCEPT=accept)
     assert response.status_code in (202, 406)
+
+
+def test_post_message__a_name_twice_in_one_object__400_and_nothing_stored(api_client):
+    # Given a body that names the recipient twice (one parser reads the first, another the last)
+    text = '{"channel": "email", "to": "a@example.com", "to": "b@example.com", "body": "Hi"}'
+    # When it is posted
+    response = post_json_text(api_client, "/v2/messages", text)
+    # Then it is refused, saying which name, and nothing is sent to either
+    error = assert_api_error(response, 400, "parse_error")
+    assert "'to' appears twice" in error["message"]
+    assert not Message.all_tenants.exists()
+
+
+def test_list__more_query_parameters_than_django_reads__400_in_the_api_format(api_client):
+    query = "&".join(f"x{n}=1" for n in range(1_100))
+    response = api_client.get(f"/v2/messages?{query}")
+    assert_api_error(response, 400, "bad_request")
+
+
+def test_any_url__host_not_allowed__400_in_the_api_format(api_client):
+    response = api_client.get("/v2/messages", HTTP_HOST="evil.example")
+    assert response["Content-Type"] == "application/json"
+    assert_api_error(response, 400, "bad_request")

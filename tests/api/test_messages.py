@@ -1,3 +1,4 @@
+import base64
 from datetime import timedelta
 
 import pytest
@@ -434,3 +435,101 @@ def test_docs__anonymous__interactive_page_pointing_at_the_schema(anonymous_clie
     assert response.status_code == 200
     page = response.content.decode()
     assert "swagger" in page.lower() and "/v2/schema" in page
+
+
+def _batch(client, count: int) -> str:  # noqa: ANN001
+    response = client.post(
+        "/v2/messages/batch",
+        {
+            "channel": "email",
+            "subject": "S",
+            "body": "B",
+            "recipients": [{"to": f"r{n}@example.com"} for n in range(count)],
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    return response.json()["batch_id"]
+
+
+def _walk(client, url: str, between=lambda: None) -> list[str]:  # noqa: ANN001
+    seen: list[str] = []
+    for _ in range(100):
+        page = client.get(url).json()
+        seen += [message["id"] for message in page["results"]]
+        url = page["next"]
+        if url is None:
+            return seen
+        between()
+    raise AssertionError(f"still a next page after 100 pages ({len(seen)} messages seen)")
+
+
+def test_list__batch_larger_than_an_offset_reaches__every_message_once_and_the_pages_end(
+    api_client, monkeypatch
+):
+    # Given a batch of 1,100 messages, all created at the same instant
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    batch_id = _batch(api_client, 1_100)
+    # When its pages are followed, 200 at a time
+    seen = _walk(api_client, f"/v2/messages?batch={batch_id}&limit=200")
+    # Then every message comes once and the last page says there is no next one
+    assert len(seen) == 1_100
+    assert len(set(seen)) == 1_100
+
+
+def test_list__messages_arrive_between_pages__none_repeated_none_skipped(api_client, monkeypatch):
+    # Given 30 messages accepted together
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    batch_id = _batch(api_client, 30)
+    before = set(Message.all_tenants.filter(batch_id=batch_id).values_list("pk", flat=True))
+    # When the list is walked 7 at a time while a new message arrives after each page
+    seen = _walk(
+        api_client, "/v2/messages?limit=7", lambda: _accept(api_client, "late@example.com")
+    )
+    # Then each message that was there is listed once, and nothing twice
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+
+
+def test_list__previous_link__gives_back_the_page_before(api_client, monkeypatch):
+    # Given 12 messages
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    _batch(api_client, 12)
+    first = api_client.get("/v2/messages?limit=5").json()
+    second = api_client.get(first["next"]).json()
+    third = api_client.get(second["next"]).json()
+    # When the previous links are followed back
+    back_to_second = api_client.get(third["previous"]).json()
+    back_to_first = api_client.get(back_to_second["previous"]).json()
+    # Then they are the same pages, and the first has no page before it
+    assert [m["id"] for m in back_to_second["results"]] == [m["id"] for m in second["results"]]
+    assert [m["id"] for m in back_to_first["results"]] == [m["id"] for m in first["results"]]
+    assert first["previous"] is None and back_to_first["previous"] is None
+    assert len(third["results"]) == 2 and third["next"] is None
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "cD0yMDI2",  # DRF's own shape, a position that is no time
+        base64.urlsafe_b64encode(b'["2026", "123456789012345678"]').decode(),
+        base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", "1\\u0000"]').decode(),
+        base64.urlsafe_b64encode(b'["2026-01-01T00:00:00", "123456789012345678"]').decode(),
+        base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", 5]').decode(),
+        base64.urlsafe_b64encode(
+            b'["2026-01-01T00:00:00+00:00", "123456789012345678", "x"]'
+        ).decode(),
+        "x" * 500,
+    ],
+)
+def test_list__cursor_it_never_gave__400_naming_cursor(api_client, cursor):
+    response = api_client.get("/v2/messages", {"cursor": cursor})
+    assert response.status_code == 400, response.content
+    assert "cursor" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "ten", "-1"])
+def test_list__limit_out_of_range__400_naming_limit(api_client, limit):
+    response = api_client.get("/v2/messages", {"limit": limit})
+    assert response.status_code == 400
+    assert "limit" in response.json()["error"]["fields"]
