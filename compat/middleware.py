@@ -14,14 +14,15 @@ from compat.views import gateway
 
 
 def raw_path(request: HttpRequest) -> str:
-    """The request target's path as sent (gunicorn's RAW_URI), else the decoded PATH_INFO."""
+    """The request target's path as sent (gunicorn's RAW_URI), else the decoded PATH_INFO; read
+    as the old gateway's server read it: leading slashes collapsed, then `urlsplit` (which
+    drops an absolute URI's scheme and host, the query and a `#fragment`)."""
     target = request.META.get("RAW_URI") or ""
-    if target.startswith(("http://", "https://")):
-        target = urlsplit(target).path
-    path = target.split("?", 1)[0] if target else request.path_info
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    return path
+    if not target:
+        return request.path_info
+    if target.startswith("//"):
+        target = "/" + target.lstrip("/")
+    return urlsplit(target).path
 
 
 class LegacyGatewayMiddleware:

@@ -58,8 +58,10 @@ SMS, MAIL, PUSH = "sms", "mail", "push"
 TRANSACTIONAL_MAX_RECIPIENTS = 10
 # how long a call waits for a concurrent call with the same out_id to finish
 IN_FLIGHT_WAIT_S = 5.0
-# a send request's status when its out_id was forwarded to the old gateway (compat.out_ids)
+# a send request's status when its out_id was forwarded to the old gateway (compat.out_ids),
+# and once the old gateway answered it
 HELD_BY_LEGACY = 0
+ANSWERED_BY_LEGACY = 1
 
 
 def authenticate(params: dict[str, str], tenant: Tenant | None) -> Tenant:

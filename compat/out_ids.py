@@ -10,12 +10,14 @@ answered for the tenant:
   gateway's successful answer once known, and is deleted when the old gateway refused the
   call (it keeps only successes, so it sent nothing under that out_id).
 
-A call whose out_id has an answer is replayed by the platform; one whose out_id the old
+A call whose out_id the platform answered is replayed by the platform; one whose out_id the old
 gateway holds is forwarded to it, whatever the stage (the old gateway's own out_id table then
-decides); one whose out_id the platform is answering waits for that answer. When the old
-gateway's outcome is unknown (no answer, a timeout, a 5xx, or `nonce reused` from a call that
-may have reached it before), the out_id stays held by the old gateway: a retry never sends from
-the platform what the old gateway may have sent."""
+decides); one whose out_id the old gateway answered is forwarded to it while the call's route
+is the old gateway (its nonce book and rate limit count the retry, as they always did), and
+replayed by the platform once the route is the platform's; one whose out_id the platform is
+answering waits for that answer. When the old gateway's outcome is unknown (no answer, a timeout,
+a 5xx, or `nonce reused` from a call that may have reached it before), the out_id stays held by
+the old gateway: a retry never sends from the platform what the old gateway may have sent."""
 
 from __future__ import annotations
 
@@ -30,7 +32,10 @@ from compat import native
 from notify.messaging.models import Origin, SendRequest
 
 HELD_BY_LEGACY = native.HELD_BY_LEGACY
+ANSWERED_BY_LEGACY = native.ANSWERED_BY_LEGACY
 FREE, ANSWERED, HELD, BUSY = "free", "answered", "held", "busy"
+# answered by the old gateway (the platform can replay its answer)
+ANSWERED_THERE = "answered_there"
 # how long a call waits for the platform's concurrent answer to the same out_id
 WAIT_S = native.IN_FLIGHT_WAIT_S
 # answers that prove the old gateway did not send (anything else: it may have)
@@ -55,18 +60,22 @@ def _row(tenant_id: int, endpoint: str, out_id: str) -> SendRequest | None:
 
 
 def state(tenant_id: int, endpoint: str, out_id: str, wait_s: float | None = None) -> str:
-    """FREE, ANSWERED (the platform replays it), HELD (the old gateway's), or BUSY (the
-    platform is still answering it after `wait_s`, default WAIT_S)."""
+    """FREE, ANSWERED (the platform answered it), ANSWERED_THERE (the old gateway did; its
+    answer is kept), HELD (the old gateway's, its answer unknown), or BUSY (the platform is
+    still answering it after `wait_s`, default WAIT_S)."""
     deadline = time.monotonic() + (WAIT_S if wait_s is None else wait_s)
     while True:
         row = _row(tenant_id, endpoint, out_id)
         if row is None:
             return FREE
         if row.state == SendRequest.State.COMPLETED:
-            return HELD if row.response_status == HELD_BY_LEGACY else ANSWERED
+            return _COMPLETED_STATES.get(row.response_status, ANSWERED)
         if time.monotonic() >= deadline:
             return BUSY
         time.sleep(0.02)
+
+
+_COMPLETED_STATES = {HELD_BY_LEGACY: HELD, ANSWERED_BY_LEGACY: ANSWERED_THERE}
 
 
 def hold(tenant_id: int, endpoint: str, out_id: str) -> str:
@@ -102,6 +111,8 @@ def settle(tenant_id: int, endpoint: str, out_id: str, code: int | None, answer:
         response_status=HELD_BY_LEGACY,
     )
     if code == 0:
-        held.update(response_status=200, response_body=answer.decode("utf-8", "replace"))
+        held.update(
+            response_status=ANSWERED_BY_LEGACY, response_body=answer.decode("utf-8", "replace")
+        )
     elif code not in _UNKNOWN_OUTCOME:
         held.delete()

@@ -69,6 +69,9 @@ def _by_out_id(route: str, stage: TenantStage, path: str, out_id: str) -> Decisi
     found = out_ids.state(tenant_id, path, out_id, wait_s=0 if route == Route.NEW else None)
     if found == out_ids.ANSWERED:
         return Decision(Route.NEW, stage)  # replayed
+    if found == out_ids.ANSWERED_THERE:
+        # the old gateway replays its own answer (and counts the call) while it is the route
+        return Decision(route, stage)
     if found == out_ids.HELD:
         return Decision(Route.LEGACY, stage, held_out_id=out_id)  # the old gateway decides
     if route == Route.NEW:
@@ -80,6 +83,8 @@ def _by_out_id(route: str, stage: TenantStage, path: str, out_id: str) -> Decisi
         return Decision(route, stage, held_out_id=out_id)
     if held == out_ids.ANSWERED:
         return Decision(Route.NEW, stage)
+    if held == out_ids.ANSWERED_THERE:
+        return Decision(route, stage)
     return Decision(BUSY, stage)
 
 

@@ -75,7 +75,8 @@ def gateway(request: HttpRequest, path: str) -> HttpResponse:
     method = ROUTES.get(path)
     if method is None:
         return _empty(404)
-    if request.method != method:
+    # (the method as sent: Django upper-cases it, the old gateway's server compared it as is)
+    if request.META.get("REQUEST_METHOD") != method:
         return _empty(405)
     body = _raw_body(request) if method == "POST" else b""
     if body is None:

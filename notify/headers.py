@@ -25,3 +25,8 @@ def header_problem(value: str) -> str | None:
         "Must not contain control characters, line separators or lone surrogates "
         f"(U+{ord(match.group()):04X} at position {match.start() + 1})."
     )
+
+
+def header_text(value: str) -> str:
+    """`value` made header-safe: each character header_problem refuses becomes a space."""
+    return HEADER_UNSAFE.sub(" ", value)

@@ -10,7 +10,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.message import sanitize_address
 
 from notify.channels.base import Envelope, SendResult, Transport, TransportError, register
-from notify.headers import header_problem
+from notify.headers import header_problem, header_text
 
 
 class _BuiltOnce(EmailMultiAlternatives):
@@ -87,7 +87,9 @@ class EmailTransport(Transport):
 
     def send(self, envelope: Envelope) -> SendResult:
         mail = _BuiltOnce(
-            subject=envelope.subject,
+            # (the API refuses such a subject, but the old gateway accepted and delivered it:
+            # a legacy send still goes out, its controls and line breaks as spaces)
+            subject=header_text(envelope.subject),
             body=envelope.body,
             from_email=_sender(envelope.provider_hints.get("from_name", ""), self._from_email),
             to=[envelope.recipient],
@@ -141,9 +143,7 @@ def _sender(display_name: str, from_email: str = "") -> str:
     an address."""
     default = from_email or settings.DEFAULT_FROM_EMAIL
     # a display name is one header line: line breaks and other controls become spaces
-    display_name = "".join(
-        " " if ord(char) < 32 or char in "\x7f\x85\u2028\u2029" else char for char in display_name
-    ).strip()
+    display_name = header_text(display_name).strip()
     if not display_name:
         return default
     _, address = parseaddr(default)

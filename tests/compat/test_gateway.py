@@ -296,6 +296,10 @@ def test_template_get__own_draft__velocity_source_and_status(world, legacy_call)
         ("GET", "sms/send.do", 405),
         ("PUT", "template/get.do", 405),
         ("HEAD", "message/status.do", 405),
+        # the method as sent: the old server compared it without changing its case
+        ("post", "sms/send.do", 405),
+        ("Get", "message/status.do", 405),
+        ("get", "template/get.do", 405),
         ("POST", "sms/sendx.do", 404),
         ("GET", "message/status.do/", 404),
         ("DELETE", "nothing", 404),
@@ -446,6 +450,15 @@ def test_routing__path_as_sent__escaped_dot_is_not_the_endpoint(world):
 
 def test_routing__leading_slashes__collapsed_as_the_old_server_did(world, legacy_call):
     response = Client().get("/gateway/message/status.do", RAW_URI="//gateway/message/status.do")
+    assert response.status_code == 200
+    assert json.loads(response.content)["msg"] == "missing param: app_key"
+
+
+@pytest.mark.parametrize(
+    "target", ["/gateway/message/status.do#part", "/gateway/message/status.do?x=1#part?y"]
+)
+def test_routing__fragment_in_the_request_target__dropped_as_the_old_server_did(world, target):
+    response = Client().get("/gateway/message/status.do", RAW_URI=target)
     assert response.status_code == 200
     assert json.loads(response.content)["msg"] == "missing param: app_key"
 

@@ -4,6 +4,8 @@ system that issued the msg_id, and an out_id's retry across a stage change sends
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from compat import shadow
@@ -213,6 +215,25 @@ def test_out_id__proxied_first__retry_at_new_replays_the_old_gateways_answer(
     assert retry.body == first.body
     assert not Message.all_tenants.filter(tenant=shop).exists()
     assert [m["recipient"] for m in via_reference.sent()].count("13912349001") == 1
+
+
+def test_out_id__proxied_first__retry_still_at_legacy_is_the_old_gateways_to_answer(
+    shop, legacy_call, via_reference
+):
+    # Given a send with an out_id answered by the old gateway, the tenant still at legacy
+    set_stage(shop, Tenant.Stage.LEGACY)
+    nonce = secrets.token_hex(8)
+    first = send_code(legacy_call, "13912349005", out_id="order-7785", nonce=nonce)
+    assert first.code == 0
+    # When the client retries it, with the same nonce and then with a new one
+    replayed_nonce = send_code(legacy_call, "13912349005", out_id="order-7785", nonce=nonce)
+    retry = send_code(legacy_call, "13912349005", out_id="order-7785")
+    # Then the old gateway answers both, as it always did: its refusal of a nonce it saw (the
+    # platform's own nonce book never saw it), then its first answer again
+    assert replayed_nonce.code == 10005
+    assert retry.body == first.body
+    assert [m["recipient"] for m in via_reference.sent()].count("13912349005") == 1
+    assert not Message.all_tenants.filter(tenant=shop).exists()
 
 
 def test_out_id__served_here_first__retry_after_rollback_not_sent_by_the_old_gateway(
