@@ -25,9 +25,14 @@ from notify.api.serializers import KeptFieldsSerializer
 from notify.api.validation import (
     IDEMPOTENCY_KEY_SCHEMA,
     PRINTABLE_TOKEN,
+    PRIORITY_NAMES,
+    TAG,
     DataField,
     LocaleField,
+    MetadataField,
     header_safe,
+    tags_field,
+    unique_tags,
 )
 from notify.channels import registry
 from notify.channels.base import MAX_PROVIDER_TIMEOUT, MIN_PROVIDER_TIMEOUT
@@ -42,7 +47,14 @@ from notify.messaging.composition import (
     compose_many,
 )
 from notify.messaging.ids import is_message_id
-from notify.messaging.models import Channel, Message, MessageEvent, MessageStatus, SendRequest
+from notify.messaging.models import (
+    Channel,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    Priority,
+    SendRequest,
+)
 from notify.messaging.services import (
     MessageDraft,
     NotCancellable,
@@ -57,7 +69,7 @@ from templates_store import services as template_services
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_FALLBACKS = 3
-LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments")
+LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments", "tags", "metadata")
 
 
 class FallbackSerializer(KeptFieldsSerializer):
@@ -204,6 +216,9 @@ class MessageOutput(KeptFieldsSerializer):
     send_at = serializers.DateTimeField(allow_null=True)
     category = serializers.CharField()
     critical = serializers.BooleanField()
+    priority = serializers.ChoiceField(choices=PRIORITY_NAMES, source="get_priority_display")
+    tags = serializers.ListField(child=serializers.CharField())
+    metadata = serializers.DictField()
     events = MessageEventOutput(many=True)
     delivery_attempts = DeliveryAttemptOutput(many=True)
 
@@ -248,6 +263,9 @@ class MessageSummaryOutput(KeptFieldsSerializer):
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
     failed_at = serializers.DateTimeField(allow_null=True)
+    priority = serializers.ChoiceField(choices=PRIORITY_NAMES, source="get_priority_display")
+    tags = serializers.ListField(child=serializers.CharField())
+    metadata = serializers.DictField()
 
 
 class Messages(APIView):
@@ -260,6 +278,7 @@ class Messages(APIView):
         status = serializers.ChoiceField(choices=MessageStatus.choices, required=False)
         channel = serializers.ChoiceField(choices=Channel.choices, required=False)
         batch = serializers.RegexField(r"^[0-9]{1,18}$", required=False)
+        tag = serializers.RegexField(TAG, max_length=64, required=False)
         created_after = serializers.DateTimeField(required=False)
         created_before = serializers.DateTimeField(required=False)
         cursor = serializers.CharField(
@@ -343,6 +362,14 @@ class Messages(APIView):
             max_length=64, required=False, allow_blank=True, default=""
         )
         critical = serializers.BooleanField(required=False, default=False)
+        priority = serializers.ChoiceField(
+            choices=PRIORITY_NAMES,
+            required=False,
+            default="normal",
+            help_text="Among the due messages waiting to be sent, a higher priority goes first.",
+        )
+        tags = tags_field()
+        metadata = MetadataField()
         fallback = serializers.ListField(
             child=FallbackSerializer(),
             required=False,
@@ -376,12 +403,7 @@ class Messages(APIView):
             return value
 
         def validate_send_at(self, value: datetime | None) -> datetime | None:
-            if value is not None and value > timezone.now() + MAX_SCHEDULE_AHEAD:
-                raise ValidationError(
-                    f"At most {MAX_SCHEDULE_AHEAD.days} days ahead; a time in the past sends "
-                    "at once."
-                )
-            return value
+            return checked_send_at(value)
 
         def validate(self, attrs: dict) -> dict:
             try:
@@ -437,7 +459,12 @@ class Messages(APIView):
     def post(self, request: Request) -> Response:
         def compose_one(fields: dict) -> MessageDraft:
             draft = with_fallback(fields, compose_message(fields))
-            return replace(draft, attachments=as_attachments(fields))
+            return replace(
+                draft,
+                attachments=as_attachments(fields),
+                priority=Priority[fields["priority"].upper()],
+                **labels(fields),
+            )
 
         def compose_message(fields: dict) -> MessageDraft:
             return compose(
@@ -470,6 +497,19 @@ class Messages(APIView):
             return MessageOutput(message).data
 
         return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
+
+
+def checked_send_at(value: datetime | None) -> datetime | None:
+    if value is not None and value > timezone.now() + MAX_SCHEDULE_AHEAD:
+        raise ValidationError(
+            f"At most {MAX_SCHEDULE_AHEAD.days} days ahead; a time in the past sends at once."
+        )
+    return value
+
+
+def labels(fields: dict) -> dict[str, Any]:
+    """A draft's tags and metadata, as the request gave them."""
+    return {"tags": unique_tags(fields["tags"]), "metadata": fields["metadata"]}
 
 
 def with_fallback(fields: dict, draft: MessageDraft) -> MessageDraft:
@@ -695,9 +735,21 @@ class MessageBatchCreate(APIView):
             "bulk email's one-click unsubscribe) is per category.",
         )
         critical = serializers.BooleanField(required=False, default=False)
+        tags = tags_field()
+        metadata = MetadataField(help_text="Given back with each of the batch's messages.")
+        send_at = serializers.DateTimeField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="When to send the batch (at most 365 days ahead; absent, null or past: "
+            "at once). Its messages can be cancelled until then.",
+        )
         attachments = attachments_field()
         # (added after the endpoint: they count in an idempotency fingerprint only when given)
-        later_options = ("category", "critical")
+        later_options = ("category", "critical", "send_at")
+
+        def validate_send_at(self, value: datetime | None) -> datetime | None:
+            return checked_send_at(value)
 
         def validate(self, attrs: dict) -> dict:
             spec = registry.get(attrs["channel"])
@@ -715,6 +767,8 @@ class MessageBatchCreate(APIView):
                     errors["subject"] = [f"Required for {attrs['channel']}."]
                 if not attrs["body"] and not attrs["html"]:
                     errors["body"] = ["Give `body` or `html` (or `template` and `data`)."]
+                if attrs["data"] or attrs["locale"] or any(r["data"] for r in attrs["recipients"]):
+                    errors["template"] = ["`data` and `locale` go with `template`."]
             if errors:
                 raise ValidationError(errors)
             return attrs
@@ -739,8 +793,8 @@ class MessageBatchCreate(APIView):
     )
     def post(self, request: Request) -> Response:
         def compose_all(fields: dict) -> list[MessageDraft]:
-            files = as_attachments(fields)
-            return [replace(draft, attachments=files) for draft in compose_recipients(fields)]
+            shared = {"attachments": as_attachments(fields), **labels(fields)}
+            return [replace(draft, **shared) for draft in compose_recipients(fields)]
 
         def compose_recipients(fields: dict) -> list[MessageDraft]:
             return compose_many(
@@ -761,7 +815,9 @@ class MessageBatchCreate(APIView):
             )
 
         def store(fields: dict, drafts: list, sent: Any) -> dict:
-            batch = create_batch(tenant=request.user, drafts=drafts, send_request=sent)
+            batch = create_batch(
+                tenant=request.user, drafts=drafts, send_request=sent, send_at=fields["send_at"]
+            )
             return self.OutputSerializer(
                 {"batch_id": batch.batch_id, "count": len(batch.message_ids)}
             ).data

@@ -78,3 +78,62 @@ class DataField(serializers.DictField):
         kwargs.setdefault("default", dict)
         super().__init__(**kwargs)
         self.validators.append(no_nul)
+
+
+# a message's labels and the caller's own data (notify.messaging.models.Message.tags/metadata)
+MAX_TAGS = 10
+TAG = r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_CHARS = 40
+MAX_METADATA_VALUE_CHARS = 500
+PRIORITY_NAMES = ("low", "normal", "high")
+
+
+def tags_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.RegexField(
+            TAG, max_length=64, error_messages={"invalid": "Lowercase letters, digits and _.:-"}
+        ),
+        required=False,
+        default=list,
+        max_length=MAX_TAGS,
+        help_text=f"Up to {MAX_TAGS} labels (lowercase letters, digits and _.:-, at most 64 "
+        "characters each): `GET /v2/messages?tag=` finds the messages that carry one.",
+    )
+
+
+def unique_tags(tags: list[str]) -> tuple[str, ...]:
+    """The tags in the order given, each once."""
+    return tuple(dict.fromkeys(tags))
+
+
+class MetadataField(serializers.DictField):
+    """The caller's own data about a message, answered back as given: up to 50 keys of at most
+    40 characters, each value a string (at most 500 characters), a number, true/false or null."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", dict)
+        kwargs.setdefault("help_text", self.__doc__.split(", answered")[0] + ".")
+        super().__init__(**kwargs)
+        self.validators.append(no_nul)
+        self.validators.append(_bounded_metadata)
+
+
+def _bounded_metadata(value: dict) -> None:
+    if len(value) > MAX_METADATA_KEYS:
+        raise serializers.ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
+    for key, item in value.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            raise serializers.ValidationError(
+                f"Keys are 1 to {MAX_METADATA_KEY_CHARS} characters ({key[:50]!r})."
+            )
+        if isinstance(item, str):
+            if len(item) > MAX_METADATA_VALUE_CHARS:
+                raise serializers.ValidationError(
+                    f"{key!r}: at most {MAX_METADATA_VALUE_CHARS} characters."
+                )
+        elif item is not None and type(item) not in (bool, int, float):
+            raise serializers.ValidationError(
+                f"{key!r}: a string, a number, true/false or null (not a list or an object)."
+            )

@@ -17,6 +17,8 @@ from templates_store.velocity.engine import TemplateRenderError
 
 # RFC 5322's line limit: a longer subject cannot be one header line
 MAX_SUBJECT_CHARS = 998
+# a batch's recipients that cannot be composed, named in one answer (at most)
+MAX_REPORTED_RECIPIENTS = 100
 
 
 class CompositionError(Exception):
@@ -64,10 +66,12 @@ def compose_many(
 ) -> list[MessageDraft]:
     """One message per (recipient, data) of a batch: `request` gives what they share (its
     `data` under each recipient's own). The template is read once. Raises CompositionError
-    naming the recipient at fault (`recipients.<index>.<field>`), or TemplateNotApproved."""
+    naming each recipient at fault (`recipients.<index>.<field>`, the first
+    MAX_REPORTED_RECIPIENTS of them: one answer lists what to fix), or TemplateNotApproved."""
     template = _sendable_template(tenant, request) if request.template else None
     version = template_selectors.published_version(template, request.locale) if template else None
     drafts = []
+    problems: dict[str, list[str]] = {}
     for index, (recipient, data) in enumerate(recipients):
         one = replace(request, recipient=recipient, data={**request.data, **data})
         try:
@@ -75,9 +79,11 @@ def compose_many(
                 _render(one, template, version) if template is not None else compose(tenant, one)
             )
         except CompositionError as exc:
-            raise CompositionError(
-                {f"recipients.{index}.{name}": msgs for name, msgs in exc.fields.items()}
-            ) from exc
+            problems.update({f"recipients.{index}.{name}": m for name, m in exc.fields.items()})
+            if len(problems) >= MAX_REPORTED_RECIPIENTS:
+                break
+    if problems:
+        raise CompositionError(problems)
     return drafts
 
 

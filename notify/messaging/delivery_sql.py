@@ -355,13 +355,14 @@ def next_bulk_chunk(
 
 
 def due_transactional(now: datetime, size: int, *, lock: bool = False) -> list[str]:
-    """The ids of up to `size` due queued transactional messages, the longest waiting first.
+    """The ids of up to `size` due queued transactional messages, the highest priority first,
+    then the longest waiting.
     `lock` (inside a transaction): locked until it ends, rows other workers hold skipped, so
     workers taking the lane's messages side by side never pick the same one."""
     due = (
         Message.all_tenants.filter(status=MessageStatus.QUEUED, lane=Lane.TRANSACTIONAL)
         .filter(due_by(now))
-        .order_by("next_attempt_at", "id")
+        .order_by("-priority", "next_attempt_at", "id")
     )
     if lock:
         due = due.select_for_update(skip_locked=True)

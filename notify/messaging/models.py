@@ -80,6 +80,15 @@ class SendRequest(models.Model):
         return f"{self.tenant_id} {self.endpoint} {self.idempotency_key}"
 
 
+class Priority(models.IntegerChoices):
+    """Among a lane's due messages, a higher priority is sent first (the transactional lane;
+    a batch's messages take their tenant's turn in the bulk lane, oldest first)."""
+
+    LOW = 0, "low"
+    NORMAL = 1, "normal"
+    HIGH = 2, "high"
+
+
 class Lane(models.TextChoices):
     """Transactional traffic (codes, receipts) and bulk traffic (batches, campaigns) wait in
     separate queues, served by separate worker pools: a campaign never delays a code."""
@@ -127,6 +136,10 @@ class Message(models.Model):
     category = models.CharField(max_length=64, blank=True, default="")
     # a message the recipient must get (a verification code): preferences do not stop it
     critical = models.BooleanField(default=False)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    # the caller's labels (GET /v2/messages?tag=) and its own data, answered back as given
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
     # When the caller asked it to be sent (None: at once)
     send_at = models.DateTimeField(null=True, blank=True)
     # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.
@@ -163,7 +176,8 @@ class Message(models.Model):
                 condition=Q(status="queued"),
                 name="message_queued_lane_tenant",
             ),
-            # a woken transactional worker takes the lane's due messages, oldest first
+            # a woken transactional worker takes the lane's due messages (the few due now: the
+            # range ends at now, so scheduled ones are not read), highest priority first
             models.Index(
                 fields=["next_attempt_at", "id"],
                 condition=Q(status="queued", lane="transactional"),

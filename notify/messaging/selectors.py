@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, QuerySet
 
 from notify.messaging.ids import is_message_id
@@ -26,6 +27,7 @@ def list_messages(
     status: str = "",
     channel: str = "",
     batch: str = "",
+    tag: str = "",
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> QuerySet[Message]:
@@ -37,11 +39,24 @@ def list_messages(
         messages = messages.filter(channel=channel)
     if batch:
         messages = messages.filter(batch_id=batch)
+    if tag:
+        messages = _tagged(messages, tag)
     if created_after is not None:
         messages = messages.filter(created_at__gte=created_after)
     if created_before is not None:
         messages = messages.filter(created_at__lt=created_before)
     return messages.order_by("-created_at", "-id")
+
+
+def _tagged(messages: QuerySet[Message], tag: str) -> QuerySet[Message]:
+    if connection.vendor == "postgresql":
+        return messages.filter(tags__contains=[tag])  # (jsonb containment)
+    # SQLite has no JSON containment lookup: the same test, item by item
+    table = Message._meta.db_table
+    return messages.extra(
+        where=[f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = %s)"],
+        params=[tag],
+    )
 
 
 def batch_summary(tenant: Tenant, batch_id: str) -> dict | None:

@@ -40,6 +40,7 @@ from notify.messaging.models import (
     MessageStatus,
     Origin,
     Preference,
+    Priority,
     SendRequest,
     Suppression,
     due_by,
@@ -64,6 +65,9 @@ class MessageDraft:
     reference: str = ""
     # an email's files (stored with the message, named in its params)
     attachments: tuple[attachments.Attachment, ...] = ()
+    priority: int = Priority.NORMAL
+    tags: tuple[str, ...] = ()
+    metadata: dict | None = None
 
 
 def enqueue_delivery(message_id: str) -> None:
@@ -194,6 +198,9 @@ def _message_row(
         params=draft.params or {},
         category=draft.category,
         critical=draft.critical,
+        priority=draft.priority,
+        tags=list(draft.tags),
+        metadata=draft.metadata or {},
         reference=draft.reference,
         created_at=now,
         republish_at=republish_at,
@@ -214,17 +221,25 @@ def create_batch(
     send_request: SendRequest | None = None,
     origin: str = Origin.V2,
     lane: str = Lane.BULK,
+    send_at: datetime | None = None,
 ) -> BatchResult:
     """Stores one queued message per draft under a new batch id, in one transaction with set
     inserts (messages, then their events), and publishes the wake-ups after the commit: the
     bulk lane's (`publish_bulk_wakeups`), or the transactional lane's for each message (a
     legacy send to a few recipients is a code or a receipt; one wake-up for all of them where
-    wake-ups coalesce); the sweep publishes them again if that failed."""
+    wake-ups coalesce); the sweep publishes them again if that failed. A batch scheduled for
+    later (`send_at`) is published by the sweep when it is due."""
     now = timezone.now()
+    scheduled = send_at is not None and send_at > now
+    when = (
+        {"send_at": send_at, "next_attempt_at": send_at, "republish_at": send_at}
+        if scheduled
+        else {"send_at": send_at}
+    )
     batch_id, *ids = allocate_ids(len(drafts) + 1)
     described: dict[tuple, list[dict]] = {}  # (a campaign's files: stored once)
     for files in {d.attachments for d in drafts if d.attachments}:
-        described[files] = attachments.store(tenant.pk, files)
+        described[files] = attachments.store(tenant.pk, files, send_at if scheduled else None)
     drafts = [
         replace(d, params={**(d.params or {}), "attachments": described[d.attachments]})
         if d.attachments
@@ -241,13 +256,12 @@ def create_batch(
             origin=origin,
             send_request=send_request,
             lane=lane,
+            **when,
         )
         for message_id, draft in zip(ids, drafts, strict=True)
     ]
-    events = [
-        MessageEvent(status=MessageStatus.QUEUED, detail=f"batch {batch_id}", created_at=now)
-        for _ in ids
-    ]
+    detail = f"batch {batch_id}" + (f", scheduled for {send_at.isoformat()}" if scheduled else "")
+    events = [MessageEvent(status=MessageStatus.QUEUED, detail=detail, created_at=now) for _ in ids]
     # a code to one recipient: message and event in one statement (delivery_sql), atomic alone
     with transaction.atomic() if len(rows) > 1 else contextlib.nullcontext():
         if len(rows) == 1:
@@ -257,7 +271,9 @@ def create_batch(
             for row, event in zip(rows, events, strict=True):
                 event.message = row
             MessageEvent.objects.bulk_create(events, batch_size=1000)
-        if lane == Lane.BULK:
+        if scheduled:
+            pass  # (the sweep publishes it at `send_at`)
+        elif lane == Lane.BULK:
             transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
         else:
             transaction.on_commit(lambda: _publish(ids))

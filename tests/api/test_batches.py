@@ -2,7 +2,10 @@
 one transaction, woken up in the bulk lane, sent in chunks, each message once; tenants' batches
 take turns."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from notify.messaging import services
 from notify.messaging.models import Message, MessageStatus
@@ -184,3 +187,71 @@ def test_bulk_lane__a_big_campaign_queued_first__another_tenants_batch_takes_tur
     assert set(
         Message.all_tenants.filter(batch_id=small.batch_id).values_list("status", flat=True)
     ) == {MessageStatus.DELIVERED}
+
+
+def test_batch__send_at_later__nothing_sent_until_due_then_the_sweep_wakes_the_lane(
+    api_client, wakeups, smtp_server, django_capture_on_commit_callbacks, time_machine
+):
+    # Given a batch scheduled for an hour from now
+    later = timezone.now() + timedelta(hours=1)
+    recipients = [{"to": f"user{i}@example.com"} for i in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_batch(
+            api_client, {**INLINE, "recipients": recipients, "send_at": later.isoformat()}
+        )
+    assert response.status_code == 202, response.content
+    # Then no wake-up is published and the bulk lane finds nothing to send yet
+    assert wakeups == []
+    assert run_bulk_lane() == 0
+    messages = Message.all_tenants.all()
+    assert {m.send_at for m in messages} == {later} and smtp_server.received == []
+    # When the time has come and the sweep runs
+    time_machine.move_to(later + timedelta(seconds=1), tick=False)
+    services.sweep()
+    # Then the lane is woken and each recipient gets the mail
+    assert wakeups
+    assert run_bulk_lane() == 1
+    assert len(smtp_server.received) == 3
+
+
+def test_batch__data_without_a_template__400_as_for_one_message(api_client, wakeups):
+    for body in (
+        {**INLINE, "data": {"a": 1}, "recipients": [{"to": "a@example.com"}]},
+        {**INLINE, "recipients": [{"to": "a@example.com", "data": {"a": 1}}]},
+    ):
+        response = post_batch(api_client, body)
+        assert response.status_code == 400, response.content
+        assert "template" in response.json()["error"]["fields"]
+    assert not Message.all_tenants.exists()
+
+
+def test_batch__several_recipients_missing_template_data__all_named_in_one_answer(
+    api_client, approve_as_operator, wakeups
+):
+    # Given an approved template that needs a `name`
+    api_client.post(
+        "/v2/templates",
+        {
+            "key": "hello",
+            "channel": "email",
+            "subject": "Hi {{ name }}",
+            "body": "<p>x</p>",
+            "params": ["name"],
+        },
+        format="json",
+    )
+    approve_as_operator("hello")
+    # When two of four recipients have no name
+    recipients = [
+        {"to": "a@example.com", "data": {"name": "Ana"}},
+        {"to": "b@example.com"},
+        {"to": "c@example.com", "data": {"name": "Cy"}},
+        {"to": "d@example.com"},
+    ]
+    response = post_batch(
+        api_client, {"channel": "email", "template": "hello", "recipients": recipients}
+    )
+    # Then one answer names both, and nothing is stored
+    assert response.status_code == 400, response.content
+    assert set(response.json()["error"]["fields"]) == {"recipients.1.data", "recipients.3.data"}
+    assert not Message.all_tenants.exists()

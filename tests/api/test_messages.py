@@ -533,3 +533,87 @@ def test_list__limit_out_of_range__400_naming_limit(api_client, limit):
     response = api_client.get("/v2/messages", {"limit": limit})
     assert response.status_code == 400
     assert "limit" in response.json()["error"]["fields"]
+
+
+def test_post_message__tags_metadata_priority__answered_back_and_found_by_tag(
+    api_client, other_tenant_client, monkeypatch
+):
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    # Given a message with labels, the caller's own data and a priority, and one without
+    body = {"channel": "email", "to": "a@example.com", "subject": "S", "body": "B"}
+    labelled = {
+        **body,
+        "tags": ["signup", "eu-west", "signup"],
+        "metadata": {"order": "A-17", "attempt": 2, "vip": True, "note": None},
+        "priority": "high",
+    }
+    answer = api_client.post("/v2/messages", labelled, format="json")
+    assert answer.status_code == 202, answer.content
+    plain = _accept(api_client, "b@example.com")
+    # and another tenant's message with the same tag
+    other_tenant_client.post("/v2/messages", {**body, "tags": ["signup"]}, format="json")
+    # When it is read back and the list is filtered by one of its tags
+    message_id = answer.json()["id"]
+    detail = api_client.get(f"/v2/messages/{message_id}").json()
+    tagged = api_client.get("/v2/messages?tag=eu-west").json()["results"]
+    # Then what was given comes back (each tag once), and only this tenant's tagged message
+    for shown in (answer.json(), detail, tagged[0]):
+        assert shown["tags"] == ["signup", "eu-west"]
+        assert shown["metadata"] == labelled["metadata"]
+        assert shown["priority"] == "high"
+    assert [m["id"] for m in tagged] == [message_id]
+    assert [m["id"] for m in api_client.get("/v2/messages?tag=signup").json()["results"]] == [
+        message_id
+    ]
+    untagged = api_client.get(f"/v2/messages/{plain}").json()
+    assert (untagged["tags"], untagged["metadata"], untagged["priority"]) == ([], {}, "normal")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("tags", ["Signup"]),
+        ("tags", ["a b"]),
+        ("tags", ["x" * 65]),
+        ("tags", [f"t{n}" for n in range(11)]),
+        ("tags", "signup"),
+        ("metadata", {"nested": {"a": 1}}),
+        ("metadata", {"list": [1]}),
+        ("metadata", {"k": "v" * 501}),
+        ("metadata", {"k" * 41: "v"}),
+        ("metadata", {f"k{n}": n for n in range(51)}),
+        ("metadata", ["not", "an", "object"]),
+        ("priority", "urgent"),
+        ("priority", 2),
+    ],
+)
+def test_post_message__labels_out_of_bounds__400_naming_the_field_nothing_stored(
+    api_client, field, value
+):
+    body = {"channel": "email", "to": "a@example.com", "subject": "S", "body": "B", field: value}
+    response = api_client.post("/v2/messages", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not Message.all_tenants.exists()
+
+
+def test_batch__tags_and_metadata__on_each_message_and_the_tag_finds_them(api_client, monkeypatch):
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    response = api_client.post(
+        "/v2/messages/batch",
+        {
+            "channel": "email",
+            "subject": "S",
+            "body": "B",
+            "tags": ["newsletter"],
+            "metadata": {"campaign": "dec"},
+            "recipients": [{"to": f"r{n}@example.com"} for n in range(3)],
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    _accept(api_client, "single@example.com")
+    found = api_client.get("/v2/messages?tag=newsletter").json()["results"]
+    assert len(found) == 3
+    assert all(m["metadata"] == {"campaign": "dec"} for m in found)
+    assert api_client.get("/v2/messages?tag=Bad Tag").status_code == 400

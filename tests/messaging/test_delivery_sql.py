@@ -2,6 +2,7 @@
 elsewhere): a chunk claimed once, an outcome recorded all or nothing and only by the worker that
 still holds the message, a new message stored with its first event or not at all."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -242,3 +243,16 @@ def test_prepared_cursor__kept_connection_died_between_requests__replaced_not_an
     ids = allocate_ids(2)
     # Then it ran on a new connection
     assert len(ids) == 2
+
+
+def test_due_transactional__higher_priority__taken_before_older_messages(tenant):
+    from notify.messaging.models import Priority
+    from notify.messaging.services import create_message
+
+    def queued(priority: int) -> str:
+        draft = MessageDraft(channel="email", recipient="a@example.com", subject="S", body="B")
+        return create_message(tenant=tenant, draft=replace(draft, priority=priority)).id
+
+    older_normal, low, high = queued(Priority.NORMAL), queued(Priority.LOW), queued(Priority.HIGH)
+    later = timezone.now() + timedelta(seconds=1)
+    assert delivery_sql.due_transactional(later, 3) == [high, older_normal, low]
