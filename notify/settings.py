@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "notify.logs.RequestIdMiddleware",
     # the legacy /gateway API, routed before the platform's own middleware (compat/)
     "compat.middleware.LegacyGatewayMiddleware",
+    "notify.api.middleware.LengthRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

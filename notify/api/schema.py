@@ -26,6 +26,7 @@ _SHARED_ANSWERS = {
     "406": "`not_acceptable`: the API answers JSON only.",
     "409": "`idempotency_request_in_flight`: the first request with this `Idempotency-Key` is "
     "still being answered; try again.",
+    "411": "`length_required`: a body sent in chunks; send it with a `Content-Length`.",
     "413": "`request_too_large`: the body is over the upload limit.",
     "415": "`unsupported_media_type`: send `Content-Type: application/json`.",
     "422": "`idempotency_key_reused`: this `Idempotency-Key` came with another request.",
@@ -88,7 +89,7 @@ def _answers_of(operation: dict, path: str) -> list[str]:
     if "{" in path or takes_body or any(p.get("in") == "query" for p in parameters):
         answers.append("400")
     if takes_body:
-        answers += ["413", "415"]
+        answers += ["411", "413", "415"]
     if any(p.get("in") == "header" and p.get("name") == "Idempotency-Key" for p in parameters):
         answers += ["409", "422"]
     return answers

@@ -366,3 +366,15 @@ def test_any_url__host_not_allowed__400_in_the_api_format(api_client):
     response = api_client.get("/v2/messages", HTTP_HOST="evil.example")
     assert response["Content-Type"] == "application/json"
     assert_api_error(response, 400, "bad_request")
+
+
+def test_post_message__chunked_body_without_length__411_not_read_as_empty(api_client):
+    response = api_client.post(
+        "/v2/messages",
+        VALID,
+        format="json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+    assert_api_error(response, 411, "length_required")
+    assert not Message.all_tenants.exists()
