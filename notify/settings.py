@@ -222,6 +222,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["notify.api.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "notify.api.negotiation.QualityAwareNegotiation",
     "EXCEPTION_HANDLER": "notify.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["notify.api.throttling.TenantRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "notify.api.schema.NotifyAutoSchema",

@@ -378,3 +378,19 @@ def test_post_message__chunked_body_without_length__411_not_read_as_empty(api_cl
     )
     assert_api_error(response, 411, "length_required")
     assert not Message.all_tenants.exists()
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/json;q=0", "*/*;q=0", "text/html;q=1, */*;q=0", "application/*; q=0.000"],
+)
+def test_post_message__json_refused_by_accept__406_nothing_stored(api_client, accept):
+    response = api_client.post("/v2/messages", VALID, format="json", HTTP_ACCEPT=accept)
+    assert response.status_code == 406
+    assert not Message.all_tenants.exists()
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0.1", "text/html, */*;q=0.5", ""])
+def test_post_message__json_acceptable__202(api_client, accept):
+    response = api_client.post("/v2/messages", VALID, format="json", HTTP_ACCEPT=accept)
+    assert response.status_code == 202
