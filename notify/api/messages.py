@@ -12,7 +12,13 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -50,6 +56,7 @@ from notify.messaging.composition import (
 from notify.messaging.ids import is_message_id
 from notify.messaging.models import (
     Channel,
+    Lane,
     Message,
     MessageEvent,
     MessageStatus,
@@ -224,6 +231,59 @@ class MessageOutput(KeptFieldsSerializer):
     delivery_attempts = DeliveryAttemptOutput(many=True)
 
 
+class MessageListOutput(KeptFieldsSerializer):
+    """The answer to a send to a list of recipients: one message each, under one batch id."""
+
+    batch_id = serializers.CharField()
+    count = serializers.IntegerField()
+    messages = MessageOutput(many=True)
+
+
+# recipients one `POST /v2/messages` may list (a batch takes up to 10,000)
+MAX_LISTED_RECIPIENTS = 100
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": 4096},
+            {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 4096},
+                "minItems": 1,
+                "maxItems": MAX_LISTED_RECIPIENTS,
+            },
+        ]
+    }
+)
+class OneOrManyRecipients(serializers.Field):
+    """`to`: one recipient (a string, kept a string) or a list of them (kept a list)."""
+
+    one = serializers.CharField(max_length=4096, validators=[header_safe])
+
+    def to_internal_value(self, data: Any) -> str | list[str]:
+        if isinstance(data, str):
+            return self.one.run_validation(data)
+        if not isinstance(data, list):
+            raise ValidationError("A recipient, or a list of recipients.")
+        if not 1 <= len(data) <= MAX_LISTED_RECIPIENTS:
+            raise ValidationError(f"A list of 1 to {MAX_LISTED_RECIPIENTS} recipients.")
+        recipients, problems = [], {}
+        for index, item in enumerate(data):
+            try:
+                if not isinstance(item, str):
+                    raise ValidationError("Must be a string.")
+                recipients.append(self.one.run_validation(item))
+            except ValidationError as exc:
+                problems[index] = exc.detail
+        if problems:
+            raise ValidationError(problems)
+        return recipients
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 def request_fingerprint(fields: dict, later_options: tuple[str, ...] = ()) -> str:
     """What the caller asked for (not what it rendered to): a retry with the same key and the
     same request is recognised even after the template changed."""
@@ -345,7 +405,10 @@ class Messages(APIView):
 
         # the channels the registry can deliver today
         channel = serializers.ChoiceField(choices=registry.sendable_names())
-        to = serializers.CharField(max_length=4096, validators=[header_safe])
+        to = OneOrManyRecipients(
+            help_text=f"One recipient, or a list of up to {MAX_LISTED_RECIPIENTS} (one message "
+            "each, answered as a list; more go through `/v2/messages/batch`)."
+        )
         subject = serializers.CharField(
             max_length=MAX_SUBJECT_CHARS,
             validators=[header_safe],
@@ -407,10 +470,26 @@ class Messages(APIView):
             return checked_send_at(value)
 
         def validate(self, attrs: dict) -> dict:
-            try:
-                attrs["to"] = registry.get(attrs["channel"]).normalise(attrs["to"])
-            except registry.InvalidRecipient as exc:
-                raise ValidationError({"to": [str(exc)]}) from None
+            normalise = registry.get(attrs["channel"]).normalise
+            if isinstance(attrs["to"], list):
+                if attrs["fallback"]:
+                    raise ValidationError(
+                        {"fallback": ["A fallback goes with one recipient, not a list."]}
+                    )
+                normalised, problems = [], {}
+                for index, recipient in enumerate(attrs["to"]):
+                    try:
+                        normalised.append(normalise(recipient))
+                    except registry.InvalidRecipient as exc:
+                        problems[f"to.{index}"] = [str(exc)]
+                if problems:
+                    raise ValidationError(problems)
+                attrs["to"] = list(dict.fromkeys(normalised))  # (each recipient once)
+            else:
+                try:
+                    attrs["to"] = normalise(attrs["to"])
+                except registry.InvalidRecipient as exc:
+                    raise ValidationError({"to": [str(exc)]}) from None
             if (
                 attrs.get("deadline")
                 and attrs.get("send_at")
@@ -437,7 +516,11 @@ class Messages(APIView):
     @extend_schema(
         request=InputSerializer,
         responses={
-            202: MessageOutput,
+            202: PolymorphicProxySerializer(
+                component_name="MessageAccepted",
+                serializers=[MessageOutput, MessageListOutput],
+                resource_type_field_name=None,
+            ),
             422: OpenApiResponse(
                 ErrorOutput,
                 description="`template_not_approved`: the template is a draft or was rejected; "
@@ -458,33 +541,47 @@ class Messages(APIView):
         summary="Send a message",
     )
     def post(self, request: Request) -> Response:
-        def compose_one(fields: dict) -> MessageDraft:
-            draft = with_fallback(fields, compose_message(fields))
-            return replace(
-                draft,
-                attachments=as_attachments(fields),
-                priority=Priority[fields["priority"].upper()],
+        def compose_one(fields: dict) -> MessageDraft | list[MessageDraft]:
+            finish = {
+                "attachments": as_attachments(fields),
+                "priority": Priority[fields["priority"].upper()],
                 **labels(fields),
+            }
+            if isinstance(fields["to"], list):
+                composed = compose_many(
+                    request.user, compose_request(fields, ""), [(to, {}) for to in fields["to"]]
+                )
+                return [replace(with_fallback(fields, d), **finish) for d in composed]
+            draft = compose(request.user, compose_request(fields, fields["to"]))
+            return replace(with_fallback(fields, draft), **finish)
+
+        def compose_request(fields: dict, recipient: str) -> ComposeRequest:
+            return ComposeRequest(
+                channel=fields["channel"],
+                recipient=recipient,
+                subject=fields["subject"],
+                body=fields["body"],
+                html=fields["html"],
+                template=fields.get("template", ""),
+                data=fields["data"],
+                locale=fields["locale"],
+                category=fields["category"],
+                critical=fields["critical"],
             )
 
-        def compose_message(fields: dict) -> MessageDraft:
-            return compose(
-                request.user,
-                ComposeRequest(
-                    channel=fields["channel"],
-                    recipient=fields["to"],
-                    subject=fields["subject"],
-                    body=fields["body"],
-                    html=fields["html"],
-                    template=fields.get("template", ""),
-                    data=fields["data"],
-                    locale=fields["locale"],
-                    category=fields["category"],
-                    critical=fields["critical"],
-                ),
-            )
-
-        def store(fields: dict, draft: MessageDraft, sent: Any) -> dict:
+        def store(fields: dict, draft: MessageDraft | list[MessageDraft], sent: Any) -> dict:
+            if isinstance(draft, list):
+                batch = create_batch(
+                    tenant=request.user,
+                    drafts=draft,
+                    send_request=sent,
+                    lane=Lane.TRANSACTIONAL,
+                    send_at=fields["send_at"],
+                )
+                messages = selectors.messages_in_order(request.user, batch.message_ids)
+                return MessageListOutput(
+                    {"batch_id": batch.batch_id, "count": len(messages), "messages": messages}
+                ).data
             timeline: list[MessageEvent] = []
             message = create_message(
                 tenant=request.user,

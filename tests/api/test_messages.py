@@ -104,7 +104,7 @@ def test_post_message__html_only__accepted(api_client):
         ({**VALID_EMAIL, "subject": ""}, {"subject"}),
         ({**VALID_EMAIL, "subject": "a\r\nBcc: victim@example.com"}, {"subject"}),
         ({**VALID_EMAIL, "body": "", "html": ""}, {"body"}),
-        ({**VALID_EMAIL, "to": ["a@example.com"]}, {"to"}),
+        ({**VALID_EMAIL, "to": ["not-an-address"]}, {"to.0"}),
         ({**VALID_EMAIL, "body": "nul\x00byte"}, {"body"}),
         ({**VALID_EMAIL, "subject": "x" * 999}, {"subject"}),
     ],
@@ -617,3 +617,66 @@ def test_batch__tags_and_metadata__on_each_message_and_the_tag_finds_them(api_cl
     assert len(found) == 3
     assert all(m["metadata"] == {"campaign": "dec"} for m in found)
     assert api_client.get("/v2/messages?tag=Bad Tag").status_code == 400
+
+
+def test_post_message__to_a_list__one_message_each_answered_together(
+    api_client, other_tenant_client, monkeypatch
+):
+    monkeypatch.setattr("notify.messaging.services.enqueue_delivery", lambda message_id: None)
+    # Given a send to three recipients, one of them twice
+    body = {
+        "channel": "email",
+        "to": ["a@example.com", "b@example.com", "a@example.com", "c@example.com"],
+        "subject": "S",
+        "body": "B",
+        "tags": ["notice"],
+    }
+    # When it is posted
+    response = api_client.post("/v2/messages", body, format="json")
+    # Then each recipient has one message, in the order given, under one batch id
+    assert response.status_code == 202, response.content
+    answer = response.json()
+    assert [m["to"] for m in answer["messages"]] == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+    assert answer["count"] == 3 and all(m["tags"] == ["notice"] for m in answer["messages"])
+    stored = Message.all_tenants.filter(batch_id=answer["batch_id"])
+    assert stored.count() == 3 and {m.lane for m in stored} == {"transactional"}
+    # and the batch is this tenant's alone
+    assert api_client.get(f"/v2/batches/{answer['batch_id']}").json()["count"] == 3
+    assert other_tenant_client.get(f"/v2/batches/{answer['batch_id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "to, field",
+    [
+        ([], "to"),
+        (["a@example.com", "not-an-address"], "to.1"),
+        (["a@example.com", 5], "to"),
+        ([f"u{n}@example.com" for n in range(101)], "to"),
+        ({"a": "b"}, "to"),
+    ],
+)
+def test_post_message__to_list_with_a_bad_recipient__400_naming_it_nothing_stored(
+    api_client, to, field
+):
+    body = {"channel": "email", "to": to, "subject": "S", "body": "B"}
+    response = api_client.post("/v2/messages", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not Message.all_tenants.exists()
+
+
+def test_post_message__to_list_with_a_fallback__400(api_client):
+    body = {
+        "channel": "email",
+        "to": ["a@example.com", "b@example.com"],
+        "subject": "S",
+        "body": "B",
+        "fallback": [{"channel": "sms", "to": "+8613800138000"}],
+    }
+    response = api_client.post("/v2/messages", body, format="json")
+    assert response.status_code == 400
+    assert "fallback" in response.json()["error"]["fields"]
