@@ -69,8 +69,18 @@ class _LocalBuckets:
             self._buckets[key] = (tokens, now)
             return Decision(False, (cost - tokens) / rate)
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._buckets.pop(key, None)
+
 
 _local = _LocalBuckets()
+
+
+def forget_local() -> None:
+    """Empties this process's own buckets (the ones kept without Redis)."""
+    global _local
+    _local = _LocalBuckets()
 
 
 def take(key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
@@ -88,3 +98,10 @@ def take(key: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
         logger.warning("rate limit %s not checked: Redis unavailable", key, exc_info=True)
         return Decision(True, 0.0)
     return Decision(bool(allowed), int(wait_ms) / 1000)
+
+
+def reset(key: str) -> None:
+    """The bucket `key` full again (an operator's reset, a test's clean start)."""
+    _local.forget(key)
+    if settings.REDIS_URL:
+        redis_client.client().delete(f"notify:rl:{key}")

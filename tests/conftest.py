@@ -53,12 +53,13 @@ def _block_outbound_network():
 def _fresh_process_state():
     # a process's unwritten call counts and cached lookups (API keys, provider rows…) belong
     # to the test that made them
-    from notify import caching
+    from notify import caching, ratelimit
     from notify.messaging import wakeups
     from notify.rollout import metrics
 
     metrics.recorder.discard()
     caching.forget_all()
+    ratelimit.forget_local()  # (ids are reused after a rollback on SQLite)
     wakeups.not_pending()  # (a wake-up another test published is not this test's)
     yield
     metrics.recorder.discard()

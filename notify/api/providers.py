@@ -30,6 +30,7 @@ class ProviderOutput(serializers.Serializer):
     priority = serializers.IntegerField()
     enabled = serializers.BooleanField()
     timeout = serializers.FloatField(allow_null=True)
+    send_rate = serializers.FloatField(allow_null=True)
     circuit = serializers.SerializerMethodField()
     receipts_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -53,6 +54,18 @@ def TIMEOUT_FIELD(**options: object) -> serializers.FloatField:  # noqa: N802 - 
         allow_null=True,
         help_text="Seconds one call to this provider may take before failover moves to the "
         "next (null: the platform's default).",
+        **options,
+    )
+
+
+def SEND_RATE_FIELD(**options: object) -> serializers.FloatField:  # noqa: N802 - (a field factory)
+    return serializers.FloatField(
+        min_value=0.01,
+        max_value=100_000,
+        allow_null=True,
+        help_text="Messages per second the platform sends through this account, all workers "
+        "together (null: no limit). A send over it waits up to a second for its turn, then "
+        "fails over to the next provider, or is retried later.",
         **options,
     )
 
@@ -81,6 +94,7 @@ class Providers(APIView):
         priority = serializers.IntegerField(min_value=0, max_value=10_000, default=100)
         enabled = serializers.BooleanField(default=True)
         timeout = TIMEOUT_FIELD(default=None)
+        send_rate = SEND_RATE_FIELD(default=None)
 
     @extend_schema(
         responses={200: ProviderOutput(many=True)},
@@ -116,6 +130,7 @@ class ProviderDetail(APIView):
         priority = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
         enabled = serializers.BooleanField(required=False)
         timeout = TIMEOUT_FIELD(required=False)
+        send_rate = SEND_RATE_FIELD(required=False)
 
     @extend_schema(responses={200: ProviderOutput}, summary="One of your providers")
     def get(self, request: Request, provider_id: int) -> Response:

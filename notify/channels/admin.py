@@ -28,7 +28,17 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("tenant", "channel", "kind", "name", "config", "priority", "timeout", "enabled")
+        fields = (
+            "tenant",
+            "channel",
+            "kind",
+            "name",
+            "config",
+            "priority",
+            "timeout",
+            "send_rate",
+            "enabled",
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

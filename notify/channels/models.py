@@ -22,6 +22,9 @@ class Provider(models.Model):
     # seconds one call to this provider may take before failover moves on (its deadline
     # tier); blank: HTTP_PROVIDER_TIMEOUT
     timeout = models.FloatField(null=True, blank=True)
+    # messages per second the platform sends through this account, all workers together
+    # (blank: no limit of its own); a send over it waits its turn, briefly, or fails over
+    send_rate = models.FloatField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -15,7 +15,16 @@ from typing import Any, ClassVar
 
 from requests.structures import CaseInsensitiveDict
 
-from notify.channels import aliyun, anymail_esp, breaker, chat, fcm, twilio_sms, webpush
+from notify.channels import (
+    aliyun,
+    anymail_esp,
+    breaker,
+    chat,
+    fcm,
+    send_limits,
+    twilio_sms,
+    webpush,
+)
 from notify.channels.base import (
     ConfigError,
     Envelope,
@@ -188,6 +197,8 @@ class Member:
     transport: Transport
     # this provider's call timeout (None: the platform's default)
     timeout: float | None = None
+    # its send limit, messages per second (None: none)
+    send_rate: float | None = None
 
 
 class FailoverTransport(Transport):
@@ -220,6 +231,21 @@ class FailoverTransport(Transport):
             circuit = breaker.circuit(member.provider_id, scope)
             if not breaker.allow(circuit):
                 refusals.append(f"{member.name}: circuit open" + (f" for {scope}" if scope else ""))
+                continue
+            wait = send_limits.pace(member.provider_id, member.send_rate)
+            if wait is not None:
+                refusals.append(f"{member.name}: over its send limit of {member.send_rate:g}/s")
+                failures.append(
+                    TransportError(
+                        f"over the send limit of provider {member.name} "
+                        f"({member.send_rate:g}/s): retried later",
+                        permanent=False,
+                        retry_after=wait,
+                        kind="throttled",
+                        provider=member.name,
+                    )
+                )
+                retry_after = max(retry_after or 0.0, wait)
                 continue
             try:
                 with call_timeout(call_seconds(member.timeout, envelope)):

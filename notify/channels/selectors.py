@@ -49,7 +49,13 @@ def tenant_transport(tenant_id: int, channel: str) -> Transport | None:
             secrets = json.loads(row.secrets) if row.secrets else {}
             config, secrets = kind.clean(dict(row.config), secrets)
             members.append(
-                Member(row.pk, row.name, kind.transport(channel, config, secrets), row.timeout)
+                Member(
+                    row.pk,
+                    row.name,
+                    kind.transport(channel, config, secrets),
+                    row.timeout,
+                    row.send_rate,
+                )
             )
         except (ConfigError, ValueError) as exc:
             logger.error("provider %s of tenant %s unusable, skipped: %s", row.name, tenant_id, exc)

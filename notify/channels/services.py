@@ -50,6 +50,7 @@ def create_provider(
     priority: int = 100,
     enabled: bool = True,
     timeout: float | None = None,
+    send_rate: float | None = None,
 ) -> Provider:
     registry.get(channel)
     config, secrets = _checked(channel, kind, config, secrets)
@@ -65,6 +66,7 @@ def create_provider(
                 priority=priority,
                 enabled=enabled,
                 timeout=timeout,
+                send_rate=send_rate,
             )
     except IntegrityError:
         raise ConfigError(
@@ -86,7 +88,7 @@ def update_provider(provider: Provider, **changes: Any) -> Provider:
     provider.config = config
     provider.secrets = json.dumps(secrets)
     old_name = provider.name
-    for field in ("name", "priority", "enabled", "timeout"):
+    for field in ("name", "priority", "enabled", "timeout", "send_rate"):
         if field in changes:
             setattr(provider, field, changes[field])
     try:

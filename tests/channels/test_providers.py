@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from notify.channels import breaker
+from notify import ratelimit
+from notify.channels import breaker, send_limits
 from notify.channels.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_valid
 from notify.channels.models import Provider
 from notify.messaging.models import DeliveryAttempt, Message, MessageStatus
@@ -107,6 +108,7 @@ def two_providers(tenant, carriers) -> tuple[Provider, Provider]:  # noqa: ANN00
     )
     for row in rows:
         breaker.reset(row.pk)
+        ratelimit.reset(send_limits.bucket(row.pk))
     yield rows
     for row in rows:
         breaker.reset(row.pk)
@@ -536,3 +538,70 @@ def test_attempt__provider_refusal__its_http_status_recorded(
         503,
         "provider_down",
     )
+
+
+# ---- send limits -------------------------------------------------------------------------
+
+
+def test_send_limit__a_burst_over_it__paced_every_message_sent_on_its_first_attempt(
+    tenant, two_providers, carriers, monkeypatch
+):
+    from notify.channels.services import update_provider
+    from notify.messaging import services
+
+    # Given a provider limited to 2 messages a second, and 4 messages for it at once
+    update_provider(two_providers[0], send_rate=2)
+    waits: list[float] = []
+    sleep = time.sleep
+    monkeypatch.setattr(
+        send_limits.time, "sleep", lambda seconds: (waits.append(seconds), sleep(seconds))
+    )
+    messages = [sms(tenant, f"1391234{n:04d}") for n in range(4)]
+    # When one worker sends them as a chunk
+    services.deliver_chunk([m.id for m in messages])
+    # Then the sends over the limit waited their turn, and each went out once, first time
+    assert waits and max(waits) <= send_limits.MAX_PACE_SECONDS
+    assert sorted(p["id"] for p in carriers[0].received) == sorted(m.id for m in messages)
+    for message in messages:
+        assert attempts(message) == [("sent", "primary", "")]
+
+
+def test_send_limit__next_turn_too_far__the_next_provider_sends_and_no_circuit_opens(
+    tenant, two_providers, carriers, settings
+):
+    from notify.channels.services import update_provider
+    from notify.messaging import services
+
+    # Given a first provider allowed one message every ten seconds
+    update_provider(two_providers[0], send_rate=0.1)
+    first, second = sms(tenant, "13912340001"), sms(tenant, "13912340002")
+    # When two messages are sent, then more than its breaker would count
+    services.deliver_chunk([first.id, second.id])
+    for n in range(settings.PROVIDER_BREAKER_FAILURES):
+        services.deliver(sms(tenant, f"1391235{n:04d}").id)
+    # Then the first went through it, the next ones through the second provider at once
+    assert attempts(first) == [("sent", "primary", "")]
+    assert attempts(second) == [("sent", "backup", "")]
+    # and its own limit never counts against it: its circuit stays closed
+    assert breaker.state(two_providers[0].pk) == breaker.CLOSED
+
+
+def test_providers_api__send_rate__kept_shown_and_bounded(api_client, settings):
+    settings.ALLOW_PRIVATE_TARGETS = True
+    body = {
+        "channel": "sms",
+        "kind": "http",
+        "name": "limited",
+        "config": {"url": "http://127.0.0.1:9/send"},
+        "secrets": {"secret": SECRET},
+        "send_rate": 20,
+    }
+    created = api_client.post("/v2/providers", body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["send_rate"] == 20
+    changed = api_client.patch(
+        f"/v2/providers/{created.json()['id']}", {"send_rate": None}, format="json"
+    )
+    assert changed.json()["send_rate"] is None
+    refused = api_client.post("/v2/providers", {**body, "name": "x", "send_rate": 0}, format="json")
+    assert refused.status_code == 400 and "send_rate" in refused.json()["error"]["fields"]
