@@ -38,6 +38,7 @@ __all__ = [
     "charge_steps",
     "check_size",
     "reserve",
+    "TEXT_OBJECT_BYTES",
 ]
 
 
@@ -206,6 +207,9 @@ def text_weight(text: str) -> int:
 ITEM_BYTES = 8
 ENTRY_BYTES = 64
 OBJECT_BYTES = 32
+# A new str or bytes object beside its characters (its header: 33 to 80 bytes): what each part
+# of a split costs on top of its text, whatever its length.
+TEXT_OBJECT_BYTES = 72
 
 
 def stored_size(value: Any) -> int:

@@ -40,7 +40,7 @@ from .budget import (
     steps_exceeded,
 )
 from .errors import TemplateLimitError, TemplateSecurityError, TemplateSyntaxError
-from .text import charge_tree, text_size, to_text
+from .text import charge_sort, charge_tree, measure_text, to_text, without_addresses
 
 __all__ = ["BoundedEnvironment", "TenantEnvironment", "bounded_loop", "MACRO_CALL_STEPS"]
 
@@ -257,6 +257,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     code_generator_class = BoundedCodeGenerator
     intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
+    # whether values print as Python prints them, memory addresses included (converted legacy
+    # templates, as airspeed did); otherwise a method or an iterator prints as `<method
+    # upper>`, `<generator>` (text.without_addresses)
+    python_reprs = False
     # converted legacy templates may call pure special methods (`$s.__len__()`)
     allow_specials = False
     # steps one evaluated operation costs, and one loop iteration on top of its body's
@@ -396,6 +400,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             )
             size = len(kwargs) + sum(len(a) if hasattr(a, "__len__") else 1 for a in args)
             charge_steps(__self.step_cost * (1 + size))
+            for arg in args:
+                if isinstance(arg, list):
+                    gate.charge_hashed(map(gate._pair_key, arg))
             reserve(size)
             return __context.call(__obj, *args, **kwargs)
         # (loop and block variables are for context functions: none of these takes a context)
@@ -596,11 +603,9 @@ def _sorting(func: Callable[..., Any]) -> Callable[..., Any]:
 
     def cost(value: Any) -> list:
         items = gate._bounded_items(value)
-        n = len(items)
-        # Python-level key functions and comparisons: about n log n of them, each walking the
-        # items it compares
-        _steps(1 + n, (n * max(n.bit_length(), 1)) >> 2)
-        charge_tree(items, max(n.bit_length() >> 2, 1))
+        # a Python-level key function per item, then the comparisons
+        _steps(1 + len(items))
+        charge_sort(items)
         return items
 
     if pass_arg is None:
@@ -759,18 +764,19 @@ def _tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Markup:
 
 
 def _urlencode(value: Any) -> str:
-    size = text_size(value, _limit())
-    _steps(1 + (size >> 4))
-    reserve(size * 3)
-    return check_size(JINJA_FILTERS["urlencode"](value))
+    measure = measure_text(value, _limit())
+    _steps(1 + (measure.total >> 4))
+    reserve(measure.total * 3)
+    # (Jinja's filter prints each value with str(): no address either)
+    return check_size(JINJA_FILTERS["urlencode"](without_addresses(value, measure)))
 
 
 @pass_eval_context
 def _xmlattr(eval_ctx: Any, d: Any, autospace: bool = True) -> str:
-    size = text_size(d, _limit())
-    _steps(1 + (size >> 4))
-    reserve(size * 6)
-    return check_size(JINJA_FILTERS["xmlattr"](eval_ctx, d, autospace))
+    measure = measure_text(d, _limit())
+    _steps(1 + (measure.total >> 4))
+    reserve(measure.total * 6)
+    return check_size(JINJA_FILTERS["xmlattr"](eval_ctx, without_addresses(d, measure), autospace))
 
 
 @pass_environment
@@ -807,7 +813,7 @@ def _wordwrap(
 def _list(value: Any) -> list:
     items = gate._bounded_items(value)
     _steps(1, len(items))
-    reserve(len(items))
+    reserve(len(items), len(items) * ITEM_BYTES)
     return items
 
 

@@ -35,6 +35,7 @@ from markupsafe import Markup, escape
 from .budget import (
     ITEM_BYTES,
     OBJECT_BYTES,
+    TEXT_OBJECT_BYTES,
     _budget,
     _outside,
     charge_steps,
@@ -42,9 +43,11 @@ from .budget import (
     collection_bytes,
     reserve,
     stored_size,
+    text_weight,
 )
 from .errors import TemplateLimitError, TemplateSecurityError
-from .text import _Measure, charge_tree, to_text
+from .text import SCALARS, _Measure, charge_sort, charge_tree, to_text, without_addresses
+from .text import measure_text as _measure_str
 
 __all__ = [
     "MISSING",
@@ -171,6 +174,12 @@ def _bounded_items(values: Any) -> list:
     if isinstance(values, (list, tuple, str, dict, range, bytes)) or hasattr(values, "__len__"):
         if len(values) > limit:
             raise TemplateLimitError(f"value larger than the output limit ({limit})")
+        # the items of a text or a range are new objects (but ASCII characters and small
+        # integers, which Python shares): a million of them take tens of megabytes
+        if isinstance(values, str) and not values.isascii():
+            reserve(len(values), len(values) * TEXT_OBJECT_BYTES)
+        elif isinstance(values, range) and len(values) > 256:
+            reserve(len(values), len(values) * OBJECT_BYTES)
         return list(values)
     items = list(islice(values, limit + 1))
     if len(items) > limit:
@@ -275,10 +284,56 @@ def _case(owner: Any, args: tuple, kwargs: dict) -> None:
     reserve(len(owner) * 3 if not owner.isascii() else len(owner))
 
 
-def _split(owner: Any, args: tuple, kwargs: dict) -> None:
-    # up to one new string per character
-    charge_steps(CALL_STEPS + (len(owner) >> 4))
-    reserve(len(owner))
+# What str.split() / bytes.split() split at, and what splitlines() ends a line at ('\r\n' is
+# counted twice: an upper bound is enough)
+_ASCII_SPACES = tuple("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")
+_SPACES = (
+    *_ASCII_SPACES,
+    *"\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
+    *map(chr, range(0x2000, 0x200B)),
+)
+_LINE_BREAKS = tuple("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_BYTES_SPACES = tuple(bytes([c]) for c in b" \t\n\r\x0b\x0c")
+_BYTES_LINE_BREAKS = (b"\n", b"\r")
+
+
+def _separators(owner: Any, name: str) -> tuple:
+    """The separators a split without one given may cut `owner` at."""
+    if isinstance(owner, bytes):
+        return _BYTES_LINE_BREAKS if name == "splitlines" else _BYTES_SPACES
+    if name == "splitlines":
+        return _LINE_BREAKS
+    return _ASCII_SPACES if owner.isascii() else _SPACES
+
+
+def _split_check(name: str) -> Check:
+    """A split makes a new text object and a list slot per part, however short the part: the
+    most parts it can make (one more than the separators it may cut at, at most `maxsplit`
+    plus one, at most one per two characters between whitespace) are reserved before it runs,
+    beside the characters it copies."""
+
+    def check(owner: Any, args: tuple, kwargs: dict) -> None:
+        size = len(owner)
+        sep = None if name == "splitlines" else _arg(args, kwargs, 0, "sep")
+        if sep is None:
+            separators = _separators(owner, name)
+            charge_steps(CALL_STEPS + (size >> 4) + ((size * len(separators)) >> 10))
+            parts = sum(map(owner.count, separators)) + 1
+            if name != "splitlines":
+                parts = min(parts, (size + 1) // 2 + 1)
+        elif not isinstance(sep, str if isinstance(owner, str) else bytes) or not sep:
+            charge_steps(CALL_STEPS)
+            return  # (Python refuses the separator itself)
+        else:
+            charge_steps(CALL_STEPS + (size >> 4))
+            parts = owner.count(sep) + 1
+        maxsplit = _arg(args, kwargs, 1, "maxsplit", -1)
+        if name != "splitlines" and type(maxsplit) is int and maxsplit >= 0:
+            parts = min(parts, maxsplit + 1)
+        chars = text_weight(owner) if isinstance(owner, str) else size
+        reserve(parts, chars + parts * (ITEM_BYTES + TEXT_OBJECT_BYTES))
+
+    return check
 
 
 def _maketrans(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -300,6 +355,7 @@ def _from_iterable(owner: Any, args: tuple, kwargs: dict) -> tuple | None:
     items = _bounded_items(_arg(args, kwargs, 0, "iterable", ()))
     # one step and one slot (or entry) per item: `dict.fromkeys(range(n))` hashes n new ints
     charge_steps(CALL_STEPS + len(items))
+    charge_hashed(items)
     reserve(len(items), collection_bytes(owner, len(items)) + OBJECT_BYTES * len(items))
     return (items, *args[1:])
 
@@ -313,8 +369,10 @@ def _move_items(owner: Any, args: tuple, kwargs: dict) -> None:
 
 
 def _grow_by_one(owner: Any, args: tuple, kwargs: dict) -> None:
-    # (an insert moves every item after it)
+    # (an insert moves every item after it; a dict's setdefault hashes its key)
     charge_steps(CALL_STEPS + (len(owner) >> 6))
+    if type(owner) is dict:
+        charge_hashed(args[:1])
     reserve(1, collection_bytes(owner, 1) + (stored_size(args[-1]) if args else 0))
     if len(owner) + 1 > _limit():
         raise TemplateLimitError(f"value larger than the output limit ({_limit()})")
@@ -346,6 +404,8 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
     for arg in args:
         values = arg.values() if isinstance(arg, dict) else map(_pair_value, arg)
         stored += sum(map(stored_size, values))
+        if not isinstance(arg, dict):
+            charge_hashed(map(_pair_key, arg))
     reserve(size, collection_bytes(dict, size) + stored)
 
 
@@ -354,6 +414,25 @@ def _merge(owner: Any, args: tuple, kwargs: dict) -> None:
     without any work."""
     if len(args) == 1 and not kwargs and isinstance(args[0], dict):
         _update(owner, args, kwargs)
+
+
+def charge_hashed(keys: Iterable) -> None:
+    """Hashing a tuple walks every value nested in it (Python keeps no tuple's hash): charged
+    for each key a call hashes (a dict's own keys are not hashed again when it is copied)."""
+    for key in keys:
+        if type(key) is tuple:
+            charge_tree(key)
+
+
+def _hashed_arguments(owner: Any, args: tuple, kwargs: dict) -> None:
+    charge_steps(CALL_STEPS)
+    charge_hashed(args[:1])
+
+
+def _pair_key(pair: Any) -> Any:
+    if type(pair) in (list, tuple) and len(pair) == 2:
+        return pair[0]
+    return None
 
 
 def _pair_value(pair: Any) -> Any:
@@ -365,8 +444,10 @@ def _pair_value(pair: Any) -> Any:
 
 
 def _sort(owner: Any, args: tuple, kwargs: dict) -> None:
-    n = len(owner)
-    charge_steps(CALL_STEPS + ((n * max(n.bit_length(), 1)) >> 2))
+    # the comparisons walk nested values (a list of lists compares them item by item), as
+    # the `sort` filter charges them
+    charge_steps(CALL_STEPS)
+    charge_sort(owner)
 
 
 def _text_of_owner(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -399,18 +480,29 @@ def _binop_check(op: str, reflected: bool = False) -> Check:
             return
         left, right = (args[0], owner) if reflected else (owner, args[0])
         if len(args) > 1 and op == "**":
-            _modular_pow(left, right)
+            _modular_pow(left, right, args[1])
         else:
             check_binop(op, left, right)
 
     return check
 
 
-def _modular_pow(base: Any, exponent: Any) -> None:
-    """pow(base, exponent, modulo) stays below the modulo: its work grows with the
-    exponent's bits (one multiplication each)."""
-    if isinstance(exponent, int):
-        charge_steps(CALL_STEPS + big_int_steps(abs(exponent).bit_length()))
+def _modular_pow(base: Any, exponent: Any, modulo: Any) -> None:
+    """pow(base, exponent, modulo) stays below the modulo, but it squares (and reduces modulo
+    `modulo`) once per bit of the exponent: each step is quadratic in the modulo's 30-bit
+    digits, as `big_int_steps` counts a multiplication, with a linear share that small moduli
+    still cost (a 16,000-bit exponent modulo 97 takes 0.3 ms; modulo a 16,000-bit number, 11 s).
+    The base is reduced modulo `modulo` first."""
+    if not isinstance(exponent, int) or not isinstance(modulo, int):
+        charge_steps(CALL_STEPS)
+        return
+    digits = abs(modulo).bit_length() // 30 + 1
+    # measured: about 1.5 multiplications and reductions a bit (a sliding window)
+    per_bit = (3 * digits * digits) // 2 + 24 * digits
+    steps = (abs(exponent).bit_length() * per_bit) >> 8
+    if isinstance(base, int):
+        steps += ((abs(base).bit_length() // 30 + 1) * digits) >> 6
+    charge_steps(CALL_STEPS + steps)
 
 
 def _format_spec_check(owner: Any, args: tuple, kwargs: dict) -> None:
@@ -455,7 +547,7 @@ _TEXT_METHODS: dict[str, Check] = {
         _copy_text,
     ),
     **dict.fromkeys(("upper", "lower", "casefold", "swapcase", "title", "capitalize"), _case),
-    **dict.fromkeys(("split", "rsplit", "splitlines"), _split),
+    **{name: _split_check(name) for name in ("split", "rsplit", "splitlines")},
     **dict.fromkeys(("center", "ljust", "rjust", "zfill"), _pad),
     "expandtabs": _expandtabs,
     "replace": _replace,
@@ -493,11 +585,11 @@ _LIST_METHODS: dict[str, Check] = {
     "sort": _sort,
 }
 _DICT_METHODS: dict[str, Check] = {
-    "get": _step,
+    "get": _hashed_arguments,
     "items": _step,
     "keys": _step,
     "values": _step,
-    "pop": _step,
+    "pop": _hashed_arguments,
     "popitem": _step,
     "setdefault": _grow_by_one,
     "clear": _step,
@@ -1170,15 +1262,16 @@ def _number(text: str | None, values: list, limit: int) -> int:
 def percent_format(template: str, values: Any) -> str:
     """`template % values`, refused before it is built when the result would pass the
     per-value limit (widths, precisions, and the text of every `%s`/`%r` value measured)."""
-    reserve(_percent_size(template, values, key_of=str))
-    result = template % values
+    size, opaque = _percent_size(template, values, key_of=str)
+    reserve(size)
+    result = template % (without_addresses(values) if opaque else values)
     return check_size(result)
 
 
 def percent_format_bytes(template: bytes, values: Any) -> bytes:
     """`template % values` on bytes (from `.encode()`), measured as on text first: `%s` and
     `%b` take bytes, whose length is their size; a mapping's keys are bytes."""
-    size = _percent_size(
+    size, opaque = _percent_size(
         template.decode("latin-1"),
         values,
         key_of=lambda key: key.encode("latin-1"),
@@ -1187,7 +1280,7 @@ def percent_format_bytes(template: bytes, values: Any) -> bytes:
         ),
     )
     reserve(size)
-    result = template % values
+    result = template % (without_addresses(values) if opaque else values)
     return check_size(result)
 
 
@@ -1196,8 +1289,11 @@ def _percent_size(
     values: Any,
     key_of: Callable[[str], Any],
     measure_text: Callable[[Any, int], int] | None = None,
-) -> int:
+) -> tuple[int, bool]:
+    """The length of `template % values` (refused past the limit), and whether a value it
+    prints would show an address."""
     limit = _limit()
+    opaque = False
     measure_text = measure_text or _text_length
     charge_steps(CALL_STEPS + (len(template) >> 10))
     positional = list(values) if type(values) is tuple else [values]
@@ -1217,12 +1313,19 @@ def _percent_size(
             value = positional.pop(0) if positional else None
         if kind in ("s", "r", "a", "b"):
             measure = _Measure(limit)
-            if kind in ("s", "b"):
+            if kind in ("s", "b") and (
+                isinstance(value, (str, bytes, bytearray)) or type(value) in SCALARS
+            ):
                 measure.add(measure_text(value, limit))
+            elif kind in ("s", "b"):
+                found = _measure_str(value, limit)
+                measure.add(found.total)
+                opaque = opaque or found.opaque
             else:
                 measure.repr_size(value, 0)
                 if kind == "a":
                     measure.add(measure.total * 9)  # \U0001xxxx escapes
+            opaque = opaque or measure.opaque
             size = measure.total
             if match.group("precision") is not None:
                 size = min(size, precision)
@@ -1233,7 +1336,7 @@ def _percent_size(
         total += max(abs(width), size)
         if total > limit:
             raise TemplateLimitError(f"value larger than the output limit ({limit})")
-    return total
+    return total, opaque
 
 
 def _text_length(value: Any, limit: int) -> int:
@@ -1321,6 +1424,7 @@ class BoundedFormatter(string.Formatter):
             if conversion == "a":
                 measure.add(measure.total * 9)
             reserve(measure.total)
+            obj = without_addresses(obj, measure)
             return repr(obj) if conversion == "r" else ascii(obj)
         raise ValueError(f"Unknown conversion specifier {conversion!s}")
 

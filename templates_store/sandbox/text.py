@@ -8,6 +8,7 @@ stopping as soon as it passes the limit, and only then builds it.
 
 from __future__ import annotations
 
+from types import BuiltinFunctionType, FunctionType, MethodType, MethodWrapperType
 from typing import Any
 
 from jinja2.runtime import Undefined
@@ -17,7 +18,15 @@ from markupsafe import Markup
 from .budget import _budget, _outside, charge_steps, reserve
 from .errors import TemplateLimitError
 
-__all__ = ["to_text", "text_size", "SCALARS"]
+__all__ = [
+    "to_text",
+    "text_size",
+    "measure_text",
+    "without_addresses",
+    "SCALARS",
+    "charge_tree",
+    "charge_sort",
+]
 
 SCALARS = frozenset({int, float, bool, type(None)})
 _DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
@@ -26,7 +35,7 @@ _MAX_NESTING = 200
 
 
 class _Measure:
-    __slots__ = ("total", "limit", "active", "str_sizes", "nodes")
+    __slots__ = ("total", "limit", "active", "str_sizes", "nodes", "opaque")
 
     def __init__(self, limit: int) -> None:
         self.total = 0
@@ -35,6 +44,8 @@ class _Measure:
         self.str_sizes: dict[int, int] = {}
         # values visited: the walk's own cost (charged by to_text)
         self.nodes = 0
+        # a value Python prints with its memory address was met (see `without_addresses`)
+        self.opaque = False
 
     def add(self, size: int) -> None:
         self.nodes += 1
@@ -107,8 +118,12 @@ class _Measure:
             self.add(len(repr(value)) if as_repr else len(str(value)))
         else:
             # everything else templates can hold prints a short, fixed-size text (functions,
-            # methods, ranges, loop contexts, macros)
-            self.add(len(repr(value)))
+            # methods, ranges, loop contexts, macros); what `without_addresses` shows instead
+            # of a method's or an iterator's is shorter
+            text = repr(value)
+            if type(value) in _METHOD_TYPES or _ADDRESS in text:
+                self.opaque = True
+            self.add(len(text))
 
     def items(self, seq: Any, key: int, opening: str, closing: str, depth: int) -> None:
         self.add(2 + max(len(seq) - 1, 0) * 2)
@@ -154,6 +169,82 @@ def measure_text(value: Any, limit: int) -> _Measure:
     return measure
 
 
+# Values Python prints with the address of an object in memory (`<built-in method upper of
+# str object at 0x7f...>`, `<generator object ... at 0x7f...>`): a tenant's render shows them
+# as a fixed text instead, `<method upper>`, `<generator>`. Converted legacy templates print
+# them as airspeed did, address included (`python_reprs` of their environment).
+_METHOD_TYPES = frozenset({BuiltinFunctionType, MethodWrapperType, MethodType, FunctionType})
+_ADDRESS = " at 0x"
+
+
+class _Shown:
+    """Stands for a value whose text would carry an address: prints as its fixed text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+def shows_addresses() -> bool:
+    """Whether the running render prints values as Python does, addresses included (converted
+    legacy templates: airspeed did)."""
+    budget = _budget.get()
+    return budget is not None and bool(getattr(budget.env, "python_reprs", False))
+
+
+def without_addresses(value: Any, measure: _Measure | None = None) -> Any:
+    """`value`, or (when `measure` found one and the render does not print addresses) a copy
+    of it where each method, generator or iterator is a `_Shown` fixed text: str(), repr() and
+    %-formatting of the copy show no address. The copy is no longer than what was measured."""
+    if measure is not None and not measure.opaque or shows_addresses():
+        return value
+    return _replaced(value, {})
+
+
+def _replaced(value: Any, copies: dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in SCALARS or isinstance(value, (str, bytes, Undefined)):
+        return value
+    key = id(value)
+    if key in copies:
+        return copies[key]  # (shared or recursive: the copy keeps `[...]` where repr showed it)
+    if isinstance(value, list):
+        items: list = []
+        copies[key] = items
+        items.extend(_replaced(item, copies) for item in value)
+        return items
+    if isinstance(value, tuple):
+        parts = [_replaced(item, copies) for item in value]
+        return kind._make(parts) if hasattr(kind, "_make") else tuple(parts)
+    if isinstance(value, dict):
+        entries: dict = {}
+        copies[key] = entries
+        for k, v in value.items():
+            entries[_replaced(k, copies)] = _replaced(v, copies)
+        return entries
+    if isinstance(value, (set, frozenset)):
+        return type(value)(_replaced(item, copies) for item in value)
+    if isinstance(value, _DICT_VIEWS):
+        if isinstance(value, type({}.values())):
+            return dict(enumerate(_replaced(item, copies) for item in value)).values()
+        if isinstance(value, type({}.items())):
+            return dict(_replaced(tuple(item), copies) for item in value).items()
+        return dict.fromkeys(_replaced(item, copies) for item in value).keys()
+    if isinstance(value, Namespace):
+        return Namespace(_replaced(value._Namespace__attrs, copies))  # type: ignore[attr-defined]
+    if kind in _METHOD_TYPES:
+        return _Shown(f"<method {getattr(value, '__name__', '')}>")
+    if _ADDRESS in repr(value):
+        return _Shown(f"<{kind.__name__}>")
+    return value
+
+
 def to_text(value: Any) -> str:
     """str(value), refused before it is built when it would pass the per-value limit; the
     text of a non-string value counts against the render's work."""
@@ -174,7 +265,7 @@ def to_text(value: Any) -> str:
     measure = measure_text(value, budget.max_output_chars)
     charge_steps(measure.nodes * MEASURE_STEPS_PER_VALUE)
     reserve(measure.total)
-    return str(value)
+    return str(without_addresses(value, measure))
 
 
 # what a comparison, search or hash walks item by item (dict views and sets too: `d.keys() ==
@@ -222,3 +313,12 @@ def charge_tree(value: Any, times: int = 1) -> None:
             charge_steps(times * (pending + (text >> 8)))
             pending = text = 0
     charge_steps(times * (pending + (text >> 8)))
+
+
+def charge_sort(items: Any) -> None:
+    """Charge sorting `items` (or taking their min, max or groups): about n log n comparisons,
+    each walking the values it compares; the walk is charged once per pass of a merge (log n
+    passes, a quarter of them counted: most comparisons stop at the first different item)."""
+    n = len(items)
+    charge_steps((n * max(n.bit_length(), 1)) >> 2)
+    charge_tree(items, max(n.bit_length() >> 2, 1))

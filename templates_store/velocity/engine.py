@@ -63,6 +63,8 @@ class ConvertedEnvironment(BoundedEnvironment):
     never written by a tenant."""
 
     allow_specials = True
+    # airspeed printed a bound method with its address (docs/templates.md, known limits)
+    python_reprs = True
 
     def __init__(self, engine: Engine, autoescape: bool, limits: RenderLimits) -> None:
         super().__init__(

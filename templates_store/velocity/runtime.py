@@ -35,7 +35,7 @@ from templates_store.sandbox.budget import (
     text_weight,
 )
 from templates_store.sandbox.regex import MatchResult
-from templates_store.sandbox.text import to_text
+from templates_store.sandbox.text import charge_tree, to_text
 
 from .errors import TemplateLimitError, TemplateRenderError, TemplateSecurityError
 
@@ -172,6 +172,9 @@ def _str_starts_with(self: str, prefix: Any) -> bool:
 
 def _list_contains(self: list, value: Any) -> bool:
     charge_steps(1 + (len(self) >> 4))
+    # each item is compared with the value: a comparison walks the value's nested values (or
+    # text) at most, and any item at all may be equal to it
+    charge_tree(value, len(self))
     return value in self
 
 

@@ -22,15 +22,19 @@ def assert_ended(outcome: Outcome) -> None:
     assert not outcome.memory_error, "hit the address-space cap: " + outcome.describe()
 
 
-def assert_refused_or_harmless(outcome: Outcome, secrets: Iterable[str]) -> None:
+def assert_refused_or_harmless(
+    outcome: Outcome, secrets: Iterable[str], addresses: bool = True
+) -> None:
     """Ended in a TemplateRenderError subclass, or in a normal answer that shows nothing of
-    Python's internals or of the platform's secrets."""
+    Python's internals or of the platform's secrets (nor, with `addresses`, any memory
+    address)."""
     assert_ended(outcome)
     if outcome.status == "raised":
         assert outcome.render_error, "an error outside the contract: " + outcome.describe()
-        assert error_telltales(outcome.error_message, secrets) == [], outcome.describe()
+        found = error_telltales(outcome.error_message, secrets, addresses)
+        assert found == [], outcome.describe()
     elif outcome.status == "returned":
-        assert telltales(outcome.text or "", secrets) == [], outcome.describe()
+        assert telltales(outcome.text or "", secrets, addresses) == [], outcome.describe()
         assert outcome.length <= outcome.max_output_chars, outcome.describe()
 
 
