@@ -4,20 +4,25 @@ legacy form, signed with its app_secret; a try succeeds only on HTTP 200 with th
 `SUCCESS` within LEGACY_CALLBACK_TIMEOUT seconds; the others are retried after
 LEGACY_CALLBACK_DELAYS, then dropped. Each report is a row (the pending work survives a broker
 outage or a worker crash), each try is claimed with a conditional UPDATE (a report delivered
-twice by the broker is posted once), and every try is signed afresh."""
+twice by the broker is posted once), and every try is signed afresh.
+
+As the old gateway's HTTP client did (urllib): every try goes to the URL the tenant had when
+the message finished; a 301/302/303 answer is followed as a GET without the form (up to 10
+hops, each through the outbound gate); a 307/308 is a failed try."""
 
 from __future__ import annotations
 
 import http.client
 import logging
 import secrets
+import sys
 import time
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -35,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 # a claimed try that has not ended by then (its worker died) is tried again
 CLAIM_LEASE_S = 60
+# what the old gateway's client (urllib) sent with each report, and followed
+CLIENT_HEADERS = {
+    "User-Agent": f"Python-urllib/{sys.version_info.major}.{sys.version_info.minor}",
+    "Connection": "close",
+}
+FOLLOWED_REDIRECTS = (301, 302, 303)
+MAX_REDIRECTS = 10
 
 
 @receiver(message_finished, dispatch_uid="compat.callbacks")
@@ -64,7 +76,7 @@ def on_message_finished(
     try:
         with transaction.atomic():
             callback = LegacyCallback.all_tenants.create(
-                message_id=message_id, tenant=message.tenant
+                message_id=message_id, tenant=message.tenant, url=message.tenant.callback_url
             )
     except IntegrityError:
         return  # owed already
@@ -75,15 +87,21 @@ def on_message_finished(
 def missing_callbacks(since: datetime, until: datetime) -> QuerySet | list:
     """Finished legacy-API messages of the tenants with a callback_url that have no report
     (the receiver writes one per message, unique), through the index of finished messages by
-    tenant (`message_finished_tenant`)."""
+    tenant (`message_finished_tenant`). Only those that finished once the URL was set: the old
+    gateway reported what finished while it had one, never what finished before."""
     tenants = list(
-        Tenant.objects.exclude(callback_url="").order_by("pk").values_list("pk", flat=True)
+        Tenant.objects.exclude(callback_url="")
+        .order_by("pk")
+        .values_list("pk", "callback_url_since")
     )
     if not tenants:
         return []
+    owed = Q()
+    for tenant_id, url_since in tenants:
+        owed |= Q(tenant_id=tenant_id, **({"updated_at__gte": url_since} if url_since else {}))
     return (
         followups.finished_between(since, until)
-        .filter(tenant_id__in=tenants, origin=Origin.LEGACY)
+        .filter(owed, origin=Origin.LEGACY)
         .filter(~Exists(LegacyCallback.all_tenants.filter(message_id=OuterRef("id"))))
     )
 
@@ -104,7 +122,7 @@ def report_form(message: Message) -> dict[str, str]:
         "app_key": message.tenant.app_key or "",
         "msg_id": message.id,
         "batch_id": message.batch_id,
-        "out_id": message.reference,
+        "out_id": native.from_db(message.reference),
         "recipient": message.recipient,
         "status": str(status),
         "err_code": native.legacy_err_code(message),
@@ -130,15 +148,11 @@ def deliver(callback_id: int) -> None:
         return
     callback = LegacyCallback.all_tenants.select_related("tenant").get(pk=callback_id)
     message = Message.all_tenants.select_related("tenant").get(pk=callback.message_id)
-    url = callback.tenant.callback_url
+    # (a row from before the URL was kept on it: the tenant's)
+    url = callback.url or callback.tenant.callback_url
     error = ""
     try:
-        answer = outbound.post(
-            url,
-            urlencode(report_form(message)).encode("utf-8"),
-            {"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
-            settings.LEGACY_CALLBACK_TIMEOUT,
-        )
+        answer = _post(url, urlencode(report_form(message)).encode("utf-8"))
         if answer.status != 200 or answer.body != b"SUCCESS":
             error = f"answered HTTP {answer.status} {answer.body[:80]!r}, not 200 SUCCESS"
     except outbound.TargetRefused as exc:
@@ -146,6 +160,23 @@ def deliver(callback_id: int) -> None:
     except (OSError, http.client.HTTPException) as exc:
         error = f"unreachable: {exc}"
     _record(callback, error, message)
+
+
+def _post(url: str, form: bytes) -> outbound.Answer:
+    """The report POSTed as urllib did: its headers; a 301/302/303 followed as a GET without
+    the form (each hop through the gate)."""
+    timeout = settings.LEGACY_CALLBACK_TIMEOUT
+    headers = {"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"}
+    answer = outbound.post(url, form, {**headers, **CLIENT_HEADERS}, timeout)
+    for _ in range(MAX_REDIRECTS):
+        location = next(
+            (v for k, v in answer.headers.items() if k.lower() == "location"), None
+        )
+        if answer.status not in FOLLOWED_REDIRECTS or location is None:
+            return answer
+        url = urljoin(url, location.replace(" ", "%20"))
+        answer = outbound.call("GET", url, b"", CLIENT_HEADERS, timeout)
+    return answer
 
 
 def _record(callback: LegacyCallback, error: str, message: Message) -> None:

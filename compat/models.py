@@ -50,6 +50,9 @@ class LegacyCallback(models.Model):
 
     message_id = models.CharField(max_length=18, unique=True)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    # the tenant's callback_url when the message finished: every try goes there, as the old
+    # gateway's did ("": a row from before it was kept, which uses the tenant's)
+    url = models.TextField(blank=True, default="")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)

@@ -113,6 +113,11 @@ def checked_url(url: str) -> tuple[SplitResult, int]:
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
     """POSTs `body` to `url` through the gate. Raises TargetRefused, or OSError /
     http.client.HTTPException when the target cannot be reached or answers badly."""
+    return call("POST", url, body, headers, timeout)
+
+
+def call(method: str, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+    """`post` with another method (a GET sends no body)."""
     parts, port = checked_url(url)
     address = resolve(parts.hostname, port)
     if parts.scheme == "https":
@@ -130,7 +135,9 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answ
     # drips its answer a byte at a time must not hold a worker past it)
     watchdog = _Watchdog(connection, timeout)
     try:
-        connection.request("POST", path, body=body, headers={"Host": host_header, **headers})
+        connection.request(
+            method, path, body=body or None, headers={"Host": host_header, **headers}
+        )
         # (the response keeps the socket; the connection lets go of it when told to close)
         watchdog.sock = connection.sock
         response = connection.getresponse()

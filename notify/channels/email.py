@@ -110,6 +110,7 @@ class EmailTransport(Transport):
                 connection = self._connect()
                 connection.open()
                 self._connection = connection
+            refused = _refusals_of(self._connection)
             sent = self._connection.send_messages([mail])
         except BaseException as exc:
             # whatever state the session is in now, the next send starts a new one
@@ -120,6 +121,14 @@ class EmailTransport(Transport):
             raise error from exc
         if sent != 1:
             raise TransportError("SMTP backend accepted no message", permanent=False)
+        if refused:
+            # the server took the mail for the copies (cc) and refused the recipient itself
+            address = sanitize_address(
+                envelope.recipient, mail.encoding or settings.DEFAULT_CHARSET
+            )
+            if address in refused:
+                code, text = refused[address]
+                raise _smtp_error(code, text, "recipient refused")
         accepted = getattr(mail, "anymail_status", None)
         if accepted is not None:
             # an ESP's API took it: its tracking webhook tells how it ends
@@ -135,6 +144,29 @@ class EmailTransport(Transport):
         host = getattr(self._connection, "host", "")
         port = getattr(self._connection, "port", "")
         return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)
+
+
+def _refusals_of(backend: Any) -> dict:
+    """What the SMTP server will refuse of the next mail's recipients while taking it for the
+    others: Django's SMTP backend drops that answer of `sendmail`, so a refused recipient
+    beside an accepted cc would count as sent. Empty for a backend that is not SMTP."""
+    smtp = getattr(backend, "connection", None)
+    if not isinstance(smtp, smtplib.SMTP):
+        return {}
+    refused = getattr(smtp.sendmail, "refused", None)
+    if refused is None:
+        send = smtp.sendmail
+        refused = {}
+
+        def sendmail(*args: Any, **kwargs: Any) -> dict:
+            refused.clear()
+            answer = send(*args, **kwargs)
+            refused.update(answer or {})
+            return answer
+
+        sendmail.refused = refused  # type: ignore[attr-defined]
+        smtp.sendmail = sendmail
+    return refused
 
 
 def _sender(display_name: str, from_email: str = "") -> str:

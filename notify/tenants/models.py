@@ -1,5 +1,8 @@
+from __future__ import annotations
+
 import hashlib
 import secrets
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -38,6 +41,9 @@ class Tenant(models.Model):
     app_secret = EncryptedTextField(blank=True, default="")
     sign_name = models.CharField(max_length=32, blank=True, default="")
     callback_url = models.URLField(max_length=500, blank=True, default="")
+    # when callback_url got its current value (None: before this was kept): the legacy
+    # reports owed are those of messages that finished since
+    callback_url_since = models.DateTimeField(null=True, blank=True, editable=False)
     # where the tenant's legacy API calls are served (the rollout moves it)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NEW)
     canary_percent = models.PositiveSmallIntegerField(default=0)
@@ -73,6 +79,22 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        loaded = "callback_url" in self.__dict__  # (a deferred field is not being changed)
+        if loaded and self.callback_url != getattr(self, "_loaded_callback_url", None):
+            self.callback_url_since = timezone.now()
+            fields = kwargs.get("update_fields")
+            if fields is not None and "callback_url" in fields:
+                kwargs["update_fields"] = {*fields, "callback_url_since"}
+        super().save(*args, **kwargs)
+        self._loaded_callback_url = self.callback_url
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Tenant:
+        tenant = super().from_db(db, field_names, values)
+        tenant._loaded_callback_url = tenant.__dict__.get("callback_url")
+        return tenant
 
     @property
     def is_active(self) -> bool:
@@ -112,7 +134,7 @@ class ApiKey(models.Model):
         return self.revoked_at is not None
 
     @classmethod
-    def generate(cls, tenant: Tenant, name: str = "default") -> tuple["ApiKey", str]:
+    def generate(cls, tenant: Tenant, name: str = "default") -> tuple[ApiKey, str]:
         """Creates a key and returns it with the raw key, which is never shown again."""
         raw = "nk_" + secrets.token_urlsafe(32)
         key = cls.objects.create(

@@ -23,7 +23,10 @@ class Receiver:
 
     def __init__(self) -> None:
         self.forms: list[dict[str, str]] = []
-        self.answers: list[tuple[int, bytes]] = []
+        # each request: method, path, headers
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        # each answer: status, body, and a Location header when given
+        self.answers: list[tuple] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,8 +38,19 @@ class Receiver:
                 receiver.forms.append(
                     dict(parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True))
                 )
-                status, body = receiver.answers.pop(0) if receiver.answers else (200, b"SUCCESS")
+                self.answer()
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.answer()
+
+            def answer(self) -> None:
+                receiver.requests.append((self.command, self.path, dict(self.headers)))
+                status, body, *location = (
+                    receiver.answers.pop(0) if receiver.answers else (200, b"SUCCESS")
+                )
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location[0])
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -146,3 +160,76 @@ def test_callback__private_target_not_allowed__refused_without_a_request(sent, r
 def test_callback_sweep__due_reports__published_again(sent, receiver):
     finish(sent, MessageStatus.DELIVERED)
     assert callbacks.sweep() == 1
+
+
+def test_callback__receiver_redirects__followed_as_urllib_did_a_get_without_the_form(
+    sent, receiver
+):
+    # Given a callback handler that redirects the report elsewhere, where it answers SUCCESS
+    receiver.answers = [(302, b"", "/moved")]
+    finish(sent, MessageStatus.DELIVERED)
+    callback = LegacyCallback.all_tenants.get(message_id=sent.pk)
+    # When the report is delivered
+    callbacks.deliver(callback.pk)
+    # Then the form was POSTed, the redirect followed with a GET, and one try was enough
+    assert [(method, path) for method, path, _ in receiver.requests] == [
+        ("POST", "/cb"),
+        ("GET", "/moved"),
+    ]
+    assert "Content-Type" not in receiver.requests[1][2]
+    assert receiver.requests[0][2]["User-Agent"].startswith("Python-urllib/")
+    assert LegacyCallback.all_tenants.get(pk=callback.pk).state == LegacyCallback.State.DONE
+
+
+def test_callback__url_changed_after_the_message_finished__retries_keep_the_first_url(
+    sent, receiver
+):
+    # Given a report whose first try failed
+    receiver.answers = [(500, b"")]
+    finish(sent, MessageStatus.DELIVERED)
+    callback = LegacyCallback.all_tenants.get(message_id=sent.pk)
+    callbacks.deliver(callback.pk)
+    # When the tenant's callback_url changes before the retry
+    other = Receiver()
+    try:
+        tenant = Tenant.objects.get(slug="shop")
+        tenant.callback_url = other.url
+        tenant.save()
+        LegacyCallback.all_tenants.filter(pk=callback.pk).update(next_attempt_at=timezone.now())
+        callbacks.deliver(callback.pk)
+        # Then the retry went where the first try went, as the old gateway's did
+        assert len(receiver.forms) == 2 and other.forms == []
+    finally:
+        other.close()
+
+
+def test_callback__out_id_with_nul__reported_as_the_caller_gave_it(sent, receiver):
+    from compat import native
+
+    Message.all_tenants.filter(pk=sent.pk).update(reference=native.to_db("o\x009"))
+    finish(sent, MessageStatus.DELIVERED)
+    callbacks.deliver(LegacyCallback.all_tenants.get(message_id=sent.pk).pk)
+    assert receiver.forms[0]["out_id"] == "o\x009"
+
+
+def test_callback_follow_up__message_finished_before_the_url_was_set__not_owed(
+    legacy_world, legacy_call, receiver
+):
+    # Given a message that finished while its tenant had no callback_url
+    data = legacy_call(
+        "POST", "sms/send.do", mobiles="13800137777", tpl_id="SMS_100001", tpl_params=CODE_PARAMS
+    ).json["data"]
+    earlier = Message.all_tenants.get(pk=data["msg_ids"][0])
+    finish(earlier, MessageStatus.DELIVERED)
+    # When the tenant sets one, and the follow-up sweep looks for reports owed
+    tenant = Tenant.objects.get(slug="shop")
+    tenant.callback_url = receiver.url
+    tenant.save()
+    later = legacy_call(
+        "POST", "sms/send.do", mobiles="13800137778", tpl_id="SMS_100001", tpl_params=CODE_PARAMS
+    ).json["data"]["msg_ids"][0]
+    Message.all_tenants.filter(pk=later).update(status=MessageStatus.DELIVERED)
+    window = (timezone.now() - timedelta(hours=1), timezone.now() + timedelta(hours=1))
+    owed = {row[0] for row in callbacks.missing_callbacks(*window)}
+    # Then the old message owes nothing (the old gateway never reported it); the new one does
+    assert earlier.pk not in owed and later in owed

@@ -75,3 +75,27 @@ def test_deliver__ordinary_message__still_sent(tenant, smtp_server, queued_retri
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
     assert smtp_server.received[0].subject == "Crème brûlée 🍮"
+
+
+def test_deliver__recipient_refused_while_its_cc_is_taken__failed_as_the_server_said(
+    tenant, smtp_server, queued_retries
+):
+    # Given a mail whose recipient the server refuses, with a copy to an address it accepts
+    message = create_message(
+        tenant=tenant,
+        draft=MessageDraft(
+            channel="email",
+            recipient="reject-ana@example.com",
+            subject="S",
+            body="B",
+            params={"cc": ["copy@example.com"]},
+        ),
+    )
+    # When the worker delivers it
+    services.deliver(message.id)
+    # Then the message failed with the server's refusal (the copy went, as SMTP does it)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.FAILED
+    assert message.error_code == "550"
+    assert "recipient refused" in message.error
+    assert [m.rcpt_tos for m in smtp_server.received] == [["copy@example.com"]]
