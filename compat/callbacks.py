@@ -122,7 +122,7 @@ def report_form(message: Message) -> dict[str, str]:
         "app_key": message.tenant.app_key or "",
         "msg_id": message.id,
         "batch_id": message.batch_id,
-        "out_id": native.from_db(message.reference),
+        "out_id": native.key_from_db(message.reference),
         "recipient": message.recipient,
         "status": str(status),
         "err_code": native.legacy_err_code(message),
@@ -169,9 +169,7 @@ def _post(url: str, form: bytes) -> outbound.Answer:
     headers = {"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"}
     answer = outbound.post(url, form, {**headers, **CLIENT_HEADERS}, timeout)
     for _ in range(MAX_REDIRECTS):
-        location = next(
-            (v for k, v in answer.headers.items() if k.lower() == "location"), None
-        )
+        location = next((v for k, v in answer.headers.items() if k.lower() == "location"), None)
         if answer.status not in FOLLOWED_REDIRECTS or location is None:
             return answer
         url = urljoin(url, location.replace(" ", "%20"))

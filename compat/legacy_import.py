@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from compat.models import LegacyMessage
-from compat.native import from_db, json_safe, to_db
+from compat.native import from_db, json_safe, key_from_db, key_to_db, to_db
 from notify.channels import registry
 from notify.tenants.models import Tenant
 from templates_store.legacy import ConversionOutcome, LegacyExport, convert_export
@@ -113,7 +113,7 @@ def _history_row(message: dict[str, Any], tenant: Tenant) -> LegacyMessage:
         content=to_db(message.get("content") or ""),
         status=int(message.get("status") or 0),
         err_code=message.get("err_code") or "",
-        out_id=to_db(message.get("out_id") or ""),
+        out_id=key_to_db(message.get("out_id") or ""),
         send_time=message.get("send_time") or "",
         report_time=message.get("report_time") or "",
     )
@@ -237,8 +237,9 @@ def _stored_messages(msg_ids: list[str]) -> list[dict[str, Any]]:
             pk__in=msg_ids[start : start + CHUNK]
         ).select_related("tenant"):
             values = {name: getattr(row, name) for name in HISTORY_COLUMNS}
-            for name in ("subject", "content", "out_id"):
+            for name in ("subject", "content"):
                 values[name] = from_db(values[name])
+            values["out_id"] = key_from_db(values["out_id"])
             rows.append({"msg_id": row.msg_id, "app_key": row.tenant.app_key, **values})
     return rows
 

@@ -22,7 +22,8 @@ class LegacyMessage(models.Model):
     content = models.TextField(blank=True, default="")
     status = models.PositiveSmallIntegerField()
     err_code = models.CharField(max_length=64, blank=True, default="")
-    out_id = models.CharField(max_length=64, blank=True, default="")
+    # (compat.native.key_to_db: up to twice the 64 characters an out_id may have)
+    out_id = models.CharField(max_length=128, blank=True, default="")
     # as the export wrote them: Asia/Shanghai wall-clock text, "" when unknown
     send_time = models.CharField(max_length=19, blank=True, default="")
     report_time = models.CharField(max_length=19, blank=True, default="")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -96,6 +97,24 @@ def to_db(text: str) -> str:
 
 def from_db(text: str) -> str:
     return text.replace(NUL_STAND_IN, "\x00") if NUL_STAND_IN in text else text
+
+
+# An out_id is an identity (its send's idempotency, the answers and reports that give it back):
+# it is kept injectively, U+FFFF doubled and NUL as U+FFFF then "0" (at most twice as long), so
+# `a\x00` and `a\uffff` stay two out_ids.
+_ESCAPED_KEY = re.compile("\uffff([\uffff0])")
+
+
+def key_to_db(text: str) -> str:
+    if NUL_STAND_IN not in text and "\x00" not in text:
+        return text
+    return text.replace(NUL_STAND_IN, NUL_STAND_IN * 2).replace("\x00", NUL_STAND_IN + "0")
+
+
+def key_from_db(text: str) -> str:
+    if NUL_STAND_IN not in text:
+        return text
+    return _ESCAPED_KEY.sub(lambda m: "\x00" if m.group(1) == "0" else NUL_STAND_IN, text)
 
 
 def json_safe(value: Any) -> Any:
@@ -242,7 +261,7 @@ def send(
         raise LegacyError(40001)
     send_request = None
     if out_id:
-        begun = _begin(tenant, endpoint, to_db(out_id))
+        begun = _begin(tenant, endpoint, key_to_db(out_id))
         if isinstance(begun, send_requests.Replay):
             return begun.body.encode("utf-8")
         send_request = begun
@@ -264,7 +283,7 @@ def send(
             draft = MessageDraft(
                 channel=spec.name, recipient=item.recipient, subject=subject, body=content
             )
-        drafts.append(_with(draft, params=json_safe(item.params), reference=to_db(out_id)))
+        drafts.append(_with(draft, params=json_safe(item.params), reference=key_to_db(out_id)))
     try:
         # the messages and the out_id's answer commit together (create_batch alone is atomic)
         with transaction.atomic() if send_request is not None else contextlib.nullcontext():
@@ -552,7 +571,7 @@ def status_data(message: Message) -> dict[str, Any]:
         "err_code": legacy_err_code(message),
         "send_time": legacy_time(message.created_at),
         "report_time": _report_time(message),
-        "out_id": from_db(message.reference),
+        "out_id": key_from_db(message.reference),
     }
 
 
@@ -567,7 +586,7 @@ def history_status_data(row: LegacyMessage) -> dict[str, Any]:
         "err_code": row.err_code,
         "send_time": row.send_time,
         "report_time": row.report_time,
-        "out_id": from_db(row.out_id),
+        "out_id": key_from_db(row.out_id),
     }
 
 

@@ -51,7 +51,7 @@ def _row(tenant_id: int, endpoint: str, out_id: str) -> SendRequest | None:
         SendRequest.all_tenants.filter(
             tenant_id=tenant_id,
             endpoint=endpoint,
-            idempotency_key=native.to_db(out_id),
+            idempotency_key=native.key_to_db(out_id),
             expires_at__gt=timezone.now(),
         )
         .only("state", "response_status")
@@ -88,7 +88,7 @@ def hold(tenant_id: int, endpoint: str, out_id: str) -> str:
                 tenant_id=tenant_id,
                 origin=Origin.LEGACY,
                 endpoint=endpoint,
-                idempotency_key=native.to_db(out_id),
+                idempotency_key=native.key_to_db(out_id),
                 fingerprint="legacy",
                 state=SendRequest.State.COMPLETED,
                 response_status=HELD_BY_LEGACY,
@@ -106,7 +106,7 @@ def settle(tenant_id: int, endpoint: str, out_id: str, code: int | None, answer:
     held = SendRequest.all_tenants.filter(
         tenant_id=tenant_id,
         endpoint=endpoint,
-        idempotency_key=native.to_db(out_id),
+        idempotency_key=native.key_to_db(out_id),
         state=SendRequest.State.COMPLETED,
         response_status=HELD_BY_LEGACY,
     )

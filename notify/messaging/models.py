@@ -121,7 +121,8 @@ class Message(models.Model):
     # the provider's own code for the last failure (a carrier's `UNDELIV`, an SMTP `550`)
     error_code = models.CharField(max_length=64, blank=True, default="")
     # the caller's own reference for the message (the legacy API's `out_id`)
-    reference = models.CharField(max_length=64, blank=True, default="")
+    # (a legacy out_id, stored by compat.native.key_to_db: up to twice its 64 characters)
+    reference = models.CharField(max_length=128, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
     # `attempts` when the message was last retried by hand: each retry allows a new round
     attempts_before_retry = models.PositiveIntegerField(default=0)

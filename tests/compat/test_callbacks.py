@@ -206,7 +206,7 @@ def test_callback__url_changed_after_the_message_finished__retries_keep_the_firs
 def test_callback__out_id_with_nul__reported_as_the_caller_gave_it(sent, receiver):
     from compat import native
 
-    Message.all_tenants.filter(pk=sent.pk).update(reference=native.to_db("o\x009"))
+    Message.all_tenants.filter(pk=sent.pk).update(reference=native.key_to_db("o\x009"))
     finish(sent, MessageStatus.DELIVERED)
     callbacks.deliver(LegacyCallback.all_tenants.get(message_id=sent.pk).pk)
     assert receiver.forms[0]["out_id"] == "o\x009"

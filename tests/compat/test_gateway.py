@@ -431,6 +431,29 @@ def test_send__nul_in_stored_values__sent_and_answered_back_as_given(world, lega
     assert raw.code == 0
 
 
+def test_send__out_ids_differing_by_nul_and_u_ffff__two_sends_each_answered_back_exactly(
+    world, legacy_call
+):
+    # Given two out_ids that differ only where one has NUL and the other U+FFFF
+    answers = {
+        out_id: legacy_call(
+            "POST",
+            "sms/send.do",
+            mobiles="13800138000",
+            tpl_id="SMS_100001",
+            tpl_params=CODE_PARAMS,
+            out_id=out_id,
+        )
+        for out_id in ("oidA\x00", "oidA\uffff", "oidA\uffff0")
+    }
+    # Then each is its own send, and status.do gives each out_id back as it was sent
+    msg_ids = {out_id: a.json["data"]["msg_ids"][0] for out_id, a in answers.items()}
+    assert len(set(msg_ids.values())) == 3
+    for out_id, msg_id in msg_ids.items():
+        status = legacy_call("GET", "message/status.do", msg_id=msg_id).json["data"]
+        assert status["out_id"] == out_id
+
+
 @pytest.mark.parametrize(
     "path", ["/GATEWAY/sms/send.do", "/Gateway/message/status.do", "/gateway", "/gatewayx"]
 )
