@@ -70,8 +70,7 @@ def _by_out_id(route: str, stage: TenantStage, path: str, out_id: str) -> Decisi
     if found == out_ids.ANSWERED:
         return Decision(Route.NEW, stage)  # replayed
     if found == out_ids.ANSWERED_THERE:
-        # the old gateway replays its own answer (and counts the call) while it is the route
-        return Decision(route, stage)
+        return _answered_there(route, stage)
     if found == out_ids.HELD:
         return Decision(Route.LEGACY, stage, held_out_id=out_id)  # the old gateway decides
     if route == Route.NEW:
@@ -84,8 +83,17 @@ def _by_out_id(route: str, stage: TenantStage, path: str, out_id: str) -> Decisi
     if held == out_ids.ANSWERED:
         return Decision(Route.NEW, stage)
     if held == out_ids.ANSWERED_THERE:
-        return Decision(route, stage)
+        return _answered_there(route, stage)
     return Decision(BUSY, stage)
+
+
+def _answered_there(route: str, stage: TenantStage) -> Decision:
+    """A retry of an out_id the old gateway answered: while the old gateway is the call's route
+    it replays its own answer (and counts the call, its nonce included); a replay is nothing to
+    compare in shadow (the first call was). Else the platform replays the answer it kept."""
+    if route == Route.NEW:
+        return Decision(Route.NEW, stage)
+    return Decision(Route.LEGACY, stage)
 
 
 def issued_here(tenant_id: int, msg_id: str) -> bool:

@@ -236,6 +236,17 @@ def test_out_id__proxied_first__retry_still_at_legacy_is_the_old_gateways_to_ans
     assert not Message.all_tenants.filter(tenant=shop).exists()
 
 
+def test_out_id__retried_in_shadow__the_old_gateway_replays_it_and_only_the_first_is_compared(
+    shop, legacy_call, via_reference
+):
+    set_stage(shop, Tenant.Stage.SHADOW)
+    first = send_code(legacy_call, "13912349006", out_id="order-7786")
+    retry = send_code(legacy_call, "13912349006", out_id="order-7786")
+    assert first.code == 0 and retry.body == first.body
+    assert ShadowComparison.all_tenants.filter(tenant=shop).count() == 1
+    assert not Message.all_tenants.filter(tenant=shop).exists()
+
+
 def test_out_id__served_here_first__retry_after_rollback_not_sent_by_the_old_gateway(
     shop, legacy_call, via_reference
 ):
