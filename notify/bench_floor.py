@@ -2,7 +2,8 @@
 machine, measured beside the real one on the same server.
 
 A web server started with `DJANGO_SETTINGS_MODULE=notify.bench_floor_settings` is the platform
-(its settings, its URLs, unchanged) with three more URLs after its own. Each of their views
+(its settings, its URLs, unchanged) with two more URLs after its own and the legacy floor
+answered where the legacy API is (LegacyFloorMiddleware). Each of their views
 does only what any accept that stores its message before answering must do: parse the
 request, insert one row, commit, answer. No key check, no validation, no events, no wake-up,
 no delivery. Such a platform cannot accept faster than this floor on the same server, so a
@@ -10,11 +11,12 @@ goal above the floor cannot be met on this machine by any implementation in this
 the benchmarks serve this module."""
 
 import json
+from collections.abc import Callable
 
 import redis
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -53,11 +55,26 @@ def accept_floor_with_redis(request: HttpRequest) -> JsonResponse:
     return accept_floor(request)
 
 
-@csrf_exempt
 def legacy_send_floor(request: HttpRequest) -> JsonResponse:
     """A legacy form-encoded send parsed and stored, answered in the legacy shape."""
     ident = _store(request.POST["mobiles"], request.POST.get("tpl_params", ""))
     return JsonResponse({"code": 0, "msg": "success", "data": {"msg_id": str(ident)}})
+
+
+LEGACY_FLOOR_PATH = "/bench-floor/sms/send.do"
+
+
+class LegacyFloorMiddleware:
+    """Answers the legacy floor where the legacy API is answered (before the platform's own
+    middleware: compat.middleware), so the floor skips what a real /gateway call skips."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info == LEGACY_FLOOR_PATH:
+            return legacy_send_floor(request)
+        return self.get_response(request)
 
 
 # after the platform's own patterns, so that nothing of the platform resolves differently
@@ -65,5 +82,4 @@ urlpatterns = [
     *platform_urlpatterns,
     path("bench-floor/accept", accept_floor),
     path("bench-floor/accept-redis", accept_floor_with_redis),
-    path("bench-floor/sms/send.do", legacy_send_floor),
 ]

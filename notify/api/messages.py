@@ -77,7 +77,9 @@ from templates_store import services as template_services
 MAX_BODY_CHARS = 1_000_000
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
 MAX_FALLBACKS = 3
-LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments", "tags", "metadata")
+LATER_OPTIONS = ("fallback", "deadline", "timeouts", "attachments", "tags", "metadata", "priority")
+# later options whose default is not empty: left at it, they count as not given
+LATER_DEFAULTS = {"priority": "normal"}
 
 
 class FallbackSerializer(KeptFieldsSerializer):
@@ -257,9 +259,27 @@ MAX_LISTED_RECIPIENTS = 100
     }
 )
 class OneOrManyRecipients(serializers.Field):
-    """`to`: one recipient (a string, kept a string) or a list of them (kept a list)."""
+    """`to`: one recipient (a string, kept a string) or a list of them (kept a list, its items
+    checked by `recipients`)."""
 
     one = serializers.CharField(max_length=4096, validators=[header_safe])
+
+    def recipients(self, data: list, normalise: Callable[[str], str]) -> list[str]:
+        """The list's recipients checked and normalised, each once; every bad one named
+        `to.<n>` in one ValidationError."""
+        recipients, problems = [], {}
+        for index, item in enumerate(data):
+            try:
+                if not isinstance(item, str):
+                    raise ValidationError("Must be a string.")
+                recipients.append(normalise(self.one.run_validation(item)))
+            except ValidationError as exc:
+                problems[f"to.{index}"] = exc.detail
+            except registry.InvalidRecipient as exc:
+                problems[f"to.{index}"] = [str(exc)]
+        if problems:
+            raise ValidationError(problems)
+        return list(dict.fromkeys(recipients))
 
     def to_internal_value(self, data: Any) -> str | list[str]:
         if isinstance(data, str):
@@ -268,17 +288,7 @@ class OneOrManyRecipients(serializers.Field):
             raise ValidationError("A recipient, or a list of recipients.")
         if not 1 <= len(data) <= MAX_LISTED_RECIPIENTS:
             raise ValidationError(f"A list of 1 to {MAX_LISTED_RECIPIENTS} recipients.")
-        recipients, problems = [], {}
-        for index, item in enumerate(data):
-            try:
-                if not isinstance(item, str):
-                    raise ValidationError("Must be a string.")
-                recipients.append(self.one.run_validation(item))
-            except ValidationError as exc:
-                problems[index] = exc.detail
-        if problems:
-            raise ValidationError(problems)
-        return recipients
+        return list(data)  # (each item is checked with the channel's rules: `recipients`)
 
     def to_representation(self, value: Any) -> Any:
         return value
@@ -289,7 +299,9 @@ def request_fingerprint(fields: dict, later_options: tuple[str, ...] = ()) -> st
     same request is recognised even after the template changed."""
     # (options added later count only when given: earlier requests keep their fingerprint)
     later = (*LATER_OPTIONS, *later_options)
-    fields = {k: v for k, v in fields.items() if k not in later or v}
+    fields = {
+        k: v for k, v in fields.items() if k not in later or (v and v != LATER_DEFAULTS.get(k))
+    }
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -476,15 +488,7 @@ class Messages(APIView):
                     raise ValidationError(
                         {"fallback": ["A fallback goes with one recipient, not a list."]}
                     )
-                normalised, problems = [], {}
-                for index, recipient in enumerate(attrs["to"]):
-                    try:
-                        normalised.append(normalise(recipient))
-                    except registry.InvalidRecipient as exc:
-                        problems[f"to.{index}"] = [str(exc)]
-                if problems:
-                    raise ValidationError(problems)
-                attrs["to"] = list(dict.fromkeys(normalised))  # (each recipient once)
+                attrs["to"] = self.fields["to"].recipients(attrs["to"], normalise)
             else:
                 try:
                     attrs["to"] = normalise(attrs["to"])
@@ -548,9 +552,15 @@ class Messages(APIView):
                 **labels(fields),
             }
             if isinstance(fields["to"], list):
-                composed = compose_many(
-                    request.user, compose_request(fields, ""), [(to, {}) for to in fields["to"]]
-                )
+                try:
+                    composed = compose_many(
+                        request.user,
+                        compose_request(fields, ""),
+                        [(to, {}) for to in fields["to"]],
+                    )
+                except CompositionError as exc:
+                    # (what they share is at fault, not a recipient: named once, as for one)
+                    raise CompositionError(shared_fields(exc.fields)) from exc
                 return [replace(with_fallback(fields, d), **finish) for d in composed]
             draft = compose(request.user, compose_request(fields, fields["to"]))
             return replace(with_fallback(fields, draft), **finish)
@@ -595,6 +605,16 @@ class Messages(APIView):
             return MessageOutput(message).data
 
         return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
+
+
+def shared_fields(problems: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A batch's `recipients.<n>.<field>` problems as the request's own `<field>`s, each once."""
+    shared: dict[str, list[str]] = {}
+    for name, messages in problems.items():
+        field = name.split(".", 2)[-1]
+        shared.setdefault(field, [])
+        shared[field] += [m for m in messages if m not in shared[field]]
+    return shared
 
 
 def checked_send_at(value: datetime | None) -> datetime | None:

@@ -7,6 +7,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from notify.api.errors import error_body
 
+# the methods whose body the API reads
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
 
 class LengthRequiredMiddleware:
     """A body sent in chunks without a Content-Length: Django reads a body by its length only,
@@ -17,7 +20,7 @@ class LengthRequiredMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if chunked and not request.META.get("CONTENT_LENGTH"):
+        if chunked and request.method in BODY_METHODS and not request.META.get("CONTENT_LENGTH"):
             return JsonResponse(
                 error_body(
                     "length_required",

@@ -229,23 +229,23 @@ class FailoverTransport(Transport):
         for member in members:
             scope = member.transport.breaker_scope(envelope.recipient)
             circuit = breaker.circuit(member.provider_id, scope)
-            if not breaker.allow(circuit):
-                refusals.append(f"{member.name}: circuit open" + (f" for {scope}" if scope else ""))
-                continue
+            # (the send limit first: a skip for it must not take a half-open breaker's probe)
             wait = send_limits.pace(member.provider_id, member.send_rate)
             if wait is not None:
                 refusals.append(f"{member.name}: over its send limit of {member.send_rate:g}/s")
                 failures.append(
                     TransportError(
-                        f"over the send limit of provider {member.name} "
-                        f"({member.send_rate:g}/s): retried later",
+                        f"waiting for the send limit of provider {member.name} "
+                        f"({member.send_rate:g}/s)",
                         permanent=False,
                         retry_after=wait,
-                        kind="throttled",
+                        kind=send_limits.KIND,
                         provider=member.name,
                     )
                 )
-                retry_after = max(retry_after or 0.0, wait)
+                continue
+            if not breaker.allow(circuit):
+                refusals.append(f"{member.name}: circuit open" + (f" for {scope}" if scope else ""))
                 continue
             try:
                 with call_timeout(call_seconds(member.timeout, envelope)):
@@ -265,6 +265,19 @@ class FailoverTransport(Transport):
             return replace(result, provider=member.name)
         if len(failures) == 1 and len(refusals) == 1:
             raise failures[0]  # (the one provider's own answer, kind and code)
+        if (
+            failures
+            and len(failures) == len(refusals)
+            and all(f.kind == send_limits.KIND for f in failures)
+        ):
+            # only our own limits stood in the way: the message waits for the first to free
+            raise TransportError(
+                "waiting for the send limits: " + "; ".join(refusals),
+                permanent=False,
+                retry_after=min(f.retry_after or 0.0 for f in failures),
+                kind=send_limits.KIND,
+                provider=failures[0].provider,
+            )
         raise TransportError(
             "every provider failed: " + "; ".join(refusals) + ": retried later",
             permanent=False,

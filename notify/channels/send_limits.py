@@ -1,7 +1,9 @@
 """Per-provider send limits: a token bucket per provider account in Redis (notify.ratelimit),
 shared by every worker. A send over the limit waits for its token when that is at most
-MAX_PACE_SECONDS away (the lane is paced, not failed); past that, the provider is skipped as
-throttled, without counting against its circuit breaker (the provider did nothing wrong)."""
+MAX_PACE_SECONDS away (the lane is paced, not failed); past that, the provider is skipped
+(failover to the next), without counting against its circuit breaker (the provider did nothing
+wrong). When only these limits stood in the way, the message is queued again for when a token
+is back, and that try does not count among its attempts (TransportError kind KIND)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from notify import ratelimit
 
 # the longest a send waits for its provider's token before failover moves on
 MAX_PACE_SECONDS = 1.0
+# the TransportError kind of a send held back by the platform's own limit (not a failure)
+KIND = "send_limit"
 
 
 def bucket(provider_id: int) -> str:

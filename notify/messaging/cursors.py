@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from django.db.models import Model, Q, QuerySet
@@ -69,6 +69,12 @@ def decode(cursor: str, pk_type: type) -> Position:
         raise BadCursor from None
     if when is None or timezone.is_naive(when) or type(pk) is not pk_type:
         raise BadCursor
+    try:
+        # (a time at the ends of the calendar in another offset has no UTC form: SQLite
+        # compares in UTC and would fail on it)
+        when = when.astimezone(UTC)
+    except OverflowError:
+        raise BadCursor from None
     if type(pk) is int and not 0 <= pk < 2**63:  # (past a bigint: a database error)
         raise BadCursor
     if backward and parts[2] != _BACKWARD:

@@ -137,10 +137,14 @@ class Message(models.Model):
     category = models.CharField(max_length=64, blank=True, default="")
     # a message the recipient must get (a verification code): preferences do not stop it
     critical = models.BooleanField(default=False)
-    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    # (defaults in the database too: code from before these columns still inserts rows; and no
+    # CHECK constraint, whose validation would scan the table under an exclusive lock)
+    priority = models.SmallIntegerField(
+        choices=Priority.choices, default=Priority.NORMAL, db_default=Priority.NORMAL
+    )
     # the caller's labels (GET /v2/messages?tag=) and its own data, answered back as given
-    tags = models.JSONField(default=list, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True, db_default=[])
+    metadata = models.JSONField(default=dict, blank=True, db_default={})
     # When the caller asked it to be sent (None: at once)
     send_at = models.DateTimeField(null=True, blank=True)
     # When the next attempt may start (now, a retry's backoff); the sweep publishes due rows.
@@ -177,12 +181,12 @@ class Message(models.Model):
                 condition=Q(status="queued"),
                 name="message_queued_lane_tenant",
             ),
-            # a woken transactional worker takes the lane's due messages (the few due now: the
-            # range ends at now, so scheduled ones are not read), highest priority first
+            # a woken transactional worker takes the lane's due messages in this order, highest
+            # priority first, reading only as far as the rows it takes
             models.Index(
-                fields=["next_attempt_at", "id"],
+                fields=["-priority", "next_attempt_at", "id"],
                 condition=Q(status="queued", lane="transactional"),
-                name="message_queued_transactional",
+                name="message_queued_tx_priority",
             ),
             models.Index(
                 fields=["lease_expires_at"],

@@ -60,7 +60,8 @@ def list_messages(
 
 def _tagged(messages: QuerySet[Message], tag: str) -> QuerySet[Message]:
     if connection.vendor == "postgresql":
-        return messages.filter(tags__contains=[tag])  # (jsonb containment)
+        # (jsonb containment, through the GIN index of tagged messages: migration 0025)
+        return messages.filter(tags__contains=[tag]).exclude(tags=[])
     # SQLite has no JSON containment lookup: the same test, item by item
     table = Message._meta.db_table
     return messages.extra(

@@ -18,6 +18,7 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from notify.channels import send_limits
 from notify.channels.base import (
     Envelope,
     Transport,
@@ -738,7 +739,12 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         provider=error.provider,
     )
     round_attempts = message.attempts - message.attempts_before_retry
-    delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
+    # held back by a provider's send limit (ours): queued again when it frees, not counted
+    held_back = error.kind == send_limits.KIND
+    if held_back:
+        delay = max(error.retry_after or 0.0, 0.05)
+    else:
+        delay = None if error.permanent else retry_delay(round_attempts, error.retry_after)
     deadline = deadline_of(message)
     if (
         delay is not None
@@ -794,17 +800,22 @@ def _record_failure(message: ClaimedMessage, error: TransportError, started: flo
         return
     next_attempt_at = now + timedelta(seconds=delay)
     # no broker countdown: the row holds the time, and the sweep publishes it when due
-    detail = f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}"
+    fields: tuple[tuple[str, object], ...] = (
+        ("error", error.reason),
+        ("next_attempt_at", next_attempt_at),
+        ("republish_at", next_attempt_at),
+    )
+    if held_back:
+        detail = f"{error.reason}: sent in {delay:.2g}s (not counted as an attempt)"
+        fields += (("attempts_before_retry", message.attempts_before_retry + 1),)
+    else:
+        detail = f"attempt {message.attempts} failed, retry in {delay:g}s: {error.reason}"
     _record_outcome(
         message,
         Outcome(
             status=MessageStatus.QUEUED,
             events=((MessageStatus.QUEUED, detail),),
-            fields=(
-                ("error", error.reason),
-                ("next_attempt_at", next_attempt_at),
-                ("republish_at", next_attempt_at),
-            ),
+            fields=fields,
             **attempt,
         ),
         now,

@@ -382,7 +382,14 @@ def test_post_message__chunked_body_without_length__411_not_read_as_empty(api_cl
 
 @pytest.mark.parametrize(
     "accept",
-    ["application/json;q=0", "*/*;q=0", "text/html;q=1, */*;q=0", "application/*; q=0.000"],
+    [
+        "application/json;q=0",
+        "*/*;q=0",
+        "text/html;q=1, */*;q=0",
+        "application/*; q=0.000",
+        "application/json;q=0, */*",
+        "application/json;q=0.0, application/*",
+    ],
 )
 def test_post_message__json_refused_by_accept__406_nothing_stored(api_client, accept):
     response = api_client.post("/v2/messages", VALID, format="json", HTTP_ACCEPT=accept)
@@ -394,3 +401,8 @@ def test_post_message__json_refused_by_accept__406_nothing_stored(api_client, ac
 def test_post_message__json_acceptable__202(api_client, accept):
     response = api_client.post("/v2/messages", VALID, format="json", HTTP_ACCEPT=accept)
     assert response.status_code == 202
+
+
+def test_get__chunked_marker_without_a_body__answered(api_client):
+    response = api_client.get("/v2/messages", HTTP_TRANSFER_ENCODING="chunked")
+    assert response.status_code == 200

@@ -520,6 +520,8 @@ def test_list__previous_link__gives_back_the_page_before(api_client, monkeypatch
             b'["2026-01-01T00:00:00+00:00", "123456789012345678", "x"]'
         ).decode(),
         "x" * 500,
+        base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+01:00", "123456789012345678"]').decode(),
+        base64.urlsafe_b64encode(b'["9999-12-31T23:59:59-01:00", "123456789012345678"]').decode(),
     ],
 )
 def test_list__cursor_it_never_gave__400_naming_cursor(api_client, cursor):
@@ -654,7 +656,7 @@ def test_post_message__to_a_list__one_message_each_answered_together(
     [
         ([], "to"),
         (["a@example.com", "not-an-address"], "to.1"),
-        (["a@example.com", 5], "to"),
+        (["a@example.com", 5], "to.1"),
         ([f"u{n}@example.com" for n in range(101)], "to"),
         ({"a": "b"}, "to"),
     ],
@@ -680,3 +682,34 @@ def test_post_message__to_list_with_a_fallback__400(api_client):
     response = api_client.post("/v2/messages", body, format="json")
     assert response.status_code == 400
     assert "fallback" in response.json()["error"]["fields"]
+
+
+def test_post_message__to_list_with_template_data_missing__named_once_as_for_one(
+    api_client, approve_as_operator
+):
+    api_client.post(
+        "/v2/templates",
+        {
+            "key": "hi",
+            "channel": "email",
+            "subject": "Hi {{ name }}",
+            "body": "<p>x</p>",
+            "params": ["name"],
+        },
+        format="json",
+    )
+    approve_as_operator("hi")
+    body = {"channel": "email", "to": ["a@example.com", "b@example.com"], "template": "hi"}
+    response = api_client.post("/v2/messages", body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["data"]
+
+
+def test_post_message__default_priority__same_idempotency_fingerprint_as_before_it_existed():
+    from notify.api.messages import request_fingerprint
+
+    before = {"channel": "email", "to": "a@example.com", "subject": "S", "body": "B"}
+    assert request_fingerprint({**before, "priority": "normal", "tags": [], "metadata": {}}) == (
+        request_fingerprint(before)
+    )
+    assert request_fingerprint({**before, "priority": "high"}) != request_fingerprint(before)

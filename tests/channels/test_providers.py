@@ -8,9 +8,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import timezone
 
 from notify import ratelimit
 from notify.channels import breaker, send_limits
@@ -605,3 +607,27 @@ def test_providers_api__send_rate__kept_shown_and_bounded(api_client, settings):
     assert changed.json()["send_rate"] is None
     refused = api_client.post("/v2/providers", {**body, "name": "x", "send_rate": 0}, format="json")
     assert refused.status_code == 400 and "send_rate" in refused.json()["error"]["fields"]
+
+
+def test_send_limit__only_provider_over_it__queued_until_it_frees_never_dead(
+    tenant, two_providers, carriers, settings
+):
+    from notify.channels.services import update_provider
+    from notify.messaging import services
+
+    # Given the tenant's only SMS provider allowed one message every hundred seconds
+    update_provider(two_providers[0], send_rate=0.01)
+    update_provider(two_providers[1], enabled=False)
+    services.deliver(sms(tenant, "13912340001").id)
+    waiting = sms(tenant, "13912340002")
+    # When the next message is tried more times than its retries allow
+    for _ in range(len(settings.NOTIFY_RETRY_DELAYS) + 2):
+        Message.all_tenants.filter(pk=waiting.pk).update(next_attempt_at=timezone.now())
+        services.deliver(waiting.id)
+    # Then it is still waiting for the limit, sent by nobody, and none of it counted
+    waiting.refresh_from_db()
+    assert waiting.status == MessageStatus.QUEUED
+    assert waiting.attempts - waiting.attempts_before_retry == 0
+    assert waiting.next_attempt_at > timezone.now() + timedelta(seconds=50)
+    assert "send limit" in waiting.error
+    assert [p["to"] for p in carriers[0].received] == ["13912340001"]
