@@ -93,7 +93,7 @@ class EmailTransport(Transport):
             body=envelope.body,
             from_email=_sender(envelope.provider_hints.get("from_name", ""), self._from_email),
             to=[envelope.recipient],
-            cc=list(envelope.provider_hints.get("cc", ())),
+            cc=_addressable(envelope.provider_hints.get("cc", ())),
             headers={**envelope.headers, "X-Notify-Message-Id": envelope.message_id},
         )
         for attachment in envelope.provider_hints.get("attachments", ()):
@@ -144,6 +144,21 @@ class EmailTransport(Transport):
         host = getattr(self._connection, "host", "")
         port = getattr(self._connection, "port", "")
         return SendResult(detail=f"accepted by SMTP server {host}:{port}", delivered=True)
+
+
+def _addressable(copies: Any) -> list[str]:
+    """The copies (cc) mail can be addressed to: one that cannot (`a@b..co`, a line break) is
+    left out rather than failing the message to its recipient, as the old gateway, which only
+    wrote the copies to its outbox, delivered it."""
+    kept = []
+    for address in copies:
+        if header_problem(address) is None:
+            try:
+                sanitize_address(address, settings.DEFAULT_CHARSET)
+            except Exception:  # noqa: BLE001, S112 - whatever the email library refuses
+                continue
+            kept.append(address)
+    return kept
 
 
 def _refusals_of(backend: Any) -> dict:

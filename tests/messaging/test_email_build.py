@@ -99,3 +99,22 @@ def test_deliver__recipient_refused_while_its_cc_is_taken__failed_as_the_server_
     assert message.error_code == "550"
     assert "recipient refused" in message.error
     assert [m.rcpt_tos for m in smtp_server.received] == [["copy@example.com"]]
+
+
+def test_deliver__a_copy_that_cannot_be_addressed__left_out_the_recipient_still_gets_it(
+    tenant, smtp_server, queued_retries
+):
+    message = create_message(
+        tenant=tenant,
+        draft=MessageDraft(
+            channel="email",
+            recipient="ana@example.com",
+            subject="S",
+            body="B",
+            params={"cc": ["copy@example..com", "ok@example.com"]},
+        ),
+    )
+    services.deliver(message.id)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert [m.rcpt_tos for m in smtp_server.received] == [["ana@example.com", "ok@example.com"]]
