@@ -551,33 +551,13 @@ class Messages(APIView):
                 "priority": Priority[fields["priority"].upper()],
                 **labels(fields),
             }
-            if isinstance(fields["to"], list):
-                try:
-                    composed = compose_many(
-                        request.user,
-                        compose_request(fields, ""),
-                        [(to, {}) for to in fields["to"]],
-                    )
-                except CompositionError as exc:
-                    # (what they share is at fault, not a recipient: named once, as for one)
-                    raise CompositionError(shared_fields(exc.fields)) from exc
-                return [replace(with_fallback(fields, d), **finish) for d in composed]
-            draft = compose(request.user, compose_request(fields, fields["to"]))
-            return replace(with_fallback(fields, draft), **finish)
-
-        def compose_request(fields: dict, recipient: str) -> ComposeRequest:
-            return ComposeRequest(
-                channel=fields["channel"],
-                recipient=recipient,
-                subject=fields["subject"],
-                body=fields["body"],
-                html=fields["html"],
-                template=fields.get("template", ""),
-                data=fields["data"],
-                locale=fields["locale"],
-                category=fields["category"],
-                critical=fields["critical"],
-            )
+            recipients = fields["to"] if isinstance(fields["to"], list) else [fields["to"]]
+            # (a list shares its content: rendered once, for the first recipient)
+            draft = compose(request.user, compose_request(fields, recipients[0]))
+            draft = replace(with_fallback(fields, draft), **finish)
+            if not isinstance(fields["to"], list):
+                return draft
+            return [replace(draft, recipient=recipient) for recipient in recipients]
 
         def store(fields: dict, draft: MessageDraft | list[MessageDraft], sent: Any) -> dict:
             if isinstance(draft, list):
@@ -588,9 +568,18 @@ class Messages(APIView):
                     lane=Lane.TRANSACTIONAL,
                     send_at=fields["send_at"],
                 )
-                messages = selectors.messages_in_order(request.user, batch.message_ids)
+                for message, event in zip(batch.messages, batch.events, strict=True):
+                    # new messages: each one's timeline is the event just stored, no attempt yet
+                    message._prefetched_objects_cache = {
+                        "events": [event],
+                        "delivery_attempts": [],
+                    }
                 return MessageListOutput(
-                    {"batch_id": batch.batch_id, "count": len(messages), "messages": messages}
+                    {
+                        "batch_id": batch.batch_id,
+                        "count": len(batch.messages),
+                        "messages": batch.messages,
+                    }
                 ).data
             timeline: list[MessageEvent] = []
             message = create_message(
@@ -607,14 +596,20 @@ class Messages(APIView):
         return accept_send(request, "v2/messages", self.InputSerializer, compose_one, store)
 
 
-def shared_fields(problems: dict[str, list[str]]) -> dict[str, list[str]]:
-    """A batch's `recipients.<n>.<field>` problems as the request's own `<field>`s, each once."""
-    shared: dict[str, list[str]] = {}
-    for name, messages in problems.items():
-        field = name.split(".", 2)[-1]
-        shared.setdefault(field, [])
-        shared[field] += [m for m in messages if m not in shared[field]]
-    return shared
+def compose_request(fields: dict, recipient: str) -> ComposeRequest:
+    """What a send request's validated fields ask to compose, for `recipient`."""
+    return ComposeRequest(
+        channel=fields["channel"],
+        recipient=recipient,
+        subject=fields["subject"],
+        body=fields["body"],
+        html=fields["html"],
+        template=fields.get("template", ""),
+        data=fields["data"],
+        locale=fields["locale"],
+        category=fields["category"],
+        critical=fields["critical"],
+    )
 
 
 def checked_send_at(value: datetime | None) -> datetime | None:
@@ -920,18 +915,7 @@ class MessageBatchCreate(APIView):
         def compose_recipients(fields: dict) -> list[MessageDraft]:
             return compose_many(
                 request.user,
-                ComposeRequest(
-                    channel=fields["channel"],
-                    recipient="",
-                    subject=fields["subject"],
-                    body=fields["body"],
-                    html=fields["html"],
-                    template=fields.get("template", ""),
-                    data=fields["data"],
-                    locale=fields["locale"],
-                    category=fields["category"],
-                    critical=fields["critical"],
-                ),
+                compose_request(fields, ""),
                 [(r["to"], r["data"]) for r in fields["recipients"]],
             )
 

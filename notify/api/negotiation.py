@@ -36,7 +36,7 @@ def _refused_type(media_type: str, ranges: list[str]) -> bool:
 
 class QualityAwareNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request: Any, renderers: list, format_suffix: Any = None) -> Any:
-        ranges = [r for r in super().get_accept_list(request) if r]
+        ranges = self.get_accept_list(request)
         offered = [r for r in renderers if not _refused_type(r.media_type, ranges)]
         if not offered:
             raise NotAcceptable(available_renderers=renderers)
@@ -45,6 +45,4 @@ class QualityAwareNegotiation(DefaultContentNegotiation):
     def get_accept_list(self, request: Any) -> list[str]:
         # (an Accept header with nothing in it is no preference, as if it were absent)
         ranges = [media_range for media_range in super().get_accept_list(request) if media_range]
-        if not ranges:
-            return ["*/*"]
-        return [media_range for media_range in ranges if not _refused(media_range)]
+        return ranges or ["*/*"]

@@ -21,16 +21,6 @@ def get_message(tenant: Tenant, message_id: str) -> Message | None:
     )
 
 
-def messages_in_order(tenant: Tenant, message_ids: list[str]) -> list[Message]:
-    """The tenant's messages of `message_ids` (with their events and attempts), in that order."""
-    found = (
-        Message.objects.for_tenant(tenant)
-        .prefetch_related("events", "delivery_attempts")
-        .in_bulk(message_ids)
-    )
-    return [found[pk] for pk in message_ids if pk in found]
-
-
 def list_messages(
     tenant: Tenant,
     *,

@@ -213,6 +213,10 @@ def _message_row(
 class BatchResult:
     batch_id: str
     message_ids: list[str]
+    # the stored rows and each one's first event, in the drafts' order (an answer needs no
+    # re-read)
+    messages: list[Message]
+    events: list[MessageEvent]
 
 
 def create_batch(
@@ -272,11 +276,10 @@ def create_batch(
             for row, event in zip(rows, events, strict=True):
                 event.message = row
             MessageEvent.objects.bulk_create(events, batch_size=1000)
-        if scheduled:
-            pass  # (the sweep publishes it at `send_at`)
-        elif lane == Lane.BULK:
+        # (a scheduled batch is published by the sweep at `send_at`)
+        if not scheduled and lane == Lane.BULK:
             transaction.on_commit(lambda: publish_bulk_wakeups(len(ids)))
-        else:
+        elif not scheduled:
             transaction.on_commit(lambda: _publish(ids))
     logger.info(
         "batch queued id=%s tenant=%s messages=%d",
@@ -285,7 +288,7 @@ def create_batch(
         len(ids),
         extra={"batch_id": batch_id, "tenant": tenant.slug},
     )
-    return BatchResult(batch_id, ids)
+    return BatchResult(batch_id, ids, rows, events)
 
 
 def publish_bulk_wakeups(messages: int) -> int:

@@ -588,16 +588,8 @@ def test_send_limit__next_turn_too_far__the_next_provider_sends_and_no_circuit_o
     assert breaker.state(two_providers[0].pk) == breaker.CLOSED
 
 
-def test_providers_api__send_rate__kept_shown_and_bounded(api_client, settings):
-    settings.ALLOW_PRIVATE_TARGETS = True
-    body = {
-        "channel": "sms",
-        "kind": "http",
-        "name": "limited",
-        "config": {"url": "http://127.0.0.1:9/send"},
-        "secrets": {"secret": SECRET},
-        "send_rate": 20,
-    }
+def test_providers_api__send_rate__kept_shown_and_bounded(api_client):
+    body = {**NEW_PROVIDER, "name": "limited", "send_rate": 20}
     created = api_client.post("/v2/providers", body, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["send_rate"] == 20

@@ -16,13 +16,20 @@ def queued_retries(monkeypatch) -> list:  # noqa: ANN001
     return calls
 
 
-def stored_email(tenant, *, to: str = "ana@example.com", subject: str = "S") -> Message:  # noqa: ANN001
+def stored_email(  # noqa: ANN001
+    tenant, *, to: str = "ana@example.com", subject: str = "S", cc: tuple[str, ...] = ()
+) -> Message:
     """A message as stored before the API refused such input (or from another origin)."""
-    message = create_message(
+    return create_message(
         tenant=tenant,
-        draft=MessageDraft(channel="email", recipient=to, subject=subject, body="B"),
+        draft=MessageDraft(
+            channel="email",
+            recipient=to,
+            subject=subject,
+            body="B",
+            params={"cc": list(cc)} if cc else None,
+        ),
     )
-    return message
 
 
 @pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\r\n", "\t"])
@@ -81,16 +88,7 @@ def test_deliver__recipient_refused_while_its_cc_is_taken__failed_as_the_server_
     tenant, smtp_server, queued_retries
 ):
     # Given a mail whose recipient the server refuses, with a copy to an address it accepts
-    message = create_message(
-        tenant=tenant,
-        draft=MessageDraft(
-            channel="email",
-            recipient="reject-ana@example.com",
-            subject="S",
-            body="B",
-            params={"cc": ["copy@example.com"]},
-        ),
-    )
+    message = stored_email(tenant, to="reject-ana@example.com", cc=("copy@example.com",))
     # When the worker delivers it
     services.deliver(message.id)
     # Then the message failed with the server's refusal (the copy went, as SMTP does it)
@@ -104,16 +102,7 @@ def test_deliver__recipient_refused_while_its_cc_is_taken__failed_as_the_server_
 def test_deliver__a_copy_that_cannot_be_addressed__left_out_the_recipient_still_gets_it(
     tenant, smtp_server, queued_retries
 ):
-    message = create_message(
-        tenant=tenant,
-        draft=MessageDraft(
-            channel="email",
-            recipient="ana@example.com",
-            subject="S",
-            body="B",
-            params={"cc": ["copy@example..com", "ok@example.com"]},
-        ),
-    )
+    message = stored_email(tenant, cc=("copy@example..com", "ok@example.com"))
     services.deliver(message.id)
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
