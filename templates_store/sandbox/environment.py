@@ -402,7 +402,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             charge_steps(__self.step_cost * (1 + size))
             for arg in args:
                 if isinstance(arg, list):
-                    gate.charge_hashed(map(gate._pair_key, arg))
+                    gate.charge_pair_keys(arg)
             reserve(size)
             return __context.call(__obj, *args, **kwargs)
         # (loop and block variables are for context functions: none of these takes a context)

@@ -402,10 +402,10 @@ def _update(owner: Any, args: tuple, kwargs: dict) -> None:
     # what the entries hold: a mapping's values, or the value of each (key, value) pair
     stored = sum(map(stored_size, kwargs.values()))
     for arg in args:
-        values = arg.values() if isinstance(arg, dict) else map(_pair_value, arg)
+        values = arg.values() if isinstance(arg, dict) else (_pair(p)[1] for p in arg)
         stored += sum(map(stored_size, values))
         if not isinstance(arg, dict):
-            charge_hashed(map(_pair_key, arg))
+            charge_pair_keys(arg)
     reserve(size, collection_bytes(dict, size) + stored)
 
 
@@ -429,18 +429,17 @@ def _hashed_arguments(owner: Any, args: tuple, kwargs: dict) -> None:
     charge_hashed(args[:1])
 
 
-def _pair_key(pair: Any) -> Any:
-    if type(pair) in (list, tuple) and len(pair) == 2:
-        return pair[0]
-    return None
+def charge_pair_keys(pairs: Iterable) -> None:
+    """charge_hashed for the keys of the (key, value) pairs given to a dict."""
+    charge_hashed(_pair(pair)[0] for pair in pairs)
 
 
-def _pair_value(pair: Any) -> Any:
-    """The value of a (key, value) pair given to `update` (anything else is refused by
-    `update` itself, and counts for nothing here)."""
+def _pair(pair: Any) -> tuple[Any, Any]:
+    """A (key, value) pair given to `update` or `dict()` (anything else is refused by the call
+    itself, and counts for nothing here)."""
     if type(pair) in (list, tuple) and len(pair) == 2:
-        return pair[1]
-    return None
+        return pair[0], pair[1]
+    return None, None
 
 
 def _sort(owner: Any, args: tuple, kwargs: dict) -> None:
